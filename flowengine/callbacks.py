@@ -1,0 +1,95 @@
+"""Reading a callback: a URL, a query string or a mapping, per the spec's rules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+from flowengine.compiler import CallbackParams
+from flowengine.errors import CallbackError, ProviderError
+from flowengine.security import digest
+from flowengine.spec import CallbackRules
+
+__all__ = ["callback_digest", "callback_error", "parse_callback"]
+
+#: A callback longer than this is not a callback (and not worth parsing).
+MAX_CALLBACK_LENGTH = 16 * 1024
+MAX_PARAMETERS = 64
+
+CallbackInput = str | Mapping[str, str | Sequence[str]]
+
+
+def _pairs(data: CallbackInput) -> list[tuple[str, str]]:
+    if isinstance(data, str):
+        if len(data) > MAX_CALLBACK_LENGTH:
+            raise CallbackError("the callback is too long", code="callback_invalid")
+        query = urlsplit(data).query if ("?" in data or "://" in data) else data.lstrip("?")
+        try:
+            return parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_PARAMETERS)
+        except ValueError:
+            raise CallbackError("the callback has too many parameters", code="callback_invalid") from None
+    pairs: list[tuple[str, str]] = []
+    for key, value in data.items():
+        values = [value] if isinstance(value, str) else list(value)
+        for item in values:
+            if not isinstance(item, str):
+                raise CallbackError(f"callback parameter {key!r} is not text", code="callback_invalid")
+            pairs.append((str(key), item))
+    if len(pairs) > MAX_PARAMETERS:
+        raise CallbackError("the callback has too many parameters", code="callback_invalid")
+    return pairs
+
+
+def parse_callback(data: CallbackInput, rules: CallbackRules) -> CallbackParams:
+    """The parameters that matter, with repeated ones taken last or rejected (SECURITY.md 6)."""
+    names = {
+        "state": rules.state,
+        "code": rules.code,
+        "error": rules.error,
+        "error_reason": rules.error_reason,
+        "error_description": rules.error_description,
+        "iss": rules.iss,
+    }
+    wanted = {name: field for field, name in names.items() if name}
+    seen: dict[str, list[str]] = {}
+    for key, value in _pairs(data):
+        field = wanted.get(key)
+        if field is not None:
+            seen.setdefault(field, []).append(value)
+    values: dict[str, str | None] = {}
+    for field, found in seen.items():
+        if len(found) > 1 and rules.repeated == "reject":
+            raise CallbackError(
+                f"the callback repeats the {names[field]!r} parameter", code="repeated_parameter"
+            )
+        values[field] = found[-1] or None
+    return CallbackParams(**values)
+
+
+def callback_error(params: CallbackParams, rules: CallbackRules) -> ProviderError | None:
+    """The error a callback reports (denial, provider error, or no code at all), or None."""
+    body = {
+        "error": params.error,
+        "error_reason": params.error_reason,
+        "error_description": params.error_description,
+    }
+    if params.error:
+        denied = params.error in rules.denied_errors
+        message = (
+            "the person denied the request" if denied else f"the provider answered {params.error[:80]!r}"
+        )
+        if params.error_description:
+            message += f": {params.error_description[:200]}"
+        return ProviderError(message, code="access_denied" if denied else "provider_error", body=body)
+    if not params.code:
+        return ProviderError("the callback carries neither a code nor an error", code="missing_code")
+    return None
+
+
+def callback_digest(params: CallbackParams) -> str:
+    """Names one callback, so a replay of the same one can be told from a different one."""
+    if params.code:
+        return digest("code\0" + params.code)
+    return digest(
+        "\0".join(("error", params.error or "", params.error_reason or "", params.error_description or ""))
+    )

@@ -1,0 +1,256 @@
+"""FlowSpec -> CompiledFlow: one ``transitions`` Machine per spec, built once.
+
+Flows are records, not models attached to the machine: ``add_model`` keeps a
+list and costs linear time per model, so a compiled flow owns one cursor model,
+sets it to a flow's state, fires the trigger and reads where it landed. Guards
+and actions see a ``TransitionContext``; actions only record changes on it, the
+engine turns them into a new record and stores it with compare-and-set.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+from transitions import Machine, MachineError
+
+from flowengine.errors import FlowError, FlowStateError, SpecError, SpecProblem
+from flowengine.records import ErrorInfo, Flow, Token
+from flowengine.spec import FlowSpec
+
+__all__ = [
+    "BUILTIN_ACTIONS",
+    "BUILTIN_GUARDS",
+    "Action",
+    "CallbackParams",
+    "CompiledFlow",
+    "Guard",
+    "TransitionContext",
+    "compile_flow",
+]
+
+
+@attrs.frozen(slots=True)
+class CallbackParams:
+    """The parameters of a callback that matter, read per the spec's callback rules."""
+
+    state: str | None = attrs.field(default=None, repr=False)
+    code: str | None = attrs.field(default=None, repr=False)
+    error: str | None = None
+    error_reason: str | None = None
+    error_description: str | None = None
+    iss: str | None = None
+
+
+@attrs.define(slots=True)
+class TransitionContext:
+    """What guards read and actions write during one transition."""
+
+    spec: FlowSpec
+    flow: Flow
+    event: str
+    params: CallbackParams | None = None
+    token: Token | None = None
+    error: FlowError | None = None
+    changes: dict[str, Any] = attrs.field(factory=dict)
+    save_token: bool = False
+
+
+Guard = Callable[[TransitionContext], bool]
+Action = Callable[[TransitionContext], None]
+
+
+def _code_present(ctx: TransitionContext) -> bool:
+    return ctx.params is not None and bool(ctx.params.code) and not ctx.params.error
+
+
+def _error_is_denial(ctx: TransitionContext) -> bool:
+    return ctx.error is not None and ctx.error.code == "access_denied"
+
+
+def _record_code(ctx: TransitionContext) -> None:
+    assert ctx.params is not None
+    ctx.changes["code"] = ctx.params.code
+
+
+def _record_error(ctx: TransitionContext) -> None:
+    if ctx.error is not None:
+        ctx.changes["error"] = ErrorInfo.from_error(ctx.error)
+
+
+def _record_token(ctx: TransitionContext) -> None:
+    token = ctx.token
+    assert token is not None
+    ctx.changes.update(
+        account=token.account,
+        token_key=token.key,
+        token_fingerprint=token.fingerprint,
+        granted_scope=token.scope,
+        error=None,
+    )
+
+
+def _save_token(ctx: TransitionContext) -> None:
+    ctx.save_token = True
+
+
+def _forget_secrets(ctx: TransitionContext) -> None:
+    ctx.changes.update(code=None, code_verifier=None)
+
+
+BUILTIN_GUARDS: Mapping[str, Guard] = {
+    "code_present": _code_present,
+    "error_is_denial": _error_is_denial,
+    "error_present": lambda ctx: ctx.error is not None,
+    "token_received": lambda ctx: ctx.token is not None,
+    "pkce_enabled": lambda ctx: ctx.spec.pkce,
+}
+
+BUILTIN_ACTIONS: Mapping[str, Action] = {
+    "record_code": _record_code,
+    "record_error": _record_error,
+    "record_token": _record_token,
+    "save_token": _save_token,
+    "forget_secrets": _forget_secrets,
+}
+
+
+class _Cursor:
+    """The one model of a compiled machine; it holds a state for one trigger at a time."""
+
+    state: str
+
+
+class CompiledFlow:
+    """A spec compiled into a machine; ``fire`` moves a flow one step."""
+
+    def __init__(self, spec: FlowSpec, guards: Mapping[str, Guard], actions: Mapping[str, Action]):
+        self.spec = spec
+        self.final = frozenset(spec.machine.final)
+        self.states = tuple(spec.machine.states)
+        self._lock = threading.Lock()
+        self._cursor = _Cursor()
+        self.machine = Machine(
+            model=self._cursor,
+            states=list(spec.machine.states),
+            initial=spec.machine.initial,
+            auto_transitions=False,
+            send_event=True,
+        )
+        for t in spec.machine.transitions:
+            sources: Any = "*" if "*" in t.source else list(t.source)
+            self.machine.add_transition(
+                t.trigger,
+                sources,
+                t.dest,
+                conditions=[_as_condition(name, guards[name]) for name in t.when],
+                after=[_as_callback(actions[name]) for name in t.do],
+            )
+        self.triggers = frozenset(t.trigger for t in spec.machine.transitions)
+
+    def is_final(self, flow: Flow) -> bool:
+        """True when the flow has reached one of the spec's final states."""
+        return flow.state in self.final
+
+    def can_fire(self, state: str, event: str) -> bool:
+        """True when some transition on ``event`` leaves ``state``."""
+        return event in self.triggers and bool(self.machine.get_transitions(event, state))
+
+    def fire(self, ctx: TransitionContext) -> str:
+        """Run the first transition on ``ctx.event`` whose guards pass; return its dest."""
+        with self._lock:
+            self.machine.set_state(ctx.flow.state, model=self._cursor)
+            try:
+                moved = self._cursor.trigger(ctx.event, ctx=ctx)  # type: ignore[attr-defined]
+            except MachineError:
+                moved = False
+            if not moved:
+                raise FlowStateError(
+                    f"no transition on {ctx.event!r} applies to a flow in state {ctx.flow.state!r}",
+                    flow_id=ctx.flow.id,
+                )
+            return self._cursor.state
+
+    def edges(self) -> Iterable[tuple[str, str, str, tuple[str, ...]]]:
+        """Every edge of the compiled machine as (source, dest, trigger, guard names)."""
+        for trigger, event in self.machine.events.items():
+            for source, transitions in event.transitions.items():
+                for transition in transitions:
+                    names = tuple(str(getattr(c.func, "guard_name", "?")) for c in transition.conditions)
+                    yield source, str(transition.dest), trigger, names
+
+
+def _as_condition(name: str, guard: Guard) -> Callable[[Any], bool]:
+    def condition(event: Any) -> bool:
+        return bool(guard(event.kwargs["ctx"]))
+
+    condition.guard_name = name  # type: ignore[attr-defined]
+    return condition
+
+
+def _as_callback(action: Action) -> Callable[[Any], None]:
+    def callback(event: Any) -> None:
+        action(event.kwargs["ctx"])
+
+    return callback
+
+
+def compile_flow(
+    spec: FlowSpec,
+    *,
+    guards: Mapping[str, Guard] | None = None,
+    actions: Mapping[str, Action] | None = None,
+) -> CompiledFlow:
+    """Compile a spec; unknown guard or action names are ``spec_invalid`` with their path.
+
+    ``guards``/``actions`` default to the built-ins plus what plugins contribute.
+    """
+    if guards is None or actions is None:
+        from flowengine.plugins import plugin_actions, plugin_guards
+
+        guards = {**BUILTIN_GUARDS, **plugin_guards()} if guards is None else guards
+        actions = {**BUILTIN_ACTIONS, **plugin_actions()} if actions is None else actions
+    problems: list[SpecProblem] = []
+    for i, t in enumerate(spec.machine.transitions):
+        for j, name in enumerate(t.when):
+            if name not in guards:
+                problems.append(
+                    SpecProblem(
+                        f"$.machine.transitions[{i}].when[{j}]", f"unknown guard {name!r}", spec.source
+                    )
+                )
+        for j, name in enumerate(t.do):
+            if name not in actions:
+                problems.append(
+                    SpecProblem(
+                        f"$.machine.transitions[{i}].do[{j}]", f"unknown action {name!r}", spec.source
+                    )
+                )
+    if problems:
+        raise SpecError(problems)
+    return CompiledFlow(spec, guards, actions)
+
+
+def render_graph(compiled: CompiledFlow, fmt: str = "mermaid") -> str:
+    """The compiled machine as Mermaid ``stateDiagram-v2`` or Graphviz DOT text."""
+    spec = compiled.spec
+    lines: list[str]
+    if fmt == "mermaid":
+        lines = ["stateDiagram-v2", f"    [*] --> {spec.machine.initial}"]
+        for source, dest, trigger, guards in compiled.edges():
+            label = trigger + (f" [{' and '.join(guards)}]" if guards else "")
+            lines.append(f"    {source} --> {dest}: {label}")
+        lines += [f"    {state} --> [*]" for state in spec.machine.final]
+    elif fmt == "dot":
+        lines = [f'digraph "{spec.name}" {{', "    rankdir=LR;", "    node [shape=box, style=rounded];"]
+        lines += [f'    "{state}" [shape=doublecircle];' for state in spec.machine.final]
+        lines.append(f'    "__start" [shape=point]; "__start" -> "{spec.machine.initial}";')
+        for source, dest, trigger, guards in compiled.edges():
+            label = trigger + (f"\\n[{' and '.join(guards)}]" if guards else "")
+            lines.append(f'    "{source}" -> "{dest}" [label="{label}"];')
+        lines.append("}")
+    else:
+        raise ValueError(f"unknown graph format {fmt!r} (mermaid or dot)")
+    return "\n".join(lines) + "\n"

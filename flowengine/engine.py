@@ -1,0 +1,670 @@
+"""AsyncEngine drives flows of one spec; Engine is its synchronous facade.
+
+The engine decides, adapters act: it builds requests and reads responses, asks
+the store to compare-and-set, and runs the compiled machine. Rejections (a bad
+``state``, another session's callback) raise ``CallbackError`` and change
+nothing; outcomes (``denied``, ``failed``, ``exchanged``) are states of the
+returned ``Flow``, with the reason on ``flow.error``.
+
+Exactly once: a flow's code is exchanged by one caller. Within a process,
+concurrent callers share one in-flight task; across processes, a store lease
+picks the one that sends, and the others wait for the stored outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlencode, urlsplit
+
+import attrs
+import pluggy
+
+from flowengine import callbacks, plugins, security
+from flowengine.client import Client
+from flowengine.compiler import (
+    BUILTIN_ACTIONS,
+    BUILTIN_GUARDS,
+    CompiledFlow,
+    TransitionContext,
+    compile_flow,
+)
+from flowengine.errors import (
+    CallbackError,
+    ConfigError,
+    FlowError,
+    FlowStateError,
+    ProviderError,
+    StoreError,
+    TransportError,
+)
+from flowengine.http import Transport, TransportConfig
+from flowengine.records import ErrorInfo, Flow, HistoryEntry, Token
+from flowengine.spec import FlowSpec, endpoint_problem, load_spec
+from flowengine.store import Lease, Store
+from flowengine.tokens import build_token_request, read_token_response, render_params
+
+__all__ = ["AsyncEngine", "Engine", "RetryPolicy"]
+
+log = logging.getLogger("flowengine")
+_T = TypeVar("_T")
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Backoff for requests that are safe to repeat (refresh, never a code exchange)."""
+
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt ``attempt + 1``: full jitter, or ``Retry-After``."""
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
+
+
+_compiled: weakref.WeakKeyDictionary[FlowSpec, CompiledFlow] = weakref.WeakKeyDictionary()
+
+
+def _compile(spec: FlowSpec, pm: pluggy.PluginManager | None) -> CompiledFlow:
+    if pm is not None:
+        guards = {**BUILTIN_GUARDS, **plugins.plugin_guards(pm)}
+        actions = {**BUILTIN_ACTIONS, **plugins.plugin_actions(pm)}
+        return compile_flow(spec, guards=guards, actions=actions)
+    compiled = _compiled.get(spec)
+    if compiled is None:
+        compiled = _compiled[spec] = compile_flow(spec)
+    return compiled
+
+
+class AsyncEngine:
+    """Runs flows of one spec against a store and a transport.
+
+    ``store`` and ``transport`` are objects or, for the store, a URL that a
+    plugin opens (``memory://``, ``sqlite:///path``). ``endpoints`` re-points
+    named endpoints at run time; ``http://`` overrides must be on loopback.
+    """
+
+    def __init__(
+        self,
+        spec: FlowSpec | str | Path,
+        *,
+        client: Client,
+        store: Store | str = "memory://",
+        transport: Transport | None = None,
+        endpoints: Mapping[str, str] | None = None,
+        auto_exchange: bool = True,
+        retry: RetryPolicy = RetryPolicy(),
+        transport_config: TransportConfig = TransportConfig(),
+        lease_ttl: float = 60.0,
+        clock: Callable[[], float] = time.time,
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        self.spec = spec if isinstance(spec, FlowSpec) else load_spec(spec)
+        self.compiled = _compile(self.spec, plugin_manager)
+        self.client = client
+        self.store: Store = plugins.open_store(store, plugin_manager) if isinstance(store, str) else store
+        self._transport = transport
+        self.transport_config = transport_config
+        self.endpoints = self._endpoints(endpoints or {})
+        self.auto_exchange = auto_exchange
+        self.retry = retry
+        self.lease_ttl = lease_ttl
+        self.clock = clock
+        self._pm = plugin_manager
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+
+    def _endpoints(self, overrides: Mapping[str, str]) -> dict[str, str]:
+        merged = dict(self.spec.endpoints)
+        for name, url in overrides.items():
+            if name not in merged:
+                known = ", ".join(sorted(merged))
+                raise ConfigError(f"the spec has no endpoint {name!r} to re-point (it has {known})")
+            reason = endpoint_problem(url, local_ok=security.is_loopback(urlsplit(url).hostname))
+            if reason:
+                raise ConfigError(f"endpoint {name!r}: {reason}")
+            merged[name] = url
+        return merged
+
+    @property
+    def transport(self) -> Transport:
+        """The transport, opened through the ``flowengine_transport`` hook on first use."""
+        if self._transport is None:
+            self._transport = plugins.open_transport(self.transport_config, self._pm)
+        return self._transport
+
+    # --- the flow -------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        scope: str | Sequence[str] | None = None,
+        session: str | None = None,
+        redirect_uri: str | None = None,
+    ) -> Flow:
+        """Begin a flow: store it ``redirected`` and return it with its ``authorization_url``.
+
+        ``session`` binds the flow to a browser session (any opaque id): its
+        callback must then carry the same id. Only digests of it are stored.
+        """
+        redirect_uri = redirect_uri or self.client.redirect_uri
+        if not redirect_uri:
+            raise ConfigError("no redirect URI: set Client(redirect_uri=...) or pass redirect_uri=")
+        security.check_redirect_uri(
+            redirect_uri,
+            registered_domain=self.client.registered_domain or self.spec.redirect.registered_domain,
+        )
+        if scope is not None and not isinstance(scope, str):
+            scope = self.spec.authorization.scope_separator.join(scope)
+        state = security.new_state()
+        verifier = security.new_verifier() if self.spec.pkce else None
+        values = {
+            "client_id": self.client.client_id,
+            "redirect_uri": redirect_uri,
+            "scope": scope or None,
+            "state": state,
+            "code_challenge": security.pkce_challenge(verifier) if verifier else None,
+            "code_challenge_method": "S256" if verifier else None,
+        }
+        endpoint = self.endpoints[self.spec.authorization.endpoint]
+        query = urlencode(render_params(self.spec.authorization.params, values))
+        url = f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+        now = self.clock()
+        initial = self.spec.machine.initial
+        flow = Flow(
+            id=secrets.token_urlsafe(16),
+            spec=self.spec.name,
+            state=initial,
+            created_at=now,
+            expires_at=now + self.spec.machine.ttl,
+            client_id=self.client.client_id,
+            redirect_uri=redirect_uri,
+            state_hash=security.digest(state),
+            scope=scope or None,
+            session_hash=security.digest(session) if session is not None else None,
+            code_verifier=verifier,
+            history=(HistoryEntry(now, "start", "", initial),),
+        )
+        await self._store(self.store.create(flow))
+        self._notify(flow, "start", "", initial)
+        log.debug("flow %s started (%s)", flow.id, self.spec.name)
+        return attrs.evolve(flow, authorization_url=url)
+
+    async def callback(self, callback: callbacks.CallbackInput, *, session: str | None = None) -> Flow:
+        """Finish the redirect leg with the callback URL (or its parameters).
+
+        Returns the flow in its new state (``exchanged`` with auto-exchange, or
+        ``denied``/``failed``). A replay of the same callback returns the same
+        outcome and sends nothing. Raises ``CallbackError`` for a callback that
+        must not be acted on; nothing is sent then.
+        """
+        rules = self.spec.callback
+        params = callbacks.parse_callback(callback, rules)
+        if not params.state:
+            raise CallbackError("the callback carries no state parameter", code="state_missing")
+        state_hash = security.digest(params.state)
+        flow = await self._store(self.store.get_by_state(state_hash))
+        if flow is None or not security.digests_equal(flow.state_hash, state_hash):
+            raise CallbackError("no flow is waiting for this state (unknown or purged)", code="state_unknown")
+        if flow.spec != self.spec.name:
+            raise CallbackError(
+                f"this callback belongs to a {flow.spec!r} flow, not {self.spec.name!r}",
+                code="wrong_provider",
+                flow_id=flow.id,
+            )
+        if flow.session_hash is not None and not security.digests_equal(
+            flow.session_hash, security.digest(session) if session is not None else None
+        ):
+            raise CallbackError(
+                "the callback comes from another session", code="session_mismatch", flow_id=flow.id
+            )
+        self._check_issuer(params.iss, flow.id)
+        this_callback = callbacks.callback_digest(params)
+        for _ in range(8):
+            if flow.state != self.spec.machine.initial:
+                if flow.callback_digest is None and flow.error and flow.error.code == "flow_expired":
+                    raise CallbackError(
+                        "the flow expired before its callback", code="flow_expired", flow_id=flow.id
+                    )
+                if not security.digests_equal(flow.callback_digest, this_callback):
+                    raise CallbackError("this state was already used", code="state_used", flow_id=flow.id)
+                return await self._continue(flow)
+            if self.clock() >= flow.expires_at:
+                await self._expire(flow)
+                raise CallbackError(
+                    "the flow expired before its callback", code="flow_expired", flow_id=flow.id
+                )
+            ctx = self._context(flow, "callback", error=callbacks.callback_error(params, rules))
+            ctx.params = params
+            moved = self._advance(ctx, callback_digest=this_callback)
+            if await self._compare_and_set(moved, flow, "callback"):
+                return await self._continue(moved)
+            flow = await self._reload(flow.id)
+        raise StoreError("the flow kept changing under this callback", code="store_conflict", flow_id=flow.id)
+
+    def _check_issuer(self, iss: str | None, flow_id: str) -> None:
+        expected = self.spec.issuer
+        if expected is None:
+            return
+        if iss is None and self.spec.callback.iss_required:
+            raise CallbackError("the callback carries no issuer", code="issuer_mismatch", flow_id=flow_id)
+        if iss is not None and iss != expected:
+            raise CallbackError(
+                "the callback names another issuer (a mix-up attack?)",
+                code="issuer_mismatch",
+                flow_id=flow_id,
+            )
+
+    async def _continue(self, flow: Flow) -> Flow:
+        if self.auto_exchange and self.compiled.can_fire(flow.state, "exchange"):
+            return await self._exchange(flow)
+        return flow
+
+    async def exchange(self, flow_id: str) -> Flow:
+        """Exchange the code of an authorized flow for a token; the outcome is the flow's state."""
+        flow = await self.get(flow_id)
+        if flow is None:
+            raise FlowStateError(f"no flow {flow_id!r}", code="flow_unknown", flow_id=flow_id)
+        return await self._exchange(flow)
+
+    async def _exchange(self, flow: Flow) -> Flow:
+        if self.compiled.is_final(flow):
+            return flow
+        if not self.compiled.can_fire(flow.state, "exchange"):
+            raise FlowStateError(f"a {flow.state!r} flow cannot be exchanged", flow_id=flow.id)
+        return await self._single_flight(f"exchange:{flow.id}", lambda: self._exchange_once(flow.id))
+
+    async def _single_flight(self, key: str, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``work`` once for concurrent callers of this engine with the same key."""
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(work())
+            self._inflight[key] = future
+            future.add_done_callback(lambda _f: self._inflight.pop(key, None))
+        result: _T = await asyncio.shield(future)
+        return result
+
+    async def _exchange_once(self, flow_id: str) -> Flow:
+        lease = await self._store(self.store.acquire(f"exchange:{flow_id}", self.lease_ttl))
+        if lease is None:
+            return await self._wait_for_outcome(flow_id)
+        try:
+            flow = await self._reload(flow_id)
+            if self.compiled.is_final(flow):
+                return flow
+            if flow.exchange_started_at is not None:
+                interrupted = ProviderError(
+                    "an earlier exchange of this code was interrupted; codes are single-use",
+                    code="exchange_interrupted",
+                )
+                return await self._finish_exchange(flow, None, interrupted)
+            if self.clock() >= flow.expires_at:
+                return await self._expire(flow)
+            marked = attrs.evolve(flow, exchange_started_at=self.clock(), version=flow.version + 1)
+            if not await self._store(self.store.compare_and_set(marked, flow.version)):
+                raise StoreError("the flow changed while its exchange held the lease", code="store_conflict")
+            token: Token | None = None
+            error: FlowError | None = None
+            try:
+                token = await self._request_token(
+                    "authorization_code",
+                    {
+                        "code": flow.code,
+                        "code_verifier": flow.code_verifier,
+                        "redirect_uri": flow.redirect_uri,
+                    },
+                    retry=False,
+                )
+            except TransportError as exc:
+                if not exc.sent:
+                    # Nothing reached the server: the code is unspent, the flow may try again.
+                    unmarked = attrs.evolve(marked, exchange_started_at=None, version=marked.version + 1)
+                    await self._store(self.store.compare_and_set(unmarked, marked.version))
+                    raise
+                error = exc
+            except ProviderError as exc:
+                error = exc
+            return await self._finish_exchange(marked, token, error)
+        finally:
+            await self._release(lease)
+
+    async def _finish_exchange(self, flow: Flow, token: Token | None, error: FlowError | None) -> Flow:
+        ctx = self._context(flow, "exchange", error=error)
+        ctx.token = token
+        moved = self._advance(ctx)
+        if ctx.save_token and token is not None:
+            # Token first: a crash before the flow is saved leaves the flow
+            # `exchange_started` (it then fails as interrupted), never a lost token.
+            await self._store(self.store.put_token(token))
+        if not await self._compare_and_set(moved, flow, "exchange"):
+            raise StoreError("the flow changed during its exchange", code="store_conflict", flow_id=flow.id)
+        return moved
+
+    async def _wait_for_outcome(self, flow_id: str) -> Flow:
+        """Another worker holds the exchange lease: poll the store until it finishes."""
+        deadline = time.monotonic() + self.lease_ttl + 5
+        delay = 0.01
+        while time.monotonic() < deadline:
+            flow = await self._reload(flow_id)
+            if self.compiled.is_final(flow):
+                return flow
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+        return await self._exchange_once(flow_id)
+
+    async def _expire(self, flow: Flow) -> Flow:
+        if not self.compiled.can_fire(flow.state, "expire"):
+            return flow
+        error = FlowStateError("the flow expired", code="flow_expired", flow_id=flow.id)
+        moved = self._advance(self._context(flow, "expire", error=error))
+        if await self._compare_and_set(moved, flow, "expire"):
+            return moved
+        return await self._reload(flow.id)
+
+    # --- tokens ---------------------------------------------------------------------
+
+    async def refresh(self, token: Token | str) -> Token:
+        """Refresh a token (a Token or its store key); concurrent callers share one request.
+
+        When another worker already refreshed it, the stored token is returned
+        without a request. ``invalid_grant`` with an unchanged stored refresh
+        token marks the grant dead and raises (SECURITY.md 18).
+        """
+        key = token if isinstance(token, str) else token.key
+        seen = None if isinstance(token, str) else token
+        return await self._single_flight(f"refresh:{key}", lambda: self._refresh_once(key, seen))
+
+    async def _refresh_once(self, key: str, seen: Token | None) -> Token:
+        lease = await self._store(self.store.acquire(f"refresh:{key}", self.lease_ttl))
+        if lease is None:
+            return await self._wait_for_refresh(key, seen)
+        try:
+            current = await self._store(self.store.get_token(key)) or seen
+            if current is None:
+                raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
+            if seen is not None and current.access_token != seen.access_token and not current.dead:
+                return current  # someone refreshed it while we waited
+            if current.dead:
+                raise ProviderError("this grant is dead; a new authorization is needed", code="invalid_grant")
+            if not current.refresh_token:
+                raise FlowStateError("this token has no refresh token", code="no_refresh_token")
+            try:
+                fresh = await self._request_token(
+                    "refresh_token", {"refresh_token": current.refresh_token}, retry=True
+                )
+            except ProviderError as exc:
+                if exc.code != "invalid_grant":
+                    raise
+                again = await self._store(self.store.get_token(key))
+                if again is not None and again.refresh_token != current.refresh_token:
+                    return again
+                await self._store(self.store.put_token(attrs.evolve(current, dead=True)))
+                raise
+            fresh = attrs.evolve(
+                fresh,
+                account=current.account,
+                refresh_token=fresh.refresh_token or current.refresh_token,
+            )
+            await self._store(self.store.put_token(fresh))
+            return fresh
+        finally:
+            await self._release(lease)
+
+    async def _wait_for_refresh(self, key: str, seen: Token | None) -> Token:
+        deadline = time.monotonic() + self.lease_ttl + 5
+        delay = 0.01
+        while time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
+            current = await self._store(self.store.get_token(key))
+            if current is not None and (seen is None or current.access_token != seen.access_token):
+                if current.dead:
+                    raise ProviderError(
+                        "this grant is dead; a new authorization is needed", code="invalid_grant"
+                    )
+                return current
+            lease = await self._store(self.store.acquire(f"refresh:{key}", 0.001))
+            if lease is not None:  # the other worker gave up without refreshing
+                await self._release(lease)
+                break
+        return await self._refresh_once(key, seen)
+
+    async def _request_token(self, grant: str, values: Mapping[str, str | None], *, retry: bool) -> Token:
+        if grant not in self.spec.grants:
+            raise ConfigError(f"spec {self.spec.name!r} has no {grant!r} grant", code="grant_unsupported")
+        request = build_token_request(
+            self.spec,
+            grant,
+            self.endpoints[self.spec.grants[grant].endpoint],
+            {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values},
+            self.transport_config.user_agent,
+        )
+        attempts = self.retry.attempts if retry else 1
+        for attempt in range(attempts):
+            try:
+                response = await self.transport.send(request)
+                return read_token_response(
+                    self.spec, response, client_id=self.client.client_id, now=self.clock()
+                )
+            except (ProviderError, TransportError) as exc:
+                if not exc.retryable or attempt + 1 >= attempts:
+                    raise
+                delay = self.retry.delay(attempt, exc.retry_after if isinstance(exc, ProviderError) else None)
+                log.info("%s grant: %s; retrying in %.2fs", grant, exc.code, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- reading --------------------------------------------------------------------
+
+    async def get(self, flow_id: str) -> Flow | None:
+        """The flow with this id, or None."""
+        return await self._store(self.store.get(flow_id))
+
+    async def token_for(self, flow: Flow) -> Token | None:
+        """The stored token an exchanged flow obtained, or None."""
+        return await self.get_token(flow.token_key) if flow.token_key else None
+
+    async def get_token(self, key: str) -> Token | None:
+        """The stored token under ``key`` (``provider:type:id``), or None."""
+        return await self._store(self.store.get_token(key))
+
+    async def tokens(self) -> list[Token]:
+        """Every stored token of this engine's provider."""
+        return await self._store(self.store.list_tokens(provider=self.spec.name))
+
+    async def flows(self, *, state: str | None = None) -> list[Flow]:
+        """Stored flows of this spec, optionally only those in ``state``."""
+        return await self._store(self.store.list_flows(spec=self.spec.name, state=state))
+
+    async def purge(self) -> int:
+        """Remove expired flows from the store; how many went."""
+        return await self._store(self.store.purge(self.clock()))
+
+    def is_final(self, flow: Flow) -> bool:
+        """True when the flow can move no further."""
+        return self.compiled.is_final(flow)
+
+    def present(self, flow: Flow, step: str, **detail: Any) -> bool:
+        """Hand a step to the ``flowengine_present`` UI hook; True if a plugin showed it."""
+        pm = self._pm or plugins.get_plugin_manager()
+        return bool(pm.hook.flowengine_present(flow=flow, step=step, detail=detail))
+
+    async def aclose(self) -> None:
+        """Close the transport and the store."""
+        if self._transport is not None:
+            await self._transport.aclose()
+        await self.store.aclose()
+
+    async def __aenter__(self) -> AsyncEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _context(self, flow: Flow, event: str, *, error: FlowError | None) -> TransitionContext:
+        return TransitionContext(self.spec, flow, event, error=error)
+
+    def _advance(self, ctx: TransitionContext, **extra: Any) -> Flow:
+        """Fire the machine and build (not store) the flow it leads to."""
+        flow = ctx.flow
+        dest = self.compiled.fire(ctx)
+        error = ctx.changes.get("error")
+        entry = HistoryEntry(
+            self.clock(), ctx.event, flow.state, dest, error.code if isinstance(error, ErrorInfo) else None
+        )
+        return attrs.evolve(
+            flow,
+            state=dest,
+            version=flow.version + 1,
+            history=(*flow.history, entry),
+            **ctx.changes,
+            **extra,
+        )
+
+    async def _compare_and_set(self, moved: Flow, before: Flow, event: str) -> bool:
+        if not await self._store(self.store.compare_and_set(moved, before.version)):
+            return False
+        self._notify(moved, event, before.state, moved.state)
+        log.debug("flow %s: %s %s -> %s", moved.id, event, before.state, moved.state)
+        return True
+
+    def _notify(self, flow: Flow, event: str, source: str, dest: str) -> None:
+        plugins.notify_transition(flow, event, source, dest, self._pm)
+
+    async def _reload(self, flow_id: str) -> Flow:
+        flow = await self._store(self.store.get(flow_id))
+        if flow is None:
+            raise CallbackError(
+                "the flow is gone from the store (expired and purged?)", code="state_unknown", flow_id=flow_id
+            )
+        return flow
+
+    async def _release(self, lease: Lease) -> None:
+        try:
+            await self.store.release(lease)
+        except Exception:
+            log.warning("could not release lease %s; it will expire", lease.key)
+
+    async def _store(self, call: Awaitable[_T]) -> _T:
+        """Await a store call; anything but a FlowError becomes ``store_unavailable``."""
+        try:
+            return await call
+        except FlowError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"the store failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
+
+
+class _LoopThread:
+    """An event loop on a daemon thread, for running the async engine from sync code."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="flowengine-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+class Engine:
+    """The synchronous engine: the same API as AsyncEngine, for code without an event loop.
+
+    It runs an AsyncEngine on a private event-loop thread, so it also works from
+    inside a program that has its own loop (a Jupyter kernel, a sync web view).
+    """
+
+    def __init__(self, spec: FlowSpec | str | Path, **options: Any) -> None:
+        self._runner = _LoopThread()
+        try:
+            self.engine = AsyncEngine(spec, **options)
+        except BaseException:
+            self._runner.stop()
+            raise
+
+    @property
+    def spec(self) -> FlowSpec:
+        """The compiled spec."""
+        return self.engine.spec
+
+    @property
+    def store(self) -> Store:
+        """The store (its methods are async: use the engine's methods from sync code)."""
+        return self.engine.store
+
+    def start(self, **options: Any) -> Flow:
+        """See ``AsyncEngine.start``."""
+        return self._runner.run(self.engine.start(**options))
+
+    def callback(self, callback: callbacks.CallbackInput, *, session: str | None = None) -> Flow:
+        """See ``AsyncEngine.callback``."""
+        return self._runner.run(self.engine.callback(callback, session=session))
+
+    def exchange(self, flow_id: str) -> Flow:
+        """See ``AsyncEngine.exchange``."""
+        return self._runner.run(self.engine.exchange(flow_id))
+
+    def refresh(self, token: Token | str) -> Token:
+        """See ``AsyncEngine.refresh``."""
+        return self._runner.run(self.engine.refresh(token))
+
+    def get(self, flow_id: str) -> Flow | None:
+        """See ``AsyncEngine.get``."""
+        return self._runner.run(self.engine.get(flow_id))
+
+    def token_for(self, flow: Flow) -> Token | None:
+        """See ``AsyncEngine.token_for``."""
+        return self._runner.run(self.engine.token_for(flow))
+
+    def get_token(self, key: str) -> Token | None:
+        """See ``AsyncEngine.get_token``."""
+        return self._runner.run(self.engine.get_token(key))
+
+    def tokens(self) -> list[Token]:
+        """See ``AsyncEngine.tokens``."""
+        return self._runner.run(self.engine.tokens())
+
+    def flows(self, *, state: str | None = None) -> list[Flow]:
+        """See ``AsyncEngine.flows``."""
+        return self._runner.run(self.engine.flows(state=state))
+
+    def purge(self) -> int:
+        """See ``AsyncEngine.purge``."""
+        return self._runner.run(self.engine.purge())
+
+    def is_final(self, flow: Flow) -> bool:
+        """See ``AsyncEngine.is_final``."""
+        return self.engine.is_final(flow)
+
+    def close(self) -> None:
+        """Close the engine's transport and store, and stop its loop thread."""
+        try:
+            self._runner.run(self.engine.aclose())
+        finally:
+            self._runner.stop()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,118 @@
+"""The plugin manager: every adapter is found through the ``flowengine`` entry points.
+
+First-party adapters register exactly as third-party packages do, so nothing
+here names one. ``get_plugin_manager()`` loads them once; tests may build
+their own manager with ``new_plugin_manager()`` and register extra plugins.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from flowengine import hookspecs
+from flowengine.errors import PluginError
+
+if TYPE_CHECKING:
+    from flowengine.compiler import Action, Guard
+    from flowengine.http import Transport, TransportConfig
+    from flowengine.records import Flow
+    from flowengine.sandbox import Sandbox
+    from flowengine.spec import FlowSpec
+    from flowengine.store import Store
+
+__all__ = [
+    "get_plugin_manager",
+    "new_plugin_manager",
+    "open_store",
+    "open_transport",
+    "plugin_actions",
+    "plugin_guards",
+    "spec_paths",
+]
+
+ENTRY_POINT_GROUP = "flowengine"
+
+
+def new_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:
+    """A fresh manager with flowengine's hookspecs and, by default, every installed plugin."""
+    pm = pluggy.PluginManager("flowengine")
+    pm.add_hookspecs(hookspecs)
+    if load_entry_points:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    return pm
+
+
+@functools.cache
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide manager, loaded on first use."""
+    return new_plugin_manager()
+
+
+def _pm(pm: pluggy.PluginManager | None) -> pluggy.PluginManager:
+    return pm if pm is not None else get_plugin_manager()
+
+
+def open_store(url: str, pm: pluggy.PluginManager | None = None) -> Store:
+    """The Store a plugin provides for ``url``; ``PluginError`` when none does."""
+    store: Store | None = _pm(pm).hook.flowengine_store(url=url)
+    if store is None:
+        scheme = url.split(":", 1)[0] if ":" in url else url
+        raise PluginError(
+            f"no installed plugin provides a store for {scheme!r} URLs", code="store_unsupported"
+        )
+    return store
+
+
+def open_transport(config: TransportConfig, pm: pluggy.PluginManager | None = None) -> Transport:
+    """The Transport a plugin provides; ``PluginError`` when none is installed."""
+    transport: Transport | None = _pm(pm).hook.flowengine_transport(config=config)
+    if transport is None:
+        raise PluginError("no installed plugin provides an HTTP transport", code="transport_unsupported")
+    return transport
+
+
+def spec_paths(pm: pluggy.PluginManager | None = None) -> list[Path]:
+    """Folders where named specs live, in plugin order."""
+    return [Path(p) for paths in _pm(pm).hook.flowengine_spec_paths() for p in paths]
+
+
+def _merged(results: list[Mapping[str, Any]], what: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for result in results:
+        for name, fn in result.items():
+            if name in merged and merged[name] is not fn:
+                raise PluginError(f"two plugins define the {what} {name!r}", code="plugin_conflict")
+            merged[name] = fn
+    return merged
+
+
+def plugin_guards(pm: pluggy.PluginManager | None = None) -> dict[str, Guard]:
+    """Guards contributed by plugins through ``flowengine_guards``."""
+    return _merged(_pm(pm).hook.flowengine_guards(), "guard")
+
+
+def plugin_actions(pm: pluggy.PluginManager | None = None) -> dict[str, Action]:
+    """Actions contributed by plugins through ``flowengine_actions``."""
+    return _merged(_pm(pm).hook.flowengine_actions(), "action")
+
+
+def notify_transition(
+    flow: Flow, event: str, source: str, dest: str, pm: pluggy.PluginManager | None = None
+) -> None:
+    """Tell every ``flowengine_transition`` observer about a stored transition."""
+    _pm(pm).hook.flowengine_transition(flow=flow.redacted(), event=event, source=source, dest=dest)
+
+
+def open_sandbox(spec: FlowSpec, url: str | None = None, pm: pluggy.PluginManager | None = None) -> Sandbox:
+    """A sandbox for ``spec``'s provider (started locally, or the one at ``url``)."""
+    sandbox: Sandbox | None = _pm(pm).hook.flowengine_sandbox(spec=spec, url=url)
+    if sandbox is None:
+        raise PluginError(
+            f"no installed plugin provides a sandbox for spec {spec.name!r}", code="sandbox_unsupported"
+        )
+    return sandbox

@@ -1,0 +1,203 @@
+"""The records the engine keeps: flows, tokens, and what happened to them.
+
+Records are small frozen slotted attrs classes; a change is a new record made
+with ``attrs.evolve``, so a record handed out can never change under its
+reader. Secrets are ``repr=False``. ``to_dict``/``from_dict`` give stores a
+plain, JSON-ready form; reading a damaged one raises ``StoreError`` naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+
+from flowengine.errors import FlowError, ProviderError, StoreError
+
+__all__ = [
+    "AccountRef",
+    "ErrorInfo",
+    "Flow",
+    "HistoryEntry",
+    "Token",
+    "flow_from_dict",
+    "flow_to_dict",
+    "token_from_dict",
+    "token_to_dict",
+]
+
+
+@attrs.frozen(slots=True)
+class AccountRef:
+    """Whom a token acts for, as the provider names it (Podio: ``ref.type``/``ref.id``)."""
+
+    type: str
+    id: str | int
+
+    def __str__(self) -> str:
+        return f"{self.type}:{self.id}"
+
+
+@attrs.frozen(slots=True)
+class ErrorInfo:
+    """Why a flow failed or was denied: a stable code and what the provider said."""
+
+    code: str
+    message: str
+    description: str | None = None
+    provider_error: str | None = None
+    reason: str | None = None
+    status: int | None = None
+
+    @classmethod
+    def from_error(cls, error: FlowError) -> ErrorInfo:
+        """Keep what a FlowError says, in a form a store can hold."""
+        if isinstance(error, ProviderError):
+            return cls(
+                code=error.code,
+                message=error.message,
+                description=error.description,
+                provider_error=error.provider_error,
+                reason=_str_or_none(error.body.get("error_reason")),
+                status=error.status,
+            )
+        return cls(code=error.code, message=error.message)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@attrs.frozen(slots=True)
+class HistoryEntry:
+    """One transition: when, on which trigger, from where to where, and any error code."""
+
+    at: float
+    event: str
+    source: str
+    dest: str
+    error: str | None = None
+
+
+@attrs.frozen(slots=True)
+class Flow:
+    """One authorization flow, from the redirect to the token.
+
+    ``state`` is the machine state (``redirected``, ``exchanged``, ...); the
+    OAuth ``state`` parameter is never kept, only its SHA-256 (``state_hash``).
+    ``authorization_url`` is set only on the record ``start()`` returns and is
+    never stored, since it carries the ``state`` parameter in clear.
+    """
+
+    id: str
+    spec: str
+    state: str
+    created_at: float
+    expires_at: float
+    client_id: str
+    redirect_uri: str
+    state_hash: str = attrs.field(repr=False)
+    version: int = 1
+    scope: str | None = None
+    session_hash: str | None = attrs.field(default=None, repr=False)
+    code_verifier: str | None = attrs.field(default=None, repr=False)
+    code: str | None = attrs.field(default=None, repr=False)
+    callback_digest: str | None = attrs.field(default=None, repr=False)
+    exchange_started_at: float | None = None
+    account: AccountRef | None = None
+    token_key: str | None = None
+    token_fingerprint: str | None = None
+    granted_scope: str | None = None
+    error: ErrorInfo | None = None
+    history: tuple[HistoryEntry, ...] = ()
+    authorization_url: str | None = attrs.field(default=None, repr=False, eq=False)
+
+    def redacted(self) -> Flow:
+        """This flow without its secrets (code, verifier, URL): safe to hand to observers."""
+        return attrs.evolve(self, code=None, code_verifier=None, authorization_url=None)
+
+    @property
+    def missing_scopes(self) -> frozenset[str]:
+        """Requested scopes the provider did not grant (empty when unknown or all granted)."""
+        if not self.scope or self.granted_scope is None:
+            return frozenset()
+        return frozenset(self.scope.split()) - frozenset(self.granted_scope.split())
+
+
+@attrs.frozen(slots=True)
+class Token:
+    """A token the engine obtained, with what is needed to use and refresh it."""
+
+    provider: str
+    account: AccountRef
+    access_token: str = attrs.field(repr=False)
+    token_type: str
+    obtained_at: float
+    expires_at: float | None = None
+    refresh_token: str | None = attrs.field(default=None, repr=False)
+    scope: str | None = None
+    client_id: str | None = None
+    header_scheme: str = "Bearer"
+    dead: bool = False
+    extra: dict[str, Any] = attrs.field(factory=dict, repr=False)
+
+    @property
+    def key(self) -> str:
+        """The store key: one token per provider and account."""
+        return f"{self.provider}:{self.account}"
+
+    @property
+    def fingerprint(self) -> str:
+        """A short, non-reversible name for the access token, safe to show."""
+        from flowengine.security import fingerprint
+
+        return fingerprint(self.access_token)
+
+    def authorization_header(self) -> str:
+        """The ``Authorization`` header value (Podio: ``OAuth2 <token>``)."""
+        return f"{self.header_scheme} {self.access_token}"
+
+    def expires_within(self, seconds: float, now: float) -> bool:
+        """True when the token expires within ``seconds`` of ``now`` (never, if unknown)."""
+        return self.expires_at is not None and self.expires_at - now <= seconds
+
+
+_store_converter = cattrs.Converter()
+_store_converter.register_structure_hook(str | int, lambda v, _t: v)
+_R = TypeVar("_R")
+
+
+def _from(data: Any, cls: type[_R], what: str, name: str) -> _R:
+    try:
+        return _store_converter.structure(data, cls)
+    except Exception as exc:
+        detail = cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else [str(exc)]
+        raise StoreError(
+            f"stored {what} {name!r} is unreadable: {'; '.join(detail)[:200]}",
+            code="store_corrupt",
+            retryable=False,
+        ) from None
+
+
+def flow_to_dict(flow: Flow) -> dict[str, Any]:
+    """A plain dict of the flow, without ``authorization_url``."""
+    data: dict[str, Any] = _store_converter.unstructure(flow)
+    del data["authorization_url"]
+    return data
+
+
+def flow_from_dict(data: Any, name: str = "?") -> Flow:
+    """Read back a flow written by ``flow_to_dict``; ``StoreError`` if damaged."""
+    return _from(data, Flow, "flow", str(data.get("id", name)) if isinstance(data, dict) else name)
+
+
+def token_to_dict(token: Token) -> dict[str, Any]:
+    """A plain dict of the token (secrets included: the store encrypts it)."""
+    data: dict[str, Any] = _store_converter.unstructure(token)
+    return data
+
+
+def token_from_dict(data: Any, name: str = "?") -> Token:
+    """Read back a token written by ``token_to_dict``; ``StoreError`` if damaged."""
+    return _from(data, Token, "token", name)

@@ -1,0 +1,525 @@
+"""The flow spec: an attrs model of one provider's flow, loaded from YAML.
+
+``load_spec`` accepts a spec name (found through the ``flowengine_spec_paths``
+hook), a path, YAML text or a mapping, and always runs the same validation:
+structure (cattrs, no unknown keys, no silent coercion of ``1.9`` to ``1`` or
+``None`` to ``"None"``) and meaning (endpoints, templates, the machine). Every
+problem found is reported at once, each as ``FILE: $.path: message``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+from urllib.parse import urlsplit
+
+import attrs
+import cattrs
+import yaml
+from cattrs.cols import homogenous_tuple_structure_factory, is_sequence
+from cattrs.gen import make_dict_structure_fn, override
+
+from flowengine import templates
+from flowengine.errors import PluginError, SpecError, SpecProblem
+
+__all__ = [
+    "BUILTIN_VARIABLES",
+    "ENGINE_TRIGGERS",
+    "AccountRule",
+    "AuthorizationRequest",
+    "CallbackRules",
+    "FlowSpec",
+    "MachineSpec",
+    "RedirectRules",
+    "TokenRequest",
+    "TokenResponseRules",
+    "TransitionSpec",
+    "UsageRules",
+    "load_spec",
+    "spec_from_mapping",
+]
+
+#: Variables every template may name; a spec adds its own through ``inputs``.
+BUILTIN_VARIABLES = frozenset(
+    {
+        "client_id",
+        "client_secret",
+        "redirect_uri",
+        "scope",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+        "code_verifier",
+        "code",
+        "refresh_token",
+    }
+)
+
+#: Events the engine fires; a spec's transitions hang off these.
+ENGINE_TRIGGERS = frozenset({"callback", "exchange", "expire"})
+_REQUIRED_TRIGGERS = ("callback", "exchange")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_HOST = re.compile(r"^[a-z0-9.-]+$")
+
+
+@attrs.frozen
+class AuthorizationRequest:
+    """Where the person is sent, and with which query parameters."""
+
+    params: Mapping[str, str]
+    endpoint: str = "authorize"
+    scope_separator: str = " "
+
+
+@attrs.frozen
+class TokenRequest:
+    """How one grant asks the token endpoint for a token."""
+
+    params: Mapping[str, str]
+    endpoint: str = "token"
+    encoding: Literal["json", "form"] = "form"
+    client_auth: Literal["body", "basic"] = "body"
+
+
+@attrs.frozen
+class CallbackRules:
+    """Which query parameters of the callback carry what."""
+
+    code: str = "code"
+    state: str = "state"
+    error: str = "error"
+    error_reason: str | None = None
+    error_description: str = "error_description"
+    iss: str | None = None
+    iss_required: bool = False
+    repeated: Literal["last", "reject"] = "reject"
+    denied_errors: tuple[str, ...] = ("access_denied",)
+
+
+@attrs.frozen
+class AccountRule:
+    """Where the token response names the account (dotted paths, e.g. ``ref.id``)."""
+
+    id: str
+    type: str | None = None
+    default_type: str = "account"
+
+
+@attrs.frozen
+class TokenResponseRules:
+    """How a token response is read."""
+
+    access_token: str = "access_token"
+    token_type: str = "token_type"
+    token_types: tuple[str, ...] = ("bearer",)
+    expires_in: str = "expires_in"
+    refresh_token: str = "refresh_token"
+    scope: str = "scope"
+    default_scope: str | None = None
+    account: AccountRule | None = None
+    leeway: int = 60
+    rate_limit_status: tuple[int, ...] = (429,)
+
+
+@attrs.frozen
+class UsageRules:
+    """How the token is used against the provider's API."""
+
+    header_scheme: str = "Bearer"
+
+
+@attrs.frozen
+class RedirectRules:
+    """Rules on the redirect URI; ``registered_domain`` is checked before any redirect."""
+
+    registered_domain: str | None = None
+
+
+@attrs.frozen
+class TransitionSpec:
+    """One edge of the machine: ``trigger`` moves ``source`` to ``dest``."""
+
+    trigger: str
+    source: tuple[str, ...]
+    dest: str
+    when: tuple[str, ...] = ()
+    do: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class MachineSpec:
+    """The state machine of a flow."""
+
+    states: tuple[str, ...]
+    initial: str
+    final: tuple[str, ...]
+    transitions: tuple[TransitionSpec, ...]
+    ttl: int = 600
+
+
+@attrs.frozen(eq=False)
+class FlowSpec:
+    """A whole provider flow, validated; build one with ``load_spec``.
+
+    Specs compare and hash by identity, so a compiled machine can be cached per spec.
+    """
+
+    name: str
+    endpoints: Mapping[str, str]
+    authorization: AuthorizationRequest
+    grants: Mapping[str, TokenRequest]
+    machine: MachineSpec
+    description: str = ""
+    local_only: bool = False
+    issuer: str | None = None
+    pkce: bool = False
+    inputs: tuple[str, ...] = ()
+    redirect: RedirectRules = RedirectRules()
+    callback: CallbackRules = CallbackRules()
+    token: TokenResponseRules = TokenResponseRules()
+    usage: UsageRules = UsageRules()
+    #: Where the spec came from (a file path, ``<text>``); not a YAML key.
+    source: str = attrs.field(default="<spec>", eq=False)
+
+    @property
+    def variables(self) -> frozenset[str]:
+        """Every variable name templates of this spec may use."""
+        return BUILTIN_VARIABLES | frozenset(self.inputs)
+
+
+# --- structuring ---------------------------------------------------------------------
+
+
+class _WrongType(TypeError):
+    """A value of the wrong YAML type; its message is shown as it is."""
+
+
+def _expect(kind: type | tuple[type, ...], label: str) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _type: Any) -> Any:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise _WrongType(f"expected {label}, got a boolean")
+        if not isinstance(value, kind):
+            got = "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
+            raise _WrongType(f"expected {label}, got {got}")
+        return value
+
+    return hook
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(str, _expect(str, "a string"))
+    conv.register_structure_hook(int, _expect(int, "an integer"))
+    conv.register_structure_hook(bool, _expect(bool, "true or false"))
+
+    def tuples(type_: Any) -> Callable[[Any, Any], Any]:
+        inner = homogenous_tuple_structure_factory(type_, conv)
+
+        def hook(value: Any, t: Any) -> Any:
+            if not isinstance(value, list):
+                raise _WrongType(f"expected a list, got {type(value).__name__}")
+            return inner(value, t)
+
+        return hook
+
+    conv.register_structure_hook_factory(
+        lambda t: is_sequence(t) and getattr(t, "__origin__", None) is tuple, tuples
+    )
+
+    def mappings(value: Any, type_: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _WrongType(f"expected a mapping, got {type(value).__name__}")
+        key_type, value_type = get_args(type_)
+        out: dict[Any, Any] = {}
+        errors: list[Exception] = []
+        for key, item in value.items():
+            try:
+                out[conv.structure(key, key_type)] = conv.structure(item, value_type)
+            except Exception as exc:
+                exc.__notes__ = [*getattr(exc, "__notes__", []), f"key {key!r}"]
+                errors.append(_KeyedError(key, exc))
+        if errors:
+            raise cattrs.ClassValidationError("mapping", errors, dict)
+        return out
+
+    conv.register_structure_hook_factory(
+        lambda t: getattr(t, "__origin__", None) in (Mapping, dict), lambda _t: mappings
+    )
+
+    def literals(type_: Any) -> Callable[[Any, Any], Any]:
+        allowed = get_args(type_)
+
+        def hook(value: Any, _t: Any) -> Any:
+            if value not in allowed or type(value) is not type(allowed[0]):
+                choices = ", ".join(repr(a) for a in allowed)
+                raise _WrongType(f"expected one of {choices}, got {value!r}")
+            return value
+
+        return hook
+
+    conv.register_structure_hook_factory(lambda t: getattr(t, "__origin__", None) is Literal, literals)
+
+    transition_fn = make_dict_structure_fn(TransitionSpec, conv)
+
+    def transition(value: Any, type_: Any) -> TransitionSpec:
+        if isinstance(value, dict) and isinstance(value.get("source"), str):
+            value = {**value, "source": [value["source"]]}
+        return transition_fn(value, type_)
+
+    conv.register_structure_hook(TransitionSpec, transition)
+    conv.register_structure_hook(FlowSpec, make_dict_structure_fn(FlowSpec, conv, source=override(omit=True)))
+    return conv
+
+
+class _KeyedError(Exception):
+    def __init__(self, key: Any, error: Exception) -> None:
+        super().__init__(str(error))
+        self.key = key
+        self.error = error
+
+
+_converter = _make_converter()
+
+
+def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
+    """Turn cattrs' nested exception groups into (path, message) pairs."""
+    if isinstance(exc, _KeyedError):
+        return _flatten(exc.error, f"{path}.{exc.key}")
+    if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
+        if isinstance(exc, cattrs.ClassValidationError) and exc.cl is dict:
+            return [pair for sub in exc.exceptions for pair in _flatten(sub, path)]
+        out: list[tuple[str, str]] = []
+        for sub in exc.exceptions:
+            note = next(
+                (
+                    n
+                    for n in getattr(sub, "__notes__", [])
+                    if isinstance(n, cattrs.AttributeValidationNote | cattrs.IterableValidationNote)
+                ),
+                None,
+            )
+            if isinstance(note, cattrs.AttributeValidationNote):
+                out += _flatten(sub, f"{path}.{note.name}")
+            elif isinstance(note, cattrs.IterableValidationNote):
+                out += _flatten(sub, f"{path}[{note.index}]")
+            else:
+                out += _flatten(sub, path)
+        return out
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        keys = ", ".join(sorted(map(str, exc.extra_fields)))
+        return [(path, f"unknown key(s): {keys}")]
+    if isinstance(exc, KeyError):
+        return [(path, "required key missing")]
+    if isinstance(exc, _WrongType):
+        return [(path, str(exc))]
+    return [(path, f"invalid value ({type(exc).__name__}: {exc})")]
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def spec_from_mapping(data: Any, *, source: str = "<mapping>") -> FlowSpec:
+    """Structure and validate a spec given as a mapping (e.g. parsed YAML or JSON)."""
+    if not isinstance(data, dict):
+        got = "an empty document" if data is None else type(data).__name__
+        raise SpecError([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
+    try:
+        spec = _converter.structure(data, FlowSpec)
+    except Exception as exc:
+        problems = [SpecProblem(path, message, source) for path, message in _flatten(exc, "$")]
+        raise SpecError(problems) from None
+    spec = attrs.evolve(spec, source=source)
+    problems = list(check_spec(spec))
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+def _from_text(text: str, source: str) -> FlowSpec:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([SpecProblem(where, f"invalid YAML: {problem}", source)]) from None
+    return spec_from_mapping(data, source=source)
+
+
+def load_spec(
+    spec: str | Path | Mapping[str, Any] | FlowSpec,
+    *,
+    search_paths: Iterable[Path] | None = None,
+) -> FlowSpec:
+    """Load and validate a spec from a name, a path, YAML text, a mapping or a FlowSpec.
+
+    A bare name (``"podio"``) is looked up as ``NAME.yaml`` in ``search_paths``,
+    which default to the folders plugins return from ``flowengine_spec_paths``.
+    A FlowSpec built in Python is re-validated, so programs get the same checks.
+    """
+    if isinstance(spec, FlowSpec):
+        problems = list(check_spec(spec))
+        if problems:
+            raise SpecError(problems)
+        return spec
+    if isinstance(spec, Mapping):
+        return spec_from_mapping(dict(spec))
+    if isinstance(spec, Path):
+        return _from_file(spec)
+    if "\n" in spec or (":" in spec and not Path(spec).exists()):
+        return _from_text(spec, "<text>")
+    if _NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
+        if search_paths is None:
+            from flowengine.plugins import spec_paths
+
+            search_paths = spec_paths()
+        folders = list(search_paths)
+        for folder in folders:
+            candidate = Path(folder) / f"{spec}.yaml"
+            if candidate.is_file():
+                return _from_file(candidate)
+        where = ", ".join(str(f) for f in folders) or "no folders"
+        raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
+    return _from_file(Path(spec))
+
+
+def _from_file(path: Path) -> FlowSpec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
+    except UnicodeDecodeError:
+        raise SpecError([SpecProblem("$", "not UTF-8 text", str(path))]) from None
+    return _from_text(text, str(path))
+
+
+# --- meaning -------------------------------------------------------------------------
+
+
+def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
+    """Yield every problem with what a structurally valid spec means."""
+
+    def problem(path: str, message: str) -> SpecProblem:
+        return SpecProblem(path, message, spec.source)
+
+    if not _NAME.match(spec.name):
+        yield problem("$.name", f"{spec.name!r} is not a name (lowercase letters, digits, _ . -)")
+    for name, url in spec.endpoints.items():
+        reason = endpoint_problem(url, local_ok=spec.local_only)
+        if reason:
+            yield problem(f"$.endpoints.{name}", reason)
+    for name in spec.inputs:
+        if not name.isidentifier():
+            yield problem("$.inputs", f"{name!r} is not a valid variable name")
+        elif name in BUILTIN_VARIABLES:
+            yield problem("$.inputs", f"{name!r} is built in; do not declare it")
+    known = spec.variables
+
+    def check_params(path: str, params: Mapping[str, str]) -> Iterable[SpecProblem]:
+        for key, template in params.items():
+            try:
+                names = templates.variables(template)
+            except templates.TemplateError as exc:
+                yield problem(f"{path}.{key}", str(exc))
+                continue
+            for var in names:
+                if var not in known:
+                    yield problem(f"{path}.{key}", f"template names unknown variable {var!r}")
+
+    if spec.authorization.endpoint not in spec.endpoints:
+        yield problem("$.authorization.endpoint", f"no endpoint named {spec.authorization.endpoint!r}")
+    yield from check_params("$.authorization.params", spec.authorization.params)
+    if "authorization_code" not in spec.grants:
+        yield problem("$.grants", "the authorization_code grant is required")
+    for grant, request in spec.grants.items():
+        if request.endpoint not in spec.endpoints:
+            yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
+        yield from check_params(f"$.grants.{grant}.params", request.params)
+    if spec.pkce:
+        used = {v for t in spec.authorization.params.values() for v in _safe_vars(t)}
+        if "code_challenge" not in used:
+            yield problem("$.authorization.params", "pkce is on but no parameter sends {code_challenge}")
+        code_grant = spec.grants.get("authorization_code")
+        if code_grant and "code_verifier" not in {
+            v for t in code_grant.params.values() for v in _safe_vars(t)
+        }:
+            yield problem(
+                "$.grants.authorization_code.params", "pkce is on but no parameter sends {code_verifier}"
+            )
+    if spec.redirect.registered_domain is not None and not _HOST.match(spec.redirect.registered_domain):
+        yield problem("$.redirect.registered_domain", "expected a host name such as example.com")
+    if spec.token.leeway < 0:
+        yield problem("$.token.leeway", "must not be negative")
+    if spec.issuer is not None and not spec.callback.iss:
+        yield problem("$.callback.iss", "issuer is set: name the callback parameter that carries it")
+    yield from _check_machine(spec.machine, problem)
+
+
+def _safe_vars(template: str) -> tuple[str, ...]:
+    try:
+        return templates.variables(template)
+    except templates.TemplateError:
+        return ()
+
+
+def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
+    """Why ``url`` is not an acceptable endpoint, or None when it is."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"{url!r} is not an absolute http(s) URL"
+    if parts.fragment:
+        return "an endpoint must not have a fragment"
+    if parts.scheme == "http" and not local_ok:
+        return f"{url!r} uses http://; only https:// is allowed unless the spec sets local_only"
+    return None
+
+
+def _check_machine(machine: MachineSpec, problem: Callable[[str, str], SpecProblem]) -> Iterable[SpecProblem]:
+    states = set(machine.states)
+    if len(states) != len(machine.states):
+        yield problem("$.machine.states", "a state is listed twice")
+    if machine.initial not in states:
+        yield problem("$.machine.initial", f"unknown state {machine.initial!r}")
+    for i, name in enumerate(machine.final):
+        if name not in states:
+            yield problem(f"$.machine.final[{i}]", f"unknown state {name!r}")
+    if machine.ttl <= 0:
+        yield problem("$.machine.ttl", "must be a positive number of seconds")
+    edges: dict[str, set[str]] = {s: set() for s in states}
+    for i, t in enumerate(machine.transitions):
+        where = f"$.machine.transitions[{i}]"
+        if t.trigger not in ENGINE_TRIGGERS:
+            known = ", ".join(sorted(ENGINE_TRIGGERS))
+            yield problem(f"{where}.trigger", f"unknown trigger {t.trigger!r} (the engine fires {known})")
+        if t.dest not in states:
+            yield problem(f"{where}.dest", f"unknown state {t.dest!r}")
+        for j, source in enumerate(t.source):
+            if source == "*":
+                for s in states:
+                    edges[s].add(t.dest)
+            elif source not in states:
+                yield problem(f"{where}.source[{j}]", f"unknown state {source!r}")
+            else:
+                edges[source].add(t.dest)
+    triggers = {t.trigger for t in machine.transitions}
+    for required in _REQUIRED_TRIGGERS:
+        if required not in triggers:
+            yield problem("$.machine.transitions", f"no transition fires on {required!r}")
+    if machine.initial in states:
+        seen, todo = {machine.initial}, [machine.initial]
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt in states and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        for i, name in enumerate(machine.states):
+            if name not in seen:
+                yield problem(
+                    f"$.machine.states[{i}]", f"state {name!r} is unreachable from {machine.initial!r}"
+                )
+    final = set(machine.final)
+    for i, name in enumerate(machine.states):
+        if name not in final and not edges.get(name, set()) - {name}:
+            yield problem(f"$.machine.states[{i}]", f"state {name!r} is not final and has no way out")

@@ -1,0 +1,53 @@
+"""Parameter templates: ``"{client_id}"``, ``"Bearer {token}"``, ``"code"``.
+
+A template is text with ``{name}`` placeholders and nothing else: no format
+specs, conversions, attribute or index access. ``{{`` and ``}}`` are literal
+braces. A parameter whose template names a variable that has no value (None)
+is left out of the request, which is how optional parameters (``scope``,
+``code_challenge``) are written.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+
+__all__ = ["TemplateError", "render", "variables"]
+
+_formatter = string.Formatter()
+
+
+class TemplateError(ValueError):
+    """A template is malformed; the message says how."""
+
+
+def variables(template: str) -> tuple[str, ...]:
+    """Return the variable names a template uses, in order of appearance."""
+    names: list[str] = []
+    try:
+        parsed = list(_formatter.parse(template))
+    except ValueError as exc:
+        raise TemplateError(f"malformed template {template!r}: {exc}") from None
+    for _literal, field, spec, conversion in parsed:
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise TemplateError(f"template {template!r}: {{{field}}} is not a plain variable name")
+        if spec or conversion:
+            raise TemplateError(f"template {template!r}: format specs and conversions are not allowed")
+        names.append(field)
+    return tuple(names)
+
+
+def render(template: str, values: Mapping[str, str | None]) -> str | None:
+    """Fill a template; None when any variable it names has no value."""
+    out: list[str] = []
+    for literal, field, _spec, _conversion in _formatter.parse(template):
+        out.append(literal)
+        if field is None:
+            continue
+        value = values.get(field)
+        if value is None:
+            return None
+        out.append(value)
+    return "".join(out)

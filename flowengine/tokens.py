@@ -1,0 +1,189 @@
+"""Token requests built from a spec, and token responses read by it (sans-I/O).
+
+``build_token_request`` turns a grant of the spec and a set of values into an
+``HttpRequest``; ``read_token_response`` turns whatever came back into a
+``Token`` or a typed ``ProviderError``, never a ``JSONDecodeError`` or a
+``KeyError`` (SECURITY.md 8, 9).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from flowengine import templates
+from flowengine.errors import ProviderError
+from flowengine.http import HttpRequest, HttpResponse
+from flowengine.records import AccountRef, Token
+from flowengine.spec import FlowSpec
+
+__all__ = ["build_token_request", "read_token_response", "render_params"]
+
+_MAX_MESSAGE = 300
+
+
+def render_params(params: Mapping[str, str], values: Mapping[str, str | None]) -> dict[str, str]:
+    """Fill each parameter template; parameters naming a missing value are left out."""
+    out: dict[str, str] = {}
+    for name, template in params.items():
+        value = templates.render(template, values)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def build_token_request(
+    spec: FlowSpec, grant: str, url: str, values: Mapping[str, str | None], user_agent: str = "flowengine"
+) -> HttpRequest:
+    """The token request for ``grant``, encoded and authenticated as the spec says."""
+    rule = spec.grants[grant]
+    params = render_params(rule.params, values)
+    headers = {"accept": "application/json", "user-agent": user_agent}
+    if rule.client_auth == "basic":
+        # RFC 6749 §2.3.1: both parts form-urlencoded before Base64.
+        user = quote(values.get("client_id") or "", safe="")
+        password = quote(values.get("client_secret") or "", safe="")
+        headers["authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    if rule.encoding == "json":
+        headers["content-type"] = "application/json"
+        body = json.dumps(params, separators=(",", ":")).encode()
+    else:
+        headers["content-type"] = "application/x-www-form-urlencoded"
+        body = urlencode(params).encode()
+    return HttpRequest("POST", url, headers, body)
+
+
+def _json_body(response: HttpResponse) -> Any:
+    try:
+        return json.loads(response.body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _dig(data: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = data
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _invalid(message: str, status: int) -> ProviderError:
+    return ProviderError(message, code="invalid_token_response", status=status)
+
+
+def _expires_in(raw: Any, status: int) -> int | None:
+    """Seconds until expiry: ints, integral strings and finite floats are accepted."""
+    if raw is None:
+        return None
+    value: float
+    if isinstance(raw, bool):
+        raise _invalid("expires_in is a boolean, not a number of seconds", status)
+    if isinstance(raw, int | float):
+        value = raw
+    elif isinstance(raw, str) and raw.strip().isdigit():
+        value = int(raw.strip())
+    else:
+        raise _invalid("expires_in is not a number of seconds", status)
+    if not math.isfinite(value) or value < 0:
+        raise _invalid("expires_in is negative or not finite", status)
+    return int(value)
+
+
+def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: str, now: float) -> Token:
+    """Read a token response; raise ``ProviderError`` with a stable code if it is not a token."""
+    body = _json_body(response)
+    status = response.status
+    if not 200 <= status < 300:
+        raise _error_for(spec, response, body)
+    if not isinstance(body, dict):
+        kind = (
+            "JSON that is not an object"
+            if body is not None
+            else f"a {response.content_type or 'untyped'} body"
+        )
+        raise _invalid(f"the token endpoint answered {status} with {kind}", status)
+    rules = spec.token
+    access_token = body.get(rules.access_token)
+    if not isinstance(access_token, str) or not access_token:
+        raise _invalid(f"the token response has no {rules.access_token}", status)
+    token_type = body.get(rules.token_type)
+    if not isinstance(token_type, str):
+        raise _invalid(f"the token response has no {rules.token_type}", status)
+    if token_type.lower() not in {t.lower() for t in rules.token_types}:
+        raise _invalid(f"token_type {token_type[:40]!r} is not one of {list(rules.token_types)}", status)
+    expires_in = _expires_in(body.get(rules.expires_in), status)
+    refresh_token = body.get(rules.refresh_token)
+    if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
+        raise _invalid(f"{rules.refresh_token} is not a string", status)
+    scope = body.get(rules.scope)
+    if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
+        scope = spec.authorization.scope_separator.join(scope)
+    if scope is not None and not isinstance(scope, str):
+        raise _invalid(f"{rules.scope} is not a string", status)
+    account = _account(spec, body, client_id, status)
+    known = {rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope}
+    return Token(
+        provider=spec.name,
+        account=account,
+        access_token=access_token,
+        token_type=token_type,
+        obtained_at=now,
+        expires_at=None if expires_in is None else now + expires_in - rules.leeway,
+        refresh_token=refresh_token,
+        scope=scope if scope is not None else rules.default_scope,
+        client_id=client_id,
+        header_scheme=spec.usage.header_scheme,
+        extra={k: v for k, v in body.items() if k not in known},
+    )
+
+
+def _account(spec: FlowSpec, body: Mapping[str, Any], client_id: str, status: int) -> AccountRef:
+    rule = spec.token.account
+    if rule is None:
+        return AccountRef("client", client_id)
+    account_id = _dig(body, rule.id)
+    if isinstance(account_id, bool) or not isinstance(account_id, str | int) or account_id == "":
+        raise _invalid(f"the token response has no account id at {rule.id}", status)
+    account_type = _dig(body, rule.type) if rule.type else rule.default_type
+    if not isinstance(account_type, str) or not account_type:
+        raise _invalid(f"the token response has no account type at {rule.type}", status)
+    return AccountRef(account_type, account_id)
+
+
+def _retry_after(response: HttpResponse) -> float | None:
+    raw = response.headers.get("retry-after", "").strip()
+    return float(raw) if raw.isdigit() else None
+
+
+def _error_for(spec: FlowSpec, response: HttpResponse, body: Any) -> ProviderError:
+    status = response.status
+    info: dict[str, Any] = body if isinstance(body, dict) else {}
+    error = info.get("error") if isinstance(info.get("error"), str) else None
+    description = info.get("error_description") if isinstance(info.get("error_description"), str) else None
+    what = error or (f"a {response.content_type} body" if response.content_type else "no error code")
+    message = f"the token endpoint answered {status}: {what}"
+    if description:
+        message += f" ({description})"
+    message = message[:_MAX_MESSAGE]
+    retry_after = _retry_after(response)
+    if status in spec.token.rate_limit_status:
+        code, retryable = "rate_limited", True
+    elif status >= 500:
+        code, retryable = "provider_unavailable", True
+    elif error == "invalid_grant":
+        code, retryable = "invalid_grant", False
+    elif error == "invalid_client":
+        code, retryable = "invalid_client", False
+    elif status == 401:
+        code, retryable = "unauthorized", False
+    else:
+        code, retryable = "provider_error", False
+    return ProviderError(
+        message, code=code, retryable=retryable, status=status, body=info, retry_after=retry_after
+    )

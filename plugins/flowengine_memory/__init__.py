@@ -1,0 +1,136 @@
+"""The memory store: flows, tokens and leases in this process, for tests and single-process use.
+
+Selected by the URL ``memory://``. Everything is lost when the process ends;
+use ``sqlite:///path`` (or Redis/PostgreSQL) for anything that must survive.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+
+import attrs
+from flowengine import hookimpl
+from flowengine.errors import StoreError
+from flowengine.records import Flow, Token
+from flowengine.store import Lease
+
+__all__ = ["MemoryStore", "flowengine_store"]
+
+
+class MemoryStore:
+    """A Store kept in dictionaries; thread-safe, so several loops may share one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._flows: dict[str, Flow] = {}
+        self._by_state: dict[str, str] = {}
+        self._tokens: dict[str, Token] = {}
+        self._leases: dict[str, Lease] = {}
+
+    async def create(self, flow: Flow) -> None:
+        """Add a new flow; ``store_conflict`` if its id or state is taken."""
+        with self._lock:
+            if flow.id in self._flows or flow.state_hash in self._by_state:
+                raise StoreError(f"flow {flow.id!r} already exists", code="store_conflict", retryable=False)
+            self._flows[flow.id] = attrs.evolve(flow, authorization_url=None)
+            self._by_state[flow.state_hash] = flow.id
+
+    async def get(self, flow_id: str) -> Flow | None:
+        """The flow with this id, or None."""
+        return self._flows.get(flow_id)
+
+    async def get_by_state(self, state_hash: str) -> Flow | None:
+        """The flow whose state digest this is, or None."""
+        flow_id = self._by_state.get(state_hash)
+        return self._flows.get(flow_id) if flow_id is not None else None
+
+    async def list_flows(self, *, spec: str | None = None, state: str | None = None) -> list[Flow]:
+        """Flows, oldest first, optionally filtered."""
+        with self._lock:
+            flows = list(self._flows.values())
+        return sorted(
+            (f for f in flows if (spec is None or f.spec == spec) and (state is None or f.state == state)),
+            key=lambda f: f.created_at,
+        )
+
+    async def compare_and_set(self, flow: Flow, expected_version: int) -> bool:
+        """Replace the flow when its stored version is ``expected_version``."""
+        with self._lock:
+            current = self._flows.get(flow.id)
+            if current is None or current.version != expected_version:
+                return False
+            self._flows[flow.id] = attrs.evolve(flow, authorization_url=None)
+            return True
+
+    async def delete(self, flow_id: str) -> bool:
+        """Remove a flow; True if there was one."""
+        with self._lock:
+            flow = self._flows.pop(flow_id, None)
+            if flow is not None:
+                self._by_state.pop(flow.state_hash, None)
+            return flow is not None
+
+    async def purge(self, now: float) -> int:
+        """Remove flows whose ``expires_at`` is before ``now``."""
+        with self._lock:
+            gone = [f for f in self._flows.values() if f.expires_at < now]
+            for flow in gone:
+                del self._flows[flow.id]
+                self._by_state.pop(flow.state_hash, None)
+            return len(gone)
+
+    async def put_token(self, token: Token) -> None:
+        """Insert or replace a token under its key."""
+        with self._lock:
+            self._tokens[token.key] = token
+
+    async def get_token(self, key: str) -> Token | None:
+        """The token under ``key``, or None."""
+        return self._tokens.get(key)
+
+    async def list_tokens(
+        self, *, provider: str | None = None, expiring_before: float | None = None
+    ) -> list[Token]:
+        """Tokens, optionally one provider's or those expiring before a time."""
+        with self._lock:
+            tokens = list(self._tokens.values())
+        return [
+            t
+            for t in tokens
+            if (provider is None or t.provider == provider)
+            and (expiring_before is None or (t.expires_at is not None and t.expires_at < expiring_before))
+        ]
+
+    async def delete_token(self, key: str) -> bool:
+        """Remove a token; True if there was one."""
+        with self._lock:
+            return self._tokens.pop(key, None) is not None
+
+    async def acquire(self, key: str, ttl: float) -> Lease | None:
+        """Take a lease unless a live one is held."""
+        now = time.monotonic()
+        with self._lock:
+            held = self._leases.get(key)
+            if held is not None and held.expires_at > now:
+                return None
+            lease = Lease(key, secrets.token_hex(8), now + ttl)
+            self._leases[key] = lease
+            return lease
+
+    async def release(self, lease: Lease) -> None:
+        """Give a lease back, if it is still ours."""
+        with self._lock:
+            held = self._leases.get(lease.key)
+            if held is not None and held.token == lease.token:
+                del self._leases[lease.key]
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+
+@hookimpl
+def flowengine_store(url: str) -> MemoryStore | None:
+    """``memory://`` (anything after the scheme is ignored): a new, empty MemoryStore."""
+    return MemoryStore() if url.split(":", 1)[0] == "memory" else None
