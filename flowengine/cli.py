@@ -16,7 +16,16 @@ from flowengine.compiler import compile_flow, render_graph
 from flowengine.errors import FlowError, SpecError
 from flowengine.spec import FlowSpec, load_spec
 
-__all__ = ["EXIT_DENIED", "EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "cli", "main"]
+__all__ = [
+    "EXIT_DENIED",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_TIMEOUT",
+    "EXIT_USAGE",
+    "cli",
+    "main",
+    "spec_argument",
+]
 
 EXIT_OK, EXIT_USAGE, EXIT_DENIED, EXIT_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4, 5
 
@@ -37,8 +46,8 @@ def spec() -> None:
     """Validate, list and draw flow specs."""
 
 
-def _load(ref: str) -> FlowSpec:
-    """A spec by path if the file exists, else by name (``podio``)."""
+def spec_argument(ref: str) -> FlowSpec:
+    """The spec a command-line argument names: a path if the file exists, else a name."""
     return load_spec(Path(ref) if Path(ref).is_file() else ref)
 
 
@@ -54,7 +63,7 @@ def spec_validate(specs: tuple[str, ...]) -> None:
     failed = False
     for ref in specs:
         try:
-            compile_flow(_load(ref))
+            compile_flow(spec_argument(ref))
         except SpecError as exc:
             failed = True
             for problem in exc.problems:
@@ -79,7 +88,7 @@ def spec_graph(spec_ref: str, fmt: str) -> None:
       flowengine spec graph podio --format dot | dot -Tsvg > podio.svg
     """
     try:
-        click.echo(render_graph(compile_flow(_load(spec_ref)), fmt), nl=False)
+        click.echo(render_graph(compile_flow(spec_argument(spec_ref)), fmt), nl=False)
     except SpecError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)

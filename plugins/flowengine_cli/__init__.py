@@ -14,17 +14,15 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import click
-
 from flowengine import hookimpl, plugins
-from flowengine.cli import EXIT_DENIED, EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from flowengine.cli import EXIT_DENIED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, spec_argument
 from flowengine.engine import AsyncEngine
 from flowengine.errors import FlowError, PluginError, SpecError
 from flowengine.records import Flow
-from flowengine.spec import load_spec
+from flowengine.spec import FlowSpec
 
 __all__ = ["TerminalPresenter", "flow_summary", "flowengine_commands", "login"]
 
@@ -111,9 +109,8 @@ def _exit_code(engine: AsyncEngine, flow: Flow) -> int:
 
 
 async def _login_sandbox(
-    spec_ref: str, *, approve: bool, scope: str | None, store: str, as_json: bool
+    spec: FlowSpec, *, approve: bool, scope: str | None, store: str, as_json: bool
 ) -> int:
-    spec = load_spec(Path(spec_ref) if Path(spec_ref).is_file() else spec_ref)
     sandbox = plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
     pm = plugins.get_plugin_manager()
     presenter = TerminalPresenter(err=as_json)
@@ -180,14 +177,13 @@ def login(spec_ref: str, sandbox: bool, approve: bool, scope: str | None, store:
         )
         sys.exit(EXIT_USAGE)
     try:
-        code = asyncio.run(
-            _login_sandbox(spec_ref, approve=approve, scope=scope, store=store, as_json=as_json)
-        )
+        spec = spec_argument(spec_ref)
+        code = asyncio.run(_login_sandbox(spec, approve=approve, scope=scope, store=store, as_json=as_json))
     except SpecError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(EXIT_USAGE)
-    except (PluginError,) as exc:
+    except PluginError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     except FlowError as exc:

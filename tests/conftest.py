@@ -1,0 +1,74 @@
+"""Shared fixtures: one sandbox server per test session, reset before each test."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Iterator
+
+import attrs
+import flowengine as fe
+import pytest
+
+from flowengine_sandbox.plugin import PodioSandbox
+from flowengine_sandbox.server import SandboxServer
+from flowengine_sandbox.settings import SandboxSettings
+from flowengine_sandbox.state import RecordedTokenRequest
+
+_DEFAULTS = SandboxSettings()
+
+
+@attrs.define
+class SandboxFixture:
+    """The running sandbox, its client registration and what it recorded."""
+
+    server: SandboxServer
+    podio: PodioSandbox
+
+    @property
+    def settings(self) -> SandboxSettings:
+        return self.server.settings
+
+    @property
+    def client(self) -> fe.Client:
+        return self.podio.client
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        return dict(self.podio.endpoints)
+
+    def token_requests(self) -> list[RecordedTokenRequest]:
+        return self.server.state.token_requests()
+
+    async def consent(self, url: str | None, *, approve: bool = True) -> str:
+        assert url is not None
+        return await self.podio.consent(url, approve=approve)
+
+
+@pytest.fixture(scope="session")
+def podio_spec() -> fe.FlowSpec:
+    return fe.load_spec("podio")
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server() -> Iterator[SandboxServer]:
+    with SandboxServer(SandboxSettings()) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(_sandbox_server: SandboxServer, podio_spec: fe.FlowSpec) -> SandboxFixture:
+    """The session's sandbox, with no codes, tokens or records and default settings."""
+    server = _sandbox_server
+    server.state.reset()
+    for field in attrs.fields(SandboxSettings):
+        setattr(server.settings, field.name, copy.deepcopy(getattr(_DEFAULTS, field.name)))
+    return SandboxFixture(server, PodioSandbox(podio_spec, server.url, server.settings))
+
+
+@pytest.fixture
+async def engine(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> AsyncIterator[fe.AsyncEngine]:
+    """An AsyncEngine for podio.yaml, pointed at the sandbox, on a memory store."""
+    async with fe.AsyncEngine(
+        podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, store="memory://"
+    ) as engine:
+        yield engine
