@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 import flowengine as fe
 import flowengine.plugins
 import flowengine.records
+import flowengine.security
 import pytest
 
 from tests.conftest import SandboxFixture
@@ -363,3 +364,102 @@ async def test_transition_observers_see_every_stored_transition_redacted(
     ]
     assert all(f.code is None and f.code_verifier is None for *_, f in seen)
     json.dumps([fe.records.flow_to_dict(f) for *_, f in seen])
+
+
+def _podio_variant(podio_spec: fe.FlowSpec, **changes: object) -> fe.FlowSpec:
+    import copy
+
+    import yaml
+
+    data = yaml.safe_load(open(podio_spec.source, encoding="utf-8"))  # noqa: SIM115
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[last] = copy.deepcopy(value)
+    return fe.load_spec(data)
+
+
+async def test_sec4_callback_on_another_providers_path_is_rejected(
+    sandbox: SandboxFixture, podio_spec: fe.FlowSpec
+) -> None:
+    other_spec = _podio_variant(podio_spec, name="podio-eu")
+    store = fe.plugins.open_store("memory://")
+    podio = fe.AsyncEngine(podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, store=store)
+    other = fe.AsyncEngine(other_spec, client=sandbox.client, endpoints=sandbox.endpoints, store=store)
+    flow = await podio.start()
+    callback = await sandbox.consent(flow.authorization_url)
+    with pytest.raises(fe.CallbackError) as caught:
+        await other.callback(callback)
+    assert caught.value.code == "wrong_provider"
+    assert sandbox.token_requests() == []
+    assert (await podio.callback(callback)).state == "exchanged"
+
+
+async def test_sec5_issuer_mismatch_is_rejected(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:
+    spec = _podio_variant(podio_spec, issuer="https://podio.com", callback__iss="iss")
+    async with fe.AsyncEngine(spec, client=sandbox.client, endpoints=sandbox.endpoints) as engine:
+        flow = await engine.start()
+        callback = await sandbox.consent(flow.authorization_url)
+        with pytest.raises(fe.CallbackError) as caught:
+            await engine.callback(callback + "&iss=https%3A%2F%2Fevil.example")
+        assert caught.value.code == "issuer_mismatch"
+        assert sandbox.token_requests() == []
+        done = await engine.callback(callback + "&iss=https%3A%2F%2Fpodio.com")
+        assert done.state == "exchanged"
+
+
+async def test_sec2_pkce_s256_end_to_end(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:
+    spec = _podio_variant(
+        podio_spec,
+        pkce=True,
+        authorization__params={
+            **podio_spec.authorization.params,
+            "code_challenge": "{code_challenge}",
+            "code_challenge_method": "{code_challenge_method}",
+        },
+        grants__authorization_code__params={
+            **podio_spec.grants["authorization_code"].params,
+            "code_verifier": "{code_verifier}",
+        },
+    )
+    async with fe.AsyncEngine(spec, client=sandbox.client, endpoints=sandbox.endpoints) as engine:
+        flow = await engine.start()
+        query = parse_qs(urlsplit(flow.authorization_url or "").query)
+        assert query["code_challenge_method"] == ["S256"]
+        assert len(query["code_challenge"][0]) == 43
+        done = await engine.callback(await sandbox.consent(flow.authorization_url))
+    assert done.state == "exchanged"
+    [request] = sandbox.token_requests()
+    assert len(request.fields["code_verifier"]) == 43
+    assert fe.security.pkce_challenge(request.fields["code_verifier"]) == query["code_challenge"][0]
+
+
+async def test_sec13_debug_logs_and_errors_hold_no_secret(
+    engine: fe.AsyncEngine, sandbox: SandboxFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    texts: list[str] = []
+    flow = await engine.start()
+    # The person's browser (played by the sandbox helper) sees the code in its address
+    # bar; what is checked is everything the engine and its transport log from here on.
+    callback = await sandbox.consent(flow.authorization_url)
+    caplog.set_level(logging.DEBUG)
+    done = await engine.callback(callback)
+    token = await engine.token_for(done)
+    assert token is not None
+    fresh = await engine.refresh(token)
+    for bad in ({"state": "nope", "code": "x"}, callback + "&code=again"):
+        try:
+            await engine.callback(bad)
+        except fe.FlowError as exc:
+            texts += [str(exc), repr(exc)]
+    texts += [repr(done), repr(token), repr(fresh), repr(engine.client), caplog.text]
+    code = parse_qs(urlsplit(callback).query)["code"][0]
+    secrets_ = [code, token.access_token, fresh.access_token, token.refresh_token, fresh.refresh_token]
+    secrets_.append(sandbox.client.client_secret)
+    blob = "\n".join(texts)
+    for secret in secrets_:
+        assert secret and secret not in blob

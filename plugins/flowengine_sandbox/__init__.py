@@ -1,0 +1,1 @@
+"""A local emulator of Podio's authorization server."""

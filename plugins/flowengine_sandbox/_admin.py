@@ -1,0 +1,83 @@
+"""Routes under `/_sandbox/` that let a test in another process drive the sandbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flowengine_sandbox._web import invalid_request, read_json_object, settings_of, state_of
+from flowengine_sandbox.settings import SandboxSettings
+from flowengine_sandbox.state import TokenKind
+
+__all__ = ["ADJUSTABLE_SETTINGS", "expire_tokens", "reset", "token_requests", "update_settings"]
+
+ADJUSTABLE_SETTINGS = (
+    "consent",
+    "rotate_refresh_tokens",
+    "code_ttl",
+    "access_ttl",
+    "refresh_ttl",
+    "granted_scope",
+)
+
+
+async def token_requests(request: Request) -> JSONResponse:
+    """GET /_sandbox/token-requests: the record, oldest first, secrets fingerprinted."""
+    return JSONResponse([record.redacted() for record in state_of(request).token_requests()])
+
+
+async def reset(request: Request) -> Response:
+    """POST /_sandbox/reset: forget every code, token and recorded request."""
+    state_of(request).reset()
+    return Response(status_code=204)
+
+
+async def update_settings(request: Request) -> JSONResponse:
+    """POST /_sandbox/settings: change the settings named in the JSON body; return them all."""
+    settings = settings_of(request)
+    changes: dict[str, Any] = await read_json_object(request, allow_empty=True)
+    unknown = sorted(set(changes) - set(ADJUSTABLE_SETTINGS))
+    if unknown:
+        raise invalid_request(f"Unknown setting: {', '.join(unknown)}")
+    try:
+        attrs.evolve(settings, **changes)  # validates every change before any applies
+    except (TypeError, ValueError) as error:
+        raise invalid_request(str(error.args[0] if error.args else error)) from None
+    for name, value in changes.items():
+        setattr(settings, name, value)
+    return JSONResponse(_public_settings(settings))
+
+
+async def expire_tokens(request: Request) -> JSONResponse:
+    """POST /_sandbox/expire: expire one token by fingerprint, or every access token."""
+    body = await read_json_object(request, allow_empty=True)
+    kinds: dict[str, TokenKind] = {
+        "access_token_fingerprint": "access",
+        "refresh_token_fingerprint": "refresh",
+    }
+    unknown = sorted(set(body) - set(kinds))
+    if unknown or len(body) > 1:
+        raise invalid_request(
+            'Send {}, {"access_token_fingerprint": ...} or {"refresh_token_fingerprint": ...}'
+        )
+    now = settings_of(request).clock()
+    if not body:
+        expired = state_of(request).expire("access", now=now)
+    else:
+        [(key, value)] = body.items()
+        if not isinstance(value, str):
+            raise invalid_request(f"{key} must be a string")
+        expired = state_of(request).expire(kinds[key], now=now, token_fingerprint=value)
+    return JSONResponse({"expired": expired})
+
+
+def _public_settings(settings: SandboxSettings) -> dict[str, object]:
+    public: dict[str, object] = {name: getattr(settings, name) for name in ADJUSTABLE_SETTINGS}
+    public["clients"] = [
+        {"client_id": client.client_id, "registered_domain": client.registered_domain}
+        for client in settings.clients.values()
+    ]
+    return public

@@ -1,0 +1,129 @@
+"""Hook implementations: the sandbox as a ``flowengine_sandbox`` and ``flowengine sandbox serve``.
+
+The sandbox stands in for any spec whose endpoints are on ``podio.com``: each
+named endpoint is re-pointed at the same path on the sandbox, so a spec keeps
+its real URLs and ``--sandbox`` swaps only the host.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import click
+import httpx
+from flowengine import hookimpl
+from flowengine.client import Client
+from flowengine.spec import FlowSpec
+
+from .consent import consent
+from .server import SandboxServer, serve_forever
+from .settings import SandboxSettings
+
+__all__ = ["PodioSandbox", "flowengine_commands", "flowengine_sandbox"]
+
+EMULATED_DOMAIN = "podio.com"
+#: Where the sandbox's registered client is sent back to. Nothing needs to listen
+#: there for `login --sandbox`: the callback URL is read from the redirect itself.
+SANDBOX_REDIRECT_URI = "http://127.0.0.1/flowengine/callback"
+
+
+class PodioSandbox:
+    """A Podio emulator for one spec: started here, or the one running at ``url``."""
+
+    def __init__(self, spec: FlowSpec, url: str | None = None, settings: SandboxSettings | None = None):
+        self.spec = spec
+        self.settings = settings or SandboxSettings()
+        self._url = url.rstrip("/") if url else None
+        self.server: SandboxServer | None = None
+
+    @property
+    def url(self) -> str:
+        """The sandbox's base URL."""
+        if self._url is None:
+            raise RuntimeError("the sandbox is not started: use it in a `with` block")
+        return self._url
+
+    @property
+    def endpoints(self) -> Mapping[str, str]:
+        """Every endpoint of the spec, re-pointed at the same path on the sandbox."""
+        return {name: self.url + urlsplit(url).path for name, url in self.spec.endpoints.items()}
+
+    @property
+    def client(self) -> Client:
+        """The client the sandbox registers by default."""
+        registered = next(iter(self.settings.clients.values()))
+        return Client(
+            registered.client_id,
+            registered.client_secret,
+            redirect_uri=SANDBOX_REDIRECT_URI,
+            registered_domain=registered.registered_domain,
+        )
+
+    async def consent(self, authorization_url: str, *, approve: bool) -> str:
+        """Click Grant or Deny on the sandbox's consent page; return the callback URL."""
+        async with httpx.AsyncClient(trust_env=False) as http:
+            return await consent(http, authorization_url, approve=approve)
+
+    def __enter__(self) -> PodioSandbox:
+        if self._url is None:
+            self.server = SandboxServer(self.settings)
+            self.server.start()
+            self._url = self.server.url
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+            self._url = None
+
+
+def emulates(spec: FlowSpec) -> bool:
+    """True when the spec's endpoints are Podio's."""
+    for url in spec.endpoints.values():
+        host = (urlsplit(url).hostname or "").lower()
+        if host == EMULATED_DOMAIN or host.endswith("." + EMULATED_DOMAIN):
+            return True
+    return False
+
+
+@hookimpl
+def flowengine_sandbox(spec: FlowSpec, url: str | None) -> PodioSandbox | None:
+    """A Podio sandbox for Podio specs: the running one at ``url``, or a new local one."""
+    return PodioSandbox(spec, url) if emulates(spec) else None
+
+
+@hookimpl
+def flowengine_commands(cli: click.Group) -> None:
+    """Add ``flowengine sandbox serve``."""
+
+    @cli.group()
+    def sandbox() -> None:
+        """Run the local Podio emulator."""
+
+    @sandbox.command("serve")
+    @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
+    @click.option("--port", default=8790, show_default=True, type=int, help="Port (0 picks a free one).")
+    @click.option(
+        "--consent",
+        type=click.Choice(["ask", "approve", "deny"]),
+        default="ask",
+        show_default=True,
+        help="Show the consent page, or answer it automatically.",
+    )
+    def serve(host: str, port: int, consent: str) -> None:
+        """Serve the Podio sandbox until Ctrl-C.
+
+        \b
+        Point later commands at it with FLOWENGINE_SANDBOX_URL:
+          flowengine sandbox serve --port 8790 &
+          FLOWENGINE_SANDBOX_URL=http://127.0.0.1:8790 flowengine login podio --sandbox --approve
+        """
+        settings = SandboxSettings(consent=consent)  # type: ignore[arg-type]
+        serve_forever(host, port, settings)
+
+    del serve

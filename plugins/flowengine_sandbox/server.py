@@ -1,0 +1,170 @@
+"""The sandbox served over loopback by uvicorn: in a background thread, or until Ctrl-C.
+
+The socket is bound here, not by uvicorn, so that port 0 yields a free port that is
+known before the first request. uvicorn writes no access log: URLs carry codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import uvicorn
+
+from flowengine_sandbox.app import create_app
+from flowengine_sandbox.errors import SandboxError
+from flowengine_sandbox.settings import SandboxSettings
+from flowengine_sandbox.state import SandboxState
+
+__all__ = ["SandboxServer", "serve_forever"]
+
+# How long start() waits for uvicorn before giving up: generous, it takes milliseconds.
+START_TIMEOUT = 10.0
+# How long stop() lets open requests finish before cancelling them.
+GRACEFUL_SHUTDOWN_TIMEOUT = 5
+
+
+class _NotifyingServer(uvicorn.Server):
+    """A uvicorn server that calls back once it accepts connections."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self._on_started()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _config(app: Any, **options: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        access_log=False,
+        log_level="warning",
+        lifespan="off",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT,
+        **options,
+    )
+
+
+class SandboxServer:
+    """The sandbox app served by uvicorn in a background thread; `with` starts and stops it."""
+
+    def __init__(
+        self,
+        settings: SandboxSettings | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        state: SandboxState | None = None,
+    ) -> None:
+        self.settings = SandboxSettings() if settings is None else settings
+        self.state = SandboxState() if state is None else state
+        self.host = host
+        self.port = port  # the bound port once started (port 0 picks a free one)
+        self._server: _NotifyingServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Return the base URL, e.g. `http://127.0.0.1:54321`."""
+        if self._server is None:
+            raise SandboxError("the sandbox server is not running")
+        return _url(self.host, self.port)
+
+    def start(self) -> None:
+        """Start serving; return once the server accepts connections."""
+        if self._server is not None:
+            raise SandboxError("the sandbox server is already running")
+        sock = _bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        started = threading.Event()
+        # Embedded in someone else's process: leave its logging configuration alone.
+        config = _config(create_app(self.settings, self.state), log_config=None)
+        server = _NotifyingServer(config, on_started=started.set)
+        thread = threading.Thread(
+            target=self._serve,
+            args=(server, sock, started),
+            name=f"flowengine-sandbox-{self.port}",
+            daemon=True,
+        )
+        thread.start()
+        if not started.wait(START_TIMEOUT) or not server.started:
+            server.should_exit = True
+            thread.join(START_TIMEOUT)
+            sock.close()
+            raise SandboxError(f"the sandbox server did not start on {_url(self.host, self.port)}")
+        self._server, self._thread = server, thread
+
+    def stop(self) -> None:
+        """Stop serving (open requests finish first) and wait for the thread to end."""
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        server.should_exit = True
+        thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> SandboxServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @staticmethod
+    def _serve(server: _NotifyingServer, sock: socket.socket, started: threading.Event) -> None:
+        try:
+            asyncio.run(server.serve(sockets=[sock]))
+        finally:
+            started.set()  # never leave start() waiting when startup failed
+
+
+def serve_forever(host: str = "127.0.0.1", port: int = 0, settings: SandboxSettings | None = None) -> None:
+    """Serve the sandbox until Ctrl-C; print its URL and client ids, never a secret."""
+    settings = SandboxSettings() if settings is None else settings
+    sock = _bind(host, port)
+    url = _url(host, sock.getsockname()[1])
+
+    def announce() -> None:
+        print(f"Podio sandbox on {url} (Ctrl-C stops it)", flush=True)
+        for client in settings.clients.values():
+            print(
+                f"  client_id {client.client_id}: redirect URIs on {client.registered_domain}",
+                flush=True,
+            )
+
+    server = _NotifyingServer(_config(create_app(settings)), on_started=announce)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        # uvicorn re-raises the captured SIGINT after its graceful shutdown.
+        pass
+    finally:
+        sock.close()

@@ -1,0 +1,90 @@
+"""Settings of the sandbox: who is registered with the fake Podio, and how it behaves.
+
+The settings are mutable on purpose: a test flips `consent` or `rotate_refresh_tokens`
+between two requests, and the running app reads the new value on the next request.
+Every assignment is validated (attrs runs the validators on `setattr`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from attrs import Attribute, Factory, define, field, frozen, validators
+
+__all__ = [
+    "CONSENT_MODES",
+    "Consent",
+    "RegisteredClient",
+    "SandboxApp",
+    "SandboxSettings",
+    "SandboxUser",
+]
+
+Consent = Literal["ask", "approve", "deny"]
+CONSENT_MODES: tuple[Consent, ...] = ("ask", "approve", "deny")
+
+
+@frozen
+class RegisteredClient:
+    """An API key, as registered on Podio's API key page."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    # Redirect URIs must be on this host or a subdomain of it; port and path are free.
+    registered_domain: str
+
+
+@frozen
+class SandboxUser:
+    """The person signed in to the sandbox, also the account of the password grant."""
+
+    id: int
+    email: str
+    password: str = field(repr=False)
+
+
+@frozen
+class SandboxApp:
+    """A Podio app that can authenticate itself with the app grant."""
+
+    app_id: int
+    app_token: str = field(repr=False)
+
+
+def _default_clients() -> dict[str, RegisteredClient]:
+    client = RegisteredClient("sandbox-client", "sandbox-secret", "127.0.0.1")
+    return {client.client_id: client}
+
+
+def _default_apps() -> dict[int, SandboxApp]:
+    app = SandboxApp(2002, "sandbox-app-token")
+    return {app.app_id: app}
+
+
+def _seconds(_instance: Any, attribute: Attribute[int], value: object) -> None:
+    # bool is an int to Python, but `"code_ttl": true` is a mistake, not one second.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must be a whole number of seconds >= 0, got {value!r}")
+
+
+@define
+class SandboxSettings:
+    """How the sandbox behaves; changes apply from the next request on."""
+
+    clients: dict[str, RegisteredClient] = Factory(_default_clients)
+    consent: Consent = field(default="ask", validator=validators.in_(CONSENT_MODES))
+    rotate_refresh_tokens: bool = field(default=True, validator=validators.instance_of(bool))
+    code_ttl: int = field(default=600, validator=_seconds)
+    access_ttl: int = field(default=28_800, validator=_seconds)
+    refresh_ttl: int = field(default=28 * 86_400, validator=_seconds)
+    # The person narrows the scope on the consent screen: when set, every grant gets
+    # this scope instead of the requested one.
+    granted_scope: str | None = field(
+        default=None, validator=validators.optional(validators.instance_of(str))
+    )
+    user: SandboxUser = Factory(lambda: SandboxUser(1001, "user@example.com", "sandbox-password"))
+    apps: dict[int, SandboxApp] = Factory(_default_apps)
+    # Every expiry is computed with this clock, so a test can age codes and tokens.
+    clock: Callable[[], float] = time.time
