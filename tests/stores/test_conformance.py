@@ -1,25 +1,17 @@
-"""The store contract (DESIGN.md), run against every store URL in STORE_URLS."""
+"""The store contract (DESIGN.md), run against every backend in tests/stores/backends.py."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import attrs
 import flowengine as fe
 import pytest
 from flowengine import plugins
+from flowengine.codec import KEY_ENV, new_key
 from flowengine.security import digest
 
-#: Every store the suite runs against; issue #3 adds sqlite, redis and postgresql.
-STORE_URLS = ["memory://"]
-
-
-@pytest.fixture(params=STORE_URLS)
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[fe.Store]:
-    store = plugins.open_store(request.param)
-    yield store
-    await store.aclose()
+from tests.stores.backends import Backend
 
 
 def make_flow(
@@ -138,3 +130,73 @@ async def test_leases_are_exclusive_and_expire(store: fe.Store) -> None:
 async def test_concurrent_acquire_has_one_winner(store: fe.Store) -> None:
     leases = await asyncio.gather(*(store.acquire("exchange:z", 30) for _ in range(50)))
     assert sum(lease is not None for lease in leases) == 1
+
+
+async def test_a_corrupted_flow_raises_a_typed_error_naming_it(
+    backend: Backend, store_url: str, store: fe.Store
+) -> None:
+    if backend.corrupt_flow is None:
+        pytest.skip(f"the {backend.name} store keeps objects, not bytes")
+    await store.create(make_flow(1))
+    await store.create(make_flow(2))
+    backend.corrupt_flow(store_url, "flow-1")
+    with pytest.raises(fe.StoreError) as caught:
+        await store.get("flow-1")
+    assert caught.value.code == "store_corrupt"
+    assert "flow-1" in caught.value.message
+    assert [f.id for f in await store.list_flows()] == ["flow-2"]  # the listing survives
+
+
+async def test_a_corrupted_token_raises_a_typed_error_naming_it(
+    backend: Backend, store_url: str, store: fe.Store
+) -> None:
+    if backend.corrupt_token is None:
+        pytest.skip(f"the {backend.name} store keeps objects, not bytes")
+    one, two = make_token(1), make_token(2)
+    await store.put_token(one)
+    await store.put_token(two)
+    backend.corrupt_token(store_url, one.key)
+    with pytest.raises(fe.StoreError) as caught:
+        await store.get_token(one.key)
+    assert caught.value.code == "store_corrupt"
+    assert one.key in caught.value.message
+    assert [t.key for t in await store.list_tokens()] == [two.key]
+
+
+@pytest.mark.parametrize("keyed", [True, False], ids=["keyed", "plain"])
+async def test_sec15_tokens_are_encrypted_at_rest_when_a_key_is_set(
+    backend: Backend, store_url: str, monkeypatch: pytest.MonkeyPatch, keyed: bool
+) -> None:
+    if backend.raw_dump is None:
+        pytest.skip(f"the {backend.name} store keeps objects, not bytes")
+    if keyed:
+        monkeypatch.setenv(KEY_ENV, new_key())
+    else:
+        monkeypatch.delenv(KEY_ENV, raising=False)
+    store = plugins.open_store(store_url)
+    token = make_token(7)
+    await store.put_token(token)
+    await store.create(attrs.evolve(make_flow(7), code="the-code-in-flight"))
+    assert await store.get_token(token.key) == token
+    await store.aclose()
+    raw = backend.raw_dump(store_url)
+    for secret in (token.access_token, token.refresh_token or "", "the-code-in-flight", "verifier"):
+        assert (secret.encode() in raw) is not keyed, secret
+
+
+async def test_a_keyed_store_refuses_to_guess_without_its_key(
+    backend: Backend, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not backend.durable:
+        pytest.skip(f"the {backend.name} store lives in one process")
+    monkeypatch.setenv(KEY_ENV, new_key())
+    store = plugins.open_store(store_url)
+    await store.put_token(make_token(1))
+    await store.aclose()
+    monkeypatch.setenv(KEY_ENV, new_key())
+    wrong = plugins.open_store(store_url)
+    with pytest.raises(fe.StoreError) as caught:
+        await wrong.get_token(make_token(1).key)
+    await wrong.aclose()
+    assert caught.value.code == "store_corrupt"
+    assert "key" in caught.value.message
