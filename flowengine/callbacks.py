@@ -25,18 +25,29 @@ def _pairs(data: CallbackInput) -> list[tuple[str, str]]:
             raise CallbackError("the callback is too long", code="callback_invalid")
         query = urlsplit(data).query if ("?" in data or "://" in data) else data.lstrip("?")
         try:
-            return parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_PARAMETERS)
+            # errors="strict": a code mangled by bad percent-escapes is refused, not "repaired".
+            return parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_PARAMETERS, errors="strict")
+        except UnicodeDecodeError:
+            raise CallbackError(
+                "the callback holds percent-escapes that are not UTF-8", code="callback_invalid"
+            ) from None
         except ValueError:
             raise CallbackError("the callback has too many parameters", code="callback_invalid") from None
     pairs: list[tuple[str, str]] = []
+    size = 0
     for key, value in data.items():
-        values = [value] if isinstance(value, str) else list(value)
+        values = [value] if isinstance(value, str) else value if isinstance(value, list | tuple) else [value]
         for item in values:
-            if not isinstance(item, str):
-                raise CallbackError(f"callback parameter {key!r} is not text", code="callback_invalid")
-            pairs.append((str(key), item))
+            if not isinstance(key, str) or not isinstance(item, str):
+                raise CallbackError(
+                    f"callback parameter {str(key)[:40]!r} is not text", code="callback_invalid"
+                )
+            size += len(key) + len(item) + 2
+            pairs.append((key, item))
     if len(pairs) > MAX_PARAMETERS:
         raise CallbackError("the callback has too many parameters", code="callback_invalid")
+    if size > MAX_CALLBACK_LENGTH:
+        raise CallbackError("the callback is too long", code="callback_invalid")
     return pairs
 
 

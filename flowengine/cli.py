@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from flowengine import plugins
-from flowengine.compiler import compile_flow, render_graph
+from flowengine.compiler import BUILTIN_ACTIONS, BUILTIN_GUARDS, compile_flow, render_graph
 from flowengine.errors import FlowError, SpecError
 from flowengine.spec import FlowSpec, load_spec
 
@@ -61,9 +61,13 @@ def spec_validate(specs: tuple[str, ...]) -> None:
       flowengine spec validate specs/podio.yaml my-provider.yaml
     """
     failed = False
+    names = (
+        {*BUILTIN_GUARDS, *plugins.plugin_guards()},
+        {*BUILTIN_ACTIONS, *plugins.plugin_actions()},
+    )
     for ref in specs:
         try:
-            compile_flow(spec_argument(ref))
+            load_spec(Path(ref) if Path(ref).is_file() else ref, names=names)
         except SpecError as exc:
             failed = True
             for problem in exc.problems:

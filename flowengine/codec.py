@@ -81,8 +81,10 @@ class RecordCodec:
             return json.loads(data)
         except StoreError:
             raise
-        except Exception as exc:  # noqa: BLE001 - bad bytes, bad key or bad JSON: one typed error
-            reason = "cannot be decrypted with this key" if type(exc).__name__ == "InvalidToken" else "is damaged"
+        except Exception as exc:
+            reason = (
+                "cannot be decrypted with this key" if type(exc).__name__ == "InvalidToken" else "is damaged"
+            )
             raise StoreError(
                 f"stored {what} {name!r} {reason}", code="store_corrupt", retryable=False
             ) from None
@@ -111,5 +113,7 @@ def codec_for(options: Mapping[str, str]) -> RecordCodec:
         try:
             return RecordCodec(Path(key_file).expanduser().read_text(encoding="ascii").strip())
         except OSError as exc:
-            raise ConfigError(f"cannot read the key file {key_file!r}: {exc.strerror}", code="store_key_invalid") from None
+            raise ConfigError(
+                f"cannot read the key file {key_file!r}: {exc.strerror}", code="store_key_invalid"
+            ) from None
     return RecordCodec(os.environ.get(KEY_ENV) or None)

@@ -16,9 +16,9 @@ from typing import Any
 import attrs
 from transitions import Machine, MachineError
 
-from flowengine.errors import FlowError, FlowStateError, SpecError, SpecProblem
+from flowengine.errors import FlowError, FlowStateError, SpecError
 from flowengine.records import ErrorInfo, Flow, Token
-from flowengine.spec import FlowSpec
+from flowengine.spec import FlowSpec, check_names
 
 __all__ = [
     "BUILTIN_ACTIONS",
@@ -212,22 +212,7 @@ def compile_flow(
 
         guards = {**BUILTIN_GUARDS, **plugin_guards()} if guards is None else guards
         actions = {**BUILTIN_ACTIONS, **plugin_actions()} if actions is None else actions
-    problems: list[SpecProblem] = []
-    for i, t in enumerate(spec.machine.transitions):
-        for j, name in enumerate(t.when):
-            if name not in guards:
-                problems.append(
-                    SpecProblem(
-                        f"$.machine.transitions[{i}].when[{j}]", f"unknown guard {name!r}", spec.source
-                    )
-                )
-        for j, name in enumerate(t.do):
-            if name not in actions:
-                problems.append(
-                    SpecProblem(
-                        f"$.machine.transitions[{i}].do[{j}]", f"unknown action {name!r}", spec.source
-                    )
-                )
+    problems = check_names(spec, guards, actions)
     if problems:
         raise SpecError(problems)
     return CompiledFlow(spec, guards, actions)

@@ -97,24 +97,32 @@ def check_redirect_uri(uri: str, *, registered_domain: str | None) -> None:
     It must be absolute, without a fragment, ``https`` unless on loopback, and,
     when a domain is registered, on that domain or below it (port and path free).
     """
+
+    def refuse(why: str) -> ConfigError:
+        return ConfigError(f"redirect URI {uri[:200]!r} {why}", code="redirect_uri_invalid")
+
+    # Parsers disagree on backslashes, spaces and control characters (a browser
+    # reads `https://evil.net\@example.com` as evil.net): refuse them outright.
+    if not uri.isascii() or any(c in uri for c in "\\ \t\r\n") or not uri.isprintable():
+        raise refuse("holds characters that browsers and parsers read differently")
+    if "#" in uri:
+        raise refuse("must not contain a fragment")
     parts = urlsplit(uri)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("https", "http") or not host:
-        raise ConfigError(f"redirect URI {uri!r} is not an absolute http(s) URL", code="redirect_uri_invalid")
-    if parts.fragment:
-        raise ConfigError("a redirect URI must not contain a fragment", code="redirect_uri_invalid")
+        raise refuse("is not an absolute http(s) URL")
+    if "@" in parts.netloc:
+        raise refuse("must not carry user information")
+    try:
+        parts.port  # noqa: B018 - validates the port (numeric, 0-65535)
+    except ValueError:
+        raise refuse("has an invalid port") from None
     if parts.scheme == "http" and not is_loopback(host):
-        raise ConfigError(
-            f"redirect URI {uri!r} uses http:// off loopback; use https://",
-            code="redirect_uri_invalid",
-        )
+        raise refuse("uses http:// off loopback; use https://")
     if registered_domain:
         domain = registered_domain.lower().rstrip(".")
         if host != domain and not host.endswith("." + domain):
-            raise ConfigError(
-                f"redirect URI host {host!r} is not on the registered domain {domain!r}",
-                code="redirect_uri_invalid",
-            )
+            raise refuse(f"is not on the registered domain {domain!r}")
 
 
 def redact(params: Mapping[str, object]) -> dict[str, object]:

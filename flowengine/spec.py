@@ -10,7 +10,7 @@ problem found is reported at once, each as ``FILE: $.path: message``.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -37,6 +37,9 @@ __all__ = [
     "TokenResponseRules",
     "TransitionSpec",
     "UsageRules",
+    "check_names",
+    "check_spec",
+    "endpoint_problem",
     "load_spec",
     "spec_from_mapping",
 ]
@@ -218,7 +221,7 @@ def _make_converter() -> cattrs.Converter:
         inner = homogenous_tuple_structure_factory(type_, conv)
 
         def hook(value: Any, t: Any) -> Any:
-            if not isinstance(value, list):
+            if not isinstance(value, list | tuple):
                 raise _WrongType(f"expected a list, got {type(value).__name__}")
             return inner(value, t)
 
@@ -320,8 +323,15 @@ def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
 # --- loading -------------------------------------------------------------------------
 
 
-def spec_from_mapping(data: Any, *, source: str = "<mapping>") -> FlowSpec:
-    """Structure and validate a spec given as a mapping (e.g. parsed YAML or JSON)."""
+_Names = tuple[Collection[str], Collection[str]] | None
+
+
+def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = None) -> FlowSpec:
+    """Structure and validate a spec given as a mapping (e.g. parsed YAML or JSON).
+
+    ``names`` (known guard names, known action names) adds the compile-time
+    name checks to the same report, so every problem is listed at once.
+    """
     if not isinstance(data, dict):
         got = "an empty document" if data is None else type(data).__name__
         raise SpecError([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
@@ -332,44 +342,66 @@ def spec_from_mapping(data: Any, *, source: str = "<mapping>") -> FlowSpec:
         raise SpecError(problems) from None
     spec = attrs.evolve(spec, source=source)
     problems = list(check_spec(spec))
+    if names is not None:
+        problems += check_names(spec, *names)
     if problems:
         raise SpecError(problems)
     return spec
 
 
-def _from_text(text: str, source: str) -> FlowSpec:
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of letting the last one win silently."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    loader.flatten_mapping(node)
+    return dict(loader.construct_pairs(node))
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _from_text(text: str, source: str, names: _Names = None) -> FlowSpec:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"
         problem = getattr(exc, "problem", None) or str(exc)
         raise SpecError([SpecProblem(where, f"invalid YAML: {problem}", source)]) from None
-    return spec_from_mapping(data, source=source)
+    return spec_from_mapping(data, source=source, names=names)
 
 
 def load_spec(
     spec: str | Path | Mapping[str, Any] | FlowSpec,
     *,
     search_paths: Iterable[Path] | None = None,
+    names: _Names = None,
 ) -> FlowSpec:
     """Load and validate a spec from a name, a path, YAML text, a mapping or a FlowSpec.
 
     A bare name (``"podio"``) is looked up as ``NAME.yaml`` in ``search_paths``,
     which default to the folders plugins return from ``flowengine_spec_paths``.
-    A FlowSpec built in Python is re-validated, so programs get the same checks.
+    A FlowSpec built in Python goes through the same checks as YAML, types included.
+    ``names`` = (guard names, action names) also checks the names ``when:``/``do:`` use.
     """
     if isinstance(spec, FlowSpec):
-        problems = list(check_spec(spec))
-        if problems:
-            raise SpecError(problems)
-        return spec
+        data = _converter.unstructure(spec)
+        data.pop("source", None)
+        spec_from_mapping(data, source=spec.source, names=names)
+        return spec  # the same object: compiled machines are cached per spec
     if isinstance(spec, Mapping):
-        return spec_from_mapping(dict(spec))
+        return spec_from_mapping(dict(spec), names=names)
     if isinstance(spec, Path):
-        return _from_file(spec)
-    if "\n" in spec or (":" in spec and not Path(spec).exists()):
-        return _from_text(spec, "<text>")
+        return _from_file(spec, names)
+    if not spec.strip() or "\n" in spec or (":" in spec and not Path(spec).exists()):
+        return _from_text(spec, "<text>", names)
     if _NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
         if search_paths is None:
             from flowengine.plugins import spec_paths
@@ -379,20 +411,20 @@ def load_spec(
         for folder in folders:
             candidate = Path(folder) / f"{spec}.yaml"
             if candidate.is_file():
-                return _from_file(candidate)
+                return _from_file(candidate, names)
         where = ", ".join(str(f) for f in folders) or "no folders"
         raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
-    return _from_file(Path(spec))
+    return _from_file(Path(spec), names)
 
 
-def _from_file(path: Path) -> FlowSpec:
+def _from_file(path: Path, names: _Names = None) -> FlowSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
     except UnicodeDecodeError:
         raise SpecError([SpecProblem("$", "not UTF-8 text", str(path))]) from None
-    return _from_text(text, str(path))
+    return _from_text(text, str(path), names)
 
 
 # --- meaning -------------------------------------------------------------------------
@@ -437,10 +469,26 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
         if request.endpoint not in spec.endpoints:
             yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
         yield from check_params(f"$.grants.{grant}.params", request.params)
+    for grant, request in spec.grants.items():
+        if request.client_auth == "basic" and any(
+            "client_secret" in _safe_vars(t) for t in request.params.values()
+        ):
+            yield problem(
+                f"$.grants.{grant}.params",
+                "client_auth is basic: the secret goes in the Authorization header, "
+                "not also in the body (RFC 6749 §2.3.1)",
+            )
     if spec.pkce:
         used = {v for t in spec.authorization.params.values() for v in _safe_vars(t)}
         if "code_challenge" not in used:
             yield problem("$.authorization.params", "pkce is on but no parameter sends {code_challenge}")
+        method = spec.authorization.params.get("code_challenge_method")
+        if method not in ("{code_challenge_method}", "S256"):
+            yield problem(
+                "$.authorization.params.code_challenge_method",
+                "pkce is on: send code_challenge_method as {code_challenge_method} (S256); "
+                "plain, or no method (which means plain), is never used",
+            )
         code_grant = spec.grants.get("authorization_code")
         if code_grant and "code_verifier" not in {
             v for t in code_grant.params.values() for v in _safe_vars(t)
@@ -454,6 +502,12 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
         yield problem("$.token.leeway", "must not be negative")
     if spec.issuer is not None and not spec.callback.iss:
         yield problem("$.callback.iss", "issuer is set: name the callback parameter that carries it")
+    if spec.callback.iss_required and spec.issuer is None:
+        yield problem("$.callback.iss_required", "iss_required needs the spec's issuer to compare with")
+    if not spec.token.token_types:
+        yield problem("$.token.token_types", "list at least one accepted token type")
+    if not spec.authorization.scope_separator:
+        yield problem("$.authorization.scope_separator", "must not be empty")
     yield from _check_machine(spec.machine, problem)
 
 
@@ -465,15 +519,33 @@ def _safe_vars(template: str) -> tuple[str, ...]:
 
 
 def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
-    """Why ``url`` is not an acceptable endpoint, or None when it is."""
+    """Why ``url`` is not an acceptable endpoint, or None when it is.
+
+    ``http://`` is accepted only when ``local_ok`` and only on a loopback host.
+    """
+    from flowengine.security import is_loopback
+
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return f"{url!r} is not an absolute http(s) URL"
     if parts.fragment:
         return "an endpoint must not have a fragment"
-    if parts.scheme == "http" and not local_ok:
-        return f"{url!r} uses http://; only https:// is allowed unless the spec sets local_only"
+    if parts.scheme == "http" and not (local_ok and is_loopback(parts.hostname)):
+        return f"{url!r} uses http://; only https:// is allowed, or http:// on loopback with local_only"
     return None
+
+
+def check_names(spec: FlowSpec, guards: Collection[str], actions: Collection[str]) -> list[SpecProblem]:
+    """Problems with the guard and action names the machine uses, given the known ones."""
+    problems: list[SpecProblem] = []
+    for i, t in enumerate(spec.machine.transitions):
+        for kind, used, known in (("when", t.when, guards), ("do", t.do, actions)):
+            for j, name in enumerate(used):
+                if name not in known:
+                    what = "guard" if kind == "when" else "action"
+                    where = f"$.machine.transitions[{i}].{kind}[{j}]"
+                    problems.append(SpecProblem(where, f"unknown {what} {name!r}", spec.source))
+    return problems
 
 
 def _check_machine(machine: MachineSpec, problem: Callable[[str, str], SpecProblem]) -> Iterable[SpecProblem]:

@@ -12,8 +12,9 @@ import base64
 import json
 import math
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote_plus, urlencode
 
 from flowengine import templates
 from flowengine.errors import ProviderError
@@ -24,6 +25,8 @@ from flowengine.spec import FlowSpec
 __all__ = ["build_token_request", "read_token_response", "render_params"]
 
 _MAX_MESSAGE = 300
+#: Ten years: an ``expires_in`` beyond it is nonsense, not a long-lived token.
+_MAX_EXPIRES_IN = 10 * 365 * 86400
 
 
 def render_params(params: Mapping[str, str], values: Mapping[str, str | None]) -> dict[str, str]:
@@ -44,9 +47,9 @@ def build_token_request(
     params = render_params(rule.params, values)
     headers = {"accept": "application/json", "user-agent": user_agent}
     if rule.client_auth == "basic":
-        # RFC 6749 §2.3.1: both parts form-urlencoded before Base64.
-        user = quote(values.get("client_id") or "", safe="")
-        password = quote(values.get("client_secret") or "", safe="")
+        # RFC 6749 §2.3.1 and Appendix B: both parts form-urlencoded before Base64.
+        user = quote_plus(values.get("client_id") or "", safe="*")
+        password = quote_plus(values.get("client_secret") or "", safe="*")
         headers["authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     if rule.encoding == "json":
         headers["content-type"] = "application/json"
@@ -86,12 +89,12 @@ def _expires_in(raw: Any, status: int) -> int | None:
         raise _invalid("expires_in is a boolean, not a number of seconds", status)
     if isinstance(raw, int | float):
         value = raw
-    elif isinstance(raw, str) and raw.strip().isdigit():
+    elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 12:
         value = int(raw.strip())
     else:
         raise _invalid("expires_in is not a number of seconds", status)
-    if not math.isfinite(value) or value < 0:
-        raise _invalid("expires_in is negative or not finite", status)
+    if (isinstance(value, float) and not math.isfinite(value)) or value < 0 or value > _MAX_EXPIRES_IN:
+        raise _invalid("expires_in is negative, not finite, or absurdly large", status)
     return int(value)
 
 
@@ -99,8 +102,11 @@ def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: st
     """Read a token response; raise ``ProviderError`` with a stable code if it is not a token."""
     body = _json_body(response)
     status = response.status
+    rules = spec.token
     if not 200 <= status < 300:
-        raise _error_for(spec, response, body)
+        raise _error_for(spec, response, body, now)
+    if isinstance(body, dict) and isinstance(body.get("error"), str) and not body.get(rules.access_token):
+        raise _error_for(spec, response, body, now)  # a 200 that says "error": believe the error
     if not isinstance(body, dict):
         kind = (
             "JSON that is not an object"
@@ -108,7 +114,6 @@ def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: st
             else f"a {response.content_type or 'untyped'} body"
         )
         raise _invalid(f"the token endpoint answered {status} with {kind}", status)
-    rules = spec.token
     access_token = body.get(rules.access_token)
     if not isinstance(access_token, str) or not access_token:
         raise _invalid(f"the token response has no {rules.access_token}", status)
@@ -127,6 +132,8 @@ def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: st
     if scope is not None and not isinstance(scope, str):
         raise _invalid(f"{rules.scope} is not a string", status)
     account = _account(spec, body, client_id, status)
+    # Never let the leeway put expiry before receipt: a short-lived token keeps half its life.
+    leeway = min(rules.leeway, expires_in / 2) if expires_in is not None else 0
     known = {rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope}
     return Token(
         provider=spec.name,
@@ -134,7 +141,7 @@ def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: st
         access_token=access_token,
         token_type=token_type,
         obtained_at=now,
-        expires_at=None if expires_in is None else now + expires_in - rules.leeway,
+        expires_at=None if expires_in is None else now + expires_in - leeway,
         refresh_token=refresh_token,
         scope=scope if scope is not None else rules.default_scope,
         client_id=client_id,
@@ -156,12 +163,18 @@ def _account(spec: FlowSpec, body: Mapping[str, Any], client_id: str, status: in
     return AccountRef(account_type, account_id)
 
 
-def _retry_after(response: HttpResponse) -> float | None:
+def _retry_after(response: HttpResponse, now: float) -> float | None:
+    """Seconds to wait, from ``Retry-After`` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
     raw = response.headers.get("retry-after", "").strip()
-    return float(raw) if raw.isdigit() else None
+    if raw.isascii() and raw.isdigit() and len(raw) <= 9:
+        return float(raw)
+    try:
+        return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
-def _error_for(spec: FlowSpec, response: HttpResponse, body: Any) -> ProviderError:
+def _error_for(spec: FlowSpec, response: HttpResponse, body: Any, now: float) -> ProviderError:
     status = response.status
     info: dict[str, Any] = body if isinstance(body, dict) else {}
     error = info.get("error") if isinstance(info.get("error"), str) else None
@@ -171,7 +184,7 @@ def _error_for(spec: FlowSpec, response: HttpResponse, body: Any) -> ProviderErr
     if description:
         message += f" ({description})"
     message = message[:_MAX_MESSAGE]
-    retry_after = _retry_after(response)
+    retry_after = _retry_after(response, now)
     if status in spec.token.rate_limit_status:
         code, retryable = "rate_limited", True
     elif status >= 500:

@@ -44,6 +44,16 @@ class SandboxFixture:
         return await self.podio.consent(url, approve=approve)
 
 
+@pytest.fixture(autouse=True)
+def _private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing a test runs (the CLI's default SQLite store included) writes to the real home."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    for name in ("FLOWENGINE_STORE", "FLOWENGINE_KEY", "FLOWENGINE_SANDBOX_URL", "FLOWENGINE_SPEC_PATH"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def podio_spec() -> fe.FlowSpec:
     return fe.load_spec("podio")
