@@ -10,7 +10,7 @@ from flowengine.errors import CallbackError, ProviderError
 from flowengine.security import digest
 from flowengine.spec import CallbackRules
 
-__all__ = ["callback_digest", "callback_error", "parse_callback"]
+__all__ = ["CallbackInput", "callback_digest", "callback_error", "parse_callback"]
 
 #: A callback longer than this is not a callback (and not worth parsing).
 MAX_CALLBACK_LENGTH = 16 * 1024

@@ -152,11 +152,14 @@ class AsyncEngine:
         scope: str | Sequence[str] | None = None,
         session: str | None = None,
         redirect_uri: str | None = None,
+        inputs: Mapping[str, str] | None = None,
     ) -> Flow:
         """Begin a flow: store it ``redirected`` and return it with its ``authorization_url``.
 
         ``session`` binds the flow to a browser session (any opaque id): its
         callback must then carry the same id. Only digests of it are stored.
+        ``inputs`` gives values to the spec's declared ``inputs`` for the
+        authorization request (e.g. a ``login_hint``); they are not stored.
         """
         redirect_uri = redirect_uri or self.client.redirect_uri
         if not redirect_uri:
@@ -169,7 +172,11 @@ class AsyncEngine:
             scope = self.spec.authorization.scope_separator.join(scope)
         state = security.new_state()
         verifier = security.new_verifier() if self.spec.pkce else None
+        undeclared = set(inputs or ()) - set(self.spec.inputs)
+        if undeclared:
+            raise ConfigError(f"spec {self.spec.name!r} declares no input(s) {sorted(undeclared)}")
         values = {
+            **(inputs or {}),
             "client_id": self.client.client_id,
             "redirect_uri": redirect_uri,
             "scope": scope or None,
@@ -383,18 +390,26 @@ class AsyncEngine:
         """
         key = token if isinstance(token, str) else token.key
         seen = None if isinstance(token, str) else token
-        return await self._single_flight(f"refresh:{key}", lambda: self._refresh_once(key, seen))
+        asked_at = self.clock()
+        return await self._single_flight(f"refresh:{key}", lambda: self._refresh_once(key, seen, asked_at))
 
-    async def _refresh_once(self, key: str, seen: Token | None) -> Token:
+    @staticmethod
+    def _refreshed_since(current: Token, seen: Token | None, asked_at: float) -> bool:
+        """True when ``current`` is newer than what the caller had when it asked."""
+        if seen is not None and current.access_token != seen.access_token:
+            return True
+        return current.obtained_at >= asked_at
+
+    async def _refresh_once(self, key: str, seen: Token | None, asked_at: float) -> Token:
         lease = await self._store(self.store.acquire(f"refresh:{key}", self.lease_ttl))
         if lease is None:
-            return await self._wait_for_refresh(key, seen)
+            return await self._wait_for_refresh(key, seen, asked_at)
         try:
             current = await self._store(self.store.get_token(key)) or seen
             if current is None:
                 raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
-            if seen is not None and current.access_token != seen.access_token and not current.dead:
-                return current  # someone refreshed it while we waited
+            if not current.dead and self._refreshed_since(current, seen, asked_at):
+                return current  # another caller or worker refreshed it while we waited
             if current.dead:
                 raise ProviderError("this grant is dead; a new authorization is needed", code="invalid_grant")
             if not current.refresh_token:
@@ -421,14 +436,14 @@ class AsyncEngine:
         finally:
             await self._release(lease)
 
-    async def _wait_for_refresh(self, key: str, seen: Token | None) -> Token:
+    async def _wait_for_refresh(self, key: str, seen: Token | None, asked_at: float) -> Token:
         deadline = time.monotonic() + self.lease_ttl + 5
         delay = 0.01
         while time.monotonic() < deadline:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
             current = await self._store(self.store.get_token(key))
-            if current is not None and (seen is None or current.access_token != seen.access_token):
+            if current is not None and self._refreshed_since(current, seen, asked_at):
                 if current.dead:
                     raise ProviderError(
                         "this grant is dead; a new authorization is needed", code="invalid_grant"
@@ -438,7 +453,7 @@ class AsyncEngine:
             if lease is not None:  # the other worker gave up without refreshing
                 await self._release(lease)
                 break
-        return await self._refresh_once(key, seen)
+        return await self._refresh_once(key, seen, asked_at)
 
     async def _request_token(self, grant: str, values: Mapping[str, str | None], *, retry: bool) -> Token:
         if grant not in self.spec.grants:
@@ -542,7 +557,11 @@ class AsyncEngine:
         return True
 
     def _notify(self, flow: Flow, event: str, source: str, dest: str) -> None:
-        plugins.notify_transition(flow, event, source, dest, self._pm)
+        # The transition is already stored: an observer that fails must not stop the flow.
+        try:
+            plugins.notify_transition(flow, event, source, dest, self._pm)
+        except Exception:  # observers are other people's code
+            log.exception("a flowengine_transition observer failed on flow %s (%s)", flow.id, event)
 
     async def _reload(self, flow_id: str) -> Flow:
         flow = await self._store(self.store.get(flow_id))
@@ -610,9 +629,18 @@ class Engine:
         """The store (its methods are async: use the engine's methods from sync code)."""
         return self.engine.store
 
-    def start(self, **options: Any) -> Flow:
+    def start(
+        self,
+        *,
+        scope: str | Sequence[str] | None = None,
+        session: str | None = None,
+        redirect_uri: str | None = None,
+        inputs: Mapping[str, str] | None = None,
+    ) -> Flow:
         """See ``AsyncEngine.start``."""
-        return self._runner.run(self.engine.start(**options))
+        return self._runner.run(
+            self.engine.start(scope=scope, session=session, redirect_uri=redirect_uri, inputs=inputs)
+        )
 
     def callback(self, callback: callbacks.CallbackInput, *, session: str | None = None) -> Flow:
         """See ``AsyncEngine.callback``."""
@@ -653,6 +681,10 @@ class Engine:
     def is_final(self, flow: Flow) -> bool:
         """See ``AsyncEngine.is_final``."""
         return self.engine.is_final(flow)
+
+    def present(self, flow: Flow, step: str, **detail: Any) -> bool:
+        """See ``AsyncEngine.present``."""
+        return self.engine.present(flow, step, **detail)
 
     def close(self) -> None:
         """Close the engine's transport and store, and stop its loop thread."""

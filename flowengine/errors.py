@@ -87,9 +87,13 @@ class ConfigError(FlowError):
 
 
 class PluginError(FlowError):
-    """No plugin could provide what was asked for (a store URL, a spec name)."""
+    """No plugin could provide what was asked for.
 
-    code = "plugin_not_found"
+    Codes: ``store_unsupported``, ``transport_unsupported``, ``sandbox_unsupported``,
+    ``sandbox_unreachable``, ``spec_not_found``, ``plugin_conflict``.
+    """
+
+    code = "plugin_error"
 
 
 class CallbackError(FlowError):
@@ -114,7 +118,8 @@ class ProviderError(FlowError):
 
     Codes: ``access_denied``, ``invalid_grant``, ``invalid_client``,
     ``unauthorized``, ``rate_limited``, ``provider_unavailable``,
-    ``provider_error``, ``invalid_token_response``, ``missing_code``.
+    ``provider_error``, ``invalid_token_response``, ``missing_code``,
+    ``exchange_interrupted`` (an earlier exchange may have spent the code).
     """
 
     code = "provider_error"

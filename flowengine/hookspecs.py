@@ -62,7 +62,8 @@ def flowengine_transition(flow: Flow, event: str, source: str, dest: str) -> Non
 def flowengine_present(flow: Flow, step: str, detail: Mapping[str, Any]) -> bool | None:
     """Show a step of a flow to the person (``authorize``, ``transition``, ``result``, ``error``).
 
-    Return True when handled; the first plugin that does wins.
+    Return True when handled, None to let the next presenter try; the first
+    non-None answer wins (so return None, not False, for steps you don't show).
     """
 
 

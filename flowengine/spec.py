@@ -411,7 +411,12 @@ def load_spec(
         for folder in folders:
             candidate = Path(folder) / f"{spec}.yaml"
             if candidate.is_file():
-                return _from_file(candidate, names)
+                found = _from_file(candidate, names)
+                if found.name != spec:
+                    # Flows and tokens are recorded under `name:`; a mismatch would file them elsewhere.
+                    message = f"the spec found as {spec!r} must say name: {spec}, not {found.name!r}"
+                    raise SpecError([SpecProblem("$.name", message, str(candidate))])
+                return found
         where = ", ".join(str(f) for f in folders) or "no folders"
         raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
     return _from_file(Path(spec), names)

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import TracebackType
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
 
 import click
 import httpx
 from flowengine import hookimpl
 from flowengine.client import Client
+from flowengine.errors import PluginError
+from flowengine.security import is_loopback
 from flowengine.spec import FlowSpec
 
-from .consent import consent
-from .server import SandboxServer, serve_forever
+if TYPE_CHECKING:
+    from .server import SandboxServer
+
 from .settings import SandboxSettings
 
 __all__ = ["PodioSandbox", "flowengine_commands", "flowengine_sandbox"]
@@ -62,15 +66,39 @@ class PodioSandbox:
         )
 
     async def consent(self, authorization_url: str, *, approve: bool) -> str:
-        """Click Grant or Deny on the sandbox's consent page; return the callback URL."""
+        """Answer the consent form with Grant or Deny; return the callback URL it redirects to.
+
+        The decision is posted as the consent page's form would post it, so the
+        person's answer wins even over a sandbox serving with ``--consent approve``.
+        """
+        form = dict(parse_qsl(urlsplit(authorization_url).query, keep_blank_values=True))
+        form["decision"] = "grant" if approve else "deny"
         async with httpx.AsyncClient(trust_env=False) as http:
-            return await consent(http, authorization_url, approve=approve)
+            response = await http.post(f"{self.url}/oauth/authorize", data=form)
+        location = response.headers.get("location")
+        if response.status_code not in (302, 303) or not location:
+            raise PluginError(
+                f"the sandbox refused the authorization request ({response.status_code}): "
+                f"{response.text[:200]}",
+                code="sandbox_refused",
+            )
+        return str(location)
 
     def __enter__(self) -> PodioSandbox:
         if self._url is None:
+            from .server import SandboxServer  # uvicorn is imported only when a sandbox starts
+
             self.server = SandboxServer(self.settings)
             self.server.start()
             self._url = self.server.url
+        else:
+            try:
+                httpx.get(f"{self._url}/oauth/authorize", timeout=3, trust_env=False)
+            except httpx.HTTPError:
+                raise PluginError(
+                    f"no sandbox answers at {self._url} (start one with `flowengine sandbox serve`)",
+                    code="sandbox_unreachable",
+                ) from None
         return self
 
     def __exit__(
@@ -123,6 +151,10 @@ def flowengine_commands(cli: click.Group) -> None:
           flowengine sandbox serve --port 8790 &
           FLOWENGINE_SANDBOX_URL=http://127.0.0.1:8790 flowengine login podio --sandbox --approve
         """
+        from .server import serve_forever
+
+        if not is_loopback(host):
+            raise click.BadParameter(f"{host!r} is not a loopback address", param_hint="--host")
         settings = SandboxSettings(consent=consent)  # type: ignore[arg-type]
         serve_forever(host, port, settings)
 
