@@ -359,16 +359,22 @@ class AsyncEngine:
         return moved
 
     async def _wait_for_outcome(self, flow_id: str) -> Flow:
-        """Another worker holds the exchange lease: poll the store until it finishes."""
-        deadline = time.monotonic() + self.lease_ttl + 5
+        """Another worker holds the exchange lease: poll the store until the flow is final.
+
+        When the lease comes free with the flow still not final, its holder died
+        mid-exchange: take over (the flow then fails as interrupted, never re-sent).
+        """
         delay = 0.01
-        while time.monotonic() < deadline:
+        while True:
             flow = await self._reload(flow_id)
             if self.compiled.is_final(flow):
                 return flow
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
-        return await self._exchange_once(flow_id)
+            lease = await self._store(self.store.acquire(f"exchange:{flow_id}", 0.001))
+            if lease is not None:
+                await self._release(lease)
+                return await self._exchange_once(flow_id)
 
     async def _expire(self, flow: Flow) -> Flow:
         if not self.compiled.can_fire(flow.state, "expire"):

@@ -1,103 +1,22 @@
-"""The terminal frontend: ``flowengine login``.
-
-While a command runs, a ``TerminalPresenter`` is registered with the plugin
-manager: it prints each stored transition (``flowengine_transition``) and the
-steps the command hands to ``flowengine_present``. It prints fingerprints,
-never a token, code or secret.
-"""
+"""``flowengine login``: run a spec's authorization flow from the terminal."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 import time
-from collections.abc import Mapping
-from typing import Any
 
 import click
-from flowengine import hookimpl, plugins
+from flowengine import plugins
 from flowengine.cli import EXIT_DENIED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, spec_argument
 from flowengine.engine import AsyncEngine
-from flowengine.errors import FlowError, PluginError, SpecError
 from flowengine.records import Flow
 from flowengine.spec import FlowSpec
 
-__all__ = ["TerminalPresenter", "flow_summary", "flowengine_commands", "login"]
+from .common import TerminalPresenter, default_store_url, flow_summary, run_command, store_option
 
-
-def flow_summary(flow: Flow) -> dict[str, Any]:
-    """The public facts of a flow, as JSON-ready data (no secrets, no digests)."""
-    return {
-        "id": flow.id,
-        "spec": flow.spec,
-        "state": flow.state,
-        "created_at": flow.created_at,
-        "expires_at": flow.expires_at,
-        "client_id": flow.client_id,
-        "redirect_uri": flow.redirect_uri,
-        "scope": flow.scope,
-        "granted_scope": flow.granted_scope,
-        "account": None if flow.account is None else {"type": flow.account.type, "id": flow.account.id},
-        "token_key": flow.token_key,
-        "token_fingerprint": flow.token_fingerprint,
-        "error": None
-        if flow.error is None
-        else {
-            "code": flow.error.code,
-            "message": flow.error.message,
-            "description": flow.error.description,
-        },
-        "history": [
-            {"at": h.at, "event": h.event, "source": h.source, "dest": h.dest, "error": h.error}
-            for h in flow.history
-        ],
-    }
-
-
-class TerminalPresenter:
-    """Prints a flow's progress to the terminal (to stderr when ``quiet`` output is JSON)."""
-
-    def __init__(self, *, err: bool = False) -> None:
-        self.err = err
-
-    def echo(self, text: str) -> None:
-        """Print one line."""
-        click.echo(text, err=self.err)
-
-    @hookimpl
-    def flowengine_transition(self, flow: Flow, event: str, source: str, dest: str) -> None:
-        """Print ``source -> dest (event)`` as each transition is stored."""
-        arrow = f"{source} -> {dest}" if source else f"-> {dest}"
-        code = f"  [{flow.error.code}]" if flow.error and dest == flow.state and flow.error.code else ""
-        self.echo(f"  {arrow:<28} ({event}){code}")
-
-    @hookimpl
-    def flowengine_present(self, flow: Flow, step: str, detail: Mapping[str, Any]) -> bool:
-        """Show the authorization step and the result."""
-        if step == "authorize":
-            self.echo(f"Authorizing at {detail['where']} ({detail.get('how', 'waiting for you')})")
-        elif step == "result":
-            self.echo(_describe_result(flow))
-        elif step == "error":
-            self.echo(f"Error: {detail['error']}")
-        else:
-            return False
-        return True
-
-
-def _describe_result(flow: Flow) -> str:
-    if flow.state == "exchanged" or flow.token_fingerprint:
-        scope = flow.granted_scope or "unknown"
-        lines = [f"Authorized as {flow.account}; token {flow.token_fingerprint}; scope {scope}."]
-        if flow.missing_scopes:
-            lines.append(f"Not granted: {' '.join(sorted(flow.missing_scopes))}.")
-        return "\n".join(lines)
-    if flow.error is None:
-        return f"Flow ended in state {flow.state!r}."
-    said = flow.error.description or flow.error.message
-    return f"Flow {flow.state}: {flow.error.code}: {said}"
+__all__ = ["login"]
 
 
 def _exit_code(engine: AsyncEngine, flow: Flow) -> int:
@@ -148,20 +67,17 @@ async def _login_sandbox(
     help="With --sandbox: what the emulated person answers on the consent page.",
 )
 @click.option("--scope", help="Scopes to ask for, space-separated (Podio: 'user:read space:all').")
-@click.option(
-    "--store",
-    envvar="FLOWENGINE_STORE",
-    default="memory://",
-    show_default=True,
-    help="Where flows and tokens are kept (env FLOWENGINE_STORE).",
-)
+@store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the final flow as one JSON document.")
-def login(spec_ref: str, sandbox: bool, approve: bool, scope: str | None, store: str, as_json: bool) -> None:
-    """Run a spec's authorization flow and keep the token.
+def login(
+    spec_ref: str, sandbox: bool, approve: bool, scope: str | None, store: str | None, as_json: bool
+) -> None:
+    """Run a spec's authorization flow and keep the token in the store.
 
     With --sandbox, no credentials are needed: the local emulator plays the
     provider and the person. Set FLOWENGINE_SANDBOX_URL to use a sandbox that
-    is already running (`flowengine sandbox serve`).
+    is already running (`flowengine sandbox serve`), so that a later command
+    (`flowengine tokens refresh`) can refresh the token it gave.
 
     \b
     Exit codes: 0 exchanged, 2 usage or invalid spec, 3 denied, 4 failed.
@@ -176,23 +92,13 @@ def login(spec_ref: str, sandbox: bool, approve: bool, scope: str | None, store:
             err=True,
         )
         sys.exit(EXIT_USAGE)
-    try:
-        spec = spec_argument(spec_ref)
-        code = asyncio.run(_login_sandbox(spec, approve=approve, scope=scope, store=store, as_json=as_json))
-    except SpecError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_USAGE)
-    except PluginError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except FlowError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+    code = run_command(
+        lambda: _login_sandbox(
+            spec_argument(spec_ref),
+            approve=approve,
+            scope=scope,
+            store=store or default_store_url(),
+            as_json=as_json,
+        )
+    )
     sys.exit(code)
-
-
-@hookimpl
-def flowengine_commands(cli: click.Group) -> None:
-    """Add ``flowengine login``."""
-    cli.add_command(login)

@@ -1,0 +1,28 @@
+"""The SQLite store: flows, tokens and leases in one file, the embedded default.
+
+Selected by ``sqlite:///absolute/path.db`` (everything after ``sqlite://`` is
+the path: ``sqlite://relative.db`` is relative to the working directory, ``~``
+is expanded). Query options: ``key_file=PATH`` (else ``FLOWENGINE_KEY``)
+seals records with that key; ``timeout=SECONDS`` (default 5) is how long a
+call waits for another writer before failing with ``store_unavailable``.
+
+The file is created 0600 in folders created 0700, runs in WAL mode, and is
+safe for several processes on one host: ``compare_and_set`` is one
+conditional ``UPDATE``, leases are taken inside ``BEGIN IMMEDIATE``.
+``default_url()`` is where the CLI keeps its store.
+"""
+
+from __future__ import annotations
+
+from flowengine import hookimpl
+
+from flowengine_sqlite._store import SQLiteStore
+from flowengine_sqlite._url import SCHEME, default_url
+
+__all__ = ["SQLiteStore", "default_url", "flowengine_store"]
+
+
+@hookimpl
+def flowengine_store(url: str) -> SQLiteStore | None:
+    """A SQLiteStore for a ``sqlite://`` URL (``ConfigError`` if it is malformed), else None."""
+    return SQLiteStore.from_url(url) if url.split(":", 1)[0] == SCHEME else None

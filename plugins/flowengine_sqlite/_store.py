@@ -1,0 +1,349 @@
+"""The SQLite store: flows, tokens and leases as rows of one file.
+
+Calls run on the store's worker thread (``_worker.py``). Several store
+objects or processes on one file are kept apart by SQLite's own locks:
+single-statement writes, ``BEGIN IMMEDIATE`` where a read must precede a
+write, and the busy timeout while waiting for either.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flowengine.codec import RecordCodec, codec_for
+from flowengine.errors import StoreError
+from flowengine.records import Flow, Token
+from flowengine.store import Lease
+
+from flowengine_sqlite._schema import immediate
+from flowengine_sqlite._url import SQLiteTarget, parse_url
+from flowengine_sqlite._worker import Worker
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger("flowengine.store")
+
+_T = TypeVar("_T")
+
+# Whole queries, not assembled ones: one per filter combination, each able to use an index.
+_GET_FLOW = "SELECT id, spec, state, state_hash, version, record FROM flows WHERE id = ?"
+_GET_FLOW_BY_STATE = "SELECT id, spec, state, state_hash, version, record FROM flows WHERE state_hash = ?"
+_LIST_FLOWS = {  # keyed by (spec given, state given)
+    (False, False): "SELECT id, spec, state, state_hash, version, record FROM flows ORDER BY created_at, id",
+    (True, False): "SELECT id, spec, state, state_hash, version, record FROM flows"
+    " WHERE spec = ? ORDER BY created_at, id",
+    (False, True): "SELECT id, spec, state, state_hash, version, record FROM flows"
+    " WHERE state = ? ORDER BY created_at, id",
+    (True, True): "SELECT id, spec, state, state_hash, version, record FROM flows"
+    " WHERE spec = ? AND state = ? ORDER BY created_at, id",
+}
+_LIST_TOKENS = {  # keyed by (provider given, expiring_before given)
+    (False, False): "SELECT key, provider, record FROM tokens ORDER BY key",
+    (True, False): "SELECT key, provider, record FROM tokens WHERE provider = ? ORDER BY key",
+    (False, True): "SELECT key, provider, record FROM tokens WHERE expires_at < ? ORDER BY key",
+    (True, True): "SELECT key, provider, record FROM tokens"
+    " WHERE provider = ? AND expires_at < ? ORDER BY key",
+}
+
+
+def _utf8(text: object) -> bytes:
+    # Bytes, not str: compare_digest refuses non-ASCII str, and damaged records may hold any.
+    return str(text).encode("utf-8", "surrogatepass")
+
+
+class SQLiteStore:
+    """A Store kept in one SQLite file (``sqlite:///path.db``): the embedded default.
+
+    Safe for several asyncio tasks, several event loops, several store objects
+    and several processes on one host sharing the file. The file is opened on
+    first use, not when the store is made, and closed by ``aclose()``; a
+    closed store refuses further calls.
+    """
+
+    def __init__(self, target: SQLiteTarget, codec: RecordCodec | None = None) -> None:
+        self._target = target
+        self._codec = codec if codec is not None else codec_for(target.options)
+        self._worker = Worker(target)
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """The store for a ``sqlite://`` URL; ``ConfigError`` when the URL or its key is wrong."""
+        return cls(parse_url(url))
+
+    @property
+    def path(self) -> Path:
+        """The database file (absolute)."""
+        return self._target.path
+
+    @property
+    def sealed(self) -> bool:
+        """True when records are encrypted at rest."""
+        return self._codec.sealed
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({str(self.path)!r})"
+
+    # -- records <-> rows ------------------------------------------------------------------------
+
+    def _flow_values(self, flow: Flow) -> tuple[Any, ...]:
+        return (
+            flow.spec,
+            flow.state,
+            flow.state_hash,
+            flow.version,
+            flow.created_at,
+            flow.expires_at,
+            self._codec.dump_flow(flow),
+            flow.id,
+        )
+
+    def _load_flow(self, row: Sequence[Any]) -> Flow:
+        """Decode a flow row, checking the record against the clear columns it is found by.
+
+        The columns are not sealed; a record that disagrees with them (a row
+        edited by hand, a record pasted under another id) is damaged, since
+        lookups and compare-and-set would act on the wrong thing.
+        """
+        flow_id, spec, state, state_hash, version, record = row
+        flow = self._codec.load_flow(record, flow_id)
+        if not (
+            flow.id == flow_id
+            and flow.spec == spec
+            and flow.state == state
+            and flow.version == version
+            and hmac.compare_digest(_utf8(flow.state_hash), _utf8(state_hash))
+        ):
+            raise StoreError(
+                f"stored flow {flow_id!r} does not match its indexed columns",
+                code="store_corrupt",
+                retryable=False,
+            )
+        return flow
+
+    def _load_token(self, row: Sequence[Any]) -> Token:
+        """Decode a token row, checking it is the token its key and provider columns say."""
+        key, provider, record = row
+        token = self._codec.load_token(record, key)
+        if token.key != key or token.provider != provider:
+            raise StoreError(
+                f"stored token {key!r} does not match its indexed columns",
+                code="store_corrupt",
+                retryable=False,
+            )
+        return token
+
+    def _readable(self, rows: list[Any], load: Callable[[Sequence[Any]], _T]) -> list[_T]:
+        """Decode ``rows``, skipping (and logging) the ones that cannot be read."""
+        found: list[_T] = []
+        for row in rows:
+            try:
+                found.append(load(row))
+            except StoreError as exc:
+                log.warning("the SQLite store %s skipped a record: %s", self.path, exc.message)
+        return found
+
+    # -- flows -----------------------------------------------------------------------------------
+
+    async def create(self, flow: Flow) -> None:
+        """Add a new flow; ``store_conflict`` if its id or state digest is taken."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO flows (spec, state, state_hash, version, created_at, expires_at, record, id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    self._flow_values(flow),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(
+                    f"flow {flow.id!r} already exists (its id or state is taken)",
+                    code="store_conflict",
+                    retryable=False,
+                ) from None
+
+        await self._worker.run(work)
+
+    async def get(self, flow_id: str) -> Flow | None:
+        """The flow with this id, or None; ``store_corrupt`` naming it if it cannot be read."""
+
+        def work(conn: sqlite3.Connection) -> Flow | None:
+            row = conn.execute(_GET_FLOW, (flow_id,)).fetchone()
+            return None if row is None else self._load_flow(row)
+
+        return await self._worker.run(work)
+
+    async def get_by_state(self, state_hash: str) -> Flow | None:
+        """The flow whose ``state_hash`` this is, or None.
+
+        The index is searched by the SHA-256 digest, never by the ``state``
+        parameter itself, so its timing tells an attacker nothing useful; the
+        record found is then compared with ``hmac.compare_digest``.
+        """
+
+        def work(conn: sqlite3.Connection) -> Flow | None:
+            row = conn.execute(_GET_FLOW_BY_STATE, (state_hash,)).fetchone()
+            return None if row is None else self._load_flow(row)
+
+        return await self._worker.run(work)
+
+    async def list_flows(self, *, spec: str | None = None, state: str | None = None) -> list[Flow]:
+        """Flows, oldest first, filtered in SQL; unreadable ones are skipped with a warning."""
+        query = _LIST_FLOWS[spec is not None, state is not None]
+        params = [value for value in (spec, state) if value is not None]
+
+        def work(conn: sqlite3.Connection) -> list[Flow]:
+            return self._readable(conn.execute(query, params).fetchall(), self._load_flow)
+
+        return await self._worker.run(work)
+
+    async def compare_and_set(self, flow: Flow, expected_version: int) -> bool:
+        """Replace the flow if its stored version is ``expected_version``; True if this call wrote.
+
+        One conditional ``UPDATE``: SQLite runs each write statement under the
+        database's write lock, so of two racing writers (tasks, store objects
+        or processes) exactly one matches the old version.
+        """
+
+        def work(conn: sqlite3.Connection) -> bool:
+            try:
+                cursor = conn.execute(
+                    "UPDATE flows SET spec = ?, state = ?, state_hash = ?, version = ?, created_at = ?,"
+                    " expires_at = ?, record = ? WHERE id = ? AND version = ?",
+                    (*self._flow_values(flow), expected_version),
+                )
+            except sqlite3.IntegrityError:
+                raise StoreError(
+                    f"flow {flow.id!r} cannot take a state digest another flow has",
+                    code="store_conflict",
+                    retryable=False,
+                ) from None
+            return cursor.rowcount == 1
+
+        return await self._worker.run(work)
+
+    async def delete(self, flow_id: str) -> bool:
+        """Remove a flow; True if there was one."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,)).rowcount == 1
+
+        return await self._worker.run(work)
+
+    async def purge(self, now: float) -> int:
+        """Remove flows whose ``expires_at`` is before ``now``; how many went.
+
+        Leases that have run out (left by a worker that died holding one) go
+        too; they are judged by the wall clock, as they were written.
+        """
+
+        def work(conn: sqlite3.Connection) -> int:
+            with immediate(conn):
+                removed = conn.execute("DELETE FROM flows WHERE expires_at < ?", (now,)).rowcount
+                conn.execute("DELETE FROM leases WHERE expires_at <= ?", (time.time(),))
+            return removed
+
+        return await self._worker.run(work)
+
+    # -- tokens ----------------------------------------------------------------------------------
+
+    async def put_token(self, token: Token) -> None:
+        """Insert or replace the token under ``token.key``."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT OR REPLACE INTO tokens (key, provider, expires_at, record) VALUES (?, ?, ?, ?)",
+                (token.key, token.provider, token.expires_at, self._codec.dump_token(token)),
+            )
+
+        await self._worker.run(work)
+
+    async def get_token(self, key: str) -> Token | None:
+        """The token under ``key``, or None; ``store_corrupt`` naming it if it cannot be read."""
+
+        def work(conn: sqlite3.Connection) -> Token | None:
+            row = conn.execute("SELECT key, provider, record FROM tokens WHERE key = ?", (key,)).fetchone()
+            return None if row is None else self._load_token(row)
+
+        return await self._worker.run(work)
+
+    async def list_tokens(
+        self, *, provider: str | None = None, expiring_before: float | None = None
+    ) -> list[Token]:
+        """Tokens by key, filtered in SQL; unreadable ones are skipped with a warning.
+
+        A token without ``expires_at`` (NULL) never matches ``expiring_before``:
+        ``NULL < x`` is not true in SQL.
+        """
+        query = _LIST_TOKENS[provider is not None, expiring_before is not None]
+        params = [value for value in (provider, expiring_before) if value is not None]
+
+        def work(conn: sqlite3.Connection) -> list[Token]:
+            return self._readable(conn.execute(query, params).fetchall(), self._load_token)
+
+        return await self._worker.run(work)
+
+    async def delete_token(self, key: str) -> bool:
+        """Remove a token; True if there was one."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM tokens WHERE key = ?", (key,)).rowcount == 1
+
+        return await self._worker.run(work)
+
+    # -- leases ----------------------------------------------------------------------------------
+
+    async def acquire(self, key: str, ttl: float) -> Lease | None:
+        """Take the lease ``key`` for ``ttl`` seconds, or None while a live one is held.
+
+        Read and write happen in one ``BEGIN IMMEDIATE`` transaction, so two
+        processes cannot both see the lease free. Expiry is wall-clock time
+        (``time.time()``), the one clock every process on the host shares and
+        that still means something after a reboot.
+
+        If the caller is cancelled while the worker is taking the lease, the
+        lease is given back at once rather than left blocking others for ``ttl``.
+        """
+        owner = secrets.token_urlsafe(16)
+
+        def work(conn: sqlite3.Connection) -> Lease | None:
+            with immediate(conn):
+                now = time.time()  # read under the lock: waiting for it must not age the lease
+                row = conn.execute("SELECT expires_at FROM leases WHERE key = ?", (key,)).fetchone()
+                if row is not None and row[0] > now:
+                    return None
+                expires_at = now + ttl
+                conn.execute(
+                    "INSERT OR REPLACE INTO leases (key, owner, expires_at) VALUES (?, ?, ?)",
+                    (key, owner, expires_at),
+                )
+            return Lease(key, owner, expires_at)
+
+        try:
+            return await self._worker.run(work)
+        except asyncio.CancelledError:
+            # The worker may still take it. The one worker runs jobs in order, so a release
+            # queued now runs after the take, and matches nothing if the take never happened.
+            self._worker.run_later(lambda conn: self._delete_lease(conn, key, owner))
+            raise
+
+    async def release(self, lease: Lease) -> None:
+        """Give a lease back; a no-op when it expired and another owner has it now."""
+        await self._worker.run(lambda conn: self._delete_lease(conn, lease.key, lease.token))
+
+    @staticmethod
+    def _delete_lease(conn: sqlite3.Connection, key: str, owner: str) -> None:
+        conn.execute("DELETE FROM leases WHERE key = ? AND owner = ?", (key, owner))
+
+    # -- closing ---------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the file once the calls already made are done; calling it again does nothing."""
+        await self._worker.close()

@@ -1,0 +1,134 @@
+"""One thread that owns one SQLite connection and runs a store's calls on it, in order.
+
+Every call of a store runs on its own single worker thread: the event loop
+never blocks on disk or on SQLite's locks, calls are answered in the order
+they were made without a Python lock, the connection never changes threads,
+and the default executor (which asyncio also uses for DNS lookups) is never
+filled with threads waiting on the database. Measured on one file against
+``asyncio.to_thread`` with a locked connection, and against a connection per
+thread, this was as fast or faster in every case (one at a time and 50 at
+once, reads and writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from flowengine.errors import FlowError, StoreError
+
+from flowengine_sqlite._connection import connect
+from flowengine_sqlite._url import SQLiteTarget
+
+__all__ = ["Work", "Worker"]
+
+_T = TypeVar("_T")
+Work = Callable[[sqlite3.Connection], _T]
+
+# SQLite's own names for a damaged file: not something a retry can fix.
+_DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+# Connections a forked child inherited: kept referenced so they are never closed from the child.
+_INHERITED: list[sqlite3.Connection] = []
+
+
+def _new_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite")
+
+
+class Worker:
+    """Runs ``work(connection)`` on a private thread, opening the connection on first use.
+
+    Driver and file errors come back as ``StoreError`` naming the database:
+    ``store_corrupt`` when SQLite says the file is damaged, else
+    ``store_unavailable``. ``close()`` lets the calls already made finish first.
+    """
+
+    def __init__(self, target: SQLiteTarget) -> None:
+        self._target = target
+        self._pid = os.getpid()
+        self._executor = _new_executor()
+        self._conn: sqlite3.Connection | None = None
+        self._closing = False  # close() was called: no new calls (read and set on the loop)
+        self._shut = False  # the connection was closed: no more jobs (read and set by the thread)
+
+    def _here(self) -> ThreadPoolExecutor:
+        """This process's executor; after a fork, a new one (the old thread stayed in the parent).
+
+        Without this, a store used before a fork (``gunicorn --preload``,
+        ``multiprocessing`` on Linux) would hang in the child, its calls queued
+        for a thread that does not exist there. The inherited connection is set
+        aside, never used or closed here: SQLite connections must not cross a fork.
+        """
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._executor = _new_executor()
+            if self._conn is not None:
+                _INHERITED.append(self._conn)
+                self._conn = None
+        return self._executor
+
+    def closed_error(self) -> StoreError:
+        """The error for a call made after ``close()``."""
+        return StoreError(
+            f"the SQLite store {self._target.path} is closed", code="store_unavailable", retryable=False
+        )
+
+    async def run(self, work: Work[_T]) -> _T:
+        """``work(connection)``'s result, computed on the worker thread."""
+        if self._closing:
+            raise self.closed_error()
+        try:
+            future = asyncio.get_running_loop().run_in_executor(self._here(), self._call, work)
+        except RuntimeError:  # shut down by close() from another thread's loop
+            raise self.closed_error() from None
+        return await future
+
+    def run_later(self, work: Work[object]) -> None:
+        """Queue ``work`` behind every call already made, without waiting (errors are dropped)."""
+        with contextlib.suppress(RuntimeError):  # shut down by close(): nothing more to do
+            self._here().submit(self._call, work)
+
+    def _call(self, work: Work[_T]) -> _T:
+        if self._shut:  # queued behind close() (from another thread, or by run_later)
+            raise self.closed_error()
+        try:
+            if self._conn is None:
+                self._conn = connect(self._target)
+            return work(self._conn)
+        except FlowError:
+            raise
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            raise self._failure(exc) from exc
+
+    def _failure(self, exc: Exception) -> StoreError:
+        where = self._target.path
+        if getattr(exc, "sqlite_errorname", "").startswith(_DAMAGED):
+            return StoreError(
+                f"the SQLite store {where} is damaged: {exc}", code="store_corrupt", retryable=False
+            )
+        return StoreError(f"the SQLite store {where} is unavailable: {exc}", code="store_unavailable")
+
+    async def close(self) -> None:
+        """Close the connection once the calls already made are done, and stop the thread."""
+        if self._closing:
+            return
+        self._closing = True
+        try:  # the thread takes jobs in order: everything queued before runs first
+            await asyncio.get_running_loop().run_in_executor(self._here(), self._close_connection)
+        finally:
+            self._here().shutdown(wait=False)  # the thread is idle now; it exits on its own
+
+    def _close_connection(self) -> None:
+        self._shut = True
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except sqlite3.Error as exc:
+                raise self._failure(exc) from exc
