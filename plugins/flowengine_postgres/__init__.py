@@ -1,0 +1,36 @@
+"""The PostgreSQL store: flows, tokens and leases shared by many workers (psycopg 3).
+
+Selected by ``postgresql://user[:password]@host[:port]/db`` (or ``postgres://``),
+with options in the query string:
+
+- ``schema=NAME``: the schema holding the tables (default ``flowengine``), made
+  and migrated on first use; workers sharing a schema share flows and tokens;
+- ``key_file=PATH``: seal records with this Fernet key (else ``FLOWENGINE_KEY``);
+- ``min_size=``/``max_size=``: the connection pool's bounds (default 1 and 10);
+- libpq's ``connect_timeout`` (default 10 s, also the longest wait for a pooled
+  connection), ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``,
+  ``sslcrl`` and ``application_name``, passed through.
+
+Importing this package does not import psycopg; the store does, on first use.
+"""
+
+from __future__ import annotations
+
+from flowengine import hookimpl
+
+from flowengine_postgres._migrations import SCHEMA_VERSION
+from flowengine_postgres._store import PostgresStore
+from flowengine_postgres._url import SCHEMES, PostgresURL, parse_url
+
+__all__ = ["SCHEMA_VERSION", "PostgresStore", "PostgresURL", "flowengine_store", "parse_url"]
+
+
+@hookimpl
+def flowengine_store(url: str) -> PostgresStore | None:
+    """A PostgresStore for ``postgresql://`` and ``postgres://`` URLs (it connects on first use), else None.
+
+    A malformed URL raises ``ConfigError`` (``store_url_invalid``) here, before anything connects.
+    """
+    if url.split(":", 1)[0].lower() not in SCHEMES:
+        return None
+    return PostgresStore.from_url(url)

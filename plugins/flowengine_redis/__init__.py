@@ -1,0 +1,49 @@
+"""The Redis store: flows, tokens and leases shared by many workers on one Redis server.
+
+Selected by ``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS),
+with options in the query: ``prefix=`` (key prefix, default ``flowengine:``),
+``retention=`` (seconds a flow outlives its ``expires_at`` before Redis drops it
+by itself, default 3600), ``timeout=`` (socket timeout in seconds, default 5)
+and ``key_file=`` (or ``FLOWENGINE_KEY``) to encrypt records at rest.
+
+redis-py is imported only when a Redis URL is opened: every installed plugin
+is asked about every store URL, and most processes never use this one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from flowengine import hookimpl
+from flowengine.codec import codec_for
+
+from flowengine_redis._url import RedisOptions, parse_redis_url
+
+if TYPE_CHECKING:
+    from flowengine_redis._store import RedisStore
+
+__all__ = ["RedisOptions", "RedisStore", "flowengine_store", "parse_redis_url"]
+
+
+def __getattr__(name: str) -> Any:
+    """``RedisStore`` on first access, so importing this plugin does not import redis-py."""
+    if name == "RedisStore":
+        from flowengine_redis._store import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@hookimpl
+def flowengine_store(url: str) -> RedisStore | None:
+    """A RedisStore for ``redis://`` and ``rediss://`` URLs (no connection yet), or None.
+
+    ``ConfigError`` when the URL or its encryption key is wrong, so a typo
+    surfaces when the store is opened, not at the first callback.
+    """
+    options = parse_redis_url(url)
+    if options is None:
+        return None
+    from flowengine_redis._store import RedisStore
+
+    return RedisStore(options, codec_for(options.codec_options))

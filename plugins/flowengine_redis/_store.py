@@ -1,0 +1,445 @@
+"""The Redis store: flows, tokens and leases shared by every worker that reaches one server.
+
+Key layout under the URL's ``prefix`` (``flowengine:`` by default):
+
+- ``flow:{id}``: hash of the clear fields (id, spec, state, state_hash, version,
+  created_at, expires_at) and ``blob``, the whole record from ``RecordCodec.dump_flow``;
+- ``state:{state_hash}``: the id of the flow with that state digest;
+- ``flows``: sorted set of flow ids by created_at (listing, oldest first);
+- ``expiry``: sorted set of flow ids by expires_at (purge);
+- ``token:{key}``: hash of provider, expires_at and ``blob`` (``RecordCodec.dump_token``);
+- ``tokens`` and ``tokens:{provider}``: sorted sets of token keys by expires_at (+inf: never);
+- ``lease:{key}``: the owner's random token, with Redis's own expiry.
+
+A flow and its state key expire natively at ``max(expires_at, now) + retention``,
+so abandoned flows never pile up, while an expired one stays readable long
+enough for the engine to answer ``flow_expired`` rather than ``state_unknown``.
+``purge`` removes expired flows before that, and keeps the indexes clean.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import math
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from flowengine.codec import RecordCodec
+from flowengine.errors import FlowError, StoreError
+from flowengine.records import Flow, Token
+from flowengine.store import Lease
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+
+from flowengine_redis import _scripts
+from flowengine_redis._url import RedisOptions
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("flowengine.store")
+
+# Ids per READ_FLOWS call: each call runs atomically on the server, so keep each one short.
+_CHUNK = 256
+# Beyond this many seconds since the epoch (year ~33000) Redis refuses an expiry time.
+_LATEST_EXPIRY = 1e12
+
+
+class _Connection:
+    """One client (one connection pool) with its scripts, bound to the event loop it was made in."""
+
+    __slots__ = ("cas", "create", "delete_flow", "loop", "read_flows", "redis", "release")
+
+    def __init__(self, options: RedisOptions) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.redis = Redis(
+            host=options.host,
+            port=options.port,
+            db=options.db,
+            username=options.username,
+            password=options.password,
+            ssl=options.ssl,
+            socket_timeout=options.timeout,
+            socket_connect_timeout=options.timeout,
+            # No driver retries: a retried create or compare-and-set whose first attempt did
+            # land would report a conflict or a lost race for a write that happened. The engine
+            # owns the retry policy; a dead pooled connection is still replaced on checkout.
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+        )
+        self.create: AsyncScript = self.redis.register_script(_scripts.CREATE)
+        self.cas: AsyncScript = self.redis.register_script(_scripts.CAS)
+        self.delete_flow: AsyncScript = self.redis.register_script(_scripts.DELETE_FLOW)
+        self.read_flows: AsyncScript = self.redis.register_script(_scripts.READ_FLOWS)
+        self.release: AsyncScript = self.redis.register_script(_scripts.RELEASE)
+
+
+class RedisStore:
+    """A Store in Redis, for many workers and processes (``redis://host:port/db?prefix=...``).
+
+    Connections open on first use, so ``open_store(url)`` is cheap in any
+    context, and close with ``aclose()``. A redis.asyncio pool belongs to the
+    event loop it first ran on, so each store has its own pool, and a store
+    used from another loop later (``asyncio.run`` twice) makes a new one.
+    Every driver failure becomes ``StoreError`` (``store_unavailable``) naming
+    the server's address, never its password.
+    """
+
+    def __init__(self, options: RedisOptions, codec: RecordCodec) -> None:
+        self.options = options
+        self.codec = codec
+        self._connection: _Connection | None = None
+        prefix = options.prefix
+        self._flows_key = f"{prefix}flows"
+        self._expiry_key = f"{prefix}expiry"
+        self._tokens_key = f"{prefix}tokens"
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.options.address!r}, prefix={self.options.prefix!r})"
+
+    # Keys -------------------------------------------------------------------------------------
+
+    def _flow_key(self, flow_id: str) -> str:
+        return f"{self.options.prefix}flow:{flow_id}"
+
+    def _state_key(self, state_hash: str) -> str:
+        return f"{self.options.prefix}state:{state_hash}"
+
+    def _token_key(self, key: str) -> str:
+        return f"{self.options.prefix}token:{key}"
+
+    def _provider_key(self, provider: str) -> str:
+        return f"{self.options.prefix}tokens:{provider}"
+
+    def _lease_key(self, key: str) -> str:
+        return f"{self.options.prefix}lease:{key}"
+
+    # Plumbing ---------------------------------------------------------------------------------
+
+    def _conn(self) -> _Connection:
+        connection = self._connection
+        if connection is None or connection.loop is not asyncio.get_running_loop():
+            # A pool made in another (likely finished) loop cannot be used or closed from
+            # this one: leave it to the garbage collector and start afresh.
+            connection = self._connection = _Connection(self.options)
+        return connection
+
+    @contextlib.contextmanager
+    def _driver_errors(self) -> Iterator[None]:
+        """Turn anything the driver raises into ``store_unavailable``; let FlowErrors through."""
+        try:
+            yield
+        except FlowError:
+            raise
+        except Exception as exc:
+            detail = str(exc)
+            if self.options.password:
+                detail = detail.replace(self.options.password, "***")
+            raise StoreError(
+                f"the Redis store at {self.options.address} is unavailable: "
+                f"{type(exc).__name__}: {detail[:200]}",
+                code="store_unavailable",
+                retryable=True,
+            ) from exc
+
+    def _native_expiry_ms(self, expires_at: float) -> int:
+        """When Redis drops a flow by itself (ms since the epoch), or 0 for never.
+
+        ``expires_at`` is on the engine's clock, which need not be this one (tests and
+        replays use fixed clocks), so the record is always kept ``retention`` seconds
+        past the later of it and now: natural expiry only collects what nobody purged.
+        """
+        if not math.isfinite(expires_at):
+            return 0
+        at = max(expires_at, time.time()) + self.options.retention
+        return 0 if at > _LATEST_EXPIRY else math.ceil(at * 1000)
+
+    # Flows ------------------------------------------------------------------------------------
+
+    async def create(self, flow: Flow) -> None:
+        """Add a new flow in one atomic step; ``store_conflict`` if its id or state digest is taken."""
+        with self._driver_errors():
+            conn = self._conn()
+            written = await conn.create(
+                keys=[
+                    self._flow_key(flow.id),
+                    self._state_key(flow.state_hash),
+                    self._flows_key,
+                    self._expiry_key,
+                ],
+                args=[
+                    flow.id,
+                    flow.spec,
+                    flow.state,
+                    flow.state_hash,
+                    flow.version,
+                    repr(flow.created_at),
+                    repr(flow.expires_at),
+                    self.codec.dump_flow(flow),
+                    self._native_expiry_ms(flow.expires_at),
+                ],
+            )
+        if written == 0:
+            raise StoreError(f"flow {flow.id!r} already exists", code="store_conflict", retryable=False)
+        if written == -1:
+            raise StoreError(
+                f"another flow already has the state of flow {flow.id!r}",
+                code="store_conflict",
+                retryable=False,
+            )
+
+    async def get(self, flow_id: str) -> Flow | None:
+        """The flow with this id, or None (an expired flow is gone once its retention passed)."""
+        with self._driver_errors():
+            blob = await self._conn().redis.hget(self._flow_key(flow_id), "blob")
+        return None if blob is None else self.codec.load_flow(blob, flow_id)
+
+    async def get_by_state(self, state_hash: str) -> Flow | None:
+        """The flow whose ``state_hash`` this is, or None."""
+        with self._driver_errors():
+            redis = self._conn().redis
+            flow_id = await redis.get(self._state_key(state_hash))
+            if flow_id is None:
+                return None
+            name = _text(flow_id)
+            blob = await redis.hget(self._flow_key(name), "blob")
+        if blob is None:
+            return None
+        flow = self.codec.load_flow(blob, name)
+        # The state key names the flow; the record itself must agree before anyone acts on it.
+        return flow if hmac.compare_digest(flow.state_hash.encode(), state_hash.encode()) else None
+
+    async def list_flows(self, *, spec: str | None = None, state: str | None = None) -> list[Flow]:
+        """Flows, oldest first, optionally one spec's or one state's.
+
+        Redis filters on the clear fields, so only matching records are sent and
+        decoded. A damaged record is skipped with a warning naming it; ids whose
+        flow Redis already dropped are pruned from the indexes.
+        """
+        filters = [
+            "1" if spec is not None else "0",
+            spec or "",
+            "1" if state is not None else "0",
+            state or "",
+        ]
+        with self._driver_errors():
+            conn = self._conn()
+            ids = [_text(raw) for raw in await conn.redis.zrange(self._flows_key, 0, -1)]
+            if not ids:
+                return []
+            # One chunk runs as a plain EVALSHA; a pipeline first asks SCRIPT EXISTS, one trip more.
+            pipe = conn.redis.pipeline(transaction=False) if len(ids) > _CHUNK else None
+            replies: list[list[Any]] = []
+            for chunk in _chunks(ids):
+                reply = await conn.read_flows(
+                    keys=[self._flows_key, self._expiry_key, *(self._flow_key(i) for i in chunk)],
+                    args=[*filters, *chunk],
+                    client=pipe,
+                )
+                if pipe is None:
+                    replies.append(reply)
+            if pipe is not None:
+                replies = await pipe.execute()
+        flows: list[Flow] = []
+        for flow_id, reply in zip(ids, (r for chunk in replies for r in chunk), strict=True):
+            if reply == 2:
+                log.warning("skipping flow %r in the Redis store at %s: no record", flow_id, self._where)
+            elif isinstance(reply, bytes):
+                try:
+                    flows.append(self.codec.load_flow(reply, flow_id))
+                except StoreError as exc:
+                    log.warning("skipping flow %r in the Redis store at %s: %s", flow_id, self._where, exc)
+        return flows
+
+    async def compare_and_set(self, flow: Flow, expected_version: int) -> bool:
+        """Replace the flow if its stored version is ``expected_version``, in one atomic script."""
+        with self._driver_errors():
+            written = await self._conn().cas(
+                keys=[self._flow_key(flow.id), self._state_key(flow.state_hash), self._expiry_key],
+                args=[
+                    str(expected_version),
+                    flow.id,
+                    flow.spec,
+                    flow.state,
+                    flow.version,
+                    repr(flow.expires_at),
+                    self.codec.dump_flow(flow),
+                    self._native_expiry_ms(flow.expires_at),
+                ],
+            )
+        return bool(written == 1)
+
+    async def delete(self, flow_id: str) -> bool:
+        """Remove a flow, its state key and its index entries; True if there was one."""
+        with self._driver_errors():
+            removed = await self._delete_flows([flow_id], now=None)
+        return removed == 1
+
+    async def purge(self, now: float) -> int:
+        """Remove flows whose ``expires_at`` is before ``now``; how many this call removed.
+
+        Each flow is re-checked inside the delete script, so a flow whose expiry a
+        compare-and-set moved after it was listed stays. Workers purging at once
+        count each flow once.
+        """
+        with self._driver_errors():
+            raw = await self._conn().redis.zrangebyscore(self._expiry_key, "-inf", f"({now!r}")
+            return await self._delete_flows([_text(r) for r in raw], now=now)
+
+    async def _delete_flows(self, flow_ids: Sequence[str], *, now: float | None) -> int:
+        """Delete these flows (those still expiring before ``now``, when given); how many went."""
+        if not flow_ids:
+            return 0
+        conn = self._conn()
+        pipe = conn.redis.pipeline(transaction=False)
+        for flow_id in flow_ids:
+            pipe.hget(self._flow_key(flow_id), "state_hash")
+        state_hashes: list[bytes | None] = await pipe.execute()
+        pipe = conn.redis.pipeline(transaction=False)
+        for flow_id, state_hash in zip(flow_ids, state_hashes, strict=True):
+            if state_hash is None:  # already gone: only its index entries are left to drop
+                pipe.zrem(self._flows_key, flow_id)
+                pipe.zrem(self._expiry_key, flow_id)
+                continue
+            keys = [
+                self._flow_key(flow_id),
+                self._state_key(_text(state_hash)),
+                self._flows_key,
+                self._expiry_key,
+            ]
+            args = [flow_id] if now is None else [flow_id, repr(now)]
+            await conn.delete_flow(keys=keys, args=args, client=pipe)
+        results: list[Any] = await pipe.execute()
+        removed = 0
+        for state_hash in state_hashes:
+            if state_hash is None:
+                del results[:2]
+            else:
+                removed += int(results.pop(0))
+        return removed
+
+    # Tokens -----------------------------------------------------------------------------------
+
+    async def put_token(self, token: Token) -> None:
+        """Insert or replace the token and its index entries in one transaction."""
+        score = math.inf if token.expires_at is None else token.expires_at
+        blob = self.codec.dump_token(token)
+        with self._driver_errors():
+            pipe = self._conn().redis.pipeline(transaction=True)
+            pipe.hset(
+                self._token_key(token.key),
+                mapping={
+                    "provider": token.provider,
+                    "expires_at": "" if token.expires_at is None else repr(token.expires_at),
+                    "blob": blob,
+                },
+            )
+            pipe.zadd(self._tokens_key, {token.key: score})
+            pipe.zadd(self._provider_key(token.provider), {token.key: score})
+            await pipe.execute()
+
+    async def get_token(self, key: str) -> Token | None:
+        """The token under ``key``, or None."""
+        with self._driver_errors():
+            blob = await self._conn().redis.hget(self._token_key(key), "blob")
+        return None if blob is None else self.codec.load_token(blob, key)
+
+    async def list_tokens(
+        self, *, provider: str | None = None, expiring_before: float | None = None
+    ) -> list[Token]:
+        """Tokens by expiry (never-expiring last), optionally one provider's or those expiring before a time.
+
+        The sorted sets do the filtering; only the tokens they return are read
+        and decoded. A damaged token is skipped with a warning naming it.
+        """
+        index = self._tokens_key if provider is None else self._provider_key(provider)
+        with self._driver_errors():
+            redis = self._conn().redis
+            if expiring_before is None:
+                raw = await redis.zrange(index, 0, -1)
+            else:
+                raw = await redis.zrangebyscore(index, "-inf", f"({expiring_before!r}")
+            keys = [_text(r) for r in raw]
+            if not keys:
+                return []
+            pipe = redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(self._token_key(key), ["provider", "blob"])
+            rows: list[list[bytes | None]] = await pipe.execute()
+        tokens: list[Token] = []
+        for key, (stored_provider, blob) in zip(keys, rows, strict=True):
+            if blob is None or (provider is not None and stored_provider != provider.encode()):
+                continue  # deleted since the index was read
+            try:
+                tokens.append(self.codec.load_token(blob, key))
+            except StoreError as exc:
+                log.warning("skipping token %r in the Redis store at %s: %s", key, self._where, exc)
+        return tokens
+
+    async def delete_token(self, key: str) -> bool:
+        """Remove a token and its index entries; True if there was one."""
+        with self._driver_errors():
+            redis = self._conn().redis
+            provider = await redis.hget(self._token_key(key), "provider")
+            pipe = redis.pipeline(transaction=True)
+            pipe.delete(self._token_key(key))
+            pipe.zrem(self._tokens_key, key)
+            if provider is not None:
+                pipe.zrem(self._provider_key(_text(provider)), key)
+            results: list[Any] = await pipe.execute()
+        return bool(results[0])
+
+    # Leases -----------------------------------------------------------------------------------
+
+    async def acquire(self, key: str, ttl: float) -> Lease | None:
+        """Take the lease ``key`` for ``ttl`` seconds (``SET NX PX``), or None while another holds it.
+
+        Redis expires the lease itself, so a worker that dies holding it blocks
+        the others for at most ``ttl``. ``expires_at`` is on this machine's wall clock.
+        """
+        if not math.isfinite(ttl):
+            raise ValueError(f"a lease needs a finite ttl, not {ttl!r}")
+        token = secrets.token_urlsafe(16)
+        with self._driver_errors():
+            taken = await self._conn().redis.set(
+                self._lease_key(key), token, nx=True, px=max(1, math.ceil(ttl * 1000))
+            )
+        return Lease(key, token, time.time() + ttl) if taken else None
+
+    async def release(self, lease: Lease) -> None:
+        """Give the lease back, unless it expired and another owner took it since."""
+        with self._driver_errors():
+            await self._conn().release(keys=[self._lease_key(lease.key)], args=[lease.token])
+
+    async def aclose(self) -> None:
+        """Close this store's connection pool; the next call would open a new one."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if connection.loop is running:
+            with self._driver_errors():
+                await connection.redis.aclose()
+
+    @property
+    def _where(self) -> str:
+        return f"{self.options.address} (prefix {self.options.prefix!r})"
+
+
+def _text(raw: object) -> str:
+    """A key or id as Redis returned it (bytes: this client never decodes replies)."""
+    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
