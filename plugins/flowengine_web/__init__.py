@@ -1,0 +1,76 @@
+"""The web frontend: any spec behind two routes, as a Starlette app any ASGI host can mount.
+
+``create_app(engine_or_engines, secret_key=...)`` returns the app (see
+``docs/web.md``); ``flowengine web serve`` runs it with uvicorn. Starlette and
+uvicorn come with the ``web`` extra and are imported on first use of a name
+that needs them, so that installing this plugin costs the ``flowengine``
+command nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+from flowengine import hookimpl
+
+if TYPE_CHECKING:
+    from flowengine_web._app import create_app
+    from flowengine_web._hooks import ON_TOKEN_WINDOW, OnToken, Render, SuccessUrl
+    from flowengine_web._http import SECURITY_HEADERS
+    from flowengine_web._outcome import outcome_of
+    from flowengine_web._pages import CONTENT_SECURITY_POLICY, Outcome, Page, PageKind, SpecLink, render_html
+    from flowengine_web._server import WebServer
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "ON_TOKEN_WINDOW",
+    "SECURITY_HEADERS",
+    "OnToken",
+    "Outcome",
+    "Page",
+    "PageKind",
+    "Render",
+    "SpecLink",
+    "SuccessUrl",
+    "WebServer",
+    "create_app",
+    "flowengine_commands",
+    "outcome_of",
+    "render_html",
+]
+
+_LAZY = {
+    "ON_TOKEN_WINDOW": "_hooks",
+    "OnToken": "_hooks",
+    "Render": "_hooks",
+    "SuccessUrl": "_hooks",
+    "create_app": "_app",
+    "outcome_of": "_outcome",
+    "SECURITY_HEADERS": "_http",
+    "CONTENT_SECURITY_POLICY": "_pages",
+    "Outcome": "_pages",
+    "Page": "_pages",
+    "PageKind": "_pages",
+    "SpecLink": "_pages",
+    "render_html": "_pages",
+    "WebServer": "_server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The public names, imported on first access (they need Starlette or uvicorn)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+@hookimpl
+def flowengine_commands(cli: click.Group) -> None:
+    """Add ``flowengine web serve``."""
+    from flowengine_web._cli import web
+
+    cli.add_command(web)

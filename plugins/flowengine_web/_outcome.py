@@ -1,0 +1,44 @@
+"""How a flow ended, in the frontend's words, and its JSON form (no secret, no digest)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowengine.engine import AsyncEngine
+from flowengine.records import Flow
+
+from flowengine_web._pages import Outcome
+
+__all__ = ["flow_json", "outcome_of"]
+
+
+def outcome_of(engine: AsyncEngine, flow: Flow) -> Outcome:
+    """How a flow ended, whatever its spec calls the state: success, denied, failed or pending."""
+    if flow.token_fingerprint:
+        return "success"
+    if not engine.is_final(flow) and flow.error is None:
+        return "pending"
+    if flow.error is not None and flow.error.code == "access_denied":
+        return "denied"
+    return "failed"
+
+
+def flow_json(flow: Flow, outcome: Outcome, result_url: str, retry_url: str) -> dict[str, Any]:
+    """The outcome document of the JSON routes."""
+    error = flow.error
+    return {
+        "flow_id": flow.id,
+        "spec": flow.spec,
+        "state": flow.state,
+        "outcome": outcome,
+        "account": None if flow.account is None else {"type": flow.account.type, "id": flow.account.id},
+        "token_fingerprint": flow.token_fingerprint,
+        "scope": flow.scope,
+        "granted_scope": flow.granted_scope,
+        "missing_scopes": sorted(flow.missing_scopes),
+        "error": None
+        if error is None
+        else {"code": error.code, "message": error.message, "description": error.description},
+        "result_url": result_url,
+        "retry_url": None if outcome == "success" else retry_url,
+    }
