@@ -92,14 +92,15 @@ def spec_graph(spec_ref: str, fmt: str) -> None:
       flowengine spec graph podio --format dot | dot -Tsvg > podio.svg
     """
     try:
-        click.echo(render_graph(compile_flow(spec_argument(spec_ref)), fmt), nl=False)
+        text = render_graph(compile_flow(spec_argument(spec_ref)), fmt)
     except SpecError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(EXIT_USAGE)
-    except FlowError as exc:
+    except (FlowError, ValueError) as exc:  # ValueError: a grant-only spec has no machine
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
+    click.echo(text, nl=False)
 
 
 @spec.command("list")

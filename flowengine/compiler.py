@@ -128,18 +128,24 @@ class CompiledFlow:
 
     def __init__(self, spec: FlowSpec, guards: Mapping[str, Guard], actions: Mapping[str, Action]):
         self.spec = spec
-        self.final = frozenset(spec.machine.final)
-        self.states = tuple(spec.machine.states)
+        machine = spec.machine
+        self.final = frozenset(machine.final if machine else ())
+        self.states = tuple(machine.states if machine else ())
+        self.triggers = frozenset(t.trigger for t in machine.transitions) if machine else frozenset()
         self._lock = threading.Lock()
         self._cursor = _Cursor()
+        #: None for a grant-only spec: it has no flows to move.
+        self.machine: Machine | None = None
+        if machine is None:
+            return
         self.machine = Machine(
             model=self._cursor,
-            states=list(spec.machine.states),
-            initial=spec.machine.initial,
+            states=list(machine.states),
+            initial=machine.initial,
             auto_transitions=False,
             send_event=True,
         )
-        for t in spec.machine.transitions:
+        for t in machine.transitions:
             sources: Any = "*" if "*" in t.source else list(t.source)
             self.machine.add_transition(
                 t.trigger,
@@ -148,7 +154,6 @@ class CompiledFlow:
                 conditions=[_as_condition(name, guards[name]) for name in t.when],
                 after=[_as_callback(actions[name]) for name in t.do],
             )
-        self.triggers = frozenset(t.trigger for t in spec.machine.transitions)
 
     def is_final(self, flow: Flow) -> bool:
         """True when the flow has reached one of the spec's final states."""
@@ -156,10 +161,16 @@ class CompiledFlow:
 
     def can_fire(self, state: str, event: str) -> bool:
         """True when some transition on ``event`` leaves ``state``."""
-        return event in self.triggers and bool(self.machine.get_transitions(event, state))
+        return (
+            self.machine is not None
+            and event in self.triggers
+            and bool(self.machine.get_transitions(event, state))
+        )
 
     def fire(self, ctx: TransitionContext) -> str:
         """Run the first transition on ``ctx.event`` whose guards pass; return its dest."""
+        if self.machine is None:
+            raise FlowStateError(f"spec {self.spec.name!r} has no machine", flow_id=ctx.flow.id)
         with self._lock:
             self.machine.set_state(ctx.flow.state, model=self._cursor)
             try:
@@ -175,6 +186,8 @@ class CompiledFlow:
 
     def edges(self) -> Iterable[tuple[str, str, str, tuple[str, ...]]]:
         """Every edge of the compiled machine as (source, dest, trigger, guard names)."""
+        if self.machine is None:
+            return
         for trigger, event in self.machine.events.items():
             for source, transitions in event.transitions.items():
                 for transition in transitions:
@@ -221,17 +234,20 @@ def compile_flow(
 def render_graph(compiled: CompiledFlow, fmt: str = "mermaid") -> str:
     """The compiled machine as Mermaid ``stateDiagram-v2`` or Graphviz DOT text."""
     spec = compiled.spec
+    machine = spec.machine
+    if machine is None:
+        raise ValueError(f"spec {spec.name!r} is grant-only: it has no machine to draw")
     lines: list[str]
     if fmt == "mermaid":
-        lines = ["stateDiagram-v2", f"    [*] --> {spec.machine.initial}"]
+        lines = ["stateDiagram-v2", f"    [*] --> {machine.initial}"]
         for source, dest, trigger, guards in compiled.edges():
             label = trigger + (f" [{' and '.join(guards)}]" if guards else "")
             lines.append(f"    {source} --> {dest}: {label}")
-        lines += [f"    {state} --> [*]" for state in spec.machine.final]
+        lines += [f"    {state} --> [*]" for state in machine.final]
     elif fmt == "dot":
         lines = [f'digraph "{spec.name}" {{', "    rankdir=LR;", "    node [shape=box, style=rounded];"]
-        lines += [f'    "{state}" [shape=doublecircle];' for state in spec.machine.final]
-        lines.append(f'    "__start" [shape=point]; "__start" -> "{spec.machine.initial}";')
+        lines += [f'    "{state}" [shape=doublecircle];' for state in machine.final]
+        lines.append(f'    "__start" [shape=point]; "__start" -> "{machine.initial}";')
         for source, dest, trigger, guards in compiled.edges():
             label = trigger + (f"\\n[{' and '.join(guards)}]" if guards else "")
             lines.append(f'    "{source}" -> "{dest}" [label="{label}"];')

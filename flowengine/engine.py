@@ -49,7 +49,7 @@ from flowengine.errors import (
 )
 from flowengine.http import Transport, TransportConfig
 from flowengine.records import ErrorInfo, Flow, HistoryEntry, Token
-from flowengine.spec import FlowSpec, endpoint_problem, load_spec
+from flowengine.spec import AuthorizationRequest, FlowSpec, MachineSpec, endpoint_problem, load_spec
 from flowengine.store import Lease, Store
 from flowengine.tokens import build_token_request, read_token_response, render_params
 
@@ -161,6 +161,7 @@ class AsyncEngine:
         ``inputs`` gives values to the spec's declared ``inputs`` for the
         authorization request (e.g. a ``login_hint``); they are not stored.
         """
+        authorization, machine = self._flow_parts()
         redirect_uri = redirect_uri or self.client.redirect_uri
         if not redirect_uri:
             raise ConfigError("no redirect URI: set Client(redirect_uri=...) or pass redirect_uri=")
@@ -169,7 +170,7 @@ class AsyncEngine:
             registered_domain=self.client.registered_domain or self.spec.redirect.registered_domain,
         )
         if scope is not None and not isinstance(scope, str):
-            scope = self.spec.authorization.scope_separator.join(scope)
+            scope = authorization.scope_separator.join(scope)
         state = security.new_state()
         verifier = security.new_verifier() if self.spec.pkce else None
         undeclared = set(inputs or ()) - set(self.spec.inputs)
@@ -184,17 +185,17 @@ class AsyncEngine:
             "code_challenge": security.pkce_challenge(verifier) if verifier else None,
             "code_challenge_method": "S256" if verifier else None,
         }
-        endpoint = self.endpoints[self.spec.authorization.endpoint]
-        query = urlencode(render_params(self.spec.authorization.params, values))
+        endpoint = self.endpoints[authorization.endpoint]
+        query = urlencode(render_params(authorization.params, values))
         url = f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
         now = self.clock()
-        initial = self.spec.machine.initial
+        initial = machine.initial
         flow = Flow(
             id=secrets.token_urlsafe(16),
             spec=self.spec.name,
             state=initial,
             created_at=now,
-            expires_at=now + self.spec.machine.ttl,
+            expires_at=now + machine.ttl,
             client_id=self.client.client_id,
             redirect_uri=redirect_uri,
             state_hash=security.digest(state),
@@ -216,6 +217,7 @@ class AsyncEngine:
         outcome and sends nothing. Raises ``CallbackError`` for a callback that
         must not be acted on; nothing is sent then.
         """
+        _authorization, machine = self._flow_parts()
         rules = self.spec.callback
         params = callbacks.parse_callback(callback, rules)
         if not params.state:
@@ -239,7 +241,7 @@ class AsyncEngine:
         self._check_issuer(params.iss, flow.id)
         this_callback = callbacks.callback_digest(params)
         for _ in range(8):
-            if flow.state != self.spec.machine.initial:
+            if flow.state != machine.initial:
                 if flow.callback_digest is None and flow.error and flow.error.code == "flow_expired":
                     raise CallbackError(
                         "the flow expired before its callback", code="flow_expired", flow_id=flow.id
@@ -259,6 +261,15 @@ class AsyncEngine:
                 return await self._continue(moved)
             flow = await self._reload(flow.id)
         raise StoreError("the flow kept changing under this callback", code="store_conflict", flow_id=flow.id)
+
+    def _flow_parts(self) -> tuple[AuthorizationRequest, MachineSpec]:
+        """The authorization request and machine; a grant-only spec has neither."""
+        if self.spec.authorization is None or self.spec.machine is None:
+            raise ConfigError(
+                f"spec {self.spec.name!r} is grant-only: it has no authorization flow; use grant()",
+                code="grant_only_spec",
+            )
+        return self.spec.authorization, self.spec.machine
 
     def _check_issuer(self, iss: str | None, flow_id: str) -> None:
         expected = self.spec.issuer
@@ -386,6 +397,22 @@ class AsyncEngine:
         return await self._reload(flow.id)
 
     # --- tokens ---------------------------------------------------------------------
+
+    async def grant(self, grant: str, inputs: Mapping[str, str] | None = None) -> Token:
+        """Run a non-interactive grant (Podio's ``app`` or ``password``) and store its token.
+
+        ``inputs`` gives the spec's declared inputs (``app_id``, ``app_token``, …).
+        Safe to retry, so connection errors, 5xx and rate limits are retried with
+        backoff per ``retry``. Not for ``authorization_code`` (use start/callback).
+        """
+        if grant == "authorization_code":
+            raise ConfigError("the authorization_code grant needs a person: use start() and callback()")
+        undeclared = set(inputs or ()) - set(self.spec.inputs)
+        if undeclared:
+            raise ConfigError(f"spec {self.spec.name!r} declares no input(s) {sorted(undeclared)}")
+        token = await self._request_token(grant, dict(inputs or {}), retry=True)
+        await self._store(self.store.put_token(token))
+        return token
 
     async def refresh(self, token: Token | str) -> Token:
         """Refresh a token (a Token or its store key); concurrent callers share one request.
@@ -655,6 +682,10 @@ class Engine:
     def exchange(self, flow_id: str) -> Flow:
         """See ``AsyncEngine.exchange``."""
         return self._runner.run(self.engine.exchange(flow_id))
+
+    def grant(self, grant: str, inputs: Mapping[str, str] | None = None) -> Token:
+        """See ``AsyncEngine.grant``."""
+        return self._runner.run(self.engine.grant(grant, inputs))
 
     def refresh(self, token: Token | str) -> Token:
         """See ``AsyncEngine.refresh``."""

@@ -171,9 +171,11 @@ class FlowSpec:
 
     name: str
     endpoints: Mapping[str, str]
-    authorization: AuthorizationRequest
     grants: Mapping[str, TokenRequest]
-    machine: MachineSpec
+    #: The redirect leg; absent in a grant-only spec (Podio's app or password grant).
+    authorization: AuthorizationRequest | None = None
+    #: The flow's machine; present exactly when ``authorization`` is.
+    machine: MachineSpec | None = None
     description: str = ""
     local_only: bool = False
     issuer: str | None = None
@@ -185,6 +187,11 @@ class FlowSpec:
     usage: UsageRules = UsageRules()
     #: Where the spec came from (a file path, ``<text>``); not a YAML key.
     source: str = attrs.field(default="<spec>", eq=False)
+
+    @property
+    def scope_separator(self) -> str:
+        """How scopes are joined (the authorization request's, else a space)."""
+        return self.authorization.scope_separator if self.authorization else " "
 
     @property
     def variables(self) -> frozenset[str]:
@@ -465,11 +472,28 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
                 if var not in known:
                     yield problem(f"{path}.{key}", f"template names unknown variable {var!r}")
 
-    if spec.authorization.endpoint not in spec.endpoints:
-        yield problem("$.authorization.endpoint", f"no endpoint named {spec.authorization.endpoint!r}")
-    yield from check_params("$.authorization.params", spec.authorization.params)
-    if "authorization_code" not in spec.grants:
-        yield problem("$.grants", "the authorization_code grant is required")
+    authorization = spec.authorization
+    if authorization is not None:
+        if authorization.endpoint not in spec.endpoints:
+            yield problem("$.authorization.endpoint", f"no endpoint named {authorization.endpoint!r}")
+        yield from check_params("$.authorization.params", authorization.params)
+        if "authorization_code" not in spec.grants:
+            yield problem("$.grants", "an authorization request needs the authorization_code grant")
+        if spec.machine is None:
+            yield problem("$.machine", "an authorization request needs a machine")
+        if not authorization.scope_separator:
+            yield problem("$.authorization.scope_separator", "must not be empty")
+    else:
+        if spec.machine is not None:
+            yield problem("$.machine", "a machine needs an authorization request to start its flows")
+        if "authorization_code" in spec.grants:
+            yield problem(
+                "$.grants.authorization_code", "the authorization_code grant needs an authorization request"
+            )
+        if spec.pkce:
+            yield problem("$.pkce", "pkce needs an authorization request")
+        if not spec.grants:
+            yield problem("$.grants", "a grant-only spec needs at least one grant")
     for grant, request in spec.grants.items():
         if request.endpoint not in spec.endpoints:
             yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
@@ -483,11 +507,11 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
                 "client_auth is basic: the secret goes in the Authorization header, "
                 "not also in the body (RFC 6749 §2.3.1)",
             )
-    if spec.pkce:
-        used = {v for t in spec.authorization.params.values() for v in _safe_vars(t)}
+    if spec.pkce and authorization is not None:
+        used = {v for t in authorization.params.values() for v in _safe_vars(t)}
         if "code_challenge" not in used:
             yield problem("$.authorization.params", "pkce is on but no parameter sends {code_challenge}")
-        method = spec.authorization.params.get("code_challenge_method")
+        method = authorization.params.get("code_challenge_method")
         if method not in ("{code_challenge_method}", "S256"):
             yield problem(
                 "$.authorization.params.code_challenge_method",
@@ -511,9 +535,8 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
         yield problem("$.callback.iss_required", "iss_required needs the spec's issuer to compare with")
     if not spec.token.token_types:
         yield problem("$.token.token_types", "list at least one accepted token type")
-    if not spec.authorization.scope_separator:
-        yield problem("$.authorization.scope_separator", "must not be empty")
-    yield from _check_machine(spec.machine, problem)
+    if spec.machine is not None:
+        yield from _check_machine(spec.machine, problem)
 
 
 def _safe_vars(template: str) -> tuple[str, ...]:
@@ -543,7 +566,7 @@ def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
 def check_names(spec: FlowSpec, guards: Collection[str], actions: Collection[str]) -> list[SpecProblem]:
     """Problems with the guard and action names the machine uses, given the known ones."""
     problems: list[SpecProblem] = []
-    for i, t in enumerate(spec.machine.transitions):
+    for i, t in enumerate(spec.machine.transitions if spec.machine else ()):
         for kind, used, known in (("when", t.when, guards), ("do", t.do, actions)):
             for j, name in enumerate(used):
                 if name not in known:

@@ -128,7 +128,7 @@ def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: st
         raise _invalid(f"{rules.refresh_token} is not a string", status)
     scope = body.get(rules.scope)
     if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
-        scope = spec.authorization.scope_separator.join(scope)
+        scope = spec.scope_separator.join(scope)
     if scope is not None and not isinstance(scope, str):
         raise _invalid(f"{rules.scope} is not a string", status)
     account = _account(spec, body, client_id, status)

@@ -2,8 +2,8 @@
 
 The schema name is a validated identifier and is still quoted by
 ``sql.Identifier``: no statement is ever built by string formatting. Each
-statement is one round trip and one implicit transaction (the pool's
-connections are in autocommit mode); atomicity comes from the statement itself:
+store call runs one statement (``purge``: two), each its own transaction (the
+pool's connections are in autocommit mode); atomicity comes from the statement:
 ``UPDATE … WHERE version = %s`` for compare-and-set, ``INSERT … ON CONFLICT``
 for create and leases. This module imports psycopg, so the store imports it
 only when it first connects.

@@ -4,8 +4,8 @@ Nothing connects until the first call: ``open_store(url)`` only parses the URL
 and picks the codec. The first call (in whatever event loop runs it) opens one
 direct connection to apply migrations, which also makes an unreachable server
 fail at once instead of after a pool timeout, then opens a psycopg
-``AsyncConnectionPool`` bound to that loop. ``aclose()`` closes the pool; the
-next call would open a new one.
+``AsyncConnectionPool`` bound to that loop. ``aclose()`` closes the pool (as
+does the end of its loop, should nobody call it); the next call opens a new one.
 
 Every driver failure leaves as ``StoreError``: ``store_unavailable`` naming the
 server's address (never its password), or ``store_conflict`` for a unique
@@ -49,11 +49,40 @@ _POOL_TIMEOUT_FALLBACK = 30.0
 
 @attrs.frozen(slots=True)
 class _Open:
-    """A store's live state: the loop its pool belongs to, the pool, the composed statements."""
+    """A store's live state: the loop its pool belongs to, the pool, the statements, the pool's closer."""
 
     loop: asyncio.AbstractEventLoop
     pool: AsyncConnectionPool[AsyncConnection[TupleRow]]
     queries: Queries
+    closer: asyncio.Task[None]
+
+
+async def _close_with_the_loop(pool: AsyncConnectionPool[AsyncConnection[TupleRow]]) -> None:
+    """Wait until cancelled, then close ``pool`` if ``aclose()`` has not.
+
+    psycopg_pool's workers swallow ``CancelledError`` while they run a task
+    (opening a connection, say), so a loop ending with an open pool (an
+    ``asyncio.run`` whose code never called ``aclose()``) would wait on them
+    forever. This task is cancelled with the others and stops them properly.
+    """
+    try:
+        await asyncio.get_running_loop().create_future()
+    finally:
+        if not pool.closed:
+            await pool.close()
+
+
+def _flow_row(flow: Flow, codec: RecordCodec) -> tuple[object, ...]:
+    """The flow's columns after ``id``, in the order the statements list them, record last."""
+    return (
+        flow.spec,
+        flow.state,
+        flow.state_hash,
+        flow.version,
+        flow.created_at,
+        flow.expires_at,
+        codec.dump_flow(flow),
+    )
 
 
 class PostgresStore:
@@ -84,8 +113,7 @@ class PostgresStore:
     async def _opened(self) -> _Open:
         loop = asyncio.get_running_loop()
         if self._open is not None and self._open.loop is not loop and self._open.loop.is_closed():
-            # Its loop ended (``asyncio.run`` returned) and took the pool's tasks with it;
-            # the abandoned connections close when collected. Start afresh in this loop.
+            # Its loop ended (``asyncio.run`` returned) and the closer task closed its pool.
             self._open = None
         if self._open is None:
             # One lock per loop: a lock that waited once is bound to that loop.
@@ -112,11 +140,12 @@ class PostgresStore:
         kwargs = {**self.url.connect_kwargs(), "autocommit": True}
         async with await psycopg.AsyncConnection.connect(**kwargs) as conn:
             await migrate(conn, self.url.schema)
+        timeout = float(self.url.connect_timeout) or _POOL_TIMEOUT_FALLBACK
         pool: AsyncConnectionPool[AsyncConnection[TupleRow]] = AsyncConnectionPool(
             kwargs=kwargs,
             min_size=self.url.min_size,
             max_size=self.url.max_size,
-            timeout=float(self.url.connect_timeout) or _POOL_TIMEOUT_FALLBACK,
+            timeout=timeout,
             name=f"flowengine-{self.url.schema}",
             # One empty round trip per checkout: a connection the server dropped
             # (restart, failover, idle timeout) is replaced instead of failing a call.
@@ -124,11 +153,14 @@ class PostgresStore:
             open=False,
         )
         try:
-            await pool.open()
+            # Waiting for min_size connections spares the first calls a wait that
+            # would make the pool grow beyond what it needs.
+            await pool.open(wait=True, timeout=timeout)
         except BaseException:
             await pool.close()
             raise
-        return _Open(loop, pool, Queries.for_schema(self.url.schema))
+        closer = loop.create_task(_close_with_the_loop(pool), name=f"flowengine-{self.url.schema}-closer")
+        return _Open(loop, pool, Queries.for_schema(self.url.schema), closer)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[tuple[AsyncConnection[TupleRow], Queries]]:
@@ -175,21 +207,9 @@ class PostgresStore:
 
     async def create(self, flow: Flow) -> None:
         """Add a new flow; ``store_conflict`` if its id or its state digest is taken."""
-        record = self._codec.dump_flow(flow)
+        row = _flow_row(flow, self._codec)
         async with self._connection() as (conn, q):
-            cur = await conn.execute(
-                q.create_flow,
-                (
-                    flow.id,
-                    flow.spec,
-                    flow.state,
-                    flow.state_hash,
-                    flow.version,
-                    flow.created_at,
-                    flow.expires_at,
-                    record,
-                ),
-            )
+            cur = await conn.execute(q.create_flow, (flow.id, *row))
             created = cur.rowcount == 1
         if not created:
             raise StoreError(
@@ -245,22 +265,9 @@ class PostgresStore:
         Of any number of racing writers with the same expected version, the
         first UPDATE to commit changes the version and the others match no row.
         """
-        record = self._codec.dump_flow(flow)
+        row = _flow_row(flow, self._codec)
         async with self._connection() as (conn, q):
-            cur = await conn.execute(
-                q.compare_and_set,
-                (
-                    flow.spec,
-                    flow.state,
-                    flow.state_hash,
-                    flow.version,
-                    flow.created_at,
-                    flow.expires_at,
-                    record,
-                    flow.id,
-                    expected_version,
-                ),
-            )
+            cur = await conn.execute(q.compare_and_set, (*row, flow.id, expected_version))
             return cur.rowcount == 1
 
     async def delete(self, flow_id: str) -> bool:
@@ -341,7 +348,14 @@ class PostgresStore:
 
     async def aclose(self) -> None:
         """Close the pool (in the loop that opened it); the store reconnects if used again."""
-        opened, self._open = self._open, None
+        opened = self._open
+        if (
+            opened is not None
+            and not opened.loop.is_closed()
+            and opened.loop is not asyncio.get_running_loop()
+        ):
+            raise StoreError(f"{self!r} must be closed in the event loop that opened it", retryable=False)
+        self._open = None
         if opened is None or opened.loop.is_closed():
             return
         try:
@@ -351,3 +365,6 @@ class PostgresStore:
             if error is None:
                 raise
             raise error from None
+        finally:
+            opened.closer.cancel()
+            await asyncio.wait([opened.closer])

@@ -337,7 +337,7 @@ def test_sec11_empty_text_is_an_empty_document() -> None:
 
 def test_sec11_empty_mapping_lists_every_required_key() -> None:
     found = pairs(problems_of({}))
-    for key in ("name", "endpoints", "authorization", "grants", "machine"):
+    for key in ("name", "endpoints", "grants"):
         assert (f"$.{key}", "required key missing") in found
 
 
@@ -785,7 +785,33 @@ def test_sec11_grant_endpoint_must_exist(podio: SpecData) -> None:
 def test_sec11_authorization_code_grant_is_required(podio: SpecData) -> None:
     del podio["grants"]["authorization_code"]
     problem = only_problem(podio)
-    assert (problem.path, problem.message) == ("$.grants", "the authorization_code grant is required")
+    assert (problem.path, problem.message) == (
+        "$.grants",
+        "an authorization request needs the authorization_code grant",
+    )
+
+
+def test_grant_only_spec_needs_no_authorization_or_machine(podio: SpecData) -> None:
+    del podio["authorization"], podio["machine"], podio["grants"]["authorization_code"]
+    spec = spec_from_mapping(podio)
+    assert spec.authorization is None
+    assert spec.machine is None
+    assert set(spec.grants) == {"refresh_token"}
+
+
+@pytest.mark.parametrize(
+    ("drop", "path", "message"),
+    [
+        ("authorization", "$.machine", "a machine needs an authorization request to start its flows"),
+        ("machine", "$.machine", "an authorization request needs a machine"),
+    ],
+)
+def test_authorization_and_machine_come_together(podio: SpecData, drop: str, path: str, message: str) -> None:
+    del podio[drop]
+    if drop == "authorization":
+        del podio["grants"]["authorization_code"]
+    problem = only_problem(podio)
+    assert (problem.path, problem.message) == (path, message)
 
 
 @pytest.mark.parametrize("domain", ["https://podio.com", "podio.com/path", "PODIO.COM"])

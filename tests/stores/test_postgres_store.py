@@ -382,6 +382,8 @@ async def test_a_store_belongs_to_the_loop_that_opened_it(open_pg: Callable[...,
     with pytest.raises(fe.StoreError) as caught:
         await asyncio.to_thread(asyncio.run, store.get("flow-1"))
     assert "another event loop" in caught.value.message
+    with pytest.raises(fe.StoreError, match="closed in the event loop that opened it"):
+        await asyncio.to_thread(asyncio.run, store.aclose())
     await store.aclose()
     assert await asyncio.to_thread(asyncio.run, _get_and_close(store, "flow-1")) == make_flow(1)
 
