@@ -5,5 +5,5 @@ from __future__ import annotations
 __all__ = ["SandboxError"]
 
 
-class SandboxError(Exception):
+class SandboxError(RuntimeError):
     """The sandbox did not answer as expected, or could not start."""
