@@ -30,15 +30,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from flowengine.codec import RecordCodec
-from flowengine.errors import FlowError, StoreError
+from flowengine.errors import StoreError
 from flowengine.records import Flow, Token
 from flowengine.store import Lease
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.commands.core import AsyncScript
 
-from flowengine_redis import _scripts
+from flowengine_redis._connection import Connection, driver_errors
 from flowengine_redis._url import RedisOptions
 
 __all__ = ["RedisStore"]
@@ -49,35 +45,6 @@ log = logging.getLogger("flowengine.store")
 _CHUNK = 256
 # Beyond this many seconds since the epoch (year ~33000) Redis refuses an expiry time.
 _LATEST_EXPIRY = 1e12
-
-
-class _Connection:
-    """One client (one connection pool) with its scripts, bound to the event loop it was made in."""
-
-    __slots__ = ("cas", "create", "delete_flow", "loop", "read_flows", "redis", "release")
-
-    def __init__(self, options: RedisOptions) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.redis = Redis(
-            host=options.host,
-            port=options.port,
-            db=options.db,
-            username=options.username,
-            password=options.password,
-            ssl=options.ssl,
-            socket_timeout=options.timeout,
-            socket_connect_timeout=options.timeout,
-            # No driver retries: a retried create or compare-and-set whose first attempt did
-            # land would report a conflict or a lost race for a write that happened. The engine
-            # owns the retry policy; a dead pooled connection is still replaced on checkout.
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-        )
-        self.create: AsyncScript = self.redis.register_script(_scripts.CREATE)
-        self.cas: AsyncScript = self.redis.register_script(_scripts.CAS)
-        self.delete_flow: AsyncScript = self.redis.register_script(_scripts.DELETE_FLOW)
-        self.read_flows: AsyncScript = self.redis.register_script(_scripts.READ_FLOWS)
-        self.release: AsyncScript = self.redis.register_script(_scripts.RELEASE)
 
 
 class RedisStore:
@@ -94,7 +61,7 @@ class RedisStore:
     def __init__(self, options: RedisOptions, codec: RecordCodec) -> None:
         self.options = options
         self.codec = codec
-        self._connection: _Connection | None = None
+        self._connection: Connection | None = None
         prefix = options.prefix
         self._flows_key = f"{prefix}flows"
         self._expiry_key = f"{prefix}expiry"
@@ -122,31 +89,16 @@ class RedisStore:
 
     # Plumbing ---------------------------------------------------------------------------------
 
-    def _conn(self) -> _Connection:
+    def _conn(self) -> Connection:
         connection = self._connection
         if connection is None or connection.loop is not asyncio.get_running_loop():
             # A pool made in another (likely finished) loop cannot be used or closed from
             # this one: leave it to the garbage collector and start afresh.
-            connection = self._connection = _Connection(self.options)
+            connection = self._connection = Connection(self.options)
         return connection
 
-    @contextlib.contextmanager
-    def _driver_errors(self) -> Iterator[None]:
-        """Turn anything the driver raises into ``store_unavailable``; let FlowErrors through."""
-        try:
-            yield
-        except FlowError:
-            raise
-        except Exception as exc:
-            detail = str(exc)
-            if self.options.password:
-                detail = detail.replace(self.options.password, "***")
-            raise StoreError(
-                f"the Redis store at {self.options.address} is unavailable: "
-                f"{type(exc).__name__}: {detail[:200]}",
-                code="store_unavailable",
-                retryable=True,
-            ) from exc
+    def _driver_errors(self) -> contextlib.AbstractContextManager[None]:
+        return driver_errors(self.options)
 
     def _native_expiry_ms(self, expires_at: float) -> int:
         """When Redis drops a flow by itself (ms since the epoch), or 0 for never.
@@ -315,13 +267,13 @@ class RedisStore:
             ]
             args = [flow_id] if now is None else [flow_id, repr(now)]
             await conn.delete_flow(keys=keys, args=args, client=pipe)
-        results: list[Any] = await pipe.execute()
+        results = iter(await pipe.execute())
         removed = 0
         for state_hash in state_hashes:
             if state_hash is None:
-                del results[:2]
+                next(results), next(results)  # the two ZREMs
             else:
-                removed += int(results.pop(0))
+                removed += int(next(results))
         return removed
 
     # Tokens -----------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import attrs
@@ -416,7 +416,7 @@ def test_one_store_used_from_two_event_loops(url: str) -> None:
 # --- when Redis is not there ----------------------------------------------------------------
 
 
-CALLS = {
+CALLS: dict[str, Callable[[RedisStore], Awaitable[object]]] = {
     "create": lambda s: s.create(make_flow(1)),
     "get": lambda s: s.get("flow-1"),
     "get_by_state": lambda s: s.get_by_state(digest("state-1")),
@@ -434,11 +434,13 @@ CALLS = {
 
 
 @pytest.mark.parametrize("call", CALLS.values(), ids=CALLS.keys())
-async def test_sec20_every_call_on_a_closed_port_is_store_unavailable(call: object) -> None:
+async def test_sec20_every_call_on_a_closed_port_is_store_unavailable(
+    call: Callable[[RedisStore], Awaitable[object]],
+) -> None:
     port = closed_port()
     store = open_redis(f"redis://:hunter2@127.0.0.1:{port}/0?timeout=1")
     with pytest.raises(fe.StoreError) as caught:
-        await call(store)  # type: ignore[operator]
+        await call(store)
     assert caught.value.code == "store_unavailable" and caught.value.retryable
     assert f"redis://127.0.0.1:{port}/0" in caught.value.message
     assert "hunter2" not in str(caught.value)
