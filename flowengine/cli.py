@@ -6,9 +6,12 @@ Exit codes (DESIGN.md): 0 exchanged/ok, 2 bad usage or invalid spec,
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
+import attrs
 import click
 
 from flowengine import plugins
@@ -22,7 +25,10 @@ __all__ = [
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
+    "GRAPH_FORMATS",
     "cli",
+    "complete_spec",
+    "describe_spec",
     "main",
     "spec_argument",
 ]
@@ -46,53 +52,120 @@ def spec() -> None:
     """Validate, list and draw flow specs."""
 
 
+def complete_spec(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """Shell completion for a SPEC argument: the named specs, and files (``my-provider.yaml``)."""
+    from click.shell_completion import CompletionItem
+
+    names = [CompletionItem(name) for name, _path in _spec_entries() if name.startswith(incomplete)]
+    return [*names, CompletionItem(incomplete, type="file")]
+
+
 def spec_argument(ref: str) -> FlowSpec:
     """The spec a command-line argument names: a path if the file exists, else a name."""
     return load_spec(Path(ref) if Path(ref).is_file() else ref)
 
 
 @spec.command("validate")
-@click.argument("specs", nargs=-1, required=True, metavar="SPEC...")
-def spec_validate(specs: tuple[str, ...]) -> None:
+@click.argument("specs", nargs=-1, required=True, metavar="SPEC...", shell_complete=complete_spec)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON list: spec, ok, problems.")
+def spec_validate(specs: tuple[str, ...], as_json: bool) -> None:
     """Check specs (files or names); list every problem, exit 2 if any.
 
     \b
     Example:
       flowengine spec validate specs/podio.yaml my-provider.yaml
     """
-    failed = False
     names = (
         {*BUILTIN_GUARDS, *plugins.plugin_guards()},
         {*BUILTIN_ACTIONS, *plugins.plugin_actions()},
     )
+    report: list[dict[str, Any]] = []
     for ref in specs:
         try:
             load_spec(Path(ref) if Path(ref).is_file() else ref, names=names)
         except SpecError as exc:
-            failed = True
-            for problem in exc.problems:
-                click.echo(str(problem), err=True)
+            problems = [str(problem) for problem in exc.problems]
         except FlowError as exc:
-            failed = True
-            click.echo(f"{ref}: {exc}", err=True)
+            problems = [f"{ref}: {exc}"]
         else:
-            click.echo(f"{ref}: ok")
-    if failed:
+            problems = []
+        report.append({"spec": ref, "ok": not problems, "problems": problems})
+        if not as_json:
+            for problem in problems:
+                click.echo(problem, err=True)
+            if not problems:
+                click.echo(f"{ref}: ok")
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    if any(problems for problems in (entry["problems"] for entry in report)):
         sys.exit(EXIT_USAGE)
 
 
+GRAPH_FORMATS = ("mermaid", "dot", "svg", "png")
+
+
+def _graph_format(fmt: str | None, output: Path | None) -> str:
+    """The graph's format: ``--format``, else the output file's suffix, else Mermaid."""
+    if fmt is not None:
+        return fmt
+    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+    return (
+        {"mmd": "mermaid", "gv": "dot"}.get(suffix, suffix)
+        if suffix in (*GRAPH_FORMATS, "mmd", "gv")
+        else "mermaid"
+    )
+
+
+def _render_image(dot_text: str, fmt: str) -> bytes:
+    """Graphviz's ``dot`` turns the DOT text into an image; a missing ``dot`` is a usage error."""
+    import shutil
+    import subprocess
+
+    dot = shutil.which("dot")
+    if dot is None:
+        click.echo(
+            f"--format {fmt} needs Graphviz's `dot` (Debian: apt-get install graphviz); "
+            "--format dot writes the text it would draw",
+            err=True,
+        )
+        sys.exit(EXIT_USAGE)
+    done = subprocess.run(  # noqa: S603 - a fixed program on our own DOT text
+        [dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        click.echo(f"dot failed: {done.stderr.decode(errors='replace')[:500]}", err=True)
+        sys.exit(EXIT_FAILED)
+    return done.stdout
+
+
 @spec.command("graph")
-@click.argument("spec_ref", metavar="SPEC")
-@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid", show_default=True)
-def spec_graph(spec_ref: str, fmt: str) -> None:
-    """Print the compiled state machine as Mermaid or Graphviz DOT text.
+@click.argument("spec_ref", metavar="SPEC", shell_complete=complete_spec)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(GRAPH_FORMATS),
+    default=None,
+    help="mermaid or dot text; svg or png through Graphviz. Default: from --output's suffix, else mermaid.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file, not stdout."
+)
+def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
+    """Draw the compiled state machine, guards on the edges: Mermaid, DOT, SVG or PNG.
+
+    SVG and PNG need Graphviz's `dot` program; binary output is not written to
+    a terminal (use --output or a pipe).
 
     \b
-    Example:
-      flowengine spec graph podio --format dot | dot -Tsvg > podio.svg
+    Examples:
+      flowengine spec graph podio
+      flowengine spec graph podio -o podio.svg
+      flowengine spec graph podio --format dot | dot -Tpdf > podio.pdf
     """
+    fmt = _graph_format(fmt, output)
     try:
-        text = render_graph(compile_flow(spec_argument(spec_ref)), fmt)
+        compiled = compile_flow(spec_argument(spec_ref))
+        text = render_graph(compiled, "mermaid" if fmt == "mermaid" else "dot")
     except SpecError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -100,18 +173,116 @@ def spec_graph(spec_ref: str, fmt: str) -> None:
     except (FlowError, ValueError) as exc:  # ValueError: a grant-only spec has no machine
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
-    click.echo(text, nl=False)
+    data = text.encode() if fmt in ("mermaid", "dot") else _render_image(text, fmt)
+    if output is not None:
+        output.write_bytes(data)
+        click.echo(f"wrote {output} ({fmt}, {len(data)} bytes)", err=True)
+    elif fmt in ("svg", "png") and sys.stdout.isatty():
+        click.echo(f"--format {fmt} is binary: pass --output FILE or redirect stdout", err=True)
+        sys.exit(EXIT_USAGE)
+    else:
+        click.get_binary_stream("stdout").write(data)
+
+
+def _spec_entries() -> list[tuple[str, Path]]:
+    """Every named spec that ``load_spec(NAME)`` finds, and the file that wins for it."""
+    seen: dict[str, Path] = {}
+    for folder in plugins.spec_paths():
+        for path in sorted(folder.glob("*.yaml")):
+            seen.setdefault(path.stem, path)
+    return list(seen.items())
 
 
 @spec.command("list")
-def spec_list() -> None:
-    """List the named specs that ``load_spec(NAME)`` finds, and where."""
-    seen: set[str] = set()
-    for folder in plugins.spec_paths():
-        for path in sorted(folder.glob("*.yaml")):
-            if path.stem not in seen:
-                seen.add(path.stem)
-                click.echo(f"{path.stem}\t{path}")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: name, path, kind, description, problems.")
+def spec_list(as_json: bool) -> None:
+    """List the named specs that ``load_spec(NAME)`` finds, and where.
+
+    Prints NAME<TAB>PATH lines in search order (FLOWENGINE_SPEC_PATH first). With
+    --json each spec is also loaded, to say its kind, description and problems.
+
+    \b
+    Example:
+      flowengine spec list --json
+    """
+    entries = _spec_entries()
+    if not as_json:
+        for name, path in entries:
+            click.echo(f"{name}\t{path}")
+        return
+    documents = []
+    for name, path in entries:
+        entry: dict[str, Any] = {"name": name, "path": str(path)}
+        try:
+            loaded = load_spec(path)
+        except SpecError as exc:
+            entry.update(kind=None, description=None, problems=[str(p) for p in exc.problems])
+        else:
+            entry.update(kind=_kind(loaded), description=loaded.description, problems=[])
+        documents.append(entry)
+    click.echo(json.dumps(documents, indent=2))
+
+
+def _kind(loaded: FlowSpec) -> str:
+    return "flow" if loaded.machine is not None else "grant-only"
+
+
+@spec.command("show")
+@click.argument("spec_ref", metavar="SPEC", shell_complete=complete_spec)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole loaded spec as JSON.")
+def spec_show(spec_ref: str, as_json: bool) -> None:
+    """Show what a spec says: endpoints, requests, grants, token use and the machine.
+
+    \b
+    Example:
+      flowengine spec show podio
+    """
+    try:
+        loaded = spec_argument(spec_ref)
+    except SpecError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem), err=True)
+        sys.exit(EXIT_USAGE)
+    except FlowError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_USAGE)
+    if as_json:
+        click.echo(json.dumps(attrs.asdict(loaded), indent=2, default=list))
+        return
+    for line in describe_spec(loaded):
+        click.echo(line)
+
+
+def describe_spec(loaded: FlowSpec) -> list[str]:
+    """The spec in lines a person reads at a glance (``spec show``)."""
+    lines = [f"{loaded.name} ({_kind(loaded)}): {loaded.description or '-'}", f"source: {loaded.source}"]
+    lines.append("endpoints:")
+    width = max(map(len, loaded.endpoints), default=0)
+    lines += [f"  {name:<{width}}  {url}" for name, url in loaded.endpoints.items()]
+    if loaded.authorization is not None:
+        params = ", ".join(loaded.authorization.params)
+        lines.append(f"authorization: {loaded.authorization.endpoint} with {params}")
+    lines.append(f"pkce: {'S256' if loaded.pkce else 'no'}")
+    lines.append(f"registered domain: {loaded.redirect.registered_domain or '-'}")
+    if loaded.inputs:
+        lines.append(f"inputs: {', '.join(loaded.inputs)}")
+    lines.append("grants:")
+    for name, grant in loaded.grants.items():
+        lines.append(f"  {name}: {grant.endpoint}, {grant.encoding}, client auth in {grant.client_auth}")
+    lines.append(f"token use: Authorization: {loaded.usage.header_scheme} <access token>")
+    machine = loaded.machine
+    if machine is not None:
+        states = [
+            s + (" (initial)" if s == machine.initial else " (final)" if s in machine.final else "")
+            for s in machine.states
+        ]
+        lines.append(f"states: {', '.join(states)}; pending flows expire after {machine.ttl}s")
+        lines.append("transitions:")
+        for t in machine.transitions:
+            guard = f" when {' and '.join(t.when)}" if t.when else ""
+            action = f" do {', '.join(t.do)}" if t.do else ""
+            lines.append(f"  {t.trigger}: {', '.join(t.source)} -> {t.dest}{guard}{action}")
+    return lines
 
 
 def main() -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -17,7 +18,9 @@ from flowengine.records import Flow, Token
 __all__ = [
     "TerminalPresenter",
     "default_store_url",
+    "display_store_url",
     "flow_summary",
+    "print_table",
     "run_command",
     "store_option",
     "token_summary",
@@ -35,6 +38,45 @@ def default_store_url() -> str:
     from flowengine_sqlite import default_url
 
     return default_url()
+
+
+def display_store_url(url: str) -> str:
+    """A store URL fit to print: no password, no query (it may name a key file)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme in ("sqlite", "memory") or not parts.netloc:
+        return url.split("?", 1)[0]
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return parts._replace(netloc=netloc, query="", fragment="").geturl()
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print rows under headers with rich: bold headers on a terminal, plain aligned text in a pipe.
+
+    Cells never wrap nor get cut: a key or fingerprint cut short is worse than a wide line.
+    """
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD if sys.stdout.isatty() else None, pad_edge=False, show_edge=False)
+    for header in headers:
+        table.add_column(header, no_wrap=True, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    if sys.stdout.isatty():
+        Console(highlight=False).print(table)
+        return
+    width = max([len("  ".join(headers)), *(sum(len(c) + 2 for c in row) for row in rows)]) + 8
+    console = Console(highlight=False, width=width, soft_wrap=True)
+    with console.capture() as captured:
+        console.print(table)
+    for line in captured.get().splitlines():
+        click.echo(line.rstrip())
 
 
 def store_option(command: _F) -> _F:
@@ -106,14 +148,41 @@ def token_summary(token: Token) -> dict[str, Any]:
 
 
 class TerminalPresenter:
-    """Prints a flow's progress; registered with the plugin manager while a command runs."""
+    """Prints a flow's progress; registered with the plugin manager while a command runs.
+
+    Lines go to stdout, or to stderr when stdout carries JSON (``err=True``).
+    While ``status()`` shows a spinner, lines are printed through the same rich
+    console, above the spinner, so that neither garbles the other.
+    """
 
     def __init__(self, *, err: bool = False) -> None:
         self.err = err
+        self._console: Any = None  # a rich Console while a status line is live
 
     def echo(self, text: str) -> None:
         """Print one line (to stderr when stdout carries JSON)."""
-        click.echo(text, err=self.err)
+        if self._console is not None:
+            self._console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            click.echo(text, err=self.err)
+
+    @contextlib.contextmanager
+    def status(self, text: str) -> Iterator[None]:
+        """Show ``text`` with a spinner while the block runs, on a terminal; a plain line elsewhere."""
+        stream = sys.stderr if self.err else sys.stdout
+        if not stream.isatty():
+            self.echo(text)
+            yield
+            return
+        from rich.console import Console  # rich only when a spinner is shown: it costs start-up time
+
+        console = Console(file=stream, highlight=False)
+        with console.status(text, spinner="dots"):
+            self._console = console
+            try:
+                yield
+            finally:
+                self._console = None
 
     @hookimpl
     def flowengine_transition(self, flow: Flow, event: str, source: str, dest: str) -> None:

@@ -1,22 +1,72 @@
-"""``flowengine login``: run a spec's authorization flow from the terminal."""
+"""``flowengine login``: run a spec's authorization flow from the terminal.
+
+Three ways to bring the person's answer back:
+
+- **loopback** (RFC 8252): listen on ``127.0.0.1``, use
+  ``http://127.0.0.1:PORT/callback`` as the redirect URI, open the browser and
+  wait for the provider to send it back there;
+- **paste**, for providers like Podio whose redirect URI must be on a domain
+  registered with the API key: print the authorization URL and read the
+  address the browser ends on, copied by the person;
+- **the sandbox plays the person** (``--sandbox`` alone): the local emulator
+  answers its own consent page, for demos and tests without a browser.
+
+Whatever the mode, the token goes to the store and only its fingerprint is shown.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+from urllib.parse import urlsplit
 
+import attrs
 import click
 from flowengine import plugins
-from flowengine.cli import EXIT_DENIED, EXIT_FAILED, EXIT_OK, EXIT_USAGE, spec_argument
+from flowengine.callbacks import parse_callback
+from flowengine.cli import EXIT_DENIED, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, complete_spec, spec_argument
+from flowengine.client import Client
 from flowengine.engine import AsyncEngine
+from flowengine.errors import CallbackError, ConfigError
 from flowengine.records import Flow
+from flowengine.security import digest, digests_equal, is_loopback
 from flowengine.spec import FlowSpec
 
-from .common import TerminalPresenter, default_store_url, flow_summary, run_command, store_option
+from .common import (
+    TerminalPresenter,
+    default_store_url,
+    display_store_url,
+    flow_summary,
+    run_command,
+    store_option,
+)
+from .credentials import ClientSettings, resolve_client
+from .loopback import LoopbackListener, Reply
+from .records import format_duration, parse_duration
 
-__all__ = ["login"]
+__all__ = ["callback_problem", "login"]
+
+Mode = Literal["emulated", "loopback", "paste"]
+
+DEFAULT_TIMEOUT = "5m"
+#: The shell's convention for a command ended by Ctrl-C (128 + SIGINT).
+EXIT_INTERRUPTED = 130
+CALLBACK_PATH = "/callback"
+
+
+class LoginTimeout(Exception):
+    """The person did not come back in time (exit 5)."""
+
+
+class NothingPasted(Exception):
+    """Standard input ended before a callback URL was pasted (exit 4)."""
 
 
 def _exit_code(engine: AsyncEngine, flow: Flow) -> int:
@@ -27,78 +77,459 @@ def _exit_code(engine: AsyncEngine, flow: Flow) -> int:
     return EXIT_FAILED if engine.is_final(flow) or flow.error else EXIT_OK
 
 
-async def _login_sandbox(
-    spec: FlowSpec, *, approve: bool, scope: str | None, store: str, as_json: bool
-) -> int:
-    sandbox = plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
+@attrs.frozen
+class LoginOptions:
+    """What the command line asked for, checked and with defaults applied."""
+
+    mode: Mode
+    scope: str | None
+    store: str
+    as_json: bool
+    approve: bool = True
+    timeout: float = 300.0
+    open_browser: bool = True
+    redirect_uri: str | None = None
+    port: int | None = None
+
+
+@contextmanager
+def _presenting(as_json: bool) -> Iterator[TerminalPresenter]:
     pm = plugins.get_plugin_manager()
     presenter = TerminalPresenter(err=as_json)
     pm.register(presenter, name="flowengine-terminal")
     try:
-        with sandbox:
-            async with AsyncEngine(
-                spec, client=sandbox.client, store=store, endpoints=sandbox.endpoints
-            ) as engine:
-                started = time.monotonic()
-                flow = await engine.start(scope=scope)
-                assert flow.authorization_url is not None
-                where = flow.authorization_url.split("?", 1)[0]
-                how = "the sandbox answers Grant" if approve else "the sandbox answers Deny"
-                engine.present(flow, "authorize", where=where, how=how)
-                callback_url = await sandbox.consent(flow.authorization_url, approve=approve)
-                flow = await engine.callback(callback_url)
-                if as_json:
-                    click.echo(json.dumps(flow_summary(flow), indent=2))
-                else:
-                    engine.present(flow, "result")
-                    click.echo(f"({time.monotonic() - started:.2f}s against the sandbox at {sandbox.url})")
-                return _exit_code(engine, flow)
+        yield presenter
     finally:
         pm.unregister(presenter)
 
 
+def _report(engine: AsyncEngine, flow: Flow, options: LoginOptions, presenter: TerminalPresenter) -> int:
+    if options.as_json:
+        click.echo(json.dumps(flow_summary(flow), indent=2))
+    else:
+        engine.present(flow, "result")
+        if flow.token_key and options.mode != "emulated":
+            presenter.echo(f"Token stored as {flow.token_key} in {display_store_url(options.store)}.")
+    return _exit_code(engine, flow)
+
+
+async def _login_emulated(spec: FlowSpec, options: LoginOptions) -> int:
+    sandbox = plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
+    with _presenting(options.as_json) as presenter, sandbox:
+        async with AsyncEngine(
+            spec, client=sandbox.client, store=options.store, endpoints=sandbox.endpoints
+        ) as engine:
+            started = time.monotonic()
+            flow = await engine.start(scope=options.scope)
+            assert flow.authorization_url is not None
+            where = flow.authorization_url.split("?", 1)[0]
+            how = "the sandbox answers Grant" if options.approve else "the sandbox answers Deny"
+            engine.present(flow, "authorize", where=where, how=how)
+            callback_url = await sandbox.consent(flow.authorization_url, approve=options.approve)
+            flow = await engine.callback(callback_url)
+            code = _report(engine, flow, options, presenter)
+            if not options.as_json:
+                click.echo(f"({time.monotonic() - started:.2f}s against the sandbox at {sandbox.url})")
+            return code
+
+
+def callback_problem(spec: FlowSpec, flow: Flow, redirect_uri: str, text: str) -> str | None:
+    """Why ``text`` is not the callback of ``flow`` (or None when it is): for a person to read.
+
+    ``text`` is what the browser's address bar showed: the redirect URI with the
+    provider's answer in its query (or that query alone). The ``state`` it
+    carries must be this flow's, so a stale tab or another login's URL is
+    refused before anything reaches the engine, let alone the token endpoint.
+    """
+    if "://" in text:
+        got, want = urlsplit(text), urlsplit(redirect_uri)
+        try:
+            same_place = (got.scheme, got.hostname, got.port, got.path) == (
+                want.scheme,
+                want.hostname,
+                want.port,
+                want.path,
+            )
+        except ValueError:
+            same_place = False
+        if not same_place:
+            authorize = (flow.authorization_url or "").split("?", 1)[0]
+            if authorize and text.startswith(authorize):
+                return (
+                    "that is the authorization URL itself: open it in a browser, approve, "
+                    "then copy the address you land on"
+                )
+            return f"that address is not on the redirect URI {redirect_uri}"
+    try:
+        params = parse_callback(text, spec.callback)
+    except CallbackError as exc:
+        return exc.message
+    if not params.state:
+        return f"it carries no {spec.callback.state!r} parameter; copy the whole address"
+    if not digests_equal(digest(params.state), flow.state_hash):
+        return "it belongs to another login (its state is not this one's); use the URL printed above"
+    return None
+
+
+def _open_browser(url: str) -> bool:
+    """Open ``url`` in a graphical browser; False where there is none (an SSH session)."""
+    graphical = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or os.environ.get("BROWSER")
+    # Without a display, webbrowser falls back to console browsers (lynx, w3m) that
+    # would take over this very terminal: print the URL instead.
+    if sys.platform.startswith("linux") and not graphical:
+        return False
+    import webbrowser
+
+    try:
+        return webbrowser.open(url, new=2)
+    except webbrowser.Error:
+        return False
+
+
+def _listen_target(options: LoginOptions) -> tuple[str, int, str]:
+    """Host, port and path of the loopback listener, from --redirect-uri and --port."""
+    if options.redirect_uri is None:
+        return "127.0.0.1", options.port or 0, CALLBACK_PATH
+    parts = urlsplit(options.redirect_uri)
+    host = parts.hostname or ""
+    if parts.scheme != "http" or not is_loopback(host):
+        raise ConfigError(
+            f"loopback mode listens on 127.0.0.1, but the redirect URI is {options.redirect_uri}: "
+            "use --paste for a redirect URI on another host"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"the redirect URI {options.redirect_uri} has an invalid port") from None
+    if port is not None and options.port is not None and port != options.port:
+        raise ConfigError(f"--port {options.port} differs from the redirect URI's port {port}")
+    # RFC 8252 §7.3: a loopback redirect URI without a port takes the listener's port.
+    listen_host = "127.0.0.1" if host == "localhost" else host
+    return listen_host, port if port is not None else options.port or 0, parts.path or "/"
+
+
+async def _wait_loopback(
+    engine: AsyncEngine,
+    spec: FlowSpec,
+    options: LoginOptions,
+    presenter: TerminalPresenter,
+) -> Flow:
+    host, port, path = _listen_target(options)
+    outcome: list[Flow] = []
+    flow_box: list[Flow] = []
+
+    async def handle(url: str) -> Reply:
+        if not flow_box:  # listening already, the flow not yet started: nothing can be for it
+            return Reply(503, "Not ready", "This login has not started yet.")
+        flow = flow_box[0]
+        problem = callback_problem(spec, flow, listener.redirect_uri, url)
+        if problem is not None:
+            # A stale tab or a stray request: this login goes on waiting.
+            return Reply(
+                400, "Not this login", f"This is not the callback of the login waiting here: {problem}."
+            )
+        result = await engine.callback(url)  # an error ends the login: wait() raises it
+        outcome.append(result)
+        if result.token_fingerprint:
+            return Reply(200, "Signed in", "You are signed in. You can close this tab.", finished=True)
+        said = result.error.description or result.error.message if result.error else result.state
+        return Reply(200, "Not signed in", f"The sign-in did not complete: {said}", finished=True)
+
+    async with LoopbackListener(handle, host=host, port=port, path=path) as listener:
+        redirect_uri = listener.redirect_uri
+        if options.redirect_uri is not None:
+            # Keep the spelling registered with the provider (localhost stays localhost);
+            # a redirect URI without a port gets the listener's.
+            given = urlsplit(options.redirect_uri)
+            netloc = given.netloc if given.port is not None else f"{given.netloc}:{listener.port}"
+            redirect_uri = given._replace(netloc=netloc).geturl()
+        flow = await engine.start(scope=options.scope, redirect_uri=redirect_uri)
+        flow_box.append(flow)
+        assert flow.authorization_url is not None
+        where = flow.authorization_url.split("?", 1)[0]
+        opened = options.open_browser and _open_browser(flow.authorization_url)
+        how = "your browser was opened" if opened else "open the URL below in a browser"
+        engine.present(flow, "authorize", where=where, how=how)
+        presenter.echo(f"  {flow.authorization_url}")
+        waiting = (
+            f"Waiting for the browser to come back to {redirect_uri} "
+            f"(Ctrl-C cancels; gives up in {format_duration(options.timeout)})"
+        )
+        with presenter.status(waiting):
+            try:
+                async with asyncio.timeout(options.timeout):
+                    await listener.wait()
+            except TimeoutError:
+                raise LoginTimeout from None
+    return outcome[0]
+
+
+async def _read_line(prompt: str, *, err: bool) -> str | None:
+    """One line from stdin (None at end of input), read on a daemon thread so a timeout can end the wait."""
+    loop = asyncio.get_running_loop()
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def deliver(line: str) -> None:
+        if not answer.done():
+            answer.set_result(line)
+
+    def read() -> None:
+        loop.call_soon_threadsafe(deliver, sys.stdin.readline())
+
+    click.echo(prompt, nl=False, err=err)
+    threading.Thread(target=read, name="flowengine-paste", daemon=True).start()
+    line = await answer
+    return line if line else None
+
+
+async def _wait_paste(
+    engine: AsyncEngine,
+    spec: FlowSpec,
+    options: LoginOptions,
+    presenter: TerminalPresenter,
+    redirect_uri: str,
+) -> Flow:
+    flow = await engine.start(scope=options.scope, redirect_uri=redirect_uri)
+    assert flow.authorization_url is not None
+    where = flow.authorization_url.split("?", 1)[0]
+    opened = options.open_browser and _open_browser(flow.authorization_url)
+    engine.present(flow, "authorize", where=where, how="paste mode")
+    say = presenter.echo
+    say(
+        ("1. Your browser was opened at this URL; if it did not, open it and approve:")
+        if opened
+        else "1. Open this URL in a browser and approve:"
+    )
+    say(f"  {flow.authorization_url}")
+    say(f"2. The browser then goes to {redirect_uri}?… (that page may not load).")
+    say("   Copy that whole address from the address bar and paste it here.")
+    try:
+        async with asyncio.timeout(options.timeout):
+            while True:
+                line = await _read_line("Callback URL: ", err=options.as_json)
+                if line is None:
+                    raise NothingPasted
+                text = line.strip().strip("'\"<>").strip()
+                if not text:
+                    continue
+                problem = callback_problem(spec, flow, redirect_uri, text)
+                if problem is None:
+                    break
+                say(f"That is not the callback of this login: {problem}.")
+    except TimeoutError:
+        raise LoginTimeout from None
+    return await engine.callback(text)
+
+
+async def _login_interactive(spec: FlowSpec, options: LoginOptions, client: Client | None) -> int:
+    sandbox = (
+        plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
+        if client is None
+        else None
+    )
+    with _presenting(options.as_json) as presenter:
+        if sandbox is not None:
+            sandbox.__enter__()
+        try:
+            endpoints = dict(sandbox.endpoints) if sandbox is not None else {}
+            the_client = sandbox.client if sandbox is not None else client
+            assert the_client is not None
+            async with AsyncEngine(
+                spec, client=the_client, store=options.store, endpoints=endpoints
+            ) as engine:
+                try:
+                    if options.mode == "loopback":
+                        flow = await _wait_loopback(engine, spec, options, presenter)
+                    else:
+                        redirect_uri = options.redirect_uri or the_client.redirect_uri
+                        if not redirect_uri:
+                            raise ConfigError(
+                                "paste mode needs the redirect URI registered with the provider: "
+                                f"pass --redirect-uri or set redirect_uri in the [{spec.name}] config table"
+                            )
+                        flow = await _wait_paste(engine, spec, options, presenter, redirect_uri)
+                except LoginTimeout:
+                    click.echo(
+                        f"Timed out after {format_duration(options.timeout)} waiting for the person; "
+                        "nothing was stored. Run the command again (--timeout sets the wait).",
+                        err=True,
+                    )
+                    return EXIT_TIMEOUT
+                except NothingPasted:
+                    click.echo("No callback URL was pasted (end of input); nothing was stored.", err=True)
+                    return EXIT_FAILED
+                return _report(engine, flow, options, presenter)
+        finally:
+            if sandbox is not None:
+                sandbox.__exit__(None, None, None)
+
+
+def _resolve_client_or_hint(
+    spec_name: str,
+    *,
+    client_id: str | None,
+    client_secret: str | None,
+    redirect_uri: str | None,
+    scope: str | None,
+) -> ClientSettings:
+    try:
+        return resolve_client(
+            spec_name,
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uri=redirect_uri,
+            scope=scope,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{exc.message} (to try flowengine without credentials: --sandbox)") from None
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
 @click.command()
-@click.argument("spec_ref", metavar="SPEC")
+@click.argument("spec_ref", metavar="SPEC", shell_complete=complete_spec)
+@click.option(
+    "--loopback",
+    "mode",
+    flag_value="loopback",
+    help="Receive the callback on http://127.0.0.1:PORT/callback (the default without --sandbox).",
+)
+@click.option(
+    "--paste",
+    "mode",
+    flag_value="paste",
+    help="Print the URL, then read the address the browser ends on (for redirect URIs off this machine).",
+)
+@click.option(
+    "--redirect-uri",
+    metavar="URL",
+    help="The redirect URI registered with the provider (config: redirect_uri); off loopback: --paste.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    help="Loopback mode: the port to listen on (default: a free one).",
+)
+@click.option(
+    "--timeout",
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    metavar="DURATION",
+    help="How long to wait for the person (90s, 5m, 1h); exit 5 when it runs out.",
+)
+@click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
+@click.option(
+    "--client-id", help="The client (API key) id. Else FLOWENGINE_<SPEC>_CLIENT_ID, config, prompt."
+)
+@click.option(
+    "--client-secret",
+    help="The client secret (visible to other local users in `ps`: prefer "
+    "FLOWENGINE_<SPEC>_CLIENT_SECRET, the config file or the prompt).",
+)
 @click.option("--sandbox", is_flag=True, help="Run against the local emulator (started on a free port).")
 @click.option(
     "--approve/--deny",
     default=True,
     show_default=True,
-    help="With --sandbox: what the emulated person answers on the consent page.",
+    help="With --sandbox alone: what the emulated person answers on the consent page.",
 )
 @click.option("--scope", help="Scopes to ask for, space-separated (Podio: 'user:read space:all').")
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the final flow as one JSON document.")
+@click.pass_context
 def login(
-    spec_ref: str, sandbox: bool, approve: bool, scope: str | None, store: str | None, as_json: bool
+    ctx: click.Context,
+    spec_ref: str,
+    mode: str | None,
+    redirect_uri: str | None,
+    port: int | None,
+    timeout: str,
+    no_browser: bool,
+    client_id: str | None,
+    client_secret: str | None,
+    sandbox: bool,
+    approve: bool,
+    scope: str | None,
+    store: str | None,
+    as_json: bool,
 ) -> None:
     """Run a spec's authorization flow and keep the token in the store.
 
-    With --sandbox, no credentials are needed: the local emulator plays the
-    provider and the person. Set FLOWENGINE_SANDBOX_URL to use a sandbox that
-    is already running (`flowengine sandbox serve`), so that a later command
-    (`flowengine tokens refresh`) can refresh the token it gave.
+    Loopback mode (the default) listens on 127.0.0.1, opens the browser and
+    waits for the provider to come back. Paste mode (--paste, or a
+    --redirect-uri off this machine) prints the URL and reads the address the
+    browser ends on. Credentials: --client-id, FLOWENGINE_<SPEC>_CLIENT_ID /
+    _CLIENT_SECRET, $XDG_CONFIG_HOME/flowengine/config.toml, or a prompt.
+
+    With --sandbox alone the local emulator plays the provider and the person;
+    with --sandbox --loopback or --paste it plays only the provider, and you
+    (or a test) answer its consent page. FLOWENGINE_SANDBOX_URL selects a
+    sandbox that is already running (`flowengine sandbox serve`).
 
     \b
-    Exit codes: 0 exchanged, 2 usage or invalid spec, 3 denied, 4 failed.
+    Exit codes: 0 exchanged, 2 usage or invalid spec, 3 denied, 4 failed,
+    5 timed out waiting for the person, 130 cancelled with Ctrl-C.
     \b
-    Example:
+    Examples:
       flowengine login podio --sandbox --approve
+      flowengine login github --client-id Iv1.0123
+      flowengine login podio --paste --redirect-uri https://example.com/flowengine/callback
     """
-    if not sandbox:
-        click.echo(
-            "login against the real provider (browser loopback or paste mode) is not available yet; "
-            "use --sandbox",
-            err=True,
+    wait = parse_duration(timeout)
+    if wait <= 0:
+        raise click.BadParameter("must be more than 0 seconds", param_hint="--timeout")
+    if sandbox and mode is None:
+        for name in ("redirect_uri", "port", "timeout", "no_browser", "client_id", "client_secret"):
+            if _given(ctx, name):
+                raise click.UsageError(
+                    f"--{name.replace('_', '-')} applies when a person answers: add --loopback or --paste"
+                )
+    elif _given(ctx, "approve"):
+        raise click.UsageError("--approve/--deny apply only to --sandbox without --loopback or --paste")
+    if sandbox and (client_id or client_secret):
+        raise click.UsageError(
+            "--sandbox uses the sandbox's own client: leave out --client-id/--client-secret"
         )
-        sys.exit(EXIT_USAGE)
-    code = run_command(
-        lambda: _login_sandbox(
-            spec_argument(spec_ref),
-            approve=approve,
-            scope=scope,
-            store=store or default_store_url(),
-            as_json=as_json,
+
+    async def work() -> int:
+        spec = spec_argument(spec_ref)
+        store_url = store or default_store_url()
+        if sandbox and mode is None:
+            options = LoginOptions("emulated", scope, store_url, as_json, approve=approve)
+            return await _login_emulated(spec, options)
+        client: Client | None = None
+        redirect, chosen_scope = redirect_uri, scope
+        if not sandbox:
+            settings = _resolve_client_or_hint(
+                spec.name,
+                client_id=client_id,
+                client_secret=client_secret,
+                redirect_uri=redirect_uri,
+                scope=scope,
+            )
+            client, redirect, chosen_scope = settings.client, settings.redirect_uri, settings.scope
+        chosen: Mode = "paste" if mode == "paste" else "loopback"
+        if mode is None and redirect and not is_loopback(urlsplit(redirect).hostname):
+            chosen = "paste"
+        options = LoginOptions(
+            chosen,
+            chosen_scope,
+            store_url,
+            as_json,
+            timeout=wait,
+            open_browser=not no_browser,
+            redirect_uri=redirect,
+            port=port,
         )
-    )
+        return await _login_interactive(spec, options, client)
+
+    try:
+        code = run_command(work)
+    except KeyboardInterrupt:
+        # The listener is closed and the flow left pending (it expires by the spec's ttl).
+        click.echo("\nCancelled; nothing was stored.", err=True)
+        code = EXIT_INTERRUPTED
     sys.exit(code)

@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -20,11 +19,13 @@ from flowengine.client import Client
 from flowengine.engine import AsyncEngine
 from flowengine.errors import ConfigError, FlowStateError
 from flowengine.records import Token
+from flowengine.spec import FlowSpec
 from flowengine.store import Store
 
-from .common import default_store_url, flow_summary, run_command, store_option, token_summary
+from .common import default_store_url, flow_summary, print_table, run_command, store_option, token_summary
+from .credentials import resolve_client
 
-__all__ = ["flows", "parse_duration", "tokens"]
+__all__ = ["flows", "format_duration", "parse_duration", "refresh_client", "tokens"]
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -37,21 +38,29 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _UNITS[match[2] or "s"]
 
 
+def format_duration(seconds: float) -> str:
+    """``5m``, ``90s``, ``1h``, ``1h30m``: the way durations are written on the command line."""
+    whole = round(seconds)
+    if whole < 60 or whole % 60:
+        return f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60}s"
+    minutes = whole // 60
+    if minutes < 60 or minutes % 60:
+        return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60}m"
+    return f"{minutes // 60}h"
+
+
 def _ago(when: float | None, now: float) -> str:
     if when is None:
         return "never"
     delta = when - now
     span = abs(delta)
-    text = (
-        f"{span / 86400:.1f}d" if span >= 86400 else f"{span / 3600:.1f}h" if span >= 3600 else f"{span:.0f}s"
-    )
+    if span >= 86400:
+        text = f"{span / 86400:.1f}d"
+    elif span >= 3600:
+        text = f"{span / 3600:.1f}h"
+    else:
+        text = f"{span / 60:.0f}m" if span >= 120 else f"{span:.0f}s"
     return f"in {text}" if delta >= 0 else f"{text} ago"
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    for line in (headers, *rows):
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
 
 def _emit(data: Any) -> None:
@@ -101,7 +110,7 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
             ]
             for f in found
         ]
-        _table(["ID", "SPEC", "STATE", "CREATED", "ACCOUNT", "ERROR"], rows)
+        print_table(["ID", "SPEC", "STATE", "CREATED", "ACCOUNT", "ERROR"], rows)
 
     run_command(work)
 
@@ -155,7 +164,12 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
 @flows.command("purge")
 @store_option
 def flows_purge(store: str | None) -> None:
-    """Remove flows whose time has passed (pending flows expire after the spec's ttl)."""
+    """Remove flows whose time has passed (pending flows expire after the spec's ttl).
+
+    \b
+    Example:
+      flowengine flows purge --store sqlite:///var/lib/app/flowengine.db
+    """
 
     async def work() -> None:
         backend = await _with_store(store)
@@ -200,7 +214,7 @@ def tokens_list(provider: str | None, expiring_within: str | None, store: str | 
             [t.key, t.fingerprint, _ago(t.expires_at, now), t.scope or "", "dead" if t.dead else "ok"]
             for t in sorted(found, key=lambda t: t.key)
         ]
-        _table(["KEY", "FINGERPRINT", "EXPIRES", "SCOPE", "STATUS"], rows)
+        print_table(["KEY", "FINGERPRINT", "EXPIRES", "SCOPE", "STATUS"], rows)
 
     run_command(work)
 
@@ -239,39 +253,65 @@ def tokens_show(key: str, store: str | None, as_json: bool) -> None:
     run_command(work)
 
 
-def _credentials(token: Token) -> Client:
-    """The client to refresh with: FLOWENGINE_<SPEC>_CLIENT_ID / _CLIENT_SECRET."""
-    prefix = "FLOWENGINE_" + re.sub(r"[^A-Z0-9]", "_", token.provider.upper())
-    secret = os.environ.get(f"{prefix}_CLIENT_SECRET")
-    client_id = os.environ.get(f"{prefix}_CLIENT_ID") or token.client_id
-    if not client_id or not secret:
-        raise ConfigError(f"set {prefix}_CLIENT_ID and {prefix}_CLIENT_SECRET to refresh this token")
-    return Client(client_id, secret)
+def refresh_client(token: Token, spec: FlowSpec, client_id: str | None = None) -> Client:
+    """The client to refresh ``token`` with: --client-id, FLOWENGINE_<SPEC>_…, config, or a prompt.
 
-
-@tokens.command("refresh")
-@click.argument("key")
-@click.option("--sandbox", is_flag=True, help="Refresh against the sandbox at FLOWENGINE_SANDBOX_URL.")
-@store_option
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def tokens_refresh(key: str, sandbox: bool, store: str | None, as_json: bool) -> None:
-    """Refresh a stored token now and store the new one.
-
-    Credentials come from FLOWENGINE_<SPEC>_CLIENT_ID and _CLIENT_SECRET, or,
-    with --sandbox, from the running sandbox at FLOWENGINE_SANDBOX_URL.
-
-    \b
-    Example:
-      FLOWENGINE_SANDBOX_URL=http://127.0.0.1:8790 flowengine tokens refresh podio:user:1001 --sandbox
+    The id defaults to the one the token was issued to: a refresh by another
+    client would be refused anyway.
     """
-    sandbox_url = os.environ.get("FLOWENGINE_SANDBOX_URL")
-    if sandbox and not sandbox_url:
+    return resolve_client(spec.name, client_id=client_id, default_client_id=token.client_id).client
+
+
+async def refreshing_engine(
+    token: Token, backend: Store, *, sandbox: bool, client_id: str | None = None
+) -> AsyncEngine:
+    """An engine on ``backend`` that can refresh ``token``: the running sandbox's, or the real provider's."""
+    spec = spec_argument(token.provider)
+    if sandbox:
+        box = plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL"))
+        client, endpoints = box.client, dict(box.endpoints)
+    else:
+        client, endpoints = refresh_client(token, spec, client_id), {}
+    return AsyncEngine(spec, client=client, store=backend, endpoints=endpoints)
+
+
+def require_running_sandbox(sandbox: bool) -> None:
+    """``--sandbox`` on a token command needs the sandbox that issued the token: say how to get one."""
+    if sandbox and not os.environ.get("FLOWENGINE_SANDBOX_URL"):
         click.echo(
             "--sandbox refreshes against a running sandbox: start `flowengine sandbox serve` "
             "and set FLOWENGINE_SANDBOX_URL",
             err=True,
         )
         sys.exit(EXIT_USAGE)
+
+
+sandbox_option = click.option(
+    "--sandbox", is_flag=True, help="Refresh against the sandbox at FLOWENGINE_SANDBOX_URL."
+)
+client_id_option = click.option(
+    "--client-id", help="The client id (default: the token's; secret from env, config or a prompt)."
+)
+
+
+@tokens.command("refresh")
+@click.argument("key")
+@sandbox_option
+@client_id_option
+@store_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def tokens_refresh(key: str, sandbox: bool, client_id: str | None, store: str | None, as_json: bool) -> None:
+    """Refresh a stored token now and store the new one.
+
+    Credentials come from FLOWENGINE_<SPEC>_CLIENT_ID and _CLIENT_SECRET, the
+    config file ($XDG_CONFIG_HOME/flowengine/config.toml) or a prompt; with
+    --sandbox, from the running sandbox at FLOWENGINE_SANDBOX_URL.
+
+    \b
+    Example:
+      FLOWENGINE_SANDBOX_URL=http://127.0.0.1:8790 flowengine tokens refresh podio:user:1001 --sandbox
+    """
+    require_running_sandbox(sandbox)
 
     async def work() -> int:
         backend = await _with_store(store)
@@ -280,13 +320,7 @@ def tokens_refresh(key: str, sandbox: bool, store: str | None, as_json: bool) ->
             token = await backend.get_token(key)
             if token is None:
                 raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
-            spec = spec_argument(token.provider)
-            if sandbox:
-                box = plugins.open_sandbox(spec, sandbox_url)
-                client, endpoints = box.client, dict(box.endpoints)
-            else:
-                client, endpoints = _credentials(token), {}
-            engine = AsyncEngine(spec, client=client, store=backend, endpoints=endpoints)
+            engine = await refreshing_engine(token, backend, sandbox=sandbox, client_id=client_id)
             fresh = await engine.refresh(token)
         finally:
             await (engine.aclose() if engine is not None else backend.aclose())
@@ -297,6 +331,39 @@ def tokens_refresh(key: str, sandbox: bool, store: str | None, as_json: bool) ->
         return 0
 
     sys.exit(run_command(work) or 0)
+
+
+@tokens.command("revoke")
+@click.argument("key")
+@store_option
+def tokens_revoke(key: str, store: str | None) -> None:
+    """Revoke a token at the provider, then delete it here.
+
+    Only for providers whose spec names a revocation endpoint (RFC 7009).
+    Podio documents none: there, `tokens delete` forgets the token here, and
+    the person removes the app's access in their Podio account settings.
+
+    \b
+    Example:
+      flowengine tokens revoke podio:user:1001
+    """
+
+    async def work() -> None:
+        backend = await _with_store(store)
+        try:
+            token = await backend.get_token(key)
+        finally:
+            await backend.aclose()
+        if token is None:
+            raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
+        spec = spec_argument(token.provider)
+        raise ConfigError(
+            f"spec {spec.name!r} names no revocation endpoint, so the token cannot be revoked at the "
+            f"provider from here; `flowengine tokens delete {key}` forgets it in this store",
+            code="revocation_unsupported",
+        )
+
+    run_command(work)
 
 
 @tokens.command("delete")

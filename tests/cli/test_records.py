@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli.conftest import invoke
 from tests.conftest import SandboxFixture
 
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from flowengine.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
+run = invoke  # in-process: these tests are about what the commands do
 
 
 @pytest.fixture
@@ -104,3 +94,24 @@ def test_expiring_within_filters(env: dict[str, str]) -> None:
     bad = run("tokens", "list", "--expiring-within", "soon", env=env)
     assert bad.returncode == 2
     assert "not a duration" in bad.stderr
+
+
+def test_revoke_says_the_spec_names_no_revocation_endpoint_and_keeps_the_token(env: dict[str, str]) -> None:
+    run("login", "podio", "--sandbox", env=env)
+    result = run("tokens", "revoke", "podio:user:1001", env=env)
+    assert result.returncode == 2
+    assert "names no revocation endpoint" in result.stderr
+    assert "flowengine tokens delete podio:user:1001" in result.stderr
+    assert [t["key"] for t in json.loads(run("tokens", "list", "--json", env=env).stdout)] == [
+        "podio:user:1001"
+    ]
+    assert run("tokens", "revoke", "podio:user:2", env=env).returncode == 4
+
+
+def test_tables_keep_every_cell_whole(env: dict[str, str]) -> None:
+    run("login", "podio", "--sandbox", env=env)
+    [header, row] = run("tokens", "list", env=env).stdout.splitlines()
+    assert header.split() == ["KEY", "FINGERPRINT", "EXPIRES", "SCOPE", "STATUS"]
+    assert row.split()[0] == "podio:user:1001"
+    assert row.split()[1].startswith("sha256:") and len(row.split()[1]) == 19
+    assert row == row.rstrip()

@@ -1097,5 +1097,5 @@ def test_cli_graph_of_bad_spec_exits_2(tmp_path: Path, podio: SpecData) -> None:
 
 
 def test_cli_graph_refuses_unknown_format() -> None:
-    result = CliRunner().invoke(cli, ["spec", "graph", "podio", "--format", "svg"])
+    result = CliRunner().invoke(cli, ["spec", "graph", "podio", "--format", "pdf"])
     assert result.exit_code == 2
