@@ -48,7 +48,7 @@ SANDBOX = [
     "from flowengine_sandbox.settings import SandboxSettings\n"
     "from flowengine_web._server import bind, serve_forever, url_of\n"
     "sock = bind('127.0.0.1', 0)\n"
-    "app = create_app(SandboxSettings(consent='approve'))\n"
+    "app = create_app(SandboxSettings(consent='approve', rate_limit=None))\n"
     "serve_forever(app, sock, lambda: print('sandbox on', url_of(sock), flush=True))\n",
 ]
 WIDTHS = (7, 7, 9, 8, 8, 8, 10)

@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from flowengine_sandbox._web import invalid_request, read_json_object, settings_of, state_of
+from flowengine_sandbox.faults import FaultPlan
 from flowengine_sandbox.settings import SandboxSettings
 from flowengine_sandbox.state import TokenKind
 
-__all__ = ["ADJUSTABLE_SETTINGS", "expire_tokens", "reset", "token_requests", "update_settings"]
+__all__ = ["ADJUSTABLE_SETTINGS", "expire_tokens", "fault_plan", "reset", "token_requests", "update_settings"]
 
 ADJUSTABLE_SETTINGS = (
     "consent",
@@ -21,6 +22,9 @@ ADJUSTABLE_SETTINGS = (
     "access_ttl",
     "refresh_ttl",
     "granted_scope",
+    "rate_limit",
+    "client_rate_limit",
+    "rate_limit_window",
 )
 
 
@@ -30,8 +34,9 @@ async def token_requests(request: Request) -> JSONResponse:
 
 
 async def reset(request: Request) -> Response:
-    """POST /_sandbox/reset: forget every code, token and recorded request."""
+    """POST /_sandbox/reset: forget every code, token and recorded request, and the rate counts."""
     state_of(request).reset()
+    settings_of(request).rate_limits.reset()
     return Response(status_code=204)
 
 
@@ -72,6 +77,22 @@ async def expire_tokens(request: Request) -> JSONResponse:
             raise invalid_request(f"{key} must be a string")
         expired = state_of(request).expire(kinds[key], now=now, token_fingerprint=value)
     return JSONResponse({"expired": expired})
+
+
+async def fault_plan(request: Request) -> JSONResponse:
+    """GET or POST /_sandbox/faults: show the fault plan and its record, or replace the plan.
+
+    POST ``{"faults": [...], "seed": N}`` (``{}`` or ``{"faults": []}`` clears it);
+    the fields of each fault are those of ``faults.Fault``.
+    """
+    settings = settings_of(request)
+    if request.method == "POST":
+        try:
+            plan = FaultPlan.from_json(await read_json_object(request, allow_empty=True))
+        except (TypeError, ValueError) as error:
+            raise invalid_request(str(error)) from None
+        settings.faults = plan
+    return JSONResponse(settings.faults.to_json())
 
 
 def _public_settings(settings: SandboxSettings) -> dict[str, object]:

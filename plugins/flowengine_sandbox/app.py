@@ -5,11 +5,13 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from flowengine_sandbox._admin import expire_tokens, reset, token_requests, update_settings
+from flowengine_sandbox._admin import expire_tokens, fault_plan, reset, token_requests, update_settings
 from flowengine_sandbox._authorize import authorize_decision, authorize_page
 from flowengine_sandbox._resource import user_status
 from flowengine_sandbox._token import token_form, token_json
 from flowengine_sandbox._web import PodioError, handle_podio_error
+from flowengine_sandbox.faults import FaultInjection
+from flowengine_sandbox.ratelimit import RateLimiting, counters
 from flowengine_sandbox.settings import SandboxSettings
 from flowengine_sandbox.state import SandboxState
 
@@ -31,12 +33,17 @@ def create_app(settings: SandboxSettings | None = None, state: SandboxState | No
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/settings", update_settings, methods=["POST"]),
         Route("/_sandbox/expire", expire_tokens, methods=["POST"]),
+        Route("/_sandbox/faults", fault_plan, methods=["GET", "POST"]),
+        Route("/_sandbox/counters", counters, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,
         exception_handlers={PodioError: handle_podio_error},
         max_body_size=MAX_BODY_SIZE,
     )
+    app.add_middleware(FaultInjection)  # settings.faults decides which requests fail (faults.py)
+    # Added last, so outermost: every call counts against Podio's limits, faulted ones too.
+    app.add_middleware(RateLimiting)
     app.state.sandbox_settings = SandboxSettings() if settings is None else settings
     app.state.sandbox_state = SandboxState() if state is None else state
     return app

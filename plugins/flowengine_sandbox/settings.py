@@ -13,6 +13,9 @@ from typing import Any, Literal
 
 from attrs import Attribute, Factory, define, field, frozen, validators
 
+from flowengine_sandbox.faults import FaultPlan
+from flowengine_sandbox.ratelimit import RateLimitLedger
+
 __all__ = [
     "CONSENT_MODES",
     "Consent",
@@ -69,6 +72,16 @@ def _seconds(_instance: Any, attribute: Attribute[int], value: object) -> None:
         raise ValueError(f"{attribute.name} must be a whole number of seconds >= 0, got {value!r}")
 
 
+def _optional_limit(_instance: Any, attribute: Attribute[Any], value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{attribute.name} must be a whole number of calls >= 1, or null, got {value!r}")
+
+
+def _window(_instance: Any, attribute: Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 86_400:
+        raise ValueError(f"{attribute.name} must be a number of seconds > 0 (at most a day), got {value!r}")
+
+
 @define
 class SandboxSettings:
     """How the sandbox behaves; changes apply from the next request on."""
@@ -88,3 +101,13 @@ class SandboxSettings:
     apps: dict[int, SandboxApp] = Factory(_default_apps)
     # Every expiry is computed with this clock, so a test can age codes and tokens.
     clock: Callable[[], float] = time.time
+    # Faults to inject (faults.py): status codes, rate limits, timeouts, broken bodies.
+    faults: FaultPlan = field(factory=FaultPlan, validator=validators.instance_of(FaultPlan))
+    # Podio's rate limits (ratelimit.py): calls per window per user/app and API key
+    # (None: no limit), optionally per API key across its accounts, and the ledger.
+    rate_limit: int | None = field(default=1000, validator=_optional_limit)
+    client_rate_limit: int | None = field(default=None, validator=_optional_limit)
+    rate_limit_window: float = field(default=3600.0, validator=_window)
+    rate_limits: RateLimitLedger = field(
+        factory=RateLimitLedger, validator=validators.instance_of(RateLimitLedger)
+    )

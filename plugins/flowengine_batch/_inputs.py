@@ -1,0 +1,87 @@
+"""Reading batch inputs: JSON lines of recorded callbacks, CSV rows of credentials.
+
+Items are named by position (``line 3``, ``row 7``), never by a value: a URL
+carries a code and a row carries credentials.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from flowengine.errors import ConfigError
+from flowengine.spec import FlowSpec
+
+from ._jobs import ExchangeItem, GrantItem
+
+__all__ = ["read_exchange_file", "read_grant_file"]
+
+
+def read_exchange_file(path: Path) -> list[ExchangeItem]:
+    """One item per non-blank line of a JSON-lines file: ``{"url": …}`` or ``{"flow_id": …}``.
+
+    A line that cannot be read becomes an item that fails with ``input_invalid``
+    (the rest of the file still runs); the message never repeats the line.
+    """
+    items = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            item_id = f"line {number}"
+            try:
+                data = json.loads(line)
+            except ValueError:
+                items.append(ExchangeItem(item_id, invalid="not a JSON object"))
+                continue
+            items.append(_exchange_item(item_id, data))
+    return items
+
+
+def _exchange_item(item_id: str, data: Any) -> ExchangeItem:
+    if not isinstance(data, dict):
+        return ExchangeItem(item_id, invalid="not a JSON object")
+    unknown = sorted(set(data) - {"url", "flow_id", "session", "spec"})
+    values = {k: v for k, v in data.items() if k not in unknown}
+    if unknown:
+        return ExchangeItem(item_id, invalid=f"unknown key(s): {', '.join(map(str, unknown))[:100]}")
+    if not all(isinstance(v, str) and v for v in values.values()):
+        return ExchangeItem(item_id, invalid="every value must be a non-empty string")
+    if ("url" in values) == ("flow_id" in values):
+        return ExchangeItem(item_id, invalid='give exactly one of "url" and "flow_id"')
+    return ExchangeItem(
+        item_id,
+        url=values.get("url"),
+        flow_id=values.get("flow_id"),
+        session=values.get("session"),
+        spec=values.get("spec"),
+    )
+
+
+def read_grant_file(path: Path, spec: FlowSpec) -> list[GrantItem]:
+    """One item per CSV row; the header names the spec's inputs (``app_id,app_token``).
+
+    A header naming something the spec does not declare is a ``ConfigError``
+    (a typo would otherwise fail every row); a short row fails as ``input_invalid``.
+    """
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = [name.strip() for name in reader.fieldnames or []]
+        unknown = sorted(set(columns) - set(spec.inputs))
+        if not columns or unknown:
+            declared = ", ".join(spec.inputs) or "none"
+            raise ConfigError(
+                f"{path}: the CSV header must name inputs of spec {spec.name!r} ({declared}); "
+                f"unknown: {', '.join(unknown) or 'no header'}"
+            )
+        items = []
+        for number, row in enumerate(reader, start=1):
+            item_id = f"row {number}"
+            values = {name.strip(): (value or "").strip() for name, value in row.items() if name is not None}
+            if None in row or any(not value for value in values.values()):
+                items.append(GrantItem(item_id, {}, invalid="a value is missing, or the row has extra cells"))
+                continue
+            items.append(GrantItem(item_id, values))
+    return items
