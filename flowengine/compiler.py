@@ -1,20 +1,25 @@
 """FlowSpec -> CompiledFlow: one ``transitions`` Machine per spec, built once.
 
 Flows are records, not models attached to the machine: ``add_model`` keeps a
-list and costs linear time per model, so a compiled flow owns one cursor model,
-sets it to a flow's state, fires the trigger and reads where it landed. Guards
-and actions see a ``TransitionContext``; actions only record changes on it, the
-engine turns them into a new record and stores it with compare-and-set.
+list and costs linear time per model. Nor is a flow moved by ``transitions``'
+trigger machinery, which costs several microseconds a step (event objects,
+callback resolution, debug logging) for what is a table lookup here. The
+Machine is built once and stays the one statement of what may happen; its
+transitions are read back into a table of (state, trigger) -> edges, and
+``fire`` walks that table as ``transitions`` would: the first edge whose guards
+all pass, in declaration order, then its actions in order. Guards and actions
+see a ``TransitionContext``; actions only record changes on it, the engine
+turns them into a new record and stores it with compare-and-set.
 """
 
 from __future__ import annotations
 
-import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
-from transitions import Machine, MachineError
+from transitions import Machine
 
 from flowengine.errors import FlowError, FlowStateError, SpecError
 from flowengine.records import ErrorInfo, Flow, Token
@@ -117,10 +122,13 @@ BUILTIN_ACTIONS: Mapping[str, Action] = {
 }
 
 
-class _Cursor:
-    """The one model of a compiled machine; it holds a state for one trigger at a time."""
+@attrs.frozen(slots=True)
+class _Edge:
+    """One transition as ``fire`` runs it: guards to pass, then actions, to ``dest``."""
 
-    state: str
+    guards: tuple[Guard, ...]
+    actions: tuple[Action, ...]
+    dest: str
 
 
 class CompiledFlow:
@@ -132,14 +140,15 @@ class CompiledFlow:
         self.final = frozenset(machine.final if machine else ())
         self.states = tuple(machine.states if machine else ())
         self.triggers = frozenset(t.trigger for t in machine.transitions) if machine else frozenset()
-        self._lock = threading.Lock()
-        self._cursor = _Cursor()
+        #: (state, trigger) -> the edges that trigger may take from that state, in order.
+        self._edges: dict[tuple[str, str], tuple[_Edge, ...]] = {}
         #: None for a grant-only spec: it has no flows to move.
         self.machine: Machine | None = None
         if machine is None:
             return
+        # No model: flows are never attached (see the module docstring).
         self.machine = Machine(
-            model=self._cursor,
+            model=None,
             states=list(machine.states),
             initial=machine.initial,
             auto_transitions=False,
@@ -154,6 +163,7 @@ class CompiledFlow:
                 conditions=[_as_condition(name, guards[name]) for name in t.when],
                 after=[_as_callback(actions[name]) for name in t.do],
             )
+        self._edges = _edge_table(self.machine)
 
     def is_final(self, flow: Flow) -> bool:
         """True when the flow has reached one of the spec's final states."""
@@ -161,28 +171,21 @@ class CompiledFlow:
 
     def can_fire(self, state: str, event: str) -> bool:
         """True when some transition on ``event`` leaves ``state``."""
-        return (
-            self.machine is not None
-            and event in self.triggers
-            and bool(self.machine.get_transitions(event, state))
-        )
+        return (state, event) in self._edges
 
     def fire(self, ctx: TransitionContext) -> str:
         """Run the first transition on ``ctx.event`` whose guards pass; return its dest."""
         if self.machine is None:
             raise FlowStateError(f"spec {self.spec.name!r} has no machine", flow_id=ctx.flow.id)
-        with self._lock:
-            self.machine.set_state(ctx.flow.state, model=self._cursor)
-            try:
-                moved = self._cursor.trigger(ctx.event, ctx=ctx)  # type: ignore[attr-defined]
-            except MachineError:
-                moved = False
-            if not moved:
-                raise FlowStateError(
-                    f"no transition on {ctx.event!r} applies to a flow in state {ctx.flow.state!r}",
-                    flow_id=ctx.flow.id,
-                )
-            return self._cursor.state
+        for edge in self._edges.get((ctx.flow.state, ctx.event), ()):
+            if all(guard(ctx) for guard in edge.guards):
+                for action in edge.actions:
+                    action(ctx)
+                return edge.dest
+        raise FlowStateError(
+            f"no transition on {ctx.event!r} applies to a flow in state {ctx.flow.state!r}",
+            flow_id=ctx.flow.id,
+        )
 
     def edges(self) -> Iterable[tuple[str, str, str, tuple[str, ...]]]:
         """Every edge of the compiled machine as (source, dest, trigger, guard names)."""
@@ -200,6 +203,7 @@ def _as_condition(name: str, guard: Guard) -> Callable[[Any], bool]:
         return bool(guard(event.kwargs["ctx"]))
 
     condition.guard_name = name  # type: ignore[attr-defined]
+    condition.guard = guard  # type: ignore[attr-defined]
     return condition
 
 
@@ -207,7 +211,44 @@ def _as_callback(action: Action) -> Callable[[Any], None]:
     def callback(event: Any) -> None:
         action(event.kwargs["ctx"])
 
+    callback.action = action  # type: ignore[attr-defined]
     return callback
+
+
+def _wrapped(wrapper: object, kind: str) -> Any:
+    """The guard or action a condition/callback wrapper made by this module calls."""
+    return vars(wrapper)[kind]
+
+
+def _edge_table(machine: Machine) -> dict[tuple[str, str], tuple[_Edge, ...]]:
+    """The machine's transitions as (state, trigger) -> edges, in the order it would try them.
+
+    Read back from the built Machine (not the spec), so that ``fire`` takes
+    exactly the transitions ``transitions`` would, ``"*"`` sources expanded.
+    """
+    table: dict[tuple[str, str], tuple[_Edge, ...]] = {}
+    for trigger, event in machine.events.items():
+        for source, transitions in event.transitions.items():
+            edges = []
+            for transition in transitions:
+                if any(not condition.target for condition in transition.conditions):
+                    raise AssertionError("compiled machines have no `unless` conditions")  # pragma: no cover
+                edges.append(
+                    _Edge(
+                        guards=tuple(_wrapped(cond.func, "guard") for cond in transition.conditions),
+                        actions=tuple(_wrapped(callback, "action") for callback in transition.after),
+                        dest=str(transition.dest),
+                    )
+                )
+            if edges:
+                table[(source, trigger)] = tuple(edges)
+    return table
+
+
+#: The last compilation of each spec, with the guards and actions it was compiled with.
+_compiled: weakref.WeakKeyDictionary[FlowSpec, tuple[dict[str, Guard], dict[str, Action], CompiledFlow]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def compile_flow(
@@ -219,16 +260,24 @@ def compile_flow(
     """Compile a spec; unknown guard or action names are ``spec_invalid`` with their path.
 
     ``guards``/``actions`` default to the built-ins plus what plugins contribute.
+    A spec compiled again with the same guards and actions gets the same
+    CompiledFlow (it holds no per-flow state, so any number of engines and
+    threads share it): building the Machine is the dear part of compiling.
     """
     if guards is None or actions is None:
         from flowengine.plugins import plugin_actions, plugin_guards
 
         guards = {**BUILTIN_GUARDS, **plugin_guards()} if guards is None else guards
         actions = {**BUILTIN_ACTIONS, **plugin_actions()} if actions is None else actions
+    cached = _compiled.get(spec)
+    if cached is not None and cached[0] == guards and cached[1] == actions:
+        return cached[2]
     problems = check_names(spec, guards, actions)
     if problems:
         raise SpecError(problems)
-    return CompiledFlow(spec, guards, actions)
+    compiled = CompiledFlow(spec, guards, actions)
+    _compiled[spec] = (dict(guards), dict(actions), compiled)
+    return compiled
 
 
 def render_graph(compiled: CompiledFlow, fmt: str = "mermaid") -> str:

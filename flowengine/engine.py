@@ -19,7 +19,6 @@ import random
 import secrets
 import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -47,11 +46,17 @@ from flowengine.errors import (
     StoreError,
     TransportError,
 )
-from flowengine.http import Transport, TransportConfig
-from flowengine.records import ErrorInfo, Flow, HistoryEntry, Token
+from flowengine.http import HttpRequest, HttpResponse, Transport, TransportConfig
+from flowengine.records import ErrorInfo, Flow, HistoryEntry, Token, evolve_flow
 from flowengine.spec import AuthorizationRequest, FlowSpec, MachineSpec, endpoint_problem, load_spec
 from flowengine.store import Lease, Store
-from flowengine.tokens import build_token_request, read_token_response, render_params
+from flowengine.tokens import (
+    build_request,
+    build_token_request,
+    read_revocation_response,
+    read_token_response,
+    render_params,
+)
 
 __all__ = ["AsyncEngine", "Engine", "RetryPolicy"]
 
@@ -74,18 +79,13 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))  # noqa: S311
 
 
-_compiled: weakref.WeakKeyDictionary[FlowSpec, CompiledFlow] = weakref.WeakKeyDictionary()
-
-
 def _compile(spec: FlowSpec, pm: pluggy.PluginManager | None) -> CompiledFlow:
+    """The spec compiled with the guards and actions of ``pm`` (compile_flow caches it per spec)."""
     if pm is not None:
         guards = {**BUILTIN_GUARDS, **plugins.plugin_guards(pm)}
         actions = {**BUILTIN_ACTIONS, **plugins.plugin_actions(pm)}
         return compile_flow(spec, guards=guards, actions=actions)
-    compiled = _compiled.get(spec)
-    if compiled is None:
-        compiled = _compiled[spec] = compile_flow(spec)
-    return compiled
+    return compile_flow(spec)
 
 
 class AsyncEngine:
@@ -207,7 +207,7 @@ class AsyncEngine:
         await self._store(self.store.create(flow))
         self._notify(flow, "start", "", initial)
         log.debug("flow %s started (%s)", flow.id, self.spec.name)
-        return attrs.evolve(flow, authorization_url=url)
+        return evolve_flow(flow, authorization_url=url)
 
     async def callback(self, callback: callbacks.CallbackInput, *, session: str | None = None) -> Flow:
         """Finish the redirect leg with the callback URL (or its parameters).
@@ -329,7 +329,7 @@ class AsyncEngine:
                 return await self._finish_exchange(flow, None, interrupted)
             if self.clock() >= flow.expires_at:
                 return await self._expire(flow)
-            marked = attrs.evolve(flow, exchange_started_at=self.clock(), version=flow.version + 1)
+            marked = evolve_flow(flow, exchange_started_at=self.clock(), version=flow.version + 1)
             if not await self._store(self.store.compare_and_set(marked, flow.version)):
                 raise StoreError("the flow changed while its exchange held the lease", code="store_conflict")
             token: Token | None = None
@@ -347,7 +347,7 @@ class AsyncEngine:
             except TransportError as exc:
                 if not exc.sent:
                     # Nothing reached the server: the code is unspent, the flow may try again.
-                    unmarked = attrs.evolve(marked, exchange_started_at=None, version=marked.version + 1)
+                    unmarked = evolve_flow(marked, exchange_started_at=None, version=marked.version + 1)
                     await self._store(self.store.compare_and_set(unmarked, marked.version))
                     raise
                 error = exc
@@ -488,6 +488,46 @@ class AsyncEngine:
                 break
         return await self._refresh_once(key, seen, asked_at)
 
+    async def revoke(self, token: Token | str, *, hint: str | None = None) -> None:
+        """Revoke a token at the provider (RFC 7009) and delete it from the store.
+
+        Sends the refresh token when there is one (revoking it ends the grant),
+        else the access token; ``hint`` ("access_token" or "refresh_token")
+        chooses. Retried with backoff like a refresh (SECURITY.md 19): revoking
+        twice is harmless. ``ConfigError`` when the spec has no ``revocation``.
+        """
+        rule = self.spec.revocation
+        if rule is None:
+            raise ConfigError(
+                f"spec {self.spec.name!r} names no revocation endpoint", code="revocation_unsupported"
+            )
+        current = await self.get_token(token) if isinstance(token, str) else token
+        if current is None:
+            raise FlowStateError(f"no token {token!r} in the store", code="token_unknown")
+        if hint is None:
+            hint = "refresh_token" if current.refresh_token else "access_token"
+        if hint not in ("access_token", "refresh_token"):
+            raise ConfigError(f"hint must be access_token or refresh_token, not {hint!r}")
+        value = current.refresh_token if hint == "refresh_token" else current.access_token
+        if not value:
+            raise FlowStateError(f"this token has no {hint}", code="no_refresh_token")
+        request = build_request(
+            rule,
+            self.endpoints[rule.endpoint],
+            self._values({"token": value, "token_type_hint": hint}),
+            self.transport_config.user_agent,
+        )
+        await self._send(
+            request,
+            "revocation",
+            retry=True,
+            read=lambda r: read_revocation_response(self.spec, r, now=self.clock()),
+        )
+        await self._store(self.store.delete_token(current.key))
+
+    def _values(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
+        return {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values}
+
     async def _request_token(self, grant: str, values: Mapping[str, str | None], *, retry: bool) -> Token:
         if grant not in self.spec.grants:
             raise ConfigError(f"spec {self.spec.name!r} has no {grant!r} grant", code="grant_unsupported")
@@ -495,21 +535,31 @@ class AsyncEngine:
             self.spec,
             grant,
             self.endpoints[self.spec.grants[grant].endpoint],
-            {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values},
+            self._values(values),
             self.transport_config.user_agent,
         )
+        return await self._send(
+            request,
+            f"{grant} grant",
+            retry=retry,
+            read=lambda r: read_token_response(
+                self.spec, r, client_id=self.client.client_id, now=self.clock()
+            ),
+        )
+
+    async def _send(
+        self, request: HttpRequest, what: str, *, retry: bool, read: Callable[[HttpResponse], _T]
+    ) -> _T:
+        """Send and read a request, retrying what is retryable when ``retry`` (never a code exchange)."""
         attempts = self.retry.attempts if retry else 1
         for attempt in range(attempts):
             try:
-                response = await self.transport.send(request)
-                return read_token_response(
-                    self.spec, response, client_id=self.client.client_id, now=self.clock()
-                )
+                return read(await self.transport.send(request))
             except (ProviderError, TransportError) as exc:
                 if not exc.retryable or attempt + 1 >= attempts:
                     raise
                 delay = self.retry.delay(attempt, exc.retry_after if isinstance(exc, ProviderError) else None)
-                log.info("%s grant: %s; retrying in %.2fs", grant, exc.code, delay)
+                log.info("%s: %s; retrying in %.2fs", what, exc.code, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -573,7 +623,7 @@ class AsyncEngine:
         entry = HistoryEntry(
             self.clock(), ctx.event, flow.state, dest, error.code if isinstance(error, ErrorInfo) else None
         )
-        return attrs.evolve(
+        return evolve_flow(
             flow,
             state=dest,
             version=flow.version + 1,
@@ -682,6 +732,10 @@ class Engine:
     def exchange(self, flow_id: str) -> Flow:
         """See ``AsyncEngine.exchange``."""
         return self._runner.run(self.engine.exchange(flow_id))
+
+    def revoke(self, token: Token | str, *, hint: str | None = None) -> None:
+        """See ``AsyncEngine.revoke``."""
+        self._runner.run(self.engine.revoke(token, hint=hint))
 
     def grant(self, grant: str, inputs: Mapping[str, str] | None = None) -> Token:
         """See ``AsyncEngine.grant``."""

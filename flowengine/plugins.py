@@ -104,8 +104,14 @@ def plugin_actions(pm: pluggy.PluginManager | None = None) -> dict[str, Action]:
 def notify_transition(
     flow: Flow, event: str, source: str, dest: str, pm: pluggy.PluginManager | None = None
 ) -> None:
-    """Tell every ``flowengine_transition`` observer about a stored transition."""
-    _pm(pm).hook.flowengine_transition(flow=flow.redacted(), event=event, source=source, dest=dest)
+    """Tell every ``flowengine_transition`` observer about a stored transition.
+
+    Observers always get the redacted flow; with none registered there is no one
+    to redact it for, so neither the copy nor the hook call is made.
+    """
+    hook = _pm(pm).hook.flowengine_transition
+    if hook.get_hookimpls():
+        hook(flow=flow.redacted(), event=event, source=source, dest=dest)
 
 
 def open_sandbox(spec: FlowSpec, url: str | None = None, pm: pluggy.PluginManager | None = None) -> Sandbox:

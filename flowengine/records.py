@@ -8,6 +8,7 @@ plain, JSON-ready form; reading a damaged one raises ``StoreError`` naming it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -21,6 +22,7 @@ __all__ = [
     "Flow",
     "HistoryEntry",
     "Token",
+    "evolve_flow",
     "flow_from_dict",
     "flow_to_dict",
     "token_from_dict",
@@ -115,7 +117,9 @@ class Flow:
 
     def redacted(self) -> Flow:
         """This flow without its secrets (code, verifier, URL): safe to hand to observers."""
-        return attrs.evolve(self, code=None, code_verifier=None, authorization_url=None)
+        if self.code is None and self.code_verifier is None and self.authorization_url is None:
+            return self  # already clean (most transitions): records are frozen, so sharing is safe
+        return evolve_flow(self, code=None, code_verifier=None, authorization_url=None)
 
     @property
     def missing_scopes(self) -> frozenset[str]:
@@ -123,6 +127,36 @@ class Flow:
         if not self.scope or self.granted_scope is None:
             return frozenset()
         return frozenset(self.scope.split()) - frozenset(self.granted_scope.split())
+
+
+def _flow_evolver() -> Callable[..., Flow]:
+    """Generate ``evolve_flow``: one constructor call naming every field, no per-call introspection.
+
+    ``attrs.evolve`` walks ``attrs.fields`` and builds a kwargs dict on every
+    call; the engine makes a new Flow at every step, so the generic path was
+    the largest single cost of a flow. The generated function is its exact
+    equivalent for Flow: same constructor, same errors for unknown fields.
+    """
+    fields = attrs.fields(Flow)
+    names = frozenset(f.name for f in fields)
+    positional = [f"get({f.name!r}, flow.{f.name})" for f in fields if f.init and not f.kw_only]
+    keywords = [f"{f.alias}=get({f.name!r}, flow.{f.name})" for f in fields if f.init and f.kw_only]
+    source = (
+        "def evolve_flow(flow, /, **changes):\n"
+        "    if not names.issuperset(changes):\n"
+        "        unknown = ', '.join(sorted(set(changes) - names))\n"
+        "        raise TypeError(f'Flow has no field(s) {unknown}')\n"
+        "    get = changes.get\n"
+        f"    return Flow({', '.join(positional + keywords)})\n"
+    )
+    namespace: dict[str, Any] = {"Flow": Flow, "names": names}
+    exec(compile(source, "<flowengine.records.evolve_flow>", "exec"), namespace)  # noqa: S102 - our own text
+    evolver: Callable[..., Flow] = namespace["evolve_flow"]
+    evolver.__doc__ = "A copy of ``flow`` with ``changes`` applied: ``attrs.evolve`` for flows, faster."
+    return evolver
+
+
+evolve_flow: Callable[..., Flow] = _flow_evolver()
 
 
 @attrs.frozen(slots=True)

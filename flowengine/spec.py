@@ -57,6 +57,8 @@ BUILTIN_VARIABLES = frozenset(
         "code_verifier",
         "code",
         "refresh_token",
+        "token",
+        "token_type_hint",
     }
 )
 
@@ -176,6 +178,8 @@ class FlowSpec:
     authorization: AuthorizationRequest | None = None
     #: The flow's machine; present exactly when ``authorization`` is.
     machine: MachineSpec | None = None
+    #: How a token is revoked (RFC 7009), when the provider can.
+    revocation: TokenRequest | None = None
     description: str = ""
     local_only: bool = False
     issuer: str | None = None
@@ -498,12 +502,20 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
         if request.endpoint not in spec.endpoints:
             yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
         yield from check_params(f"$.grants.{grant}.params", request.params)
-    for grant, request in spec.grants.items():
+    requests = {f"$.grants.{grant}": request for grant, request in spec.grants.items()}
+    if spec.revocation is not None:
+        requests["$.revocation"] = spec.revocation
+        if spec.revocation.endpoint not in spec.endpoints:
+            yield problem("$.revocation.endpoint", f"no endpoint named {spec.revocation.endpoint!r}")
+        yield from check_params("$.revocation.params", spec.revocation.params)
+        if not any("token" in _safe_vars(t) for t in spec.revocation.params.values()):
+            yield problem("$.revocation.params", "no parameter sends the {token} to revoke")
+    for where, request in requests.items():
         if request.client_auth == "basic" and any(
             "client_secret" in _safe_vars(t) for t in request.params.values()
         ):
             yield problem(
-                f"$.grants.{grant}.params",
+                f"{where}.params",
                 "client_auth is basic: the secret goes in the Authorization header, "
                 "not also in the body (RFC 6749 §2.3.1)",
             )

@@ -20,9 +20,15 @@ from flowengine import templates
 from flowengine.errors import ProviderError
 from flowengine.http import HttpRequest, HttpResponse
 from flowengine.records import AccountRef, Token
-from flowengine.spec import FlowSpec
+from flowengine.spec import FlowSpec, TokenRequest
 
-__all__ = ["build_token_request", "read_token_response", "render_params"]
+__all__ = [
+    "build_request",
+    "build_token_request",
+    "read_revocation_response",
+    "read_token_response",
+    "render_params",
+]
 
 _MAX_MESSAGE = 300
 #: Ten years: an ``expires_in`` beyond it is nonsense, not a long-lived token.
@@ -43,7 +49,13 @@ def build_token_request(
     spec: FlowSpec, grant: str, url: str, values: Mapping[str, str | None], user_agent: str = "flowengine"
 ) -> HttpRequest:
     """The token request for ``grant``, encoded and authenticated as the spec says."""
-    rule = spec.grants[grant]
+    return build_request(spec.grants[grant], url, values, user_agent)
+
+
+def build_request(
+    rule: TokenRequest, url: str, values: Mapping[str, str | None], user_agent: str = "flowengine"
+) -> HttpRequest:
+    """A POST to a token-style endpoint (token, revocation) as ``rule`` encodes and authenticates it."""
     params = render_params(rule.params, values)
     headers = {"accept": "application/json", "user-agent": user_agent}
     if rule.client_auth == "basic":
@@ -148,6 +160,13 @@ def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: st
         header_scheme=spec.usage.header_scheme,
         extra={k: v for k, v in body.items() if k not in known},
     )
+
+
+def read_revocation_response(spec: FlowSpec, response: HttpResponse, *, now: float) -> None:
+    """Accept a revocation answer (RFC 7009 §2.2: any 200, even for an unknown token) or raise."""
+    if 200 <= response.status < 300:
+        return
+    raise _error_for(spec, response, _json_body(response), now)
 
 
 def _account(spec: FlowSpec, body: Mapping[str, Any], client_id: str, status: int) -> AccountRef:

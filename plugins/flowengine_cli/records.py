@@ -335,33 +335,48 @@ def tokens_refresh(key: str, sandbox: bool, client_id: str | None, store: str | 
 
 @tokens.command("revoke")
 @click.argument("key")
+@click.option(
+    "--hint",
+    type=click.Choice(["refresh_token", "access_token"]),
+    help="Which token to send (default: the refresh token when there is one: it ends the grant).",
+)
+@sandbox_option
+@client_id_option
 @store_option
-def tokens_revoke(key: str, store: str | None) -> None:
-    """Revoke a token at the provider, then delete it here.
+def tokens_revoke(
+    key: str, hint: str | None, sandbox: bool, client_id: str | None, store: str | None
+) -> None:
+    """Revoke a token at the provider (RFC 7009), then delete it here.
 
-    Only for providers whose spec names a revocation endpoint (RFC 7009).
-    Podio documents none: there, `tokens delete` forgets the token here, and
+    Only for providers whose spec has a `revocation` section. Podio documents
+    no revocation endpoint: there, `tokens delete` forgets the token here, and
     the person removes the app's access in their Podio account settings.
+    Credentials as for `tokens refresh`.
 
     \b
     Example:
-      flowengine tokens revoke podio:user:1001
+      flowengine tokens revoke example:user:alice
     """
+    require_running_sandbox(sandbox)
 
     async def work() -> None:
         backend = await _with_store(store)
+        engine: AsyncEngine | None = None
         try:
             token = await backend.get_token(key)
+            if token is None:
+                raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
+            if spec_argument(token.provider).revocation is None:
+                raise ConfigError(
+                    f"spec {token.provider!r} names no revocation endpoint, so the token cannot be revoked "
+                    f"at the provider from here; `flowengine tokens delete {key}` forgets it in this store",
+                    code="revocation_unsupported",
+                )
+            engine = await refreshing_engine(token, backend, sandbox=sandbox, client_id=client_id)
+            await engine.revoke(token, hint=hint)
         finally:
-            await backend.aclose()
-        if token is None:
-            raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
-        spec = spec_argument(token.provider)
-        raise ConfigError(
-            f"spec {spec.name!r} names no revocation endpoint, so the token cannot be revoked at the "
-            f"provider from here; `flowengine tokens delete {key}` forgets it in this store",
-            code="revocation_unsupported",
-        )
+            await (engine.aclose() if engine is not None else backend.aclose())
+        click.echo(f"revoked {key} at the provider and deleted it here")
 
     run_command(work)
 

@@ -10,13 +10,20 @@ import secrets
 import threading
 import time
 
-import attrs
 from flowengine import hookimpl
 from flowengine.errors import StoreError
-from flowengine.records import Flow, Token
+from flowengine.records import Flow, Token, evolve_flow
 from flowengine.store import Lease
 
 __all__ = ["MemoryStore", "flowengine_store"]
+
+
+def _at_rest(flow: Flow) -> Flow:
+    """The flow as kept: never with its ``authorization_url`` (it carries ``state`` in clear).
+
+    Only the record ``start()`` returns has one, so most writes keep the record as is.
+    """
+    return flow if flow.authorization_url is None else evolve_flow(flow, authorization_url=None)
 
 
 class MemoryStore:
@@ -34,7 +41,7 @@ class MemoryStore:
         with self._lock:
             if flow.id in self._flows or flow.state_hash in self._by_state:
                 raise StoreError(f"flow {flow.id!r} already exists", code="store_conflict", retryable=False)
-            self._flows[flow.id] = attrs.evolve(flow, authorization_url=None)
+            self._flows[flow.id] = _at_rest(flow)
             self._by_state[flow.state_hash] = flow.id
 
     async def get(self, flow_id: str) -> Flow | None:
@@ -61,7 +68,7 @@ class MemoryStore:
             current = self._flows.get(flow.id)
             if current is None or current.version != expected_version:
                 return False
-            self._flows[flow.id] = attrs.evolve(flow, authorization_url=None)
+            self._flows[flow.id] = _at_rest(flow)
             return True
 
     async def delete(self, flow_id: str) -> bool:

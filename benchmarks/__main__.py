@@ -1,0 +1,253 @@
+"""The benchmark suite: ``python -m benchmarks [--quick] [--json FILE] [--only NAME,...]``.
+
+Runs every benchmark, each in a fresh Python process (one benchmark's million
+flows or open sockets never weigh on the next one's figures), and prints one
+Markdown table: the median of several rounds with min and max beside it, and
+for each target whether it is met or by how much it is missed. ``--json``
+also writes every figure, the machine and the command. ``--quick`` is the
+smoke run CI uses: every benchmark runs, with fewer flows and rounds, in
+under a minute; its figures are too short to judge the targets by.
+
+Benchmarks, in the order they run (each module's docstring says what it measures):
+startup, spec_load, engine_cost, scale, memory, e2e, stores, batch, web_load.
+A benchmark whose module is not there (``batch`` until it lands) is skipped
+with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from benchmarks._common import Row, Stat, machine
+
+__all__ = ["BENCHMARKS", "main", "print_rows", "run_one"]
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ("startup", "spec_load", "engine_cost", "scale", "memory", "e2e", "stores", "batch", "web_load")
+#: Seconds one benchmark may take before the suite gives up on it.
+TIMEOUT = {"quick": 120, "full": 1800}
+
+
+def _single(value: float) -> Stat:
+    return Stat(value, value, value, 1)
+
+
+def _rows_of(name: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The table rows of a benchmark's result: its own, or read from the shape it returns."""
+    if "rows" in result:
+        return [row.as_dict() if isinstance(row, Row) else dict(row) for row in result["rows"]]
+    if name == "stores":
+        return _store_rows(result)
+    if name == "web_load":
+        return _web_rows(result)
+    if name == "batch" and isinstance(result.get("refresh"), list):
+        return _batch_rows(result)
+    return _generic_rows(name, result)
+
+
+def _store_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows: list[Row] = []
+    for backend, by_concurrency in result.get("cas", {}).items():
+        if "skipped" in by_concurrency:
+            rows.append(Row("stores", f"{backend}: skipped ({by_concurrency['skipped']})", _single(0), ""))
+            continue
+        for label, figures in by_concurrency.items():
+            bench = f"stores c{label[1:]}"
+            rows.append(
+                Row(bench, f"{backend}: CAS transitions/s", _single(figures["transitions_per_s"]), "/s")
+            )
+            rows.append(Row(bench, f"{backend}: p99 latency", _single(figures["p99_ms"]), "ms"))
+    return [row.as_dict() for row in rows]
+
+
+def _web_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows: list[Row] = []
+    for run in result.get("runs", []):
+        bench = f"web load, {run['workers']} worker(s), {run['store']}"
+        rows.append(
+            Row(bench, f"{run['browsers']} browsers: flows/s", _single(run["flows_per_second"]), "/s")
+        )
+        rows.append(Row(bench, "flow p99 latency", _single(run["p99_ms"]), "ms"))
+    return [row.as_dict() for row in rows]
+
+
+def _batch_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Refreshes per second per side and concurrency (benchmarks/batch.py's shape), then the proof."""
+    rows: list[dict[str, Any]] = []
+    for entry in result["refresh"]:
+        bench = f"batch refresh c{entry.get('concurrency', '?')}"
+        for key, value in entry.items():
+            if key in ("tokens", "concurrency") or not isinstance(value, int | float):
+                continue
+            unit = "x" if key.startswith("ratio") else "/s"
+            rows.append(
+                Row(bench, f"{key} ({entry.get('tokens', '?')} tokens)", _single(value), unit).as_dict()
+            )
+    rows += _generic_rows("batch proof", result.get("proof", {}))
+    return rows
+
+
+def _generic_rows(name: str, result: Mapping[str, Any], prefix: str = "") -> list[dict[str, Any]]:
+    """Every number in a result the suite knows nothing about, one row each."""
+    rows: list[dict[str, Any]] = []
+    for key, value in result.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            rows.append(Row(name, path, _single(float(value)), "").as_dict())
+        elif isinstance(value, Mapping):
+            rows += _generic_rows(name, value, f"{path}.")
+    return rows
+
+
+def _run_module(name: str, quick: bool) -> dict[str, Any]:
+    """Import and run one benchmark in this process; its result as JSON data."""
+    module = importlib.import_module(f"benchmarks.{name}")
+    if name == "web_load":
+        runs = module.run([1, 2], 10 if quick else 50, 100 if quick else 1000, None)
+        result: dict[str, Any] = {"runs": runs}
+    else:
+        result = dict(module.run(quick))
+    result["rows"] = _rows_of(name, result)
+    return json.loads(json.dumps(result, default=_json_default))
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, Row | Stat):
+        return attrs.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
+
+
+def run_one(name: str, quick: bool, out: str) -> None:
+    """Child-process entry: run one benchmark and write its result (or its failure) to ``out``."""
+    began = time.perf_counter()
+    try:
+        result = _run_module(name, quick)
+    except Exception:
+        result = {"error": traceback.format_exc(limit=8)}
+    result["seconds"] = round(time.perf_counter() - began, 2)
+    Path(out).write_text(json.dumps(result))
+
+
+def _run_isolated(name: str, quick: bool) -> dict[str, Any]:
+    if importlib.util.find_spec(f"benchmarks.{name}") is None:
+        return {"skipped": f"benchmarks/{name}.py is not there yet", "rows": []}
+    with tempfile.TemporaryDirectory(prefix=f"fe-bench-{name}-") as tmp:
+        out = Path(tmp) / "result.json"
+        code = f"from benchmarks.__main__ import run_one; run_one({name!r}, {quick!r}, {str(out)!r})"
+        try:
+            subprocess.run(  # noqa: S603 - our own interpreter running our own benchmark
+                [sys.executable, "-c", code],
+                cwd=ROOT,
+                check=False,
+                stdout=sys.stderr,  # a benchmark's own printing stays out of the table
+                timeout=TIMEOUT["quick" if quick else "full"],
+                env={
+                    **os.environ,
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+                },
+            )
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {TIMEOUT['quick' if quick else 'full']} s", "rows": []}
+        if not out.exists():
+            return {"error": "the benchmark process died without a result", "rows": []}
+        result: dict[str, Any] = json.loads(out.read_text())
+    result.setdefault("rows", [])
+    return result
+
+
+def _number(value: float) -> str:
+    if value != value:  # NaN
+        return "-"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}" if abs(value) < 1 else f"{value:.2f}"
+
+
+def print_rows(rows: Iterable[Row | Mapping[str, Any]], *, file: Any = None) -> None:
+    """The rows as a Markdown table: median, min, max, unit, target, verdict."""
+    out = file or sys.stdout
+    print("| benchmark | measure | median | min | max | unit | target | verdict |", file=out)
+    print("| --- | --- | ---: | ---: | ---: | --- | --- | --- |", file=out)
+    for row in rows:
+        data = row.as_dict() if isinstance(row, Row) else row
+        value = data["value"]
+        spread = ("", "") if value["rounds"] <= 1 else (_number(value["low"]), _number(value["high"]))
+        print(
+            f"| {data['bench']} | {data['metric']} | {_number(value['median'])} | {spread[0]} | {spread[1]} "
+            f"| {data['unit']} | {data['target']} | {data['verdict']} |",
+            file=out,
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the suite; exit 1 when a benchmark failed to run (missed targets are reported, not failed)."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the smoke run: fewer flows and rounds")
+    parser.add_argument("--json", type=Path, help="also write every figure here as JSON")
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",")] if args.only else list(BENCHMARKS)
+    unknown = sorted(set(chosen) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    report: dict[str, Any] = {
+        "command": "python -m benchmarks"
+        + (" --quick" if args.quick else "")
+        + (f" --only {args.only}" if args.only else ""),
+        "quick": args.quick,
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "benchmarks": {},
+    }
+    began = time.perf_counter()
+    failed = []
+    for name in chosen:
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        result = _run_isolated(name, args.quick)
+        report["benchmarks"][name] = result
+        if "error" in result:
+            failed.append(name)
+            print(f"{name} failed:\n{result['error']}", file=sys.stderr)
+        elif "skipped" in result:
+            print(f"{name} skipped: {result['skipped']}", file=sys.stderr)
+    report["seconds"] = round(time.perf_counter() - began, 1)
+    info = report["machine"]
+    print(
+        f"\n{report['command']}: {info['cpus']} CPUs ({info['cpu']}), Python {info['python']}, "
+        f"load {info['load_1min_at_start']} at start, {report['seconds']} s\n"
+    )
+    print_rows(row for result in report["benchmarks"].values() for row in result["rows"])
+    notes = [
+        f"- {name}: skipped: {r['skipped']}" for name, r in report["benchmarks"].items() if "skipped" in r
+    ]
+    notes += [f"- {name}: FAILED to run (see stderr)" for name in failed]
+    if notes:
+        print("\n" + "\n".join(notes))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

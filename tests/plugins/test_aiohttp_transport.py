@@ -1,0 +1,189 @@
+"""The aiohttp transport: the httpx transport's guarantees, and a whole flow through it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import flowengine as fe
+import pytest
+from flowengine import plugins
+
+import flowengine_aiohttp
+from flowengine_aiohttp import AiohttpTransport
+from tests.conftest import SandboxFixture
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@pytest.fixture
+async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    servers: list[asyncio.Server] = []
+
+    async def serve(handler: Handler) -> str:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        servers.append(server)
+        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/token"
+
+    yield serve
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_answer_is_read_with_lower_case_headers(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Twice: a\r\nX-Twice: b\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+        await writer.drain()
+        writer.close()
+
+    url = await raw_server(handler)
+    transport = AiohttpTransport()
+    response = await transport.send(fe.HttpRequest("POST", url, {"content-type": "application/json"}, b"{}"))
+    await transport.aclose()
+    assert response.status == 200
+    assert response.content_type == "application/json"
+    assert response.headers["x-twice"] == "a, b"
+    assert response.body == b"{}"
+
+
+async def test_request_goes_out_as_built_without_cookies_or_compression(
+    raw_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    seen: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            head = await _read_request(reader)
+            body = await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+            seen.append(head + body)
+            writer.write(b"HTTP/1.1 200 OK\r\nSet-Cookie: sid=abc\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    url = await raw_server(handler)
+    transport = AiohttpTransport()
+    request = fe.HttpRequest("POST", url + "?a=%2F", {"user-agent": "flowengine", "x-k": "v"}, b"code=1")
+    await transport.send(request)
+    await transport.send(request)  # the same keep-alive connection, no cookie sent back
+    await transport.aclose()
+    first, second = (raw.lower() for raw in seen)
+    assert first.startswith(b"post /token?a=%2f http/1.1\r\n")  # (lower-cased here) not re-quoted
+    assert b"user-agent: flowengine\r\n" in first and b"x-k: v\r\n" in first
+    assert b"accept-encoding: identity\r\n" in first
+    assert first.endswith(b"code=1")
+    assert b"cookie" not in second
+
+
+async def test_refused_connection_was_not_sent() -> None:
+    transport = AiohttpTransport()
+    with pytest.raises(fe.TransportError) as caught:
+        await transport.send(fe.HttpRequest("POST", f"http://127.0.0.1:{_free_port()}/token"))
+    await transport.aclose()
+    assert caught.value.sent is False
+    assert caught.value.code == "transport_error"
+
+
+async def test_read_timeout_may_have_been_sent(raw_server: Callable[[Handler], Awaitable[str]]) -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        await release.wait()
+        writer.close()
+
+    url = await raw_server(handler)
+    transport = AiohttpTransport(fe.TransportConfig(timeout=0.2))
+    with pytest.raises(fe.TransportError) as caught:
+        await transport.send(fe.HttpRequest("POST", url))
+    release.set()
+    await transport.aclose()
+    assert caught.value.code == "transport_timeout"
+    assert caught.value.sent is True
+
+
+async def test_endless_body_is_cut_at_the_limit(raw_server: Callable[[Handler], Awaitable[str]]) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
+        try:
+            for _ in range(10_000):
+                writer.write(b"400\r\n" + b"x" * 1024 + b"\r\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        writer.close()
+
+    url = await raw_server(handler)
+    transport = AiohttpTransport(fe.TransportConfig(max_response_bytes=64 * 1024))
+    with pytest.raises(fe.TransportError) as caught:
+        await transport.send(fe.HttpRequest("POST", url))
+    await transport.aclose()
+    assert caught.value.code == "response_too_large"
+
+
+async def test_connection_reset_mid_body(raw_server: Callable[[Handler], Awaitable[str]]) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"acc')
+        await writer.drain()
+        writer.transport.abort()
+
+    url = await raw_server(handler)
+    transport = AiohttpTransport()
+    with pytest.raises(fe.TransportError) as caught:
+        await transport.send(fe.HttpRequest("POST", url))
+    await transport.aclose()
+    assert caught.value.sent is True
+
+
+async def test_redirect_is_answered_as_is(raw_server: Callable[[Handler], Awaitable[str]]) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:1/\r\n")
+        writer.write(b"Content-Length: 0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    url = await raw_server(handler)
+    transport = AiohttpTransport()
+    response = await transport.send(fe.HttpRequest("POST", url))
+    await transport.aclose()
+    assert response.status == 307
+
+
+def test_the_hook_prefers_aiohttp_over_httpx() -> None:
+    pm = plugins.new_plugin_manager()
+    if not pm.is_registered(flowengine_aiohttp):  # until the entry point is installed
+        pm.register(flowengine_aiohttp)
+    assert isinstance(plugins.open_transport(fe.TransportConfig(), pm), AiohttpTransport)
+
+
+async def test_a_whole_flow_through_the_sandbox(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:
+    async with fe.AsyncEngine(
+        podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, transport=AiohttpTransport()
+    ) as engine:
+        flow = await engine.start(scope="user:read")
+        flow = await engine.callback(await sandbox.consent(flow.authorization_url))
+        assert flow.state == "exchanged"
+        token = await engine.token_for(flow)
+        assert token is not None
+        assert (await engine.refresh(token)).access_token != token.access_token
+    assert [r.grant_type for r in sandbox.token_requests()] == ["authorization_code", "refresh_token"]
