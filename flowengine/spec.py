@@ -433,7 +433,25 @@ def load_spec(
     return _from_file(Path(spec), names)
 
 
+#: Specs read from files, by (path, mtime, size, names): a spec that did not change on
+#: disk is the same FlowSpec object, so its compiled machine is reused too.
+_file_cache: dict[tuple[str, int, int, object], FlowSpec] = {}
+
+
 def _from_file(path: Path, names: _Names = None) -> FlowSpec:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
+    known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
+    key = (str(path), stat.st_mtime_ns, stat.st_size, known)
+    cached = _file_cache.get(key)
+    if cached is None:
+        cached = _file_cache[key] = _read_file(path, names)
+    return cached
+
+
+def _read_file(path: Path, names: _Names) -> FlowSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

@@ -12,18 +12,17 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
-import click
-import httpx
 from flowengine import hookimpl
 from flowengine.client import Client
 from flowengine.errors import PluginError
 from flowengine.security import is_loopback
 from flowengine.spec import FlowSpec
 
-if TYPE_CHECKING:
-    from .server import SandboxServer
+if TYPE_CHECKING:  # every plugin loads with `flowengine --help`: keep imports for when they are used
+    import click
 
-from .settings import SandboxSettings
+    from .server import SandboxServer
+    from .settings import SandboxSettings
 
 __all__ = ["PodioSandbox", "flowengine_commands", "flowengine_sandbox"]
 
@@ -37,6 +36,8 @@ class PodioSandbox:
     """A Podio emulator for one spec: started here, or the one running at ``url``."""
 
     def __init__(self, spec: FlowSpec, url: str | None = None, settings: SandboxSettings | None = None):
+        from .settings import SandboxSettings
+
         self.spec = spec
         self.settings = settings or SandboxSettings()
         self._url = url.rstrip("/") if url else None
@@ -71,6 +72,8 @@ class PodioSandbox:
         The decision is posted as the consent page's form would post it, so the
         person's answer wins even over a sandbox serving with ``--consent approve``.
         """
+        import httpx
+
         form = dict(parse_qsl(urlsplit(authorization_url).query, keep_blank_values=True))
         form["decision"] = "grant" if approve else "deny"
         async with httpx.AsyncClient(trust_env=False) as http:
@@ -85,6 +88,8 @@ class PodioSandbox:
         return str(location)
 
     def __enter__(self) -> PodioSandbox:
+        import httpx
+
         if self._url is None:
             from .server import SandboxServer  # uvicorn is imported only when a sandbox starts
 
@@ -128,6 +133,9 @@ def flowengine_sandbox(spec: FlowSpec, url: str | None) -> PodioSandbox | None:
 @hookimpl
 def flowengine_commands(cli: click.Group) -> None:
     """Add ``flowengine sandbox serve``."""
+    import click
+
+    from .settings import SandboxSettings
 
     @cli.group()
     def sandbox() -> None:

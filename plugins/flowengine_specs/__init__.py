@@ -6,6 +6,7 @@ are searched before the bundled ones, so a user's spec can shadow a shipped one.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from flowengine import hookimpl
 __all__ = ["bundled_specs", "flowengine_spec_paths"]
 
 
+@functools.cache
 def bundled_specs() -> Path:
     """The folder of shipped specs: inside the wheel, or ``specs/`` of a source checkout."""
     inside = Path(__file__).parent / "specs"
