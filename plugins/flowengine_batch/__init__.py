@@ -13,16 +13,22 @@ The command line gets ``flowengine batch refresh|exchange|grant`` through the
 
 from __future__ import annotations
 
-import click
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from flowengine import hookimpl
 
-from ._inputs import read_exchange_file, read_grant_file
-from ._jobs import ExchangeItem, GrantItem
-from ._journal import Journal, JournalBusy, default_state_dir
-from ._limits import PODIO_LIMIT, RateLimit, RateLimiter
-from ._results import DONE_OUTCOMES, OK_OUTCOMES, ItemResult, Outcome, Report
-from ._runner import Batch, BatchRun
-from ._transport import BatchStopped, LimitedTransport, RateLimitDeferred
+if TYPE_CHECKING:
+    import click
+
+    from ._inputs import read_exchange_file, read_grant_file
+    from ._jobs import ExchangeItem, GrantItem
+    from ._journal import Journal, JournalBusy, default_state_dir
+    from ._limits import PODIO_LIMIT, RateLimit, RateLimiter
+    from ._results import DONE_OUTCOMES, OK_OUTCOMES, ItemResult, Outcome, Report
+    from ._runner import Batch, BatchRun
+    from ._transport import BatchStopped, LimitedTransport, RateLimitDeferred
+
 
 __all__ = [
     "DONE_OUTCOMES",
@@ -47,6 +53,39 @@ __all__ = [
     "read_exchange_file",
     "read_grant_file",
 ]
+
+
+# Every installed plugin is imported whenever plugins are looked up (even to find a
+# spec): the names below are imported on first use, not with the plugin.
+_LAZY = {
+    "read_exchange_file": "._inputs",
+    "read_grant_file": "._inputs",
+    "ExchangeItem": "._jobs",
+    "GrantItem": "._jobs",
+    "Journal": "._journal",
+    "JournalBusy": "._journal",
+    "default_state_dir": "._journal",
+    "PODIO_LIMIT": "._limits",
+    "RateLimit": "._limits",
+    "RateLimiter": "._limits",
+    "DONE_OUTCOMES": "._results",
+    "OK_OUTCOMES": "._results",
+    "ItemResult": "._results",
+    "Outcome": "._results",
+    "Report": "._results",
+    "Batch": "._runner",
+    "BatchRun": "._runner",
+    "BatchStopped": "._transport",
+    "LimitedTransport": "._transport",
+    "RateLimitDeferred": "._transport",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name of this plugin on first access."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl

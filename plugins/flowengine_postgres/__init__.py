@@ -16,13 +16,26 @@ Importing this package does not import psycopg; the store does, on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flowengine import hookimpl
 
 from flowengine_postgres._migrations import SCHEMA_VERSION
-from flowengine_postgres._store import PostgresStore
 from flowengine_postgres._url import SCHEMES, PostgresURL, parse_url
 
+if TYPE_CHECKING:
+    from flowengine_postgres._store import PostgresStore
+
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "PostgresURL", "flowengine_store", "parse_url"]
+
+
+def __getattr__(name: str) -> Any:
+    """``PostgresStore`` on first access: the store's driver is imported only when it is used."""
+    if name == "PostgresStore":
+        from flowengine_postgres._store import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
@@ -33,4 +46,6 @@ def flowengine_store(url: str) -> PostgresStore | None:
     """
     if url.split(":", 1)[0].lower() not in SCHEMES:
         return None
+    from flowengine_postgres._store import PostgresStore
+
     return PostgresStore.from_url(url)

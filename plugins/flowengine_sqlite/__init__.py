@@ -14,15 +14,30 @@ conditional ``UPDATE``, leases are taken inside ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from flowengine import hookimpl
 
-from flowengine_sqlite._store import SQLiteStore
 from flowengine_sqlite._url import SCHEME, default_url
 
+if TYPE_CHECKING:
+    from flowengine_sqlite._store import SQLiteStore
+
 __all__ = ["SQLiteStore", "default_url", "flowengine_store"]
+
+
+def __getattr__(name: str) -> Any:
+    """``SQLiteStore`` on first access: the store's driver is imported only when it is used."""
+    if name == "SQLiteStore":
+        from flowengine_sqlite._store import SQLiteStore
+
+        return SQLiteStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @hookimpl
 def flowengine_store(url: str) -> SQLiteStore | None:
     """A SQLiteStore for a ``sqlite://`` URL (``ConfigError`` if it is malformed), else None."""
+    from flowengine_sqlite._store import SQLiteStore
+
     return SQLiteStore.from_url(url) if url.split(":", 1)[0] == SCHEME else None
