@@ -23,7 +23,10 @@ def _pairs(data: CallbackInput) -> list[tuple[str, str]]:
     if isinstance(data, str):
         if len(data) > MAX_CALLBACK_LENGTH:
             raise CallbackError("the callback is too long", code="callback_invalid")
-        query = urlsplit(data).query if ("?" in data or "://" in data) else data.lstrip("?")
+        try:
+            query = urlsplit(data).query if ("?" in data or "://" in data) else data.lstrip("?")
+        except ValueError:  # e.g. an unclosed `[` of an IPv6 host
+            raise CallbackError("the callback URL is malformed", code="callback_invalid") from None
         try:
             # errors="strict": a code mangled by bad percent-escapes is refused, not "repaired".
             return parse_qsl(query, keep_blank_values=True, max_num_fields=MAX_PARAMETERS, errors="strict")

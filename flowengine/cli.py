@@ -181,7 +181,8 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
         click.echo(f"--format {fmt} is binary: pass --output FILE or redirect stdout", err=True)
         sys.exit(EXIT_USAGE)
     else:
-        click.get_binary_stream("stdout").write(data)
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
 
 
 def _spec_entries() -> list[tuple[str, Path]]:

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import attrs
 import pluggy
@@ -131,7 +131,8 @@ class AsyncEngine:
             if name not in merged:
                 known = ", ".join(sorted(merged))
                 raise ConfigError(f"the spec has no endpoint {name!r} to re-point (it has {known})")
-            reason = endpoint_problem(url, local_ok=security.is_loopback(urlsplit(url).hostname))
+            # local_ok: an override may use http://, which endpoint_problem allows on loopback only.
+            reason = endpoint_problem(url, local_ok=True)
             if reason:
                 raise ConfigError(f"endpoint {name!r}: {reason}")
             merged[name] = url
@@ -226,12 +227,9 @@ class AsyncEngine:
         flow = await self._store(self.store.get_by_state(state_hash))
         if flow is None or not security.digests_equal(flow.state_hash, state_hash):
             raise CallbackError("no flow is waiting for this state (unknown or purged)", code="state_unknown")
-        if flow.spec != self.spec.name:
-            raise CallbackError(
-                f"this callback belongs to a {flow.spec!r} flow, not {self.spec.name!r}",
-                code="wrong_provider",
-                flow_id=flow.id,
-            )
+        foreign = self._foreign(flow)
+        if foreign:
+            raise CallbackError(foreign, code="wrong_provider", flow_id=flow.id)
         if flow.session_hash is not None and not security.digests_equal(
             flow.session_hash, security.digest(session) if session is not None else None
         ):
@@ -294,7 +292,23 @@ class AsyncEngine:
         flow = await self.get(flow_id)
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r}", code="flow_unknown", flow_id=flow_id)
+        foreign = self._foreign(flow)
+        if foreign:
+            raise FlowStateError(foreign, code="wrong_provider", flow_id=flow.id)
         return await self._exchange(flow)
+
+    def _foreign(self, flow: Flow) -> str | None:
+        """Why ``flow`` is not this engine's to finish (SECURITY.md 4), or None.
+
+        Engines of one spec may share a store with different clients (production
+        and staging): a flow is bound to its spec and its client, so its code only
+        ever goes to the token endpoint, with the credentials, it was issued for.
+        """
+        if flow.spec != self.spec.name:
+            return f"this callback belongs to a {flow.spec!r} flow, not {self.spec.name!r}"
+        if flow.client_id != self.client.client_id:
+            return "this callback belongs to a flow of another client of this provider"
+        return None
 
     async def _exchange(self, flow: Flow) -> Flow:
         if self.compiled.is_final(flow):
@@ -523,6 +537,12 @@ class AsyncEngine:
             retry=True,
             read=lambda r: read_revocation_response(self.spec, r, now=self.clock()),
         )
+        if hint == "access_token" and current.refresh_token:
+            # The refresh token still works at the provider: keep it, so it can be used or revoked.
+            stored = await self._store(self.store.get_token(current.key))
+            if stored is not None:
+                await self._store(self.store.put_token(attrs.evolve(stored, expires_at=self.clock())))
+            return
         await self._store(self.store.delete_token(current.key))
 
     def _values(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -556,9 +576,12 @@ class AsyncEngine:
             try:
                 return read(await self.transport.send(request))
             except (ProviderError, TransportError) as exc:
+                retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
                 if not exc.retryable or attempt + 1 >= attempts:
                     raise
-                delay = self.retry.delay(attempt, exc.retry_after if isinstance(exc, ProviderError) else None)
+                if retry_after is not None and retry_after > self.retry.max_delay:
+                    raise  # the provider said when; retrying sooner is what it asked us not to do
+                delay = self.retry.delay(attempt, retry_after)
                 log.info("%s: %s; retrying in %.2fs", what, exc.code, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover

@@ -107,7 +107,10 @@ def check_redirect_uri(uri: str, *, registered_domain: str | None) -> None:
         raise refuse("holds characters that browsers and parsers read differently")
     if "#" in uri:
         raise refuse("must not contain a fragment")
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. an unclosed `[` of an IPv6 host
+        raise refuse("is not a valid URL") from None
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("https", "http") or not host:
         raise refuse("is not an absolute http(s) URL")

@@ -583,7 +583,11 @@ def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
     """
     from flowengine.security import is_loopback
 
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port (numeric, 0-65535)
+    except ValueError:  # an unclosed `[` of an IPv6 host, a port that is not a port
+        return f"{url!r} is not a valid URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return f"{url!r} is not an absolute http(s) URL"
     if parts.fragment:

@@ -14,6 +14,9 @@ from flowengine_sandbox.server import SandboxServer
 from flowengine_sandbox.settings import SandboxSettings
 from flowengine_sandbox.state import RecordedTokenRequest
 
+# The fuzz profiles must exist before hypothesis reads --hypothesis-profile (tests/security/profiles.py).
+from tests.security import profiles as _hypothesis_profiles  # noqa: F401
+
 _DEFAULTS = SandboxSettings()
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "display_store_url",
     "flow_summary",
     "print_table",
+    "printable",
     "run_command",
     "store_option",
     "token_summary",
@@ -205,6 +206,12 @@ class TerminalPresenter:
         return True
 
 
+def printable(text: str) -> str:
+    """Provider text made safe for a terminal: control characters (escape sequences
+    that could retitle the window, hide text or fake output) shown as ``\\xNN``."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def describe_result(flow: Flow) -> str:
     """One or two lines saying how a flow ended, for people."""
     if flow.token_fingerprint:
@@ -215,5 +222,5 @@ def describe_result(flow: Flow) -> str:
         return "\n".join(lines)
     if flow.error is None:
         return f"Flow ended in state {flow.state!r}."
-    said = flow.error.description or flow.error.message
+    said = printable(flow.error.description or flow.error.message)
     return f"Flow {flow.state}: {flow.error.code}: {said}"

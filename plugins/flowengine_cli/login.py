@@ -44,6 +44,7 @@ from .common import (
     default_store_url,
     display_store_url,
     flow_summary,
+    printable,
     run_command,
     store_option,
 )
@@ -232,7 +233,7 @@ async def _wait_loopback(
         outcome.append(result)
         if result.token_fingerprint:
             return Reply(200, "Signed in", "You are signed in. You can close this tab.", finished=True)
-        said = result.error.description or result.error.message if result.error else result.state
+        said = printable(result.error.description or result.error.message) if result.error else result.state
         return Reply(200, "Not signed in", f"The sign-in did not complete: {said}", finished=True)
 
     async with LoopbackListener(handle, host=host, port=port, path=path) as listener:

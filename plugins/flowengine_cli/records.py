@@ -22,7 +22,15 @@ from flowengine.records import Token
 from flowengine.spec import FlowSpec
 from flowengine.store import Store
 
-from .common import default_store_url, flow_summary, print_table, run_command, store_option, token_summary
+from .common import (
+    default_store_url,
+    flow_summary,
+    print_table,
+    printable,
+    run_command,
+    store_option,
+    token_summary,
+)
 from .credentials import resolve_client
 
 __all__ = ["flows", "format_duration", "parse_duration", "refresh_client", "tokens"]
@@ -151,7 +159,8 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
         ):
             click.echo(f"{key + ':':<16}{summary[key] if summary[key] is not None else '-'}")
         if flow.error:
-            click.echo(f"{'error:':<16}{flow.error.code}: {flow.error.description or flow.error.message}")
+            said = printable(flow.error.description or flow.error.message)
+            click.echo(f"{'error:':<16}{flow.error.code}: {said}")
         click.echo("history:")
         for entry in flow.history:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))

@@ -7,6 +7,8 @@ its real URLs and ``--sandbox`` swaps only the host.
 
 from __future__ import annotations
 
+import contextvars
+import logging
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -30,6 +32,19 @@ EMULATED_DOMAIN = "podio.com"
 #: Where the sandbox's registered client is sent back to. Nothing needs to listen
 #: there for `login --sandbox`: the callback URL is read from the redirect itself.
 SANDBOX_REDIRECT_URI = "http://127.0.0.1/flowengine/callback"
+
+
+_CONSENTING: contextvars.ContextVar[bool] = contextvars.ContextVar("consenting", default=False)
+
+
+class _NoTraceWhileConsenting(logging.Filter):
+    """Drops httpcore's DEBUG trace (it prints response headers) of the consent request only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _CONSENTING.get()
+
+
+logging.getLogger("httpcore.http11").addFilter(_NoTraceWhileConsenting())
 
 
 class PodioSandbox:
@@ -76,8 +91,12 @@ class PodioSandbox:
 
         form = dict(parse_qsl(urlsplit(authorization_url).query, keep_blank_values=True))
         form["decision"] = "grant" if approve else "deny"
-        async with httpx.AsyncClient(trust_env=False) as http:
-            response = await http.post(f"{self.url}/oauth/authorize", data=form)
+        quiet = _CONSENTING.set(True)  # the redirect's Location carries the code: no DEBUG trace of it
+        try:
+            async with httpx.AsyncClient(trust_env=False) as http:
+                response = await http.post(f"{self.url}/oauth/authorize", data=form)
+        finally:
+            _CONSENTING.reset(quiet)
         location = response.headers.get("location")
         if response.status_code not in (302, 303) or not location:
             raise PluginError(

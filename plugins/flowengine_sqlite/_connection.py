@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 
 from flowengine_sqlite._files import create_private_file, tighten
 from flowengine_sqlite._schema import migrate
@@ -12,6 +13,25 @@ from flowengine_sqlite._url import SQLiteTarget
 __all__ = ["connect"]
 
 log = logging.getLogger("flowengine.store")
+
+
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> str:
+    """Set WAL mode, waiting out a concurrent opener.
+
+    Changing the journal mode can answer "database is locked" at once, without
+    SQLite's busy handler, while another process is creating the same new file:
+    retry with a short backoff for up to the store's busy timeout.
+    """
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)  # the store's own worker thread: the event loop is not blocked
+            delay = min(delay * 2, 0.1)
 
 
 def connect(target: SQLiteTarget) -> sqlite3.Connection:
@@ -25,7 +45,7 @@ def connect(target: SQLiteTarget) -> sqlite3.Connection:
     conn = sqlite3.connect(target.path, timeout=target.timeout, isolation_level=None)
     try:
         # WAL: readers never wait for the writer, and a commit is one append.
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _switch_to_wal(conn, target.timeout)
         if str(mode).lower() != "wal":  # some network filesystems cannot share memory
             log.warning("the SQLite store %s runs in %s journal mode, not WAL", target.path, mode)
         # NORMAL in WAL mode: a power cut may lose the last commits, never corrupt the file.

@@ -42,7 +42,7 @@ async def main(store_url: str, sandbox_url: str, command: str, *args: str) -> No
         endpoints=sandbox.endpoints,
         store=store_url,
         transport=transport,
-        lease_ttl=2.0,  # a killed worker's leases free up quickly
+        lease_ttl=10.0,  # outlives an exchange on a loaded machine; a killed worker's lease frees soon
     ) as engine:
         if command == "start":
             count, target = int(args[0]), Path(args[1])

@@ -1,0 +1,116 @@
+"""What the SECURITY.md checks share: reading URLs, counting what reached the sandbox, spec variants."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import flowengine as fe
+import yaml
+
+from tests.conftest import SandboxFixture
+
+TOKEN_PATH = "/oauth/token"
+_T = TypeVar("_T")
+
+
+def query_of(url: str) -> dict[str, str]:
+    """The query parameters of a URL (the last value of a repeated one)."""
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def token_attempts(sandbox: SandboxFixture) -> int:
+    """Requests that reached the token endpoints: recorded ones, and those a fault answered first.
+
+    A fault injected at the ``before`` stage answers in place of the endpoint, so the
+    endpoint's own record does not hold that request; the fault record does.
+    """
+    answered_by_fault = [
+        f for f in sandbox.settings.faults.injected() if f.stage == "before" and f.path.startswith(TOKEN_PATH)
+    ]
+    return len(sandbox.token_requests()) + len(answered_by_fault)
+
+
+def assert_nothing_sent(sandbox: SandboxFixture) -> None:
+    """The sandbox's own record: no token request reached it (SECURITY.md: every reject case)."""
+    assert sandbox.token_requests() == []
+    assert token_attempts(sandbox) == 0
+
+
+def podio_data() -> dict[str, Any]:
+    """``specs/podio.yaml`` as a fresh mapping, to change and load again."""
+    with open(fe.load_spec("podio").source, encoding="utf-8") as f:
+        data: dict[str, Any] = yaml.safe_load(f)
+    return data
+
+
+def podio_variant(change: Callable[[dict[str, Any]], None]) -> fe.FlowSpec:
+    """Podio's spec with ``change`` applied to its mapping, validated like any spec."""
+    data = copy.deepcopy(podio_data())
+    change(data)
+    return fe.load_spec(data)
+
+
+def with_pkce(data: dict[str, Any]) -> None:
+    """Turn PKCE on in a Podio mapping (the sandbox supports S256)."""
+    data["pkce"] = True
+    data["authorization"]["params"]["code_challenge"] = "{code_challenge}"
+    data["authorization"]["params"]["code_challenge_method"] = "{code_challenge_method}"
+    data["grants"]["authorization_code"]["params"]["code_verifier"] = "{code_verifier}"
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def token_body(**fields: Any) -> dict[str, Any]:
+    """A Podio token response; a field given as ``...`` is left out."""
+    body: dict[str, Any] = {
+        "access_token": "at-" + "a" * 125,
+        "token_type": "bearer",
+        "expires_in": 28800,
+        "refresh_token": "rt-" + "r" * 61,
+        "scope": "global:all",
+        "ref": {"type": "user", "id": 1001},
+    }
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+class ScriptedTransport:
+    """Answers each request with the next scripted response (or raises it); keeps the requests."""
+
+    def __init__(self, *answers: fe.HttpResponse | fe.FlowError) -> None:
+        self.answers = list(answers)
+        self.sent: list[fe.HttpRequest] = []
+
+    async def send(self, request: fe.HttpRequest) -> fe.HttpResponse:
+        self.sent.append(request)
+        answer = self.answers.pop(0) if self.answers else json_response(token_body())
+        if isinstance(answer, fe.FlowError):
+            raise answer
+        return answer
+
+    async def aclose(self) -> None:
+        return None
+
+
+def json_response(
+    body: object, status: int = 200, headers: Mapping[str, str] | None = None
+) -> fe.HttpResponse:
+    """A JSON ``HttpResponse``."""
+    return fe.HttpResponse(
+        status, {"content-type": "application/json", **(headers or {})}, json.dumps(body).encode()
+    )

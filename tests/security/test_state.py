@@ -1,0 +1,97 @@
+"""SECURITY.md 1: ``state`` is random, fresh per flow, single use, expiring, compared in constant time."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import math
+from collections import Counter
+
+import flowengine as fe
+import flowengine.security
+import pytest
+
+from tests.conftest import SandboxFixture
+from tests.security.helpers import FakeClock, ScriptedTransport, assert_nothing_sent, podio_variant, query_of
+
+
+def _bits(value: str) -> int:
+    return len(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))) * 8
+
+
+async def test_sec1_ten_thousand_flows_get_ten_thousand_states_of_at_least_128_bits() -> None:
+    engine = fe.AsyncEngine(
+        "podio",
+        client=fe.Client("cid", "secret", "https://app.example.com/cb"),
+        transport=ScriptedTransport(),
+    )
+    states = []
+    for _ in range(10_000):
+        flow = await engine.start()
+        states.append(query_of(flow.authorization_url or "")["state"])
+    assert len(set(states)) == 10_000
+    assert min(_bits(s) for s in states) >= 128
+    # A smoke test of the randomness itself: the characters spread over all 64 of base64url.
+    counts = Counter("".join(states))
+    assert len(counts) == 64
+    entropy = -sum(n / counts.total() * math.log2(n / counts.total()) for n in counts.values())
+    assert entropy > 5.99  # bits per character; 6 is perfect
+
+
+async def test_sec1_only_a_digest_of_state_is_stored(engine: fe.AsyncEngine) -> None:
+    flow = await engine.start()
+    state = query_of(flow.authorization_url or "")["state"]
+    stored = await engine.get(flow.id)
+    assert stored is not None
+    assert stored.state_hash == fe.security.digest(state) != state
+    assert state not in repr(stored) and stored.authorization_url is None
+
+
+async def test_sec1_state_is_single_use(engine: fe.AsyncEngine, sandbox: SandboxFixture) -> None:
+    flow = await engine.start()
+    callback = await sandbox.consent(flow.authorization_url)
+    assert (await engine.callback(callback)).state == "exchanged"
+    with pytest.raises(fe.CallbackError) as caught:
+        await engine.callback({"state": query_of(callback)["state"], "code": "another-code"})
+    assert caught.value.code == "state_used"
+    assert len(sandbox.token_requests()) == 1
+
+
+@pytest.mark.parametrize("ttl", [None, 30])
+async def test_sec1_state_expires_after_the_specs_ttl_ten_minutes_by_default(
+    sandbox: SandboxFixture, ttl: int | None
+) -> None:
+    spec = fe.load_spec("podio") if ttl is None else podio_variant(lambda d: d["machine"].update(ttl=ttl))
+    expected = 600 if ttl is None else ttl
+    clock = FakeClock()
+    async with fe.AsyncEngine(
+        spec, client=sandbox.client, endpoints=sandbox.endpoints, clock=clock
+    ) as engine:
+        flow = await engine.start()
+        assert flow.expires_at - flow.created_at == expected
+        callback = await sandbox.consent(flow.authorization_url)
+        clock.advance(expected)
+        with pytest.raises(fe.CallbackError) as caught:
+            await engine.callback(callback)
+        assert caught.value.code == "flow_expired"
+        stored = await engine.get(flow.id)
+    assert stored is not None and stored.state == "failed"
+    assert_nothing_sent(sandbox)
+
+
+async def test_sec1_state_is_compared_with_hmac_compare_digest(
+    engine: fe.AsyncEngine, sandbox: SandboxFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flow = await engine.start()
+    callback = await sandbox.consent(flow.authorization_url)
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(flowengine.security.hmac, "compare_digest", spy)
+    assert (await engine.callback(callback)).state == "exchanged"
+    digest = fe.security.digest(query_of(callback)["state"]).encode()
+    assert (digest, digest) in compared
