@@ -8,7 +8,8 @@ their own manager with ``new_plugin_manager()`` and register extra plugins.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "get_plugin_manager",
+    "lazy_exports",
     "new_plugin_manager",
     "open_store",
     "open_transport",
@@ -36,6 +38,23 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "flowengine"
+
+
+def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module ``__getattr__`` importing each public name from its submodule on first use.
+
+    Every installed plugin is imported whenever plugins are looked up (even to
+    find a spec), so a plugin package keeps its hooks light and lets its public
+    names (``names``: name -> relative submodule) load when someone uses them.
+    """
+
+    def __getattr__(name: str) -> Any:
+        module = names.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(module, package), name)
+
+    return __getattr__
 
 
 def new_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManager:

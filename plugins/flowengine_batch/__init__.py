@@ -13,10 +13,10 @@ The command line gets ``flowengine batch refresh|exchange|grant`` through the
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flowengine import hookimpl
+from flowengine.plugins import lazy_exports
 
 if TYPE_CHECKING:
     import click
@@ -55,37 +55,32 @@ __all__ = [
 ]
 
 
-# Every installed plugin is imported whenever plugins are looked up (even to find a
-# spec): the names below are imported on first use, not with the plugin.
-_LAZY = {
-    "read_exchange_file": "._inputs",
-    "read_grant_file": "._inputs",
-    "ExchangeItem": "._jobs",
-    "GrantItem": "._jobs",
-    "Journal": "._journal",
-    "JournalBusy": "._journal",
-    "default_state_dir": "._journal",
-    "PODIO_LIMIT": "._limits",
-    "RateLimit": "._limits",
-    "RateLimiter": "._limits",
-    "DONE_OUTCOMES": "._results",
-    "OK_OUTCOMES": "._results",
-    "ItemResult": "._results",
-    "Outcome": "._results",
-    "Report": "._results",
-    "Batch": "._runner",
-    "BatchRun": "._runner",
-    "BatchStopped": "._transport",
-    "LimitedTransport": "._transport",
-    "RateLimitDeferred": "._transport",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name of this plugin on first access."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Public names load on first use, not with the plugin (flowengine.plugins.lazy_exports).
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "read_exchange_file": "._inputs",
+        "read_grant_file": "._inputs",
+        "ExchangeItem": "._jobs",
+        "GrantItem": "._jobs",
+        "Journal": "._journal",
+        "JournalBusy": "._journal",
+        "default_state_dir": "._journal",
+        "PODIO_LIMIT": "._limits",
+        "RateLimit": "._limits",
+        "RateLimiter": "._limits",
+        "DONE_OUTCOMES": "._results",
+        "OK_OUTCOMES": "._results",
+        "ItemResult": "._results",
+        "Outcome": "._results",
+        "Report": "._results",
+        "Batch": "._runner",
+        "BatchRun": "._runner",
+        "BatchStopped": "._transport",
+        "LimitedTransport": "._transport",
+        "RateLimitDeferred": "._transport",
+    },
+)
 
 
 @hookimpl

@@ -9,10 +9,10 @@ user's data folder (``FLOWENGINE_STORE`` or ``--store`` choose another).
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flowengine import hookimpl
+from flowengine.plugins import lazy_exports
 
 if TYPE_CHECKING:
     import click
@@ -37,27 +37,22 @@ __all__ = [
 ]
 
 
-# Every installed plugin is imported whenever plugins are looked up (even to find a
-# spec): the names below are imported on first use, not with the plugin.
-_LAZY = {
-    "TerminalPresenter": ".common",
-    "default_store_url": ".common",
-    "flow_summary": ".common",
-    "token_summary": ".common",
-    "config_path": ".credentials",
-    "load_config": ".credentials",
-    "resolve_client": ".credentials",
-    "callback_problem": ".login",
-    "LoopbackListener": ".loopback",
-    "Reply": ".loopback",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """Import a public name of this plugin on first access."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Public names load on first use, not with the plugin (flowengine.plugins.lazy_exports).
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "TerminalPresenter": ".common",
+        "default_store_url": ".common",
+        "flow_summary": ".common",
+        "token_summary": ".common",
+        "config_path": ".credentials",
+        "load_config": ".credentials",
+        "resolve_client": ".credentials",
+        "callback_problem": ".login",
+        "LoopbackListener": ".loopback",
+        "Reply": ".loopback",
+    },
+)
 
 
 @hookimpl

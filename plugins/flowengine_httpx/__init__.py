@@ -16,6 +16,7 @@ loads: importing it costs tens of milliseconds at every ``flowengine`` start.
 from __future__ import annotations
 
 import itertools
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING
 
 from flowengine import hookimpl
@@ -53,6 +54,10 @@ class HttpxTransport:
                 limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client),
                 follow_redirects=False,
                 trust_env=False,
+                # The body is read raw (to cap its size): ask for it uncompressed.
+                headers={"accept-encoding": "identity"},
+                # A token endpoint's cookies are never sent back: a jar that accepts none.
+                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
             )
             for _ in range(count)
         ]

@@ -1,4 +1,8 @@
-"""The aiohttp transport: the httpx transport's guarantees, and a whole flow through it."""
+"""The transport contract, run against every transport: aiohttp (the default) and httpx.
+
+Each guarantee the engine relies on (whether a failed request may have been sent, the
+size cap, no redirects followed, no cookies kept) is one test run on both.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,17 @@ from flowengine import plugins
 
 import flowengine_aiohttp
 from flowengine_aiohttp import AiohttpTransport
+from flowengine_httpx import HttpxTransport
 from tests.conftest import SandboxFixture
+
+TransportClass = type[AiohttpTransport] | type[HttpxTransport]
+
+
+@pytest.fixture(params=[AiohttpTransport, HttpxTransport], ids=["aiohttp", "httpx"])
+def transport_class(request: pytest.FixtureRequest) -> TransportClass:
+    cls: TransportClass = request.param
+    return cls
+
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -44,6 +58,7 @@ def _free_port() -> int:
 
 async def test_answer_is_read_with_lower_case_headers(
     raw_server: Callable[[Handler], Awaitable[str]],
+    transport_class: TransportClass,
 ) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
@@ -55,7 +70,7 @@ async def test_answer_is_read_with_lower_case_headers(
         writer.close()
 
     url = await raw_server(handler)
-    transport = AiohttpTransport()
+    transport = transport_class()
     response = await transport.send(fe.HttpRequest("POST", url, {"content-type": "application/json"}, b"{}"))
     await transport.aclose()
     assert response.status == 200
@@ -66,6 +81,7 @@ async def test_answer_is_read_with_lower_case_headers(
 
 async def test_request_goes_out_as_built_without_cookies_or_compression(
     raw_server: Callable[[Handler], Awaitable[str]],
+    transport_class: TransportClass,
 ) -> None:
     seen: list[bytes] = []
 
@@ -79,7 +95,7 @@ async def test_request_goes_out_as_built_without_cookies_or_compression(
         writer.close()
 
     url = await raw_server(handler)
-    transport = AiohttpTransport()
+    transport = transport_class()
     request = fe.HttpRequest("POST", url + "?a=%2F", {"user-agent": "flowengine", "x-k": "v"}, b"code=1")
     await transport.send(request)
     await transport.send(request)  # the same keep-alive connection, no cookie sent back
@@ -92,8 +108,8 @@ async def test_request_goes_out_as_built_without_cookies_or_compression(
     assert b"cookie" not in second
 
 
-async def test_refused_connection_was_not_sent() -> None:
-    transport = AiohttpTransport()
+async def test_refused_connection_was_not_sent(transport_class: TransportClass) -> None:
+    transport = transport_class()
     with pytest.raises(fe.TransportError) as caught:
         await transport.send(fe.HttpRequest("POST", f"http://127.0.0.1:{_free_port()}/token"))
     await transport.aclose()
@@ -101,7 +117,9 @@ async def test_refused_connection_was_not_sent() -> None:
     assert caught.value.code == "transport_error"
 
 
-async def test_read_timeout_may_have_been_sent(raw_server: Callable[[Handler], Awaitable[str]]) -> None:
+async def test_read_timeout_may_have_been_sent(
+    raw_server: Callable[[Handler], Awaitable[str]], transport_class: TransportClass
+) -> None:
     release = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -110,7 +128,7 @@ async def test_read_timeout_may_have_been_sent(raw_server: Callable[[Handler], A
         writer.close()
 
     url = await raw_server(handler)
-    transport = AiohttpTransport(fe.TransportConfig(timeout=0.2))
+    transport = transport_class(fe.TransportConfig(timeout=0.2))
     with pytest.raises(fe.TransportError) as caught:
         await transport.send(fe.HttpRequest("POST", url))
     release.set()
@@ -119,7 +137,9 @@ async def test_read_timeout_may_have_been_sent(raw_server: Callable[[Handler], A
     assert caught.value.sent is True
 
 
-async def test_endless_body_is_cut_at_the_limit(raw_server: Callable[[Handler], Awaitable[str]]) -> None:
+async def test_endless_body_is_cut_at_the_limit(
+    raw_server: Callable[[Handler], Awaitable[str]], transport_class: TransportClass
+) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -132,14 +152,16 @@ async def test_endless_body_is_cut_at_the_limit(raw_server: Callable[[Handler], 
         writer.close()
 
     url = await raw_server(handler)
-    transport = AiohttpTransport(fe.TransportConfig(max_response_bytes=64 * 1024))
+    transport = transport_class(fe.TransportConfig(max_response_bytes=64 * 1024))
     with pytest.raises(fe.TransportError) as caught:
         await transport.send(fe.HttpRequest("POST", url))
     await transport.aclose()
     assert caught.value.code == "response_too_large"
 
 
-async def test_connection_reset_mid_body(raw_server: Callable[[Handler], Awaitable[str]]) -> None:
+async def test_connection_reset_mid_body(
+    raw_server: Callable[[Handler], Awaitable[str]], transport_class: TransportClass
+) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         writer.write(b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"acc')
@@ -147,14 +169,16 @@ async def test_connection_reset_mid_body(raw_server: Callable[[Handler], Awaitab
         writer.transport.abort()
 
     url = await raw_server(handler)
-    transport = AiohttpTransport()
+    transport = transport_class()
     with pytest.raises(fe.TransportError) as caught:
         await transport.send(fe.HttpRequest("POST", url))
     await transport.aclose()
     assert caught.value.sent is True
 
 
-async def test_redirect_is_answered_as_is(raw_server: Callable[[Handler], Awaitable[str]]) -> None:
+async def test_redirect_is_answered_as_is(
+    raw_server: Callable[[Handler], Awaitable[str]], transport_class: TransportClass
+) -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         writer.write(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:1/\r\n")
@@ -163,7 +187,7 @@ async def test_redirect_is_answered_as_is(raw_server: Callable[[Handler], Awaita
         writer.close()
 
     url = await raw_server(handler)
-    transport = AiohttpTransport()
+    transport = transport_class()
     response = await transport.send(fe.HttpRequest("POST", url))
     await transport.aclose()
     assert response.status == 307
@@ -176,9 +200,11 @@ def test_the_hook_prefers_aiohttp_over_httpx() -> None:
     assert isinstance(plugins.open_transport(fe.TransportConfig(), pm), AiohttpTransport)
 
 
-async def test_a_whole_flow_through_the_sandbox(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:
+async def test_a_whole_flow_through_the_sandbox(
+    sandbox: SandboxFixture, podio_spec: fe.FlowSpec, transport_class: TransportClass
+) -> None:
     async with fe.AsyncEngine(
-        podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, transport=AiohttpTransport()
+        podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, transport=transport_class()
     ) as engine:
         flow = await engine.start(scope="user:read")
         flow = await engine.callback(await sandbox.consent(flow.authorization_url))
