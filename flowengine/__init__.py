@@ -7,7 +7,7 @@ HTTP transport and the frontends.
 
 from flowengine.client import Client
 from flowengine.compiler import CallbackParams, CompiledFlow, TransitionContext, compile_flow
-from flowengine.engine import AsyncEngine, Engine, RetryPolicy
+from flowengine.engine import AsyncEngine, RetryPolicy
 from flowengine.errors import (
     CallbackError,
     ConfigError,
@@ -26,6 +26,7 @@ from flowengine.records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
 from flowengine.sandbox import Sandbox
 from flowengine.spec import FlowSpec, load_spec
 from flowengine.store import Lease, Store
+from flowengine.sync import Engine
 
 __version__ = "0.1.0"
 

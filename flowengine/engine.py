@@ -1,4 +1,4 @@
-"""AsyncEngine drives flows of one spec; Engine is its synchronous facade.
+"""AsyncEngine drives flows of one spec (its synchronous facade, Engine, is in sync.py).
 
 The engine decides, adapters act: it builds requests and reads responses, asks
 the store to compare-and-set, and runs the compiled machine. Rejections (a bad
@@ -17,11 +17,9 @@ import asyncio
 import logging
 import random
 import secrets
-import threading
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -58,7 +56,7 @@ from flowengine.tokens import (
     render_params,
 )
 
-__all__ = ["AsyncEngine", "Engine", "RetryPolicy"]
+__all__ = ["AsyncEngine", "RetryPolicy"]
 
 log = logging.getLogger("flowengine")
 _T = TypeVar("_T")
@@ -691,126 +689,3 @@ class AsyncEngine:
             raise
         except Exception as exc:
             raise StoreError(f"the store failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
-
-
-class _LoopThread:
-    """An event loop on a daemon thread, for running the async engine from sync code."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="flowengine-loop", daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
-
-
-class Engine:
-    """The synchronous engine: the same API as AsyncEngine, for code without an event loop.
-
-    It runs an AsyncEngine on a private event-loop thread, so it also works from
-    inside a program that has its own loop (a Jupyter kernel, a sync web view).
-    """
-
-    def __init__(self, spec: FlowSpec | str | Path, **options: Any) -> None:
-        self._runner = _LoopThread()
-        try:
-            self.engine = AsyncEngine(spec, **options)
-        except BaseException:
-            self._runner.stop()
-            raise
-
-    @property
-    def spec(self) -> FlowSpec:
-        """The compiled spec."""
-        return self.engine.spec
-
-    @property
-    def store(self) -> Store:
-        """The store (its methods are async: use the engine's methods from sync code)."""
-        return self.engine.store
-
-    def start(
-        self,
-        *,
-        scope: str | Sequence[str] | None = None,
-        session: str | None = None,
-        redirect_uri: str | None = None,
-        inputs: Mapping[str, str] | None = None,
-    ) -> Flow:
-        """See ``AsyncEngine.start``."""
-        return self._runner.run(
-            self.engine.start(scope=scope, session=session, redirect_uri=redirect_uri, inputs=inputs)
-        )
-
-    def callback(self, callback: callbacks.CallbackInput, *, session: str | None = None) -> Flow:
-        """See ``AsyncEngine.callback``."""
-        return self._runner.run(self.engine.callback(callback, session=session))
-
-    def exchange(self, flow_id: str) -> Flow:
-        """See ``AsyncEngine.exchange``."""
-        return self._runner.run(self.engine.exchange(flow_id))
-
-    def revoke(self, token: Token | str, *, hint: str | None = None) -> None:
-        """See ``AsyncEngine.revoke``."""
-        self._runner.run(self.engine.revoke(token, hint=hint))
-
-    def grant(self, grant: str, inputs: Mapping[str, str] | None = None) -> Token:
-        """See ``AsyncEngine.grant``."""
-        return self._runner.run(self.engine.grant(grant, inputs))
-
-    def refresh(self, token: Token | str) -> Token:
-        """See ``AsyncEngine.refresh``."""
-        return self._runner.run(self.engine.refresh(token))
-
-    def get(self, flow_id: str) -> Flow | None:
-        """See ``AsyncEngine.get``."""
-        return self._runner.run(self.engine.get(flow_id))
-
-    def token_for(self, flow: Flow) -> Token | None:
-        """See ``AsyncEngine.token_for``."""
-        return self._runner.run(self.engine.token_for(flow))
-
-    def get_token(self, key: str) -> Token | None:
-        """See ``AsyncEngine.get_token``."""
-        return self._runner.run(self.engine.get_token(key))
-
-    def tokens(self) -> list[Token]:
-        """See ``AsyncEngine.tokens``."""
-        return self._runner.run(self.engine.tokens())
-
-    def flows(self, *, state: str | None = None) -> list[Flow]:
-        """See ``AsyncEngine.flows``."""
-        return self._runner.run(self.engine.flows(state=state))
-
-    def purge(self) -> int:
-        """See ``AsyncEngine.purge``."""
-        return self._runner.run(self.engine.purge())
-
-    def is_final(self, flow: Flow) -> bool:
-        """See ``AsyncEngine.is_final``."""
-        return self.engine.is_final(flow)
-
-    def present(self, flow: Flow, step: str, **detail: Any) -> bool:
-        """See ``AsyncEngine.present``."""
-        return self.engine.present(flow, step, **detail)
-
-    def close(self) -> None:
-        """Close the engine's transport and store, and stop its loop thread."""
-        try:
-            self._runner.run(self.engine.aclose())
-        finally:
-            self._runner.stop()
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
