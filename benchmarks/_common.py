@@ -213,3 +213,14 @@ def cpu_seconds(work: Callable[[], object]) -> float:
     began = time.process_time()
     work()
     return time.process_time() - began
+
+
+def run_alone(run: Callable[[bool], dict[str, Any]], doc: str | None) -> None:
+    """``python -m benchmarks.NAME [--quick]``: run one benchmark alone and print its rows."""
+    import argparse
+
+    from benchmarks.__main__ import print_rows
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    print_rows(run(parser.parse_args().quick)["rows"])

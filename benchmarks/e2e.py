@@ -23,9 +23,7 @@ server takes any code. Run alone: ``python -m benchmarks.e2e [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import sys
 import time
 import warnings
 from collections.abc import Awaitable, Callable
@@ -40,6 +38,7 @@ from benchmarks._common import (
     Row,
     interleaved,
     ratio_row,
+    run_alone,
     server_process,
     stat,
 )
@@ -242,14 +241,5 @@ def run(quick: bool) -> dict[str, Any]:
     return results
 
 
-def main() -> None:
-    """Run this benchmark alone and print its rows."""
-    from benchmarks.__main__ import print_rows
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true")
-    print_rows(run(parser.parse_args().quick)["rows"])
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    run_alone(run, __doc__)

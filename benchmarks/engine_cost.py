@@ -21,7 +21,6 @@ Run alone: ``python -m benchmarks.engine_cost [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 import warnings
@@ -36,6 +35,7 @@ from benchmarks._common import (
     Row,
     interleaved,
     ratio_row,
+    run_alone,
     stat,
 )
 
@@ -181,14 +181,5 @@ def run(quick: bool) -> dict[str, Any]:
     return {"flows_per_round": flows, "rounds": rounds, "us_per_flow": figures, "rows": rows}
 
 
-def main() -> None:
-    """Run this benchmark alone and print its rows."""
-    from benchmarks.__main__ import print_rows
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true")
-    print_rows(run(parser.parse_args().quick)["rows"])
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

@@ -12,7 +12,6 @@ at most 1.2x the plain dict. Run alone: ``python -m benchmarks.memory [--quick]`
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import secrets
@@ -20,7 +19,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from benchmarks._common import CLIENT_ID, CLIENT_SECRET, MemoryTransport, Row, stat, verdict
+from benchmarks._common import CLIENT_ID, CLIENT_SECRET, MemoryTransport, Row, run_alone, stat, verdict
 
 __all__ = ["engine_bytes_per_flow", "plain_bytes_per_flow", "run"]
 
@@ -127,14 +126,5 @@ def run(quick: bool) -> dict[str, Any]:
     return {"flows": count, "engine_bytes": engine, "plain_bytes": plain, "rows": rows}
 
 
-def main() -> None:
-    """Run this benchmark alone and print its rows."""
-    from benchmarks.__main__ import print_rows
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true")
-    print_rows(run(parser.parse_args().quick)["rows"])
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

@@ -14,14 +14,13 @@ Run alone: ``python -m benchmarks.scale [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import resource
 import time
 from typing import Any
 
-from benchmarks._common import CLIENT_ID, CLIENT_SECRET, MemoryTransport, Row, stat, verdict
+from benchmarks._common import CLIENT_ID, CLIENT_SECRET, MemoryTransport, Row, run_alone, stat, verdict
 
 __all__ = ["run"]
 
@@ -144,14 +143,5 @@ def run(quick: bool) -> dict[str, Any]:
     return result
 
 
-def main() -> None:
-    """Run this benchmark alone and print its rows."""
-    from benchmarks.__main__ import print_rows
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true")
-    print_rows(run(parser.parse_args().quick)["rows"])
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

@@ -10,14 +10,13 @@ Run alone: ``python -m benchmarks.spec_load [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 import time
 from typing import Any
 
-from benchmarks._common import Row, stat, verdict
+from benchmarks._common import Row, run_alone, stat, verdict
 
 __all__ = ["run"]
 
@@ -93,14 +92,5 @@ def run(quick: bool) -> dict[str, Any]:
     return {"cold_ms": colds, "cached_us": cached, "rows": rows}
 
 
-def main() -> None:
-    """Run this benchmark alone and print its rows."""
-    from benchmarks.__main__ import print_rows
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true")
-    print_rows(run(parser.parse_args().quick)["rows"])
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

@@ -10,7 +10,6 @@ Run alone: ``python -m benchmarks.startup [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
@@ -18,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._common import Row, interleaved, stat, verdict
+from benchmarks._common import Row, interleaved, run_alone, stat, verdict
 
 __all__ = ["run"]
 
@@ -90,14 +89,5 @@ def run(quick: bool) -> dict[str, Any]:
     return {"ms": figures, "rows": rows}
 
 
-def main() -> None:
-    """Run this benchmark alone and print its rows."""
-    from benchmarks.__main__ import print_rows
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true")
-    print_rows(run(parser.parse_args().quick)["rows"])
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)
