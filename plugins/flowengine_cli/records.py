@@ -5,11 +5,13 @@ Tables show fingerprints, never tokens; ``--json`` prints the same facts as JSON
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import click
@@ -79,6 +81,24 @@ async def _with_store(url: str | None) -> Store:
     return plugins.open_store(url or default_store_url())
 
 
+@contextlib.asynccontextmanager
+async def _opened_store(url: str | None) -> AsyncIterator[Store]:
+    """The store ``--store`` names (or the default), closed when the command is done with it."""
+    backend = await _with_store(url)
+    try:
+        yield backend
+    finally:
+        await backend.aclose()
+
+
+async def _stored_token(backend: Store, key: str) -> Token:
+    """The token under ``key``; ``token_unknown`` when there is none."""
+    token = await backend.get_token(key)
+    if token is None:
+        raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
+    return token
+
+
 @click.group()
 def flows() -> None:
     """List, show and purge stored flows."""
@@ -98,11 +118,8 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
     """
 
     async def work() -> None:
-        backend = await _with_store(store)
-        try:
+        async with _opened_store(store) as backend:
             found = await backend.list_flows(spec=spec_name, state=state)
-        finally:
-            await backend.aclose()
         if as_json:
             _emit([flow_summary(f) for f in found])
             return
@@ -136,11 +153,8 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
     """
 
     async def work() -> None:
-        backend = await _with_store(store)
-        try:
+        async with _opened_store(store) as backend:
             flow = await backend.get(flow_id)
-        finally:
-            await backend.aclose()
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r} in the store", code="flow_unknown")
         summary = flow_summary(flow)
@@ -181,11 +195,8 @@ def flows_purge(store: str | None) -> None:
     """
 
     async def work() -> None:
-        backend = await _with_store(store)
-        try:
+        async with _opened_store(store) as backend:
             click.echo(f"purged {await backend.purge(time.time())} flow(s)")
-        finally:
-            await backend.aclose()
 
     run_command(work)
 
@@ -210,11 +221,8 @@ def tokens_list(provider: str | None, expiring_within: str | None, store: str | 
     before = time.time() + parse_duration(expiring_within) if expiring_within else None
 
     async def work() -> None:
-        backend = await _with_store(store)
-        try:
+        async with _opened_store(store) as backend:
             found = await backend.list_tokens(provider=provider, expiring_before=before)
-        finally:
-            await backend.aclose()
         if as_json:
             _emit([token_summary(t) for t in found])
             return
@@ -241,13 +249,8 @@ def tokens_show(key: str, store: str | None, as_json: bool) -> None:
     """
 
     async def work() -> None:
-        backend = await _with_store(store)
-        try:
-            token = await backend.get_token(key)
-        finally:
-            await backend.aclose()
-        if token is None:
-            raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
+        async with _opened_store(store) as backend:
+            token = await _stored_token(backend, key)
         summary = token_summary(token)
         if as_json:
             _emit(summary)
@@ -326,9 +329,7 @@ def tokens_refresh(key: str, sandbox: bool, client_id: str | None, store: str | 
         backend = await _with_store(store)
         engine: AsyncEngine | None = None
         try:
-            token = await backend.get_token(key)
-            if token is None:
-                raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
+            token = await _stored_token(backend, key)
             engine = await refreshing_engine(token, backend, sandbox=sandbox, client_id=client_id)
             fresh = await engine.refresh(token)
         finally:
@@ -372,9 +373,7 @@ def tokens_revoke(
         backend = await _with_store(store)
         engine: AsyncEngine | None = None
         try:
-            token = await backend.get_token(key)
-            if token is None:
-                raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
+            token = await _stored_token(backend, key)
             if spec_argument(token.provider).revocation is None:
                 raise ConfigError(
                     f"spec {token.provider!r} names no revocation endpoint, so the token cannot be revoked "
@@ -402,11 +401,8 @@ def tokens_delete(key: str, store: str | None) -> None:
     """
 
     async def work() -> bool:
-        backend = await _with_store(store)
-        try:
+        async with _opened_store(store) as backend:
             return await backend.delete_token(key)
-        finally:
-            await backend.aclose()
 
     if not run_command(work):
         click.echo(f"no token {key!r} in the store", err=True)
