@@ -131,7 +131,7 @@ class MemoryTransport:
     """A transport that answers every request with ``TOKEN_BODY`` from memory: no I/O at all."""
 
     def __init__(self) -> None:
-        from flowengine.http import HttpResponse
+        from flowengine import HttpResponse
 
         self._response = HttpResponse(200, {"content-type": "application/json"}, TOKEN_BODY)
         self.sent = 0

@@ -201,7 +201,7 @@ def _side(url: str, name: str, flows: int, concurrency: int, *, mint: bool) -> C
 def default_transport() -> str:
     """The class name of the transport ``AsyncEngine`` opens when given none."""
     import flowengine as fe
-    from flowengine import plugins
+    from flowengine import _plugins as plugins
 
     return type(plugins.open_transport(fe.TransportConfig())).__name__
 

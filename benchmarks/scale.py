@@ -30,7 +30,7 @@ REDIRECT = "https://app.example.com/callback"
 async def _fill(store: Any, count: int) -> None:
     """``count`` pending flows, as ``start`` stores them (history, digests, expiry)."""
     import flowengine as fe
-    from flowengine.security import digest
+    from flowengine import digest
 
     now = time.time()
     for index in range(count):

@@ -23,8 +23,8 @@ __all__ = ["run"]
 COLD = """
 import json, time
 import flowengine
-from flowengine import plugins
-from flowengine.compiler import compile_flow
+from flowengine import _plugins as plugins
+from flowengine._machine import compile_flow
 began = time.perf_counter()
 plugins.get_plugin_manager()
 found = time.perf_counter()
@@ -47,7 +47,7 @@ def cold_once() -> dict[str, float]:
 def cached_us(calls: int) -> float:
     """µs per ``load_spec("podio")`` + ``compile_flow`` in a warm process."""
     import flowengine
-    from flowengine.compiler import compile_flow
+    from flowengine._machine import compile_flow
 
     compile_flow(flowengine.load_spec("podio"))
     began = time.perf_counter()

@@ -23,8 +23,8 @@ from typing import Any
 
 import attrs
 import flowengine as fe
-from flowengine import plugins
-from flowengine.security import digest
+from flowengine import _plugins as plugins
+from flowengine import digest
 
 
 def _flow(n: int, run: str) -> fe.Flow:

@@ -3,12 +3,17 @@
 A YAML flow spec describes a provider's flow; the engine compiles it into a
 state machine and drives flows through it; pluggy hooks supply the store, the
 HTTP transport and the frontends.
+
+Everything public is importable from here; the modules behind it are private
+(``flowengine._driver``, ...), as in httpx. The public submodules are
+``flowengine.hookspecs`` (the plugin contract), ``flowengine.cli`` (the command
+and what plugins adding commands share) and ``flowengine.testing``.
 """
 
-from flowengine.client import Client
-from flowengine.compiler import CallbackParams, CompiledFlow, TransitionContext, compile_flow
-from flowengine.engine import AsyncEngine, RetryPolicy
-from flowengine.errors import (
+from flowengine._client import Client
+from flowengine._codec import RecordCodec, codec_for, new_store_key
+from flowengine._engine import AsyncEngine, RetryPolicy
+from flowengine._errors import (
     CallbackError,
     ConfigError,
     FlowError,
@@ -20,23 +25,32 @@ from flowengine.errors import (
     StoreError,
     TransportError,
 )
+from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
+from flowengine._machine import Action, Guard, TransitionContext
+from flowengine._plugins import (
+    get_plugin_manager,
+    lazy_exports,
+    new_plugin_manager,
+    open_sandbox,
+    open_store,
+    open_transport,
+)
+from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
+from flowengine._sandbox import Sandbox
+from flowengine._security import digest, digests_equal, fingerprint, is_loopback
+from flowengine._spec import FlowSpec, load_spec
+from flowengine._store import Lease, Store
+from flowengine._sync import Engine
 from flowengine.hookspecs import hookimpl
-from flowengine.http import HttpRequest, HttpResponse, Transport, TransportConfig
-from flowengine.records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
-from flowengine.sandbox import Sandbox
-from flowengine.spec import FlowSpec, load_spec
-from flowengine.store import Lease, Store
-from flowengine.sync import Engine
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AccountRef",
+    "Action",
     "AsyncEngine",
     "CallbackError",
-    "CallbackParams",
     "Client",
-    "CompiledFlow",
     "ConfigError",
     "Engine",
     "ErrorInfo",
@@ -44,12 +58,14 @@ __all__ = [
     "FlowError",
     "FlowSpec",
     "FlowStateError",
+    "Guard",
     "HistoryEntry",
     "HttpRequest",
     "HttpResponse",
     "Lease",
     "PluginError",
     "ProviderError",
+    "RecordCodec",
     "RetryPolicy",
     "Sandbox",
     "SpecError",
@@ -62,7 +78,18 @@ __all__ = [
     "TransportConfig",
     "TransportError",
     "__version__",
-    "compile_flow",
+    "codec_for",
+    "digest",
+    "digests_equal",
+    "fingerprint",
+    "get_plugin_manager",
     "hookimpl",
+    "is_loopback",
+    "lazy_exports",
     "load_spec",
+    "new_plugin_manager",
+    "new_store_key",
+    "open_sandbox",
+    "open_store",
+    "open_transport",
 ]

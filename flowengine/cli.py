@@ -14,10 +14,10 @@ from typing import Any
 import attrs
 import click
 
-from flowengine import plugins
-from flowengine.compiler import BUILTIN_ACTIONS, BUILTIN_GUARDS, compile_flow, render_graph
-from flowengine.errors import FlowError, SpecError
-from flowengine.spec import FlowSpec, load_spec
+from flowengine import _plugins
+from flowengine._errors import FlowError, SpecError
+from flowengine._machine import BUILTIN_ACTIONS, BUILTIN_GUARDS, compile_flow, render_graph
+from flowengine._spec import FlowSpec, load_spec
 
 __all__ = [
     "EXIT_DENIED",
@@ -76,8 +76,8 @@ def spec_validate(specs: tuple[str, ...], as_json: bool) -> None:
       flowengine spec validate specs/podio.yaml my-provider.yaml
     """
     names = (
-        {*BUILTIN_GUARDS, *plugins.plugin_guards()},
-        {*BUILTIN_ACTIONS, *plugins.plugin_actions()},
+        {*BUILTIN_GUARDS, *_plugins.plugin_guards()},
+        {*BUILTIN_ACTIONS, *_plugins.plugin_actions()},
     )
     report: list[dict[str, Any]] = []
     for ref in specs:
@@ -188,7 +188,7 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
 def _spec_entries() -> list[tuple[str, Path]]:
     """Every named spec that ``load_spec(NAME)`` finds, and the file that wins for it."""
     seen: dict[str, Path] = {}
-    for folder in plugins.spec_paths():
+    for folder in _plugins.spec_paths():
         for path in sorted(folder.glob("*.yaml")):
             seen.setdefault(path.stem, path)
     return list(seen.items())
@@ -288,5 +288,5 @@ def describe_spec(loaded: FlowSpec) -> list[str]:
 
 def main() -> None:
     """Entry point of the ``flowengine`` script: plugins add their commands first."""
-    plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)
+    _plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)
     cli(prog_name="flowengine")

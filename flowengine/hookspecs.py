@@ -18,12 +18,12 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from flowengine.compiler import Action, Guard
-    from flowengine.http import Transport, TransportConfig
-    from flowengine.records import Flow
-    from flowengine.sandbox import Sandbox
-    from flowengine.spec import FlowSpec
-    from flowengine.store import Store
+    from flowengine._http import Transport, TransportConfig
+    from flowengine._machine import Action, Guard
+    from flowengine._records import Flow
+    from flowengine._sandbox import Sandbox
+    from flowengine._spec import FlowSpec
+    from flowengine._store import Store
 
 __all__ = ["hookimpl", "hookspec"]
 

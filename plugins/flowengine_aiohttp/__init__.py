@@ -20,9 +20,7 @@ import importlib.util
 import ssl
 from typing import TYPE_CHECKING
 
-from flowengine import hookimpl
-from flowengine.errors import TransportError
-from flowengine.http import HttpRequest, HttpResponse, TransportConfig
+from flowengine import HttpRequest, HttpResponse, TransportConfig, TransportError, hookimpl
 
 if TYPE_CHECKING:  # aiohttp is imported when the first request is sent, not at plugin load
     import aiohttp

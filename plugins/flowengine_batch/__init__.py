@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flowengine import hookimpl
-from flowengine.plugins import lazy_exports
+from flowengine import hookimpl, lazy_exports
 
 if TYPE_CHECKING:
     import click
@@ -55,7 +54,7 @@ __all__ = [
 ]
 
 
-# Public names load on first use, not with the plugin (flowengine.plugins.lazy_exports).
+# Public names load on first use, not with the plugin (flowengine._plugins.lazy_exports).
 __getattr__ = lazy_exports(
     __name__,
     {

@@ -22,12 +22,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from flowengine import plugins
+from flowengine import AsyncEngine, Client, ConfigError, FlowSpec, RetryPolicy, open_sandbox, open_store
 from flowengine.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, spec_argument
-from flowengine.client import Client
-from flowengine.engine import AsyncEngine, RetryPolicy
-from flowengine.errors import ConfigError
-from flowengine.spec import FlowSpec
 
 from flowengine_cli.common import default_store_url, run_command, store_option
 from flowengine_cli.credentials import resolve_client
@@ -266,7 +262,7 @@ async def _engines(
 ) -> list[AsyncEngine]:
     engines = []
     for spec in specs:
-        box = stack.enter_context(plugins.open_sandbox(spec, sandbox_url)) if settings.sandbox else None
+        box = stack.enter_context(open_sandbox(spec, sandbox_url)) if settings.sandbox else None
         client, endpoints = _client_for(spec, box)
         engine = batch.engine(spec, client=client, store=settings.store, endpoints=endpoints)
         engines.append(await stack.enter_async_context(engine))
@@ -325,7 +321,7 @@ def batch_refresh(
 
 
 async def _providers_in_store(url: str) -> list[str]:
-    store = plugins.open_store(url)
+    store = open_store(url)
     try:
         return sorted({token.provider for token in await store.list_tokens()})
     finally:

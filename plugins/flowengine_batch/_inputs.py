@@ -11,8 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flowengine.errors import ConfigError
-from flowengine.spec import FlowSpec
+from flowengine import ConfigError, FlowSpec
 
 from ._jobs import ExchangeItem, GrantItem
 

@@ -19,9 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from flowengine.engine import AsyncEngine, RetryPolicy
-from flowengine.errors import FlowError, ProviderError, TransportError
-from flowengine.records import Flow
+from flowengine import AsyncEngine, Flow, FlowError, ProviderError, RetryPolicy, TransportError
 
 from ._results import ItemResult
 from ._transport import BatchStopped, RateLimitDeferred

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowengine.errors import ConfigError
+from flowengine import ConfigError
 
 from ._results import ItemResult
 

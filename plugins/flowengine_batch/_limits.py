@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Mapping
 from email.utils import parsedate_to_datetime
 
 import attrs
-from flowengine.errors import ConfigError
+from flowengine import ConfigError
 
 __all__ = ["Permit", "RateLimit", "RateLimiter", "Stopped", "TooLong", "retry_after_seconds"]
 

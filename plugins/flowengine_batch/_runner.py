@@ -26,13 +26,19 @@ from typing import Any
 
 import attrs
 import pluggy
-from flowengine import plugins
-from flowengine.client import Client
-from flowengine.engine import AsyncEngine, RetryPolicy
-from flowengine.errors import ConfigError, FlowError
-from flowengine.http import Transport, TransportConfig
-from flowengine.spec import FlowSpec, load_spec
-from flowengine.store import Store
+from flowengine import (
+    AsyncEngine,
+    Client,
+    ConfigError,
+    FlowError,
+    FlowSpec,
+    RetryPolicy,
+    Store,
+    Transport,
+    TransportConfig,
+    load_spec,
+    open_transport,
+)
 
 from ._jobs import ExchangeItem, GrantItem, Job, Work, exchange_job, grant_job, refresh_job
 from ._journal import Journal
@@ -95,7 +101,7 @@ class Batch:
         """
         spec = spec if isinstance(spec, FlowSpec) else load_spec(spec)
         config = transport_config or TransportConfig(max_connections=max(100, self.concurrency))
-        inner = transport or plugins.open_transport(config, plugin_manager)
+        inner = transport or open_transport(config, plugin_manager)
         limited = LimitedTransport(
             inner,
             self.limiter,

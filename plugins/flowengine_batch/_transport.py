@@ -22,8 +22,7 @@ import contextvars
 from collections.abc import Callable, Iterable
 
 import attrs
-from flowengine.errors import TransportError
-from flowengine.http import HttpRequest, HttpResponse, Transport
+from flowengine import HttpRequest, HttpResponse, Transport, TransportError
 
 from ._limits import Permit, RateLimiter, Stopped, TooLong
 

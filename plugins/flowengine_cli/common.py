@@ -10,10 +10,8 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
-from flowengine import hookimpl
+from flowengine import ConfigError, Flow, FlowError, PluginError, SpecError, Token, hookimpl
 from flowengine.cli import EXIT_FAILED, EXIT_USAGE
-from flowengine.errors import ConfigError, FlowError, PluginError, SpecError
-from flowengine.records import Flow, Token
 
 __all__ = [
     "TerminalPresenter",

@@ -26,8 +26,7 @@ from pathlib import Path
 
 import attrs
 import click
-from flowengine.client import Client
-from flowengine.errors import ConfigError
+from flowengine import Client, ConfigError
 
 __all__ = ["CONFIG_KEYS", "ClientSettings", "config_path", "env_prefix", "load_config", "resolve_client"]
 

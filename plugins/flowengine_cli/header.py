@@ -17,11 +17,8 @@ import sys
 import time
 
 import click
-from flowengine import plugins
+from flowengine import AsyncEngine, ConfigError, FlowStateError, ProviderError, Token, open_store
 from flowengine.cli import EXIT_USAGE, complete_spec, spec_argument
-from flowengine.engine import AsyncEngine
-from flowengine.errors import ConfigError, FlowStateError, ProviderError
-from flowengine.records import Token
 
 from .common import default_store_url, run_command, store_option
 from .records import (
@@ -112,7 +109,7 @@ def token_header(
     async def work() -> str:
         spec = spec_argument(spec_ref)
         engine: AsyncEngine | None = None
-        backend = plugins.open_store(store or default_store_url())
+        backend = open_store(store or default_store_url())
         try:
             current = choose_token(await backend.list_tokens(provider=spec.name), spec.name, account)
             if current.dead:

@@ -29,15 +29,21 @@ from urllib.parse import urlsplit
 
 import attrs
 import click
-from flowengine import plugins
-from flowengine.callbacks import parse_callback
+from flowengine import (
+    AsyncEngine,
+    CallbackError,
+    Client,
+    ConfigError,
+    Flow,
+    FlowSpec,
+    digest,
+    digests_equal,
+    get_plugin_manager,
+    is_loopback,
+    open_sandbox,
+)
+from flowengine._callbacks import parse_callback
 from flowengine.cli import EXIT_DENIED, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, complete_spec, spec_argument
-from flowengine.client import Client
-from flowengine.engine import AsyncEngine
-from flowengine.errors import CallbackError, ConfigError
-from flowengine.records import Flow
-from flowengine.security import digest, digests_equal, is_loopback
-from flowengine.spec import FlowSpec
 
 from .common import (
     TerminalPresenter,
@@ -95,7 +101,7 @@ class LoginOptions:
 
 @contextmanager
 def _presenting(as_json: bool) -> Iterator[TerminalPresenter]:
-    pm = plugins.get_plugin_manager()
+    pm = get_plugin_manager()
     presenter = TerminalPresenter(err=as_json)
     pm.register(presenter, name="flowengine-terminal")
     try:
@@ -115,7 +121,7 @@ def _report(engine: AsyncEngine, flow: Flow, options: LoginOptions, presenter: T
 
 
 async def _login_emulated(spec: FlowSpec, options: LoginOptions) -> int:
-    sandbox = plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
+    sandbox = open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
     with _presenting(options.as_json) as presenter, sandbox:
         async with AsyncEngine(
             spec, client=sandbox.client, store=options.store, endpoints=sandbox.endpoints
@@ -323,11 +329,7 @@ async def _wait_paste(
 
 
 async def _login_interactive(spec: FlowSpec, options: LoginOptions, client: Client | None) -> int:
-    sandbox = (
-        plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
-        if client is None
-        else None
-    )
+    sandbox = open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None) if client is None else None
     with _presenting(options.as_json) as presenter:
         if sandbox is not None:
             sandbox.__enter__()

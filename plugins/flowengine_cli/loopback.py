@@ -25,7 +25,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import attrs
-from flowengine.errors import ConfigError
+from flowengine import ConfigError
 
 __all__ = ["LoopbackListener", "Reply"]
 

@@ -15,14 +15,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import click
-from flowengine import plugins
+from flowengine import (
+    AsyncEngine,
+    Client,
+    ConfigError,
+    FlowSpec,
+    FlowStateError,
+    Store,
+    Token,
+    open_sandbox,
+    open_store,
+)
 from flowengine.cli import EXIT_FAILED, EXIT_USAGE, spec_argument
-from flowengine.client import Client
-from flowengine.engine import AsyncEngine
-from flowengine.errors import ConfigError, FlowStateError
-from flowengine.records import Token
-from flowengine.spec import FlowSpec
-from flowengine.store import Store
 
 from .common import (
     default_store_url,
@@ -78,7 +82,7 @@ def _emit(data: Any) -> None:
 
 
 async def _with_store(url: str | None) -> Store:
-    return plugins.open_store(url or default_store_url())
+    return open_store(url or default_store_url())
 
 
 @contextlib.asynccontextmanager
@@ -280,7 +284,7 @@ async def refreshing_engine(
     """An engine on ``backend`` that can refresh ``token``: the running sandbox's, or the real provider's."""
     spec = spec_argument(token.provider)
     if sandbox:
-        box = plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL"))
+        box = open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL"))
         client, endpoints = box.client, dict(box.endpoints)
     else:
         client, endpoints = refresh_client(token, spec, client_id), {}

@@ -19,9 +19,7 @@ import itertools
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING
 
-from flowengine import hookimpl
-from flowengine.errors import TransportError
-from flowengine.http import HttpRequest, HttpResponse, TransportConfig
+from flowengine import HttpRequest, HttpResponse, TransportConfig, TransportError, hookimpl
 
 if TYPE_CHECKING:
     import httpx

@@ -10,10 +10,8 @@ import secrets
 import threading
 import time
 
-from flowengine import hookimpl
-from flowengine.errors import StoreError
-from flowengine.records import Flow, Token, evolve_flow
-from flowengine.store import Lease
+from flowengine import Lease, StoreError, hookimpl
+from flowengine._records import Flow, Token, evolve_flow
 
 __all__ = ["MemoryStore", "flowengine_store"]
 

@@ -17,7 +17,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from flowengine.errors import StoreError
+from flowengine import StoreError
 
 if TYPE_CHECKING:
     from psycopg import AsyncConnection

@@ -23,11 +23,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import attrs
-from flowengine.codec import RecordCodec, codec_for
-from flowengine.errors import FlowError, StoreError
-from flowengine.records import Flow, Token
-from flowengine.security import digests_equal
-from flowengine.store import Lease
+from flowengine import Flow, FlowError, Lease, RecordCodec, StoreError, Token, codec_for, digests_equal
 
 from flowengine_postgres._url import PostgresURL, parse_url
 

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
-from flowengine.errors import ConfigError
+from flowengine import ConfigError
 
 __all__ = ["SCHEMES", "PostgresURL", "parse_url"]
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flowengine import hookimpl
-from flowengine.codec import codec_for
+from flowengine import codec_for, hookimpl
 
 from flowengine_redis._url import RedisOptions, parse_redis_url
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 
-from flowengine.errors import FlowError, StoreError
+from flowengine import FlowError, StoreError
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff

@@ -29,10 +29,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from flowengine.codec import RecordCodec
-from flowengine.errors import StoreError
-from flowengine.records import Flow, Token
-from flowengine.store import Lease
+from flowengine import Flow, Lease, RecordCodec, StoreError, Token
 
 from flowengine_redis._connection import Connection, driver_errors
 from flowengine_redis._url import RedisOptions

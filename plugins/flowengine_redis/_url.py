@@ -10,7 +10,7 @@ import math
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
-from flowengine.errors import ConfigError
+from flowengine import ConfigError
 
 __all__ = ["DEFAULT_PREFIX", "DEFAULT_RETENTION", "DEFAULT_TIMEOUT", "RedisOptions", "parse_redis_url"]
 
@@ -48,7 +48,7 @@ class RedisOptions:
 
     @property
     def codec_options(self) -> dict[str, str]:
-        """The options ``flowengine.codec.codec_for`` reads (the key file, when given)."""
+        """The options ``flowengine._codec.codec_for`` reads (the key file, when given)."""
         return {"key_file": self.key_file} if self.key_file else {}
 
 

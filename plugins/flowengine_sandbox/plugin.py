@@ -14,11 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
-from flowengine import hookimpl
-from flowengine.client import Client
-from flowengine.errors import PluginError
-from flowengine.security import is_loopback
-from flowengine.spec import FlowSpec
+from flowengine import Client, FlowSpec, PluginError, hookimpl, is_loopback
 
 if TYPE_CHECKING:  # every plugin loads with `flowengine --help`: keep imports for when they are used
     import click

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from flowengine.errors import StoreError
+from flowengine import StoreError
 
 __all__ = ["SCHEMA_VERSION", "immediate", "migrate"]
 

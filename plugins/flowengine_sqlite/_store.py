@@ -18,10 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flowengine.codec import RecordCodec, codec_for
-from flowengine.errors import StoreError
-from flowengine.records import Flow, Token
-from flowengine.store import Lease
+from flowengine import Flow, Lease, RecordCodec, StoreError, Token, codec_for
 
 from flowengine_sqlite._schema import immediate
 from flowengine_sqlite._url import SQLiteTarget, parse_url

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl
 
 import attrs
-from flowengine.errors import ConfigError
+from flowengine import ConfigError
 
 __all__ = ["SCHEME", "SQLiteTarget", "default_url", "parse_url"]
 

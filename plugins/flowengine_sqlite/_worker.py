@@ -20,7 +20,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from flowengine.errors import FlowError, StoreError
+from flowengine import FlowError, StoreError
 
 from flowengine_sqlite._connection import connect
 from flowengine_sqlite._url import SQLiteTarget

@@ -23,10 +23,7 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from urllib.parse import urlsplit
 
-from flowengine.engine import AsyncEngine
-from flowengine.errors import ConfigError, FlowError
-from flowengine.records import ErrorInfo, Flow
-from flowengine.security import digest, digests_equal
+from flowengine import AsyncEngine, ConfigError, ErrorInfo, Flow, FlowError, digest, digests_equal
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware

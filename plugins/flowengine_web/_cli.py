@@ -14,11 +14,8 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 import click
-from flowengine import plugins
+from flowengine import AsyncEngine, Client, FlowError, SpecError, open_sandbox
 from flowengine.cli import EXIT_USAGE, spec_argument
-from flowengine.client import Client
-from flowengine.engine import AsyncEngine
-from flowengine.errors import FlowError, SpecError
 
 from flowengine_cli.common import default_store_url, store_option
 
@@ -125,7 +122,7 @@ def serve(
                 if spec.name in engines:
                     _fail(f"spec {spec.name!r} is given twice")
                 if sandbox:
-                    emulator = plugins.open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
+                    emulator = open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
                     stack.enter_context(emulator)
                     emulators[spec.name] = emulator.url
                     client, endpoints = emulator.client, dict(emulator.endpoints)

@@ -13,9 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar, cast
 
-from flowengine.engine import AsyncEngine
-from flowengine.errors import FlowError, FlowStateError, StoreError
-from flowengine.records import Flow, Token
+from flowengine import AsyncEngine, Flow, FlowError, FlowStateError, StoreError, Token
 from starlette.requests import Request
 from starlette.responses import Response
 

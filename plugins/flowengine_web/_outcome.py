@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flowengine.engine import AsyncEngine
-from flowengine.records import Flow
+from flowengine import AsyncEngine, Flow
 
 from flowengine_web._pages import Outcome
 

@@ -15,7 +15,7 @@ import html
 from typing import Literal
 
 import attrs
-from flowengine.records import AccountRef, ErrorInfo, Flow
+from flowengine import AccountRef, ErrorInfo, Flow
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",

@@ -15,8 +15,7 @@ import re
 import secrets
 from collections.abc import Sequence
 
-from flowengine.errors import ConfigError
-from flowengine.security import is_loopback
+from flowengine import ConfigError, is_loopback
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 

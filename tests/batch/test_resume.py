@@ -95,7 +95,7 @@ async def test_a_state_file_of_another_job_is_refused(
         run.stop()  # plans, writes its header, settles nothing
         await run.wait()
         assert state.exists()
-        from flowengine.errors import ConfigError
+        from flowengine import ConfigError
 
         with pytest.raises(ConfigError) as caught:
             await batch.refresh(engine, journal=Journal(state), expiring_within=60).wait()

@@ -59,7 +59,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Ran:
     and sockets use ``run`` or ``Running``.
     """
     from click.testing import CliRunner
-    from flowengine import plugins
+    from flowengine import _plugins as plugins
     from flowengine.cli import cli
 
     plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)

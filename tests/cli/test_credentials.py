@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from flowengine.errors import ConfigError
+from flowengine import ConfigError
 
 from flowengine_cli import config_path, load_config, resolve_client
 from tests.cli.conftest import AUTHORIZE_URL, Running, local_spec, run

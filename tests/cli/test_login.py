@@ -114,7 +114,7 @@ def test_login_with_an_invalid_spec_exits_2(tmp_path: Path) -> None:
 def test_every_terminal_command_has_help_with_an_example() -> None:
     """login, flows, tokens, token and spec (other plugins' commands are theirs to document)."""
     from click.testing import CliRunner
-    from flowengine import plugins
+    from flowengine import _plugins as plugins
     from flowengine.cli import cli
 
     plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)

@@ -7,9 +7,9 @@ import json
 from urllib.parse import parse_qs, urlsplit
 
 import flowengine as fe
-import flowengine.plugins
-import flowengine.records
-import flowengine.security
+import flowengine._plugins
+import flowengine._records
+import flowengine._security
 import pytest
 
 from tests.conftest import SandboxFixture
@@ -350,7 +350,7 @@ async def test_transition_observers_see_every_stored_transition_redacted(
         def flowengine_transition(self, flow: fe.Flow, event: str, source: str, dest: str) -> None:
             seen.append((event, source, dest, flow))
 
-    pm = fe.plugins.new_plugin_manager()
+    pm = fe.new_plugin_manager()
     pm.register(Observer())
     async with fe.AsyncEngine(
         podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, plugin_manager=pm
@@ -363,7 +363,7 @@ async def test_transition_observers_see_every_stored_transition_redacted(
         ("exchange", "authorized", "exchanged"),
     ]
     assert all(f.code is None and f.code_verifier is None for *_, f in seen)
-    json.dumps([fe.records.flow_to_dict(f) for *_, f in seen])
+    json.dumps([fe._records.flow_to_dict(f) for *_, f in seen])
 
 
 def _podio_variant(podio_spec: fe.FlowSpec, **changes: object) -> fe.FlowSpec:
@@ -385,7 +385,7 @@ async def test_sec4_callback_on_another_providers_path_is_rejected(
     sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:
     other_spec = _podio_variant(podio_spec, name="podio-eu")
-    store = fe.plugins.open_store("memory://")
+    store = fe.open_store("memory://")
     podio = fe.AsyncEngine(podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, store=store)
     other = fe.AsyncEngine(other_spec, client=sandbox.client, endpoints=sandbox.endpoints, store=store)
     flow = await podio.start()
@@ -433,7 +433,7 @@ async def test_sec2_pkce_s256_end_to_end(sandbox: SandboxFixture, podio_spec: fe
     assert done.state == "exchanged"
     [request] = sandbox.token_requests()
     assert len(request.fields["code_verifier"]) == 43
-    assert fe.security.pkce_challenge(request.fields["code_verifier"]) == query["code_challenge"][0]
+    assert fe._security.pkce_challenge(request.fields["code_verifier"]) == query["code_challenge"][0]
 
 
 async def test_sec13_debug_logs_and_errors_hold_no_secret(

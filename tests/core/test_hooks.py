@@ -12,8 +12,9 @@ import click
 import flowengine as fe
 import pytest
 from click.testing import CliRunner
-from flowengine import hookspecs, plugins
-from flowengine.compiler import TransitionContext
+from flowengine import TransitionContext, hookspecs
+from flowengine import _plugins as plugins
+from flowengine._machine import compile_flow
 
 from flowengine_memory import MemoryStore
 from tests.conftest import SandboxFixture
@@ -79,7 +80,7 @@ def _spec_with(podio_spec: fe.FlowSpec, when: tuple[str, ...], do: tuple[str, ..
 async def test_flowengine_guards(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:
     spec = _spec_with(podio_spec, ("scope_is_read_only",), ())
     with pytest.raises(fe.SpecError, match=r"when\[1\]: unknown guard 'scope_is_read_only'"):
-        fe.compile_flow(spec)
+        compile_flow(spec)
     pm = plugins.new_plugin_manager()
     pm.register(_Extras())
     async with fe.AsyncEngine(
@@ -94,7 +95,7 @@ async def test_flowengine_guards(sandbox: SandboxFixture, podio_spec: fe.FlowSpe
 async def test_flowengine_actions(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:
     spec = _spec_with(podio_spec, (), ("tag_scope",))
     with pytest.raises(fe.SpecError, match=r"do\[1\]: unknown action 'tag_scope'"):
-        fe.compile_flow(spec)
+        compile_flow(spec)
     pm = plugins.new_plugin_manager()
     pm.register(_Extras())
     async with fe.AsyncEngine(

@@ -19,9 +19,9 @@ import attrs
 import pytest
 import yaml
 from flowengine import (
+    AccountRef,
     AsyncEngine,
     CallbackError,
-    CallbackParams,
     Client,
     ConfigError,
     Flow,
@@ -31,10 +31,10 @@ from flowengine import (
     Token,
     load_spec,
 )
-from flowengine import security as security_module
-from flowengine.callbacks import MAX_CALLBACK_LENGTH, MAX_PARAMETERS, callback_error, parse_callback
-from flowengine.records import AccountRef
-from flowengine.security import (
+from flowengine import _security as security_module
+from flowengine._callbacks import MAX_CALLBACK_LENGTH, MAX_PARAMETERS, callback_error, parse_callback
+from flowengine._machine import CallbackParams
+from flowengine._security import (
     SECRET_FIELDS,
     check_redirect_uri,
     digest,
@@ -46,7 +46,7 @@ from flowengine.security import (
     pkce_challenge,
     redact,
 )
-from flowengine.spec import CallbackRules
+from flowengine._spec import CallbackRules
 
 BASE64URL = frozenset(string.ascii_letters + string.digits + "-_")
 # RFC 7636 §4.1: unreserved characters.

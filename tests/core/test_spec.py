@@ -17,10 +17,9 @@ import attrs
 import pytest
 import yaml
 from click.testing import CliRunner
-from flowengine import FlowSpec, PluginError, SpecError, SpecProblem, compile_flow, load_spec
-from flowengine.cli import cli
-from flowengine.compiler import BUILTIN_ACTIONS, BUILTIN_GUARDS
-from flowengine.spec import (
+from flowengine import FlowSpec, PluginError, SpecError, SpecProblem, load_spec
+from flowengine._machine import BUILTIN_ACTIONS, BUILTIN_GUARDS, compile_flow
+from flowengine._spec import (
     BUILTIN_VARIABLES,
     AuthorizationRequest,
     MachineSpec,
@@ -28,6 +27,7 @@ from flowengine.spec import (
     TransitionSpec,
     spec_from_mapping,
 )
+from flowengine.cli import cli
 
 PODIO_PATH = Path(__file__).resolve().parents[2] / "specs" / "podio.yaml"
 PODIO_TEXT = PODIO_PATH.read_text(encoding="utf-8")

@@ -25,8 +25,8 @@ from flowengine import (
     Token,
     load_spec,
 )
-from flowengine.spec import spec_from_mapping
-from flowengine.tokens import build_token_request, read_token_response
+from flowengine._spec import spec_from_mapping
+from flowengine._tokens import build_token_request, read_token_response
 
 NOW = 1_700_000_000.0
 CLIENT_ID = "podio-client"

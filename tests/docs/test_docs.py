@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 import flowengine
 import pytest
-from flowengine import plugins
+from flowengine import _plugins as plugins
 from flowengine.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -48,7 +48,7 @@ def flowengine_commands(cli):
 
 DRIVER = """
 import asyncio, flowengine as fe
-from flowengine import plugins
+from flowengine import _plugins as plugins
 from flowengine_example import CountingStore
 
 spec = fe.load_spec("podio")

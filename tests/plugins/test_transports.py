@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import flowengine as fe
 import pytest
-from flowengine import plugins
+from flowengine import _plugins as plugins
 
 import flowengine_aiohttp
 from flowengine_aiohttp import AiohttpTransport

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import flowengine as fe
 import pytest
-from flowengine.codec import new_key
+from flowengine import new_store_key
 
 from tests.conftest import SandboxFixture
 from tests.security.helpers import podio_variant, query_of, with_pkce
@@ -51,7 +51,7 @@ async def test_sec15_a_keyed_store_holds_no_token_code_or_verifier_in_the_clear(
 ) -> None:
     assert durable_backend.raw_dump is not None
     key_file = tmp_path / "store.key"
-    key_file.write_text(new_key())
+    key_file.write_text(new_store_key())
     key_file.chmod(0o600)
     secrets = await _secrets_at_rest(_keyed(durable_url, key_file), sandbox)
     raw = durable_backend.raw_dump(durable_url)
@@ -74,7 +74,7 @@ async def test_sec15_a_keyed_store_cannot_be_read_without_the_key(
     durable_backend: Backend, durable_url: str, sandbox: SandboxFixture, tmp_path: Path
 ) -> None:
     key_file = tmp_path / "store.key"
-    key_file.write_text(new_key())
+    key_file.write_text(new_store_key())
     await _secrets_at_rest(_keyed(durable_url, key_file), sandbox)
     key = "podio:user:1001"
     async with fe.AsyncEngine("podio", client=sandbox.client, store=durable_url) as engine:
@@ -83,7 +83,7 @@ async def test_sec15_a_keyed_store_cannot_be_read_without_the_key(
         assert await engine.tokens() == []  # a listing skips what it cannot open (and logs it)
     assert caught.value.code == "store_key_missing"
     other = tmp_path / "other.key"
-    other.write_text(new_key())
+    other.write_text(new_store_key())
     async with fe.AsyncEngine("podio", client=sandbox.client, store=_keyed(durable_url, other)) as engine:
         with pytest.raises(fe.StoreError) as wrong:
             await engine.get_token(key)

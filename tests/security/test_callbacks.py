@@ -51,7 +51,7 @@ async def _assert_untouched(engine: fe.AsyncEngine, flow: fe.Flow) -> None:
         (lambda q: {k: v for k, v in q.items() if k != "state"}, "state_missing"),
         (lambda q: {**q, "state": ""}, "state_missing"),
         (lambda q: {**q, "state": q["state"] + "x"}, "state_unknown"),
-        (lambda q: {**q, "state": fe.security.new_state()}, "state_unknown"),
+        (lambda q: {**q, "state": fe._security.new_state()}, "state_unknown"),
     ],
     ids=["absent", "empty", "altered", "never-issued"],
 )

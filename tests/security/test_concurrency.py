@@ -16,7 +16,7 @@ import attrs
 import flowengine as fe
 import httpx
 import pytest
-from flowengine import plugins
+from flowengine import _plugins as plugins
 
 from flowengine_httpx import HttpxTransport
 from flowengine_sandbox.faults import Fault

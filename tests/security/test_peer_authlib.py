@@ -18,7 +18,7 @@ import attrs
 import flowengine as fe
 import httpx
 import pytest
-from flowengine.tokens import build_token_request
+from flowengine._tokens import build_token_request
 
 from tests.security import authlib_peer
 from tests.security.authlib_peer import PeerServer

@@ -25,7 +25,7 @@ UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
 
 
 def test_sec2_rfc7636_appendix_b_vector() -> None:
-    assert fe.security.pkce_challenge(RFC7636_VERIFIER) == RFC7636_CHALLENGE
+    assert fe._security.pkce_challenge(RFC7636_VERIFIER) == RFC7636_CHALLENGE
 
 
 async def test_sec2_every_challenge_is_what_oauthlib_computes_for_the_verifier() -> None:

@@ -25,7 +25,7 @@ from urllib.parse import quote_plus, urlencode
 import flowengine as fe
 import httpx
 import pytest
-from flowengine import plugins
+from flowengine import _plugins as plugins
 
 from flowengine_sandbox.faults import Fault
 from flowengine_sandbox.plugin import PodioSandbox
@@ -417,7 +417,7 @@ async def _stored_secrets(sandbox: SandboxFixture, store: str) -> set[str]:
         tokens = await engine.tokens()
     found = {sandbox.client.client_secret or ""}
     found |= {
-        v for r in sandbox.token_requests() for k, v in r.fields.items() if k in fe.security.SECRET_FIELDS
+        v for r in sandbox.token_requests() for k, v in r.fields.items() if k in fe._security.SECRET_FIELDS
     }
     found |= {t.refresh_token or "" for t in tokens} | {t.access_token for t in tokens}
     return {secret for secret in found if len(secret) >= 8}

@@ -8,7 +8,7 @@ import math
 from collections import Counter
 
 import flowengine as fe
-import flowengine.security
+import flowengine._security
 import pytest
 
 from tests.conftest import SandboxFixture
@@ -43,7 +43,7 @@ async def test_sec1_only_a_digest_of_state_is_stored(engine: fe.AsyncEngine) -> 
     state = query_of(flow.authorization_url or "")["state"]
     stored = await engine.get(flow.id)
     assert stored is not None
-    assert stored.state_hash == fe.security.digest(state) != state
+    assert stored.state_hash == fe.digest(state) != state
     assert state not in repr(stored) and stored.authorization_url is None
 
 
@@ -91,7 +91,7 @@ async def test_sec1_state_is_compared_with_hmac_compare_digest(
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(flowengine.security.hmac, "compare_digest", spy)
+    monkeypatch.setattr(flowengine._security.hmac, "compare_digest", spy)
     assert (await engine.callback(callback)).state == "exchanged"
-    digest = fe.security.digest(query_of(callback)["state"]).encode()
+    digest = fe.digest(query_of(callback)["state"]).encode()
     assert (digest, digest) in compared

@@ -32,7 +32,7 @@ async def main(store_url: str, sandbox_url: str, command: str, *args: str) -> No
     store: fe.Store | str = store_url
     transport = None
     if command == "crash":
-        store = FreezingStore(fe.plugins.open_store(store_url))
+        store = FreezingStore(fe.open_store(store_url))
         transport = FreezingTransport()
     async with fe.AsyncEngine(
         spec,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import flowengine as fe
 import pytest
-from flowengine import plugins
+from flowengine import _plugins as plugins
 
 from tests.stores.backends import BACKENDS, Backend, require
 

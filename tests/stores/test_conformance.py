@@ -7,9 +7,9 @@ import asyncio
 import attrs
 import flowengine as fe
 import pytest
-from flowengine import plugins
-from flowengine.codec import KEY_ENV, new_key
-from flowengine.security import digest
+from flowengine import _plugins as plugins
+from flowengine import digest
+from flowengine._codec import KEY_ENV, new_store_key
 
 from tests.stores.backends import Backend
 
@@ -170,7 +170,7 @@ async def test_sec15_tokens_are_encrypted_at_rest_when_a_key_is_set(
     if backend.raw_dump is None:
         pytest.skip(f"the {backend.name} store keeps objects, not bytes")
     if keyed:
-        monkeypatch.setenv(KEY_ENV, new_key())
+        monkeypatch.setenv(KEY_ENV, new_store_key())
     else:
         monkeypatch.delenv(KEY_ENV, raising=False)
     store = plugins.open_store(store_url)
@@ -189,11 +189,11 @@ async def test_a_keyed_store_refuses_to_guess_without_its_key(
 ) -> None:
     if not backend.durable:
         pytest.skip(f"the {backend.name} store lives in one process")
-    monkeypatch.setenv(KEY_ENV, new_key())
+    monkeypatch.setenv(KEY_ENV, new_store_key())
     store = plugins.open_store(store_url)
     await store.put_token(make_token(1))
     await store.aclose()
-    monkeypatch.setenv(KEY_ENV, new_key())
+    monkeypatch.setenv(KEY_ENV, new_store_key())
     wrong = plugins.open_store(store_url)
     with pytest.raises(fe.StoreError) as caught:
         await wrong.get_token(make_token(1).key)

@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import flowengine as fe
-from flowengine import plugins
+from flowengine import _plugins as plugins
 
 from tests.conftest import SandboxFixture
 from tests.stores.backends import Backend

@@ -16,9 +16,9 @@ from typing import Any
 import attrs
 import flowengine as fe
 import pytest
-from flowengine import plugins
-from flowengine.codec import KEY_ENV, new_key
-from flowengine.security import digest
+from flowengine import _plugins as plugins
+from flowengine import digest
+from flowengine._codec import KEY_ENV, new_store_key
 
 from flowengine_postgres import SCHEMA_VERSION, PostgresStore, flowengine_store, parse_url
 from tests.stores.backend_postgres import BACKEND, connect, schema_of
@@ -336,7 +336,7 @@ async def test_key_file_seals_records_and_a_keyless_store_refuses_them(
 ) -> None:
     monkeypatch.delenv(KEY_ENV, raising=False)
     key_file = tmp_path / "store.key"
-    key_file.write_text(new_key())
+    key_file.write_text(new_store_key())
     sealed = open_pg(f"&key_file={key_file}")
     token = make_token(4)
     await sealed.put_token(token)

@@ -23,9 +23,9 @@ from pathlib import Path
 import attrs
 import flowengine as fe
 import pytest
-from flowengine import plugins
-from flowengine.codec import KEY_ENV, new_key
-from flowengine.security import digest
+from flowengine import _plugins as plugins
+from flowengine import digest
+from flowengine._codec import KEY_ENV, new_store_key
 
 from flowengine_redis import RedisOptions, RedisStore, flowengine_store, parse_redis_url
 from tests.stores.backend_redis import BACKEND, keys_under, prefix_of, raw_client
@@ -373,7 +373,7 @@ async def test_a_key_file_seals_what_is_stored(
 ) -> None:
     monkeypatch.delenv(KEY_ENV, raising=False)
     key_file = tmp_path / "store.key"
-    key_file.write_text(new_key() + "\n")
+    key_file.write_text(new_store_key() + "\n")
     store = open_redis(f"{url}&key_file={key_file}")
     assert store.codec.sealed
     await store.put_token(make_token(5))

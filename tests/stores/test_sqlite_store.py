@@ -24,9 +24,9 @@ from typing import Any
 import attrs
 import flowengine as fe
 import pytest
-from flowengine import plugins
-from flowengine.codec import KEY_ENV, new_key
-from flowengine.security import digest
+from flowengine import _plugins as plugins
+from flowengine import digest
+from flowengine._codec import KEY_ENV, new_store_key
 
 from flowengine_sqlite import SQLiteStore, default_url, flowengine_store
 from flowengine_sqlite._schema import SCHEMA_VERSION
@@ -402,7 +402,7 @@ async def test_keyed_by_key_file_and_unreadable_without_it(
     url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     key_file = tmp_path / "fe.key"
-    key_file.write_text(new_key())
+    key_file.write_text(new_store_key())
     keyed = plugins.open_store(f"{url}?key_file={key_file}")
     assert isinstance(keyed, SQLiteStore) and keyed.sealed
     await keyed.put_token(make_token(1))
@@ -455,7 +455,7 @@ async def test_two_store_objects_racing_compare_and_set_have_one_winner(url: str
 RACER = """
 import asyncio, json, sys, time
 import attrs
-from flowengine import plugins
+from flowengine import _plugins as plugins
 
 async def cas(store, name, seconds):
     # Everyone bumps one flow's version for a while: each version must be written by one racer.

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import flowengine as fe
 import pytest
-from flowengine.plugins import open_sandbox
+from flowengine import open_sandbox
 
 from flowengine_sandbox.server import SandboxServer
 from flowengine_web import WebServer, create_app

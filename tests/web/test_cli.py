@@ -7,7 +7,7 @@ import re
 import httpx
 import pytest
 from click.testing import CliRunner
-from flowengine import plugins
+from flowengine import _plugins as plugins
 from flowengine.cli import cli
 
 from flowengine_sandbox.consent import consent

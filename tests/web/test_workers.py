@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import attrs
 import httpx
 import pytest
-from flowengine import plugins
-from flowengine.errors import PluginError
+from flowengine import PluginError
+from flowengine import _plugins as plugins
 
 from tests.conftest import SandboxFixture
 from tests.web.conftest import ServeProcess

@@ -21,8 +21,8 @@ import yaml
 from cattrs.cols import homogenous_tuple_structure_factory, is_sequence
 from cattrs.gen import make_dict_structure_fn, override
 
-from flowengine import templates
-from flowengine.errors import PluginError, SpecError, SpecProblem
+from flowengine import _templates
+from flowengine._errors import PluginError, SpecError, SpecProblem
 
 __all__ = [
     "BUILTIN_VARIABLES",
@@ -415,7 +415,7 @@ def load_spec(
         return _from_text(spec, "<text>", names)
     if _NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
         if search_paths is None:
-            from flowengine.plugins import spec_paths
+            from flowengine._plugins import spec_paths
 
             search_paths = spec_paths()
         folders = list(search_paths)
@@ -486,8 +486,8 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
     def check_params(path: str, params: Mapping[str, str]) -> Iterable[SpecProblem]:
         for key, template in params.items():
             try:
-                names = templates.variables(template)
-            except templates.TemplateError as exc:
+                names = _templates.variables(template)
+            except _templates.TemplateError as exc:
                 yield problem(f"{path}.{key}", str(exc))
                 continue
             for var in names:
@@ -571,8 +571,8 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
 
 def _safe_vars(template: str) -> tuple[str, ...]:
     try:
-        return templates.variables(template)
-    except templates.TemplateError:
+        return _templates.variables(template)
+    except _templates.TemplateError:
         return ()
 
 
@@ -581,7 +581,7 @@ def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
 
     ``http://`` is accepted only when ``local_ok`` and only on a loopback host.
     """
-    from flowengine.security import is_loopback
+    from flowengine._security import is_loopback
 
     try:
         parts = urlsplit(url)

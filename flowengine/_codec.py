@@ -6,7 +6,7 @@ rest of a record as one JSON document: sealed with Fernet (``cryptography``)
 when a key is configured, plain otherwise. So listing or filtering tokens
 never decrypts anything; only the records returned are opened, one each.
 
-A key is 32 url-safe base64 bytes (``flowengine.codec.new_key()``), given to
+A key is 32 url-safe base64 bytes (``flowengine.new_store_key()``), given to
 the store URL as ``?key_file=PATH`` or through ``FLOWENGINE_KEY``.
 """
 
@@ -18,19 +18,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flowengine.errors import ConfigError, StoreError
-from flowengine.records import Flow, Token, flow_from_dict, flow_to_dict, token_from_dict, token_to_dict
+from flowengine._errors import ConfigError, StoreError
+from flowengine._records import Flow, Token, flow_from_dict, flow_to_dict, token_from_dict, token_to_dict
 
 if TYPE_CHECKING:
     from cryptography.fernet import Fernet
 
-__all__ = ["KEY_ENV", "RecordCodec", "codec_for", "new_key"]
+__all__ = ["KEY_ENV", "RecordCodec", "codec_for", "new_store_key"]
 
 KEY_ENV = "FLOWENGINE_KEY"
 _SEALED = b"fernet:"
 
 
-def new_key() -> str:
+def new_store_key() -> str:
     """A fresh encryption key, for ``FLOWENGINE_KEY`` or a key file."""
     from cryptography.fernet import Fernet
 

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from flowengine import hookspecs
-from flowengine.errors import PluginError
+from flowengine._errors import PluginError
 
 if TYPE_CHECKING:
-    from flowengine.compiler import Action, Guard
-    from flowengine.http import Transport, TransportConfig
-    from flowengine.records import Flow
-    from flowengine.sandbox import Sandbox
-    from flowengine.spec import FlowSpec
-    from flowengine.store import Store
+    from flowengine._http import Transport, TransportConfig
+    from flowengine._machine import Action, Guard
+    from flowengine._records import Flow
+    from flowengine._sandbox import Sandbox
+    from flowengine._spec import FlowSpec
+    from flowengine._store import Store
 
 __all__ = [
     "get_plugin_manager",

@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 
 import attrs
 
-from flowengine.records import Flow, Token
+from flowengine._records import Flow, Token
 
 __all__ = ["Lease", "Store"]
 

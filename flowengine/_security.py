@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from flowengine.errors import ConfigError
+from flowengine._errors import ConfigError
 
 __all__ = [
     "SECRET_FIELDS",

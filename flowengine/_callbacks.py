@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
-from flowengine.compiler import CallbackParams
-from flowengine.errors import CallbackError, ProviderError
-from flowengine.security import digest
-from flowengine.spec import CallbackRules
+from flowengine._errors import CallbackError, ProviderError
+from flowengine._machine import CallbackParams
+from flowengine._security import digest
+from flowengine._spec import CallbackRules
 
 __all__ = ["CallbackInput", "callback_digest", "callback_error", "parse_callback"]
 

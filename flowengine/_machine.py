@@ -21,9 +21,9 @@ from typing import Any
 import attrs
 from transitions import Machine
 
-from flowengine.errors import FlowError, FlowStateError, SpecError
-from flowengine.records import ErrorInfo, Flow, Token
-from flowengine.spec import FlowSpec, check_names
+from flowengine._errors import FlowError, FlowStateError, SpecError
+from flowengine._records import ErrorInfo, Flow, Token
+from flowengine._spec import FlowSpec, check_names
 
 __all__ = [
     "BUILTIN_ACTIONS",
@@ -265,7 +265,7 @@ def compile_flow(
     threads share it): building the Machine is the dear part of compiling.
     """
     if guards is None or actions is None:
-        from flowengine.plugins import plugin_actions, plugin_guards
+        from flowengine._plugins import plugin_actions, plugin_guards
 
         guards = {**BUILTIN_GUARDS, **plugin_guards()} if guards is None else guards
         actions = {**BUILTIN_ACTIONS, **plugin_actions()} if actions is None else actions

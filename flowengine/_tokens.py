@@ -16,11 +16,11 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
-from flowengine import templates
-from flowengine.errors import ProviderError
-from flowengine.http import HttpRequest, HttpResponse
-from flowengine.records import AccountRef, Token
-from flowengine.spec import FlowSpec, TokenRequest
+from flowengine import _templates
+from flowengine._errors import ProviderError
+from flowengine._http import HttpRequest, HttpResponse
+from flowengine._records import AccountRef, Token
+from flowengine._spec import FlowSpec, TokenRequest
 
 __all__ = [
     "build_request",
@@ -39,7 +39,7 @@ def render_params(params: Mapping[str, str], values: Mapping[str, str | None]) -
     """Fill each parameter template; parameters naming a missing value are left out."""
     out: dict[str, str] = {}
     for name, template in params.items():
-        value = templates.render(template, values)
+        value = _templates.render(template, values)
         if value is not None:
             out[name] = value
     return out

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import attrs
 import cattrs
 
-from flowengine.errors import FlowError, ProviderError, StoreError
+from flowengine._errors import FlowError, ProviderError, StoreError
 
 __all__ = [
     "AccountRef",
@@ -150,7 +150,7 @@ def _flow_evolver() -> Callable[..., Flow]:
         f"    return Flow({', '.join(positional + keywords)})\n"
     )
     namespace: dict[str, Any] = {"Flow": Flow, "names": names}
-    exec(compile(source, "<flowengine.records.evolve_flow>", "exec"), namespace)  # noqa: S102 - our own text
+    exec(compile(source, "<flowengine._records.evolve_flow>", "exec"), namespace)  # noqa: S102 - our own text
     evolver: Callable[..., Flow] = namespace["evolve_flow"]
     evolver.__doc__ = "A copy of ``flow`` with ``changes`` applied: ``attrs.evolve`` for flows, faster."
     return evolver
@@ -184,7 +184,7 @@ class Token:
     @property
     def fingerprint(self) -> str:
         """A short, non-reversible name for the access token, safe to show."""
-        from flowengine.security import fingerprint
+        from flowengine._security import fingerprint
 
         return fingerprint(self.access_token)
 

@@ -26,16 +26,9 @@ from urllib.parse import urlencode
 import attrs
 import pluggy
 
-from flowengine import callbacks, plugins, security
-from flowengine.client import Client
-from flowengine.compiler import (
-    BUILTIN_ACTIONS,
-    BUILTIN_GUARDS,
-    CompiledFlow,
-    TransitionContext,
-    compile_flow,
-)
-from flowengine.errors import (
+from flowengine import _callbacks, _plugins, _security
+from flowengine._client import Client
+from flowengine._errors import (
     CallbackError,
     ConfigError,
     FlowError,
@@ -44,11 +37,12 @@ from flowengine.errors import (
     StoreError,
     TransportError,
 )
-from flowengine.http import HttpRequest, HttpResponse, Transport, TransportConfig
-from flowengine.records import ErrorInfo, Flow, HistoryEntry, Token, evolve_flow
-from flowengine.spec import AuthorizationRequest, FlowSpec, MachineSpec, endpoint_problem, load_spec
-from flowengine.store import Lease, Store
-from flowengine.tokens import (
+from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
+from flowengine._machine import BUILTIN_ACTIONS, BUILTIN_GUARDS, CompiledFlow, TransitionContext, compile_flow
+from flowengine._records import ErrorInfo, Flow, HistoryEntry, Token, evolve_flow
+from flowengine._spec import AuthorizationRequest, FlowSpec, MachineSpec, endpoint_problem, load_spec
+from flowengine._store import Lease, Store
+from flowengine._tokens import (
     build_request,
     build_token_request,
     read_revocation_response,
@@ -80,8 +74,8 @@ class RetryPolicy:
 def _compile(spec: FlowSpec, pm: pluggy.PluginManager | None) -> CompiledFlow:
     """The spec compiled with the guards and actions of ``pm`` (compile_flow caches it per spec)."""
     if pm is not None:
-        guards = {**BUILTIN_GUARDS, **plugins.plugin_guards(pm)}
-        actions = {**BUILTIN_ACTIONS, **plugins.plugin_actions(pm)}
+        guards = {**BUILTIN_GUARDS, **_plugins.plugin_guards(pm)}
+        actions = {**BUILTIN_ACTIONS, **_plugins.plugin_actions(pm)}
         return compile_flow(spec, guards=guards, actions=actions)
     return compile_flow(spec)
 
@@ -112,7 +106,7 @@ class AsyncEngine:
         self.spec = spec if isinstance(spec, FlowSpec) else load_spec(spec)
         self.compiled = _compile(self.spec, plugin_manager)
         self.client = client
-        self.store: Store = plugins.open_store(store, plugin_manager) if isinstance(store, str) else store
+        self.store: Store = _plugins.open_store(store, plugin_manager) if isinstance(store, str) else store
         self._transport = transport
         self.transport_config = transport_config
         self.endpoints = self._endpoints(endpoints or {})
@@ -140,7 +134,7 @@ class AsyncEngine:
     def transport(self) -> Transport:
         """The transport, opened through the ``flowengine_transport`` hook on first use."""
         if self._transport is None:
-            self._transport = plugins.open_transport(self.transport_config, self._pm)
+            self._transport = _plugins.open_transport(self.transport_config, self._pm)
         return self._transport
 
     # --- the flow -------------------------------------------------------------------
@@ -164,14 +158,14 @@ class AsyncEngine:
         redirect_uri = redirect_uri or self.client.redirect_uri
         if not redirect_uri:
             raise ConfigError("no redirect URI: set Client(redirect_uri=...) or pass redirect_uri=")
-        security.check_redirect_uri(
+        _security.check_redirect_uri(
             redirect_uri,
             registered_domain=self.client.registered_domain or self.spec.redirect.registered_domain,
         )
         if scope is not None and not isinstance(scope, str):
             scope = authorization.scope_separator.join(scope)
-        state = security.new_state()
-        verifier = security.new_verifier() if self.spec.pkce else None
+        state = _security.new_state()
+        verifier = _security.new_verifier() if self.spec.pkce else None
         undeclared = set(inputs or ()) - set(self.spec.inputs)
         if undeclared:
             raise ConfigError(f"spec {self.spec.name!r} declares no input(s) {sorted(undeclared)}")
@@ -181,7 +175,7 @@ class AsyncEngine:
             "redirect_uri": redirect_uri,
             "scope": scope or None,
             "state": state,
-            "code_challenge": security.pkce_challenge(verifier) if verifier else None,
+            "code_challenge": _security.pkce_challenge(verifier) if verifier else None,
             "code_challenge_method": "S256" if verifier else None,
         }
         endpoint = self.endpoints[authorization.endpoint]
@@ -197,9 +191,9 @@ class AsyncEngine:
             expires_at=now + machine.ttl,
             client_id=self.client.client_id,
             redirect_uri=redirect_uri,
-            state_hash=security.digest(state),
+            state_hash=_security.digest(state),
             scope=scope or None,
-            session_hash=security.digest(session) if session is not None else None,
+            session_hash=_security.digest(session) if session is not None else None,
             code_verifier=verifier,
             history=(HistoryEntry(now, "start", "", initial),),
         )
@@ -208,7 +202,7 @@ class AsyncEngine:
         log.debug("flow %s started (%s)", flow.id, self.spec.name)
         return evolve_flow(flow, authorization_url=url)
 
-    async def callback(self, callback: callbacks.CallbackInput, *, session: str | None = None) -> Flow:
+    async def callback(self, callback: _callbacks.CallbackInput, *, session: str | None = None) -> Flow:
         """Finish the redirect leg with the callback URL (or its parameters).
 
         Returns the flow in its new state (``exchanged`` with auto-exchange, or
@@ -218,31 +212,31 @@ class AsyncEngine:
         """
         _authorization, machine = self._flow_parts()
         rules = self.spec.callback
-        params = callbacks.parse_callback(callback, rules)
+        params = _callbacks.parse_callback(callback, rules)
         if not params.state:
             raise CallbackError("the callback carries no state parameter", code="state_missing")
-        state_hash = security.digest(params.state)
+        state_hash = _security.digest(params.state)
         flow = await self._store(self.store.get_by_state(state_hash))
-        if flow is None or not security.digests_equal(flow.state_hash, state_hash):
+        if flow is None or not _security.digests_equal(flow.state_hash, state_hash):
             raise CallbackError("no flow is waiting for this state (unknown or purged)", code="state_unknown")
         foreign = self._foreign(flow)
         if foreign:
             raise CallbackError(foreign, code="wrong_provider", flow_id=flow.id)
-        if flow.session_hash is not None and not security.digests_equal(
-            flow.session_hash, security.digest(session) if session is not None else None
+        if flow.session_hash is not None and not _security.digests_equal(
+            flow.session_hash, _security.digest(session) if session is not None else None
         ):
             raise CallbackError(
                 "the callback comes from another session", code="session_mismatch", flow_id=flow.id
             )
         self._check_issuer(params.iss, flow.id)
-        this_callback = callbacks.callback_digest(params)
+        this_callback = _callbacks.callback_digest(params)
         for _ in range(8):
             if flow.state != machine.initial:
                 if flow.callback_digest is None and flow.error and flow.error.code == "flow_expired":
                     raise CallbackError(
                         "the flow expired before its callback", code="flow_expired", flow_id=flow.id
                     )
-                if not security.digests_equal(flow.callback_digest, this_callback):
+                if not _security.digests_equal(flow.callback_digest, this_callback):
                     raise CallbackError("this state was already used", code="state_used", flow_id=flow.id)
                 return await self._continue(flow)
             if self.clock() >= flow.expires_at:
@@ -250,7 +244,7 @@ class AsyncEngine:
                 raise CallbackError(
                     "the flow expired before its callback", code="flow_expired", flow_id=flow.id
                 )
-            ctx = self._context(flow, "callback", error=callbacks.callback_error(params, rules))
+            ctx = self._context(flow, "callback", error=_callbacks.callback_error(params, rules))
             ctx.params = params
             moved = self._advance(ctx, callback_digest=this_callback)
             if await self._compare_and_set(moved, flow, "callback"):
@@ -616,7 +610,7 @@ class AsyncEngine:
 
     def present(self, flow: Flow, step: str, **detail: Any) -> bool:
         """Hand a step to the ``flowengine_present`` UI hook; True if a plugin showed it."""
-        pm = self._pm or plugins.get_plugin_manager()
+        pm = self._pm or _plugins.get_plugin_manager()
         return bool(pm.hook.flowengine_present(flow=flow, step=step, detail=detail))
 
     async def aclose(self) -> None:
@@ -663,7 +657,7 @@ class AsyncEngine:
     def _notify(self, flow: Flow, event: str, source: str, dest: str) -> None:
         # The transition is already stored: an observer that fails must not stop the flow.
         try:
-            plugins.notify_transition(flow, event, source, dest, self._pm)
+            _plugins.notify_transition(flow, event, source, dest, self._pm)
         except Exception:  # observers are other people's code
             log.exception("a flowengine_transition observer failed on flow %s (%s)", flow.id, event)
 

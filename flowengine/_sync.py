@@ -13,11 +13,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from flowengine.callbacks import CallbackInput
-from flowengine.engine import AsyncEngine
-from flowengine.records import Flow, Token
-from flowengine.spec import FlowSpec
-from flowengine.store import Store
+from flowengine._callbacks import CallbackInput
+from flowengine._engine import AsyncEngine
+from flowengine._records import Flow, Token
+from flowengine._spec import FlowSpec
+from flowengine._store import Store
 
 __all__ = ["Engine"]
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Protocol, runtime_checkable
 
-from flowengine.client import Client
+from flowengine._client import Client
 
 __all__ = ["Sandbox"]
 
