@@ -7,23 +7,28 @@ HTTP transport and the frontends.
 Everything public is importable from here; the modules behind it are private
 (``flowengine._driver``, ...), as in httpx. The public submodules are
 ``flowengine.hookspecs`` (the plugin contract), ``flowengine.cli`` (the command
-and what plugins adding commands share) and ``flowengine.testing``.
+and what plugins adding commands share) and ``flowengine.testing`` (a handler
+transport and a fake clock for tests).
 """
 
 from flowengine._client import Client
 from flowengine._codec import RecordCodec, codec_for, new_store_key
-from flowengine._engine import AsyncEngine, RetryPolicy
+from flowengine._driver import AsyncEngine
 from flowengine._errors import (
     CallbackError,
     ConfigError,
+    ErrorCode,
     FlowError,
     FlowStateError,
+    InvalidGrantError,
     PluginError,
     ProviderError,
+    RateLimitedError,
     SpecError,
     SpecProblem,
     StoreError,
     TransportError,
+    TransportTimeoutError,
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._machine import Action, Guard, TransitionContext
@@ -35,10 +40,12 @@ from flowengine._plugins import (
     open_store,
     open_transport,
 )
-from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
+from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Outcome, Token
+from flowengine._retry import RetryPolicy, parse_retry_after
 from flowengine._sandbox import Sandbox
 from flowengine._security import digest, digests_equal, fingerprint, is_loopback
-from flowengine._spec import FlowSpec, load_spec
+from flowengine._spec import FlowSpec
+from flowengine._spec_load import load_spec
 from flowengine._store import Lease, Store
 from flowengine._sync import Engine
 from flowengine.hookspecs import hookimpl
@@ -53,6 +60,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "Engine",
+    "ErrorCode",
     "ErrorInfo",
     "Flow",
     "FlowError",
@@ -62,9 +70,12 @@ __all__ = [
     "HistoryEntry",
     "HttpRequest",
     "HttpResponse",
+    "InvalidGrantError",
     "Lease",
+    "Outcome",
     "PluginError",
     "ProviderError",
+    "RateLimitedError",
     "RecordCodec",
     "RetryPolicy",
     "Sandbox",
@@ -77,6 +88,7 @@ __all__ = [
     "Transport",
     "TransportConfig",
     "TransportError",
+    "TransportTimeoutError",
     "__version__",
     "codec_for",
     "digest",
@@ -92,4 +104,5 @@ __all__ = [
     "open_sandbox",
     "open_store",
     "open_transport",
+    "parse_retry_after",
 ]

@@ -5,18 +5,31 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import parse_qsl, urlsplit
 
+import attrs
+
 from flowengine._errors import CallbackError, ProviderError
-from flowengine._machine import CallbackParams
 from flowengine._security import digest
 from flowengine._spec import CallbackRules
 
-__all__ = ["CallbackInput", "callback_digest", "callback_error", "parse_callback"]
+__all__ = ["CallbackInput", "CallbackParams", "callback_digest", "callback_error", "parse_callback"]
 
 #: A callback longer than this is not a callback (and not worth parsing).
 MAX_CALLBACK_LENGTH = 16 * 1024
 MAX_PARAMETERS = 64
 
 CallbackInput = str | Mapping[str, str | Sequence[str]]
+
+
+@attrs.frozen(slots=True)
+class CallbackParams:
+    """The parameters of a callback that matter, read per the spec's callback rules."""
+
+    state: str | None = attrs.field(default=None, repr=False)
+    code: str | None = attrs.field(default=None, repr=False)
+    error: str | None = None
+    error_reason: str | None = None
+    error_description: str | None = None
+    iss: str | None = None
 
 
 def _pairs(data: CallbackInput) -> list[tuple[str, str]]:

@@ -1,29 +1,36 @@
-"""FlowSpec -> CompiledFlow: one ``transitions`` Machine per spec, built once.
+"""FlowSpec -> CompiledFlow: one ``transitions`` Machine per spec, and the table that runs it.
 
-Flows are records, not models attached to the machine: ``add_model`` keeps a
-list and costs linear time per model. Nor is a flow moved by ``transitions``'
-trigger machinery, which costs several microseconds a step (event objects,
-callback resolution, debug logging) for what is a table lookup here. The
-Machine is built once and stays the one statement of what may happen; its
-transitions are read back into a table of (state, trigger) -> edges, and
-``fire`` walks that table as ``transitions`` would: the first edge whose guards
-all pass, in declaration order, then its actions in order. Guards and actions
-see a ``TransitionContext``; actions only record changes on it, the engine
-turns them into a new record and stores it with compare-and-set.
+The Machine is built once per spec and is the statement of what may happen:
+its states, its final states, and for each trigger the transitions in the order
+``transitions`` tries them, with the spec's guards as conditions and its actions
+as ``after`` callbacks. Running a flow through ``transitions``' own trigger
+costs about 11 µs a step on a light per-step model (``benchmarks/engine_cost.py``
+measures it), above the 10 µs budget a step has; so ``fire`` walks a table read
+back from the built Machine: the first edge whose guards all pass, in order,
+then its actions in order. ``fire_with_transitions`` runs the very same step
+through ``transitions`` itself, and a differential test proves, over every
+shipped and example spec and every state, trigger and guard outcome, that the two
+agree.
+
+Guards read a ``TransitionContext``; actions change a flow only through its
+typed methods, which can never touch a flow's id, client, state or ``state_hash``.
 """
 
 from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import attrs
-from transitions import Machine
+from transitions import Machine, MachineError
 
-from flowengine._errors import FlowError, FlowStateError, SpecError
-from flowengine._records import ErrorInfo, Flow, Token
-from flowengine._spec import FlowSpec, check_names
+from flowengine._callbacks import CallbackParams
+from flowengine._errors import ErrorCode, FlowError, FlowStateError, SpecError
+from flowengine._records import AccountRef, ErrorInfo, Flow, Outcome, Token
+from flowengine._spec import FlowSpec, MachineSpec
+from flowengine._spec_check import check_names
 
 __all__ = [
     "BUILTIN_ACTIONS",
@@ -37,30 +44,67 @@ __all__ = [
 ]
 
 
-@attrs.frozen(slots=True)
-class CallbackParams:
-    """The parameters of a callback that matter, read per the spec's callback rules."""
-
-    state: str | None = attrs.field(default=None, repr=False)
-    code: str | None = attrs.field(default=None, repr=False)
-    error: str | None = None
-    error_reason: str | None = None
-    error_description: str | None = None
-    iss: str | None = None
-
-
-@attrs.define(slots=True)
 class TransitionContext:
-    """What guards read and actions write during one transition."""
+    """What guards read and actions write during one transition.
 
-    spec: FlowSpec
-    flow: Flow
-    event: str
-    params: CallbackParams | None = None
-    token: Token | None = None
-    error: FlowError | None = None
-    changes: dict[str, Any] = attrs.field(factory=dict)
-    save_token: bool = False
+    Guards read ``spec``, ``flow``, ``event``, ``params``, ``token`` and ``error``.
+    Actions record changes only through the methods below; ``changes`` is the
+    read-only result the engine applies to the flow. There is no way to rewrite
+    a flow's id, client, ``state_hash`` or machine state from an action.
+    """
+
+    __slots__ = ("_changes", "error", "event", "flow", "params", "save_token", "spec", "token")
+
+    def __init__(
+        self,
+        spec: FlowSpec,
+        flow: Flow,
+        event: str,
+        *,
+        params: CallbackParams | None = None,
+        token: Token | None = None,
+        error: FlowError | None = None,
+    ) -> None:
+        self.spec = spec
+        self.flow = flow
+        self.event = event
+        self.params = params
+        self.token = token
+        self.error = error
+        #: Set by the ``save_token`` action: the engine stores ``token`` before the flow moves.
+        self.save_token = False
+        self._changes: dict[str, Any] = {}
+
+    @property
+    def changes(self) -> Mapping[str, Any]:
+        """The changes actions recorded, by flow field (read-only)."""
+        return MappingProxyType(self._changes)
+
+    def record_code(self, code: str) -> None:
+        """Keep the authorization code on the flow until it is exchanged."""
+        self._changes["code"] = code
+
+    def record_error(self, error: ErrorInfo | None) -> None:
+        """Say why the flow failed or was denied (None clears it)."""
+        self._changes["error"] = error
+
+    def record_account(self, account: AccountRef | None) -> None:
+        """Name the account the flow's token acts for."""
+        self._changes["account"] = account
+
+    def record_token(self, token: Token) -> None:
+        """Point the flow at the token it obtained: key, fingerprint, account and granted scope."""
+        self._changes.update(
+            account=token.account,
+            token_key=token.key,
+            token_fingerprint=token.fingerprint,
+            granted_scope=token.scope,
+            error=None,
+        )
+
+    def forget_secrets(self) -> None:
+        """Drop the code and the PKCE verifier: nothing may send them again."""
+        self._changes.update(code=None, code_verifier=None)
 
 
 Guard = Callable[[TransitionContext], bool]
@@ -72,54 +116,49 @@ def _code_present(ctx: TransitionContext) -> bool:
 
 
 def _error_is_denial(ctx: TransitionContext) -> bool:
-    return ctx.error is not None and ctx.error.code == "access_denied"
+    return ctx.error is not None and ctx.error.code == ErrorCode.ACCESS_DENIED
 
 
 def _record_code(ctx: TransitionContext) -> None:
-    assert ctx.params is not None
-    ctx.changes["code"] = ctx.params.code
+    if ctx.params is None or not ctx.params.code:
+        raise FlowStateError("record_code needs a callback with a code", flow_id=ctx.flow.id)
+    ctx.record_code(ctx.params.code)
 
 
 def _record_error(ctx: TransitionContext) -> None:
     if ctx.error is not None:
-        ctx.changes["error"] = ErrorInfo.from_error(ctx.error)
+        ctx.record_error(ErrorInfo.from_error(ctx.error))
 
 
 def _record_token(ctx: TransitionContext) -> None:
-    token = ctx.token
-    assert token is not None
-    ctx.changes.update(
-        account=token.account,
-        token_key=token.key,
-        token_fingerprint=token.fingerprint,
-        granted_scope=token.scope,
-        error=None,
-    )
+    if ctx.token is None:
+        raise FlowStateError("record_token needs a token", flow_id=ctx.flow.id)
+    ctx.record_token(ctx.token)
 
 
 def _save_token(ctx: TransitionContext) -> None:
     ctx.save_token = True
 
 
-def _forget_secrets(ctx: TransitionContext) -> None:
-    ctx.changes.update(code=None, code_verifier=None)
+BUILTIN_GUARDS: Mapping[str, Guard] = MappingProxyType(
+    {
+        "code_present": _code_present,
+        "error_is_denial": _error_is_denial,
+        "error_present": lambda ctx: ctx.error is not None,
+        "token_received": lambda ctx: ctx.token is not None,
+        "pkce_enabled": lambda ctx: ctx.spec.pkce,
+    }
+)
 
-
-BUILTIN_GUARDS: Mapping[str, Guard] = {
-    "code_present": _code_present,
-    "error_is_denial": _error_is_denial,
-    "error_present": lambda ctx: ctx.error is not None,
-    "token_received": lambda ctx: ctx.token is not None,
-    "pkce_enabled": lambda ctx: ctx.spec.pkce,
-}
-
-BUILTIN_ACTIONS: Mapping[str, Action] = {
-    "record_code": _record_code,
-    "record_error": _record_error,
-    "record_token": _record_token,
-    "save_token": _save_token,
-    "forget_secrets": _forget_secrets,
-}
+BUILTIN_ACTIONS: Mapping[str, Action] = MappingProxyType(
+    {
+        "record_code": _record_code,
+        "record_error": _record_error,
+        "record_token": _record_token,
+        "save_token": _save_token,
+        "forget_secrets": TransitionContext.forget_secrets,
+    }
+)
 
 
 @attrs.frozen(slots=True)
@@ -131,43 +170,38 @@ class _Edge:
     dest: str
 
 
+class _StepModel:
+    """The light model ``transitions`` moves for one step (never added to the Machine)."""
+
+    __slots__ = ("state",)
+
+    def __init__(self, state: str) -> None:
+        self.state = state
+
+
 class CompiledFlow:
     """A spec compiled into a machine; ``fire`` moves a flow one step."""
 
     def __init__(self, spec: FlowSpec, guards: Mapping[str, Guard], actions: Mapping[str, Action]):
         self.spec = spec
         machine = spec.machine
-        self.final = frozenset(machine.final if machine else ())
+        #: final state -> the outcome it stands for.
+        self.final: Mapping[str, Outcome] = MappingProxyType(dict(machine.final) if machine else {})
         self.states = tuple(machine.states if machine else ())
+        self.initial = machine.initial if machine else ""
         self.triggers = frozenset(t.trigger for t in machine.transitions) if machine else frozenset()
-        #: (state, trigger) -> the edges that trigger may take from that state, in order.
-        self._edges: dict[tuple[str, str], tuple[_Edge, ...]] = {}
         #: None for a grant-only spec: it has no flows to move.
-        self.machine: Machine | None = None
-        if machine is None:
-            return
-        # No model: flows are never attached (see the module docstring).
-        self.machine = Machine(
-            model=None,
-            states=list(machine.states),
-            initial=machine.initial,
-            auto_transitions=False,
-            send_event=True,
-        )
-        for t in machine.transitions:
-            sources: Any = "*" if "*" in t.source else list(t.source)
-            self.machine.add_transition(
-                t.trigger,
-                sources,
-                t.dest,
-                conditions=[_as_condition(name, guards[name]) for name in t.when],
-                after=[_as_callback(actions[name]) for name in t.do],
-            )
-        self._edges = _edge_table(self.machine)
+        self.machine: Machine | None = _build_machine(machine, guards, actions) if machine else None
+        #: (state, trigger) -> the edges that trigger may take from that state, in order.
+        self._edges = _edge_table(self.machine) if self.machine is not None else {}
 
     def is_final(self, flow: Flow) -> bool:
         """True when the flow has reached one of the spec's final states."""
         return flow.state in self.final
+
+    def outcome_of(self, state: str) -> Outcome | None:
+        """The outcome a final state stands for; None for a pending state."""
+        return self.final.get(state)
 
     def can_fire(self, state: str, event: str) -> bool:
         """True when some transition on ``event`` leaves ``state``."""
@@ -175,8 +209,6 @@ class CompiledFlow:
 
     def fire(self, ctx: TransitionContext) -> str:
         """Run the first transition on ``ctx.event`` whose guards pass; return its dest."""
-        if self.machine is None:
-            raise FlowStateError(f"spec {self.spec.name!r} has no machine", flow_id=ctx.flow.id)
         for edge in self._edges.get((ctx.flow.state, ctx.event), ()):
             if all(guard(ctx) for guard in edge.guards):
                 for action in edge.actions:
@@ -187,6 +219,25 @@ class CompiledFlow:
             flow_id=ctx.flow.id,
         )
 
+    def fire_with_transitions(self, ctx: TransitionContext) -> str:
+        """Run the same step through ``transitions``' own trigger machinery; return the dest.
+
+        The reference ``fire`` is proven against (tests/core/test_machine_differential.py).
+        """
+        if self.machine is None or ctx.event not in self.machine.events:
+            raise FlowStateError(f"no transition on {ctx.event!r}", flow_id=ctx.flow.id)
+        model = _StepModel(ctx.flow.state)
+        try:
+            moved = self.machine.events[ctx.event].trigger(model, ctx=ctx)
+        except MachineError:
+            moved = False  # no transition on this trigger leaves the state at all
+        if not moved:
+            raise FlowStateError(
+                f"no transition on {ctx.event!r} applies to a flow in state {ctx.flow.state!r}",
+                flow_id=ctx.flow.id,
+            )
+        return model.state
+
     def edges(self) -> Iterable[tuple[str, str, str, tuple[str, ...]]]:
         """Every edge of the compiled machine as (source, dest, trigger, guard names)."""
         if self.machine is None:
@@ -194,16 +245,40 @@ class CompiledFlow:
         for trigger, event in self.machine.events.items():
             for source, transitions in event.transitions.items():
                 for transition in transitions:
-                    names = tuple(str(getattr(c.func, "guard_name", "?")) for c in transition.conditions)
+                    names = tuple(str(vars(c.func)["guard_name"]) for c in transition.conditions)
                     yield source, str(transition.dest), trigger, names
+
+
+def _build_machine(spec: MachineSpec, guards: Mapping[str, Guard], actions: Mapping[str, Action]) -> Machine:
+    """The spec's machine as a ``transitions`` Machine, with no model attached.
+
+    A ``"*"`` source means every state that is not final: a final state is final.
+    """
+    machine = Machine(
+        model=None,
+        states=list(spec.states),
+        initial=spec.initial,
+        auto_transitions=False,
+        send_event=True,
+    )
+    pending = [s for s in spec.states if s not in spec.final]
+    for t in spec.transitions:
+        sources: Any = pending if "*" in t.source else list(t.source)
+        machine.add_transition(
+            t.trigger,
+            sources,
+            t.dest,
+            conditions=[_as_condition(name, guards[name]) for name in t.when],
+            after=[_as_callback(actions[name]) for name in t.do],
+        )
+    return machine
 
 
 def _as_condition(name: str, guard: Guard) -> Callable[[Any], bool]:
     def condition(event: Any) -> bool:
         return bool(guard(event.kwargs["ctx"]))
 
-    condition.guard_name = name  # type: ignore[attr-defined]
-    condition.guard = guard  # type: ignore[attr-defined]
+    vars(condition).update(guard_name=name, guard=guard)
     return condition
 
 
@@ -211,35 +286,27 @@ def _as_callback(action: Action) -> Callable[[Any], None]:
     def callback(event: Any) -> None:
         action(event.kwargs["ctx"])
 
-    callback.action = action  # type: ignore[attr-defined]
+    vars(callback).update(action=action)
     return callback
-
-
-def _wrapped(wrapper: object, kind: str) -> Any:
-    """The guard or action a condition/callback wrapper made by this module calls."""
-    return vars(wrapper)[kind]
 
 
 def _edge_table(machine: Machine) -> dict[tuple[str, str], tuple[_Edge, ...]]:
     """The machine's transitions as (state, trigger) -> edges, in the order it would try them.
 
     Read back from the built Machine (not the spec), so that ``fire`` takes
-    exactly the transitions ``transitions`` would, ``"*"`` sources expanded.
+    exactly the transitions ``transitions`` would.
     """
     table: dict[tuple[str, str], tuple[_Edge, ...]] = {}
     for trigger, event in machine.events.items():
         for source, transitions in event.transitions.items():
-            edges = []
-            for transition in transitions:
-                if any(not condition.target for condition in transition.conditions):
-                    raise AssertionError("compiled machines have no `unless` conditions")  # pragma: no cover
-                edges.append(
-                    _Edge(
-                        guards=tuple(_wrapped(cond.func, "guard") for cond in transition.conditions),
-                        actions=tuple(_wrapped(callback, "action") for callback in transition.after),
-                        dest=str(transition.dest),
-                    )
+            edges = [
+                _Edge(
+                    guards=tuple(vars(cond.func)["guard"] for cond in transition.conditions),
+                    actions=tuple(vars(callback)["action"] for callback in transition.after),
+                    dest=str(transition.dest),
                 )
+                for transition in transitions
+            ]
             if edges:
                 table[(source, trigger)] = tuple(edges)
     return table
@@ -259,16 +326,13 @@ def compile_flow(
 ) -> CompiledFlow:
     """Compile a spec; unknown guard or action names are ``spec_invalid`` with their path.
 
-    ``guards``/``actions`` default to the built-ins plus what plugins contribute.
-    A spec compiled again with the same guards and actions gets the same
-    CompiledFlow (it holds no per-flow state, so any number of engines and
-    threads share it): building the Machine is the dear part of compiling.
+    ``guards``/``actions`` default to the built-ins only (``_plugins.known_names``
+    adds what plugins contribute). A spec compiled again with the same guards and
+    actions gets the same CompiledFlow (it holds no per-flow state, so any number
+    of engines and threads share it): building the Machine is the dear part.
     """
-    if guards is None or actions is None:
-        from flowengine._plugins import plugin_actions, plugin_guards
-
-        guards = {**BUILTIN_GUARDS, **plugin_guards()} if guards is None else guards
-        actions = {**BUILTIN_ACTIONS, **plugin_actions()} if actions is None else actions
+    guards = BUILTIN_GUARDS if guards is None else guards
+    actions = BUILTIN_ACTIONS if actions is None else actions
     cached = _compiled.get(spec)
     if cached is not None and cached[0] == guards and cached[1] == actions:
         return cached[2]
@@ -278,29 +342,3 @@ def compile_flow(
     compiled = CompiledFlow(spec, guards, actions)
     _compiled[spec] = (dict(guards), dict(actions), compiled)
     return compiled
-
-
-def render_graph(compiled: CompiledFlow, fmt: str = "mermaid") -> str:
-    """The compiled machine as Mermaid ``stateDiagram-v2`` or Graphviz DOT text."""
-    spec = compiled.spec
-    machine = spec.machine
-    if machine is None:
-        raise ValueError(f"spec {spec.name!r} is grant-only: it has no machine to draw")
-    lines: list[str]
-    if fmt == "mermaid":
-        lines = ["stateDiagram-v2", f"    [*] --> {machine.initial}"]
-        for source, dest, trigger, guards in compiled.edges():
-            label = trigger + (f" [{' and '.join(guards)}]" if guards else "")
-            lines.append(f"    {source} --> {dest}: {label}")
-        lines += [f"    {state} --> [*]" for state in machine.final]
-    elif fmt == "dot":
-        lines = [f'digraph "{spec.name}" {{', "    rankdir=LR;", "    node [shape=box, style=rounded];"]
-        lines += [f'    "{state}" [shape=doublecircle];' for state in machine.final]
-        lines.append(f'    "__start" [shape=point]; "__start" -> "{machine.initial}";')
-        for source, dest, trigger, guards in compiled.edges():
-            label = trigger + (f"\\n[{' and '.join(guards)}]" if guards else "")
-            lines.append(f'    "{source}" -> "{dest}" [label="{label}"];')
-        lines.append("}")
-    else:
-        raise ValueError(f"unknown graph format {fmt!r} (mermaid or dot)")
-    return "\n".join(lines) + "\n"

@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from flowengine._store import Store
 
 __all__ = [
+    "check_plugins",
     "get_plugin_manager",
+    "guards_and_actions",
     "lazy_exports",
     "new_plugin_manager",
     "open_store",
     "open_transport",
-    "plugin_actions",
-    "plugin_guards",
     "spec_paths",
 ]
 
@@ -63,7 +63,19 @@ def new_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManage
     pm.add_hookspecs(hookspecs)
     if load_entry_points:
         pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        check_plugins(pm)
     return pm
+
+
+def check_plugins(pm: pluggy.PluginManager) -> None:
+    """Fail loudly on a hook implementation no hookspec matches (a misspelled hook name).
+
+    pluggy would otherwise keep it and never call it: the plugin would silently do nothing.
+    """
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"a plugin implements an unknown hook: {exc}", code="plugin_error") from None
 
 
 @functools.cache
@@ -110,14 +122,18 @@ def _merged(results: list[Mapping[str, Any]], what: str) -> dict[str, Any]:
     return merged
 
 
-def plugin_guards(pm: pluggy.PluginManager | None = None) -> dict[str, Guard]:
-    """Guards contributed by plugins through ``flowengine_guards``."""
-    return _merged(_pm(pm).hook.flowengine_guards(), "guard")
+def guards_and_actions(pm: pluggy.PluginManager | None = None) -> tuple[dict[str, Guard], dict[str, Action]]:
+    """The guards and actions a spec may name: the built-ins and what plugins contribute.
 
+    The one place they are merged (the engine, the CLI's ``spec validate`` and
+    ``load_spec``'s name check all ask here); a plugin may not redefine a built-in.
+    """
+    from flowengine._machine import BUILTIN_ACTIONS, BUILTIN_GUARDS
 
-def plugin_actions(pm: pluggy.PluginManager | None = None) -> dict[str, Action]:
-    """Actions contributed by plugins through ``flowengine_actions``."""
-    return _merged(_pm(pm).hook.flowengine_actions(), "action")
+    hook = _pm(pm).hook
+    guards = _merged([BUILTIN_GUARDS, *hook.flowengine_guards()], "guard")
+    actions = _merged([BUILTIN_ACTIONS, *hook.flowengine_actions()], "action")
+    return guards, actions
 
 
 def notify_transition(

@@ -8,7 +8,7 @@ plain, JSON-ready form; reading a damaged one raises ``StoreError`` naming it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import attrs
@@ -21,13 +21,22 @@ __all__ = [
     "ErrorInfo",
     "Flow",
     "HistoryEntry",
+    "Outcome",
     "Token",
-    "evolve_flow",
     "flow_from_dict",
     "flow_to_dict",
     "token_from_dict",
     "token_to_dict",
 ]
+
+
+class Outcome(StrEnum):
+    """How a flow ended; each final state of a machine declares one."""
+
+    GRANTED = "granted"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    FAILED = "failed"
 
 
 @attrs.frozen(slots=True)
@@ -106,7 +115,11 @@ class Flow:
     code_verifier: str | None = attrs.field(default=None, repr=False)
     code: str | None = attrs.field(default=None, repr=False)
     callback_digest: str | None = attrs.field(default=None, repr=False)
-    exchange_started_at: float | None = None
+    #: How the flow ended (set when it enters a final state, from the spec's machine).
+    outcome: Outcome | None = None
+    #: Who the caller says the person is (``start(subject=...)``); names the token when the
+    #: provider's answer names no account (SECURITY.md 32).
+    subject: str | None = None
     account: AccountRef | None = None
     token_key: str | None = None
     token_fingerprint: str | None = None
@@ -119,7 +132,12 @@ class Flow:
         """This flow without its secrets (code, verifier, URL): safe to hand to observers."""
         if self.code is None and self.code_verifier is None and self.authorization_url is None:
             return self  # already clean (most transitions): records are frozen, so sharing is safe
-        return evolve_flow(self, code=None, code_verifier=None, authorization_url=None)
+        return attrs.evolve(self, code=None, code_verifier=None, authorization_url=None)
+
+    @property
+    def pending(self) -> bool:
+        """True while the flow has not reached a final state."""
+        return self.outcome is None
 
     @property
     def missing_scopes(self) -> frozenset[str]:
@@ -127,36 +145,6 @@ class Flow:
         if not self.scope or self.granted_scope is None:
             return frozenset()
         return frozenset(self.scope.split()) - frozenset(self.granted_scope.split())
-
-
-def _flow_evolver() -> Callable[..., Flow]:
-    """Generate ``evolve_flow``: one constructor call naming every field, no per-call introspection.
-
-    ``attrs.evolve`` walks ``attrs.fields`` and builds a kwargs dict on every
-    call; the engine makes a new Flow at every step, so the generic path was
-    the largest single cost of a flow. The generated function is its exact
-    equivalent for Flow: same constructor, same errors for unknown fields.
-    """
-    fields = attrs.fields(Flow)
-    names = frozenset(f.name for f in fields)
-    positional = [f"get({f.name!r}, flow.{f.name})" for f in fields if f.init and not f.kw_only]
-    keywords = [f"{f.alias}=get({f.name!r}, flow.{f.name})" for f in fields if f.init and f.kw_only]
-    source = (
-        "def evolve_flow(flow, /, **changes):\n"
-        "    if not names.issuperset(changes):\n"
-        "        unknown = ', '.join(sorted(set(changes) - names))\n"
-        "        raise TypeError(f'Flow has no field(s) {unknown}')\n"
-        "    get = changes.get\n"
-        f"    return Flow({', '.join(positional + keywords)})\n"
-    )
-    namespace: dict[str, Any] = {"Flow": Flow, "names": names}
-    exec(compile(source, "<flowengine._records.evolve_flow>", "exec"), namespace)  # noqa: S102 - our own text
-    evolver: Callable[..., Flow] = namespace["evolve_flow"]
-    evolver.__doc__ = "A copy of ``flow`` with ``changes`` applied: ``attrs.evolve`` for flows, faster."
-    return evolver
-
-
-evolve_flow: Callable[..., Flow] = _flow_evolver()
 
 
 @attrs.frozen(slots=True)

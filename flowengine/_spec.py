@@ -1,32 +1,20 @@
-"""The flow spec: an attrs model of one provider's flow, loaded from YAML.
+"""The flow spec: an attrs model of one provider's flow.
 
-``load_spec`` accepts a spec name (found through the ``flowengine_spec_paths``
-hook), a path, YAML text or a mapping, and always runs the same validation:
-structure (cattrs, no unknown keys, no silent coercion of ``1.9`` to ``1`` or
-``None`` to ``"None"``) and meaning (endpoints, templates, the machine). Every
-problem found is reported at once, each as ``FILE: $.path: message``.
+The model only: ``_spec_load`` reads it from YAML (structure), ``_spec_check``
+judges what it means, ``_presets`` supplies the machines a spec need not write.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Collection, Iterable, Mapping
-from pathlib import Path
-from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from typing import Literal
 
 import attrs
-import cattrs
-import yaml
-from cattrs.cols import homogenous_tuple_structure_factory, is_sequence
-from cattrs.gen import make_dict_structure_fn, override
 
-from flowengine import _templates
-from flowengine._errors import PluginError, SpecError, SpecProblem
+from flowengine._records import Outcome
 
 __all__ = [
     "BUILTIN_VARIABLES",
-    "ENGINE_TRIGGERS",
     "AccountRule",
     "AuthorizationRequest",
     "CallbackRules",
@@ -37,11 +25,6 @@ __all__ = [
     "TokenResponseRules",
     "TransitionSpec",
     "UsageRules",
-    "check_names",
-    "check_spec",
-    "endpoint_problem",
-    "load_spec",
-    "spec_from_mapping",
 ]
 
 #: Variables every template may name; a spec adds its own through ``inputs``.
@@ -61,12 +44,6 @@ BUILTIN_VARIABLES = frozenset(
         "token_type_hint",
     }
 )
-
-#: Events the engine fires; a spec's transitions hang off these.
-ENGINE_TRIGGERS = frozenset({"callback", "exchange", "expire"})
-_REQUIRED_TRIGGERS = ("callback", "exchange")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-_HOST = re.compile(r"^[a-z0-9.-]+$")
 
 
 @attrs.frozen
@@ -155,13 +132,21 @@ class TransitionSpec:
 
 @attrs.frozen
 class MachineSpec:
-    """The state machine of a flow."""
+    """The state machine of a flow: written out, or a ``preset`` with only its ``ttl`` set.
 
-    states: tuple[str, ...]
-    initial: str
-    final: tuple[str, ...]
-    transitions: tuple[TransitionSpec, ...]
+    ``final`` maps each final state to the outcome it stands for (``exchanged:
+    granted``). A loaded spec always holds the machine written out: a preset is
+    expanded when the spec is read, and keeps its name in ``preset``.
+    """
+
+    states: tuple[str, ...] = ()
+    initial: str = ""
+    final: Mapping[str, Outcome] = attrs.field(factory=dict)
+    transitions: tuple[TransitionSpec, ...] = ()
     ttl: int = 600
+    #: The kind of flow it drives, which names the triggers the engine fires.
+    kind: str = "authorization_code"
+    preset: str | None = None
 
 
 @attrs.frozen(eq=False)
@@ -176,7 +161,7 @@ class FlowSpec:
     grants: Mapping[str, TokenRequest]
     #: The redirect leg; absent in a grant-only spec (Podio's app or password grant).
     authorization: AuthorizationRequest | None = None
-    #: The flow's machine; present exactly when ``authorization`` is.
+    #: The flow's machine; present exactly when ``authorization`` is (a preset when not written).
     machine: MachineSpec | None = None
     #: How a token is revoked (RFC 7009), when the provider can.
     revocation: TokenRequest | None = None
@@ -201,459 +186,3 @@ class FlowSpec:
     def variables(self) -> frozenset[str]:
         """Every variable name templates of this spec may use."""
         return BUILTIN_VARIABLES | frozenset(self.inputs)
-
-
-# --- structuring ---------------------------------------------------------------------
-
-
-class _WrongType(TypeError):
-    """A value of the wrong YAML type; its message is shown as it is."""
-
-
-def _expect(kind: type | tuple[type, ...], label: str) -> Callable[[Any, Any], Any]:
-    def hook(value: Any, _type: Any) -> Any:
-        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-            raise _WrongType(f"expected {label}, got a boolean")
-        if not isinstance(value, kind):
-            got = "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
-            raise _WrongType(f"expected {label}, got {got}")
-        return value
-
-    return hook
-
-
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    conv.register_structure_hook(str, _expect(str, "a string"))
-    conv.register_structure_hook(int, _expect(int, "an integer"))
-    conv.register_structure_hook(bool, _expect(bool, "true or false"))
-
-    def tuples(type_: Any) -> Callable[[Any, Any], Any]:
-        inner = homogenous_tuple_structure_factory(type_, conv)
-
-        def hook(value: Any, t: Any) -> Any:
-            if not isinstance(value, list | tuple):
-                raise _WrongType(f"expected a list, got {type(value).__name__}")
-            return inner(value, t)
-
-        return hook
-
-    conv.register_structure_hook_factory(
-        lambda t: is_sequence(t) and getattr(t, "__origin__", None) is tuple, tuples
-    )
-
-    def mappings(value: Any, type_: Any) -> Any:
-        if not isinstance(value, dict):
-            raise _WrongType(f"expected a mapping, got {type(value).__name__}")
-        key_type, value_type = get_args(type_)
-        out: dict[Any, Any] = {}
-        errors: list[Exception] = []
-        for key, item in value.items():
-            try:
-                out[conv.structure(key, key_type)] = conv.structure(item, value_type)
-            except Exception as exc:
-                exc.__notes__ = [*getattr(exc, "__notes__", []), f"key {key!r}"]
-                errors.append(_KeyedError(key, exc))
-        if errors:
-            raise cattrs.ClassValidationError("mapping", errors, dict)
-        return out
-
-    conv.register_structure_hook_factory(
-        lambda t: getattr(t, "__origin__", None) in (Mapping, dict), lambda _t: mappings
-    )
-
-    def literals(type_: Any) -> Callable[[Any, Any], Any]:
-        allowed = get_args(type_)
-
-        def hook(value: Any, _t: Any) -> Any:
-            if value not in allowed or type(value) is not type(allowed[0]):
-                choices = ", ".join(repr(a) for a in allowed)
-                raise _WrongType(f"expected one of {choices}, got {value!r}")
-            return value
-
-        return hook
-
-    conv.register_structure_hook_factory(lambda t: getattr(t, "__origin__", None) is Literal, literals)
-
-    transition_fn = make_dict_structure_fn(TransitionSpec, conv)
-
-    def transition(value: Any, type_: Any) -> TransitionSpec:
-        if isinstance(value, dict) and isinstance(value.get("source"), str):
-            value = {**value, "source": [value["source"]]}
-        return transition_fn(value, type_)
-
-    conv.register_structure_hook(TransitionSpec, transition)
-    conv.register_structure_hook(FlowSpec, make_dict_structure_fn(FlowSpec, conv, source=override(omit=True)))
-    return conv
-
-
-class _KeyedError(Exception):
-    def __init__(self, key: Any, error: Exception) -> None:
-        super().__init__(str(error))
-        self.key = key
-        self.error = error
-
-
-_converter = _make_converter()
-
-
-def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
-    """Turn cattrs' nested exception groups into (path, message) pairs."""
-    if isinstance(exc, _KeyedError):
-        return _flatten(exc.error, f"{path}.{exc.key}")
-    if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
-        if isinstance(exc, cattrs.ClassValidationError) and exc.cl is dict:
-            return [pair for sub in exc.exceptions for pair in _flatten(sub, path)]
-        out: list[tuple[str, str]] = []
-        for sub in exc.exceptions:
-            note = next(
-                (
-                    n
-                    for n in getattr(sub, "__notes__", [])
-                    if isinstance(n, cattrs.AttributeValidationNote | cattrs.IterableValidationNote)
-                ),
-                None,
-            )
-            if isinstance(note, cattrs.AttributeValidationNote):
-                out += _flatten(sub, f"{path}.{note.name}")
-            elif isinstance(note, cattrs.IterableValidationNote):
-                out += _flatten(sub, f"{path}[{note.index}]")
-            else:
-                out += _flatten(sub, path)
-        return out
-    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        keys = ", ".join(sorted(map(str, exc.extra_fields)))
-        return [(path, f"unknown key(s): {keys}")]
-    if isinstance(exc, KeyError):
-        return [(path, "required key missing")]
-    if isinstance(exc, _WrongType):
-        return [(path, str(exc))]
-    return [(path, f"invalid value ({type(exc).__name__}: {exc})")]
-
-
-# --- loading -------------------------------------------------------------------------
-
-
-_Names = tuple[Collection[str], Collection[str]] | None
-
-
-def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = None) -> FlowSpec:
-    """Structure and validate a spec given as a mapping (e.g. parsed YAML or JSON).
-
-    ``names`` (known guard names, known action names) adds the compile-time
-    name checks to the same report, so every problem is listed at once.
-    """
-    if not isinstance(data, dict):
-        got = "an empty document" if data is None else type(data).__name__
-        raise SpecError([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
-    try:
-        spec = _converter.structure(data, FlowSpec)
-    except Exception as exc:
-        problems = [SpecProblem(path, message, source) for path, message in _flatten(exc, "$")]
-        raise SpecError(problems) from None
-    spec = attrs.evolve(spec, source=source)
-    problems = list(check_spec(spec))
-    if names is not None:
-        problems += check_names(spec, *names)
-    if problems:
-        raise SpecError(problems)
-    return spec
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of letting the last one win silently."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _value in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
-def _from_text(text: str, source: str, names: _Names = None) -> FlowSpec:
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([SpecProblem(where, f"invalid YAML: {problem}", source)]) from None
-    return spec_from_mapping(data, source=source, names=names)
-
-
-def load_spec(
-    spec: str | Path | Mapping[str, Any] | FlowSpec,
-    *,
-    search_paths: Iterable[Path] | None = None,
-    names: _Names = None,
-) -> FlowSpec:
-    """Load and validate a spec from a name, a path, YAML text, a mapping or a FlowSpec.
-
-    A bare name (``"podio"``) is looked up as ``NAME.yaml`` in ``search_paths``,
-    which default to the folders plugins return from ``flowengine_spec_paths``.
-    A FlowSpec built in Python goes through the same checks as YAML, types included.
-    ``names`` = (guard names, action names) also checks the names ``when:``/``do:`` use.
-    """
-    if isinstance(spec, FlowSpec):
-        data = _converter.unstructure(spec)
-        data.pop("source", None)
-        spec_from_mapping(data, source=spec.source, names=names)
-        return spec  # the same object: compiled machines are cached per spec
-    if isinstance(spec, Mapping):
-        return spec_from_mapping(dict(spec), names=names)
-    if isinstance(spec, Path):
-        return _from_file(spec, names)
-    if not spec.strip() or "\n" in spec or (":" in spec and not Path(spec).exists()):
-        return _from_text(spec, "<text>", names)
-    if _NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
-        if search_paths is None:
-            from flowengine._plugins import spec_paths
-
-            search_paths = spec_paths()
-        folders = list(search_paths)
-        for folder in folders:
-            candidate = Path(folder) / f"{spec}.yaml"
-            if candidate.is_file():
-                found = _from_file(candidate, names)
-                if found.name != spec:
-                    # Flows and tokens are recorded under `name:`; a mismatch would file them elsewhere.
-                    message = f"the spec found as {spec!r} must say name: {spec}, not {found.name!r}"
-                    raise SpecError([SpecProblem("$.name", message, str(candidate))])
-                return found
-        where = ", ".join(str(f) for f in folders) or "no folders"
-        raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
-    return _from_file(Path(spec), names)
-
-
-#: Specs read from files, by (path, mtime, size, names): a spec that did not change on
-#: disk is the same FlowSpec object, so its compiled machine is reused too.
-_file_cache: dict[tuple[str, int, int, object], FlowSpec] = {}
-
-
-def _from_file(path: Path, names: _Names = None) -> FlowSpec:
-    try:
-        stat = path.stat()
-    except OSError as exc:
-        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
-    known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
-    key = (str(path), stat.st_mtime_ns, stat.st_size, known)
-    cached = _file_cache.get(key)
-    if cached is None:
-        cached = _file_cache[key] = _read_file(path, names)
-    return cached
-
-
-def _read_file(path: Path, names: _Names) -> FlowSpec:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
-    except UnicodeDecodeError:
-        raise SpecError([SpecProblem("$", "not UTF-8 text", str(path))]) from None
-    return _from_text(text, str(path), names)
-
-
-# --- meaning -------------------------------------------------------------------------
-
-
-def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
-    """Yield every problem with what a structurally valid spec means."""
-
-    def problem(path: str, message: str) -> SpecProblem:
-        return SpecProblem(path, message, spec.source)
-
-    if not _NAME.match(spec.name):
-        yield problem("$.name", f"{spec.name!r} is not a name (lowercase letters, digits, _ . -)")
-    for name, url in spec.endpoints.items():
-        reason = endpoint_problem(url, local_ok=spec.local_only)
-        if reason:
-            yield problem(f"$.endpoints.{name}", reason)
-    for name in spec.inputs:
-        if not name.isidentifier():
-            yield problem("$.inputs", f"{name!r} is not a valid variable name")
-        elif name in BUILTIN_VARIABLES:
-            yield problem("$.inputs", f"{name!r} is built in; do not declare it")
-    known = spec.variables
-
-    def check_params(path: str, params: Mapping[str, str]) -> Iterable[SpecProblem]:
-        for key, template in params.items():
-            try:
-                names = _templates.variables(template)
-            except _templates.TemplateError as exc:
-                yield problem(f"{path}.{key}", str(exc))
-                continue
-            for var in names:
-                if var not in known:
-                    yield problem(f"{path}.{key}", f"template names unknown variable {var!r}")
-
-    authorization = spec.authorization
-    if authorization is not None:
-        if authorization.endpoint not in spec.endpoints:
-            yield problem("$.authorization.endpoint", f"no endpoint named {authorization.endpoint!r}")
-        yield from check_params("$.authorization.params", authorization.params)
-        if "authorization_code" not in spec.grants:
-            yield problem("$.grants", "an authorization request needs the authorization_code grant")
-        if spec.machine is None:
-            yield problem("$.machine", "an authorization request needs a machine")
-        if not authorization.scope_separator:
-            yield problem("$.authorization.scope_separator", "must not be empty")
-    else:
-        if spec.machine is not None:
-            yield problem("$.machine", "a machine needs an authorization request to start its flows")
-        if "authorization_code" in spec.grants:
-            yield problem(
-                "$.grants.authorization_code", "the authorization_code grant needs an authorization request"
-            )
-        if spec.pkce:
-            yield problem("$.pkce", "pkce needs an authorization request")
-        if not spec.grants:
-            yield problem("$.grants", "a grant-only spec needs at least one grant")
-    for grant, request in spec.grants.items():
-        if request.endpoint not in spec.endpoints:
-            yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
-        yield from check_params(f"$.grants.{grant}.params", request.params)
-    requests = {f"$.grants.{grant}": request for grant, request in spec.grants.items()}
-    if spec.revocation is not None:
-        requests["$.revocation"] = spec.revocation
-        if spec.revocation.endpoint not in spec.endpoints:
-            yield problem("$.revocation.endpoint", f"no endpoint named {spec.revocation.endpoint!r}")
-        yield from check_params("$.revocation.params", spec.revocation.params)
-        if not any("token" in _safe_vars(t) for t in spec.revocation.params.values()):
-            yield problem("$.revocation.params", "no parameter sends the {token} to revoke")
-    for where, request in requests.items():
-        if request.client_auth == "basic" and any(
-            "client_secret" in _safe_vars(t) for t in request.params.values()
-        ):
-            yield problem(
-                f"{where}.params",
-                "client_auth is basic: the secret goes in the Authorization header, "
-                "not also in the body (RFC 6749 §2.3.1)",
-            )
-    if spec.pkce and authorization is not None:
-        used = {v for t in authorization.params.values() for v in _safe_vars(t)}
-        if "code_challenge" not in used:
-            yield problem("$.authorization.params", "pkce is on but no parameter sends {code_challenge}")
-        method = authorization.params.get("code_challenge_method")
-        if method not in ("{code_challenge_method}", "S256"):
-            yield problem(
-                "$.authorization.params.code_challenge_method",
-                "pkce is on: send code_challenge_method as {code_challenge_method} (S256); "
-                "plain, or no method (which means plain), is never used",
-            )
-        code_grant = spec.grants.get("authorization_code")
-        if code_grant and "code_verifier" not in {
-            v for t in code_grant.params.values() for v in _safe_vars(t)
-        }:
-            yield problem(
-                "$.grants.authorization_code.params", "pkce is on but no parameter sends {code_verifier}"
-            )
-    if spec.redirect.registered_domain is not None and not _HOST.match(spec.redirect.registered_domain):
-        yield problem("$.redirect.registered_domain", "expected a host name such as example.com")
-    if spec.token.leeway < 0:
-        yield problem("$.token.leeway", "must not be negative")
-    if spec.issuer is not None and not spec.callback.iss:
-        yield problem("$.callback.iss", "issuer is set: name the callback parameter that carries it")
-    if spec.callback.iss_required and spec.issuer is None:
-        yield problem("$.callback.iss_required", "iss_required needs the spec's issuer to compare with")
-    if not spec.token.token_types:
-        yield problem("$.token.token_types", "list at least one accepted token type")
-    if spec.machine is not None:
-        yield from _check_machine(spec.machine, problem)
-
-
-def _safe_vars(template: str) -> tuple[str, ...]:
-    try:
-        return _templates.variables(template)
-    except _templates.TemplateError:
-        return ()
-
-
-def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
-    """Why ``url`` is not an acceptable endpoint, or None when it is.
-
-    ``http://`` is accepted only when ``local_ok`` and only on a loopback host.
-    """
-    from flowengine._security import is_loopback
-
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - validates the port (numeric, 0-65535)
-    except ValueError:  # an unclosed `[` of an IPv6 host, a port that is not a port
-        return f"{url!r} is not a valid URL"
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return f"{url!r} is not an absolute http(s) URL"
-    if parts.fragment:
-        return "an endpoint must not have a fragment"
-    if parts.scheme == "http" and not (local_ok and is_loopback(parts.hostname)):
-        return f"{url!r} uses http://; only https:// is allowed, or http:// on loopback with local_only"
-    return None
-
-
-def check_names(spec: FlowSpec, guards: Collection[str], actions: Collection[str]) -> list[SpecProblem]:
-    """Problems with the guard and action names the machine uses, given the known ones."""
-    problems: list[SpecProblem] = []
-    for i, t in enumerate(spec.machine.transitions if spec.machine else ()):
-        for kind, used, known in (("when", t.when, guards), ("do", t.do, actions)):
-            for j, name in enumerate(used):
-                if name not in known:
-                    what = "guard" if kind == "when" else "action"
-                    where = f"$.machine.transitions[{i}].{kind}[{j}]"
-                    problems.append(SpecProblem(where, f"unknown {what} {name!r}", spec.source))
-    return problems
-
-
-def _check_machine(machine: MachineSpec, problem: Callable[[str, str], SpecProblem]) -> Iterable[SpecProblem]:
-    states = set(machine.states)
-    if len(states) != len(machine.states):
-        yield problem("$.machine.states", "a state is listed twice")
-    if machine.initial not in states:
-        yield problem("$.machine.initial", f"unknown state {machine.initial!r}")
-    for i, name in enumerate(machine.final):
-        if name not in states:
-            yield problem(f"$.machine.final[{i}]", f"unknown state {name!r}")
-    if machine.ttl <= 0:
-        yield problem("$.machine.ttl", "must be a positive number of seconds")
-    edges: dict[str, set[str]] = {s: set() for s in states}
-    for i, t in enumerate(machine.transitions):
-        where = f"$.machine.transitions[{i}]"
-        if t.trigger not in ENGINE_TRIGGERS:
-            known = ", ".join(sorted(ENGINE_TRIGGERS))
-            yield problem(f"{where}.trigger", f"unknown trigger {t.trigger!r} (the engine fires {known})")
-        if t.dest not in states:
-            yield problem(f"{where}.dest", f"unknown state {t.dest!r}")
-        for j, source in enumerate(t.source):
-            if source == "*":
-                for s in states:
-                    edges[s].add(t.dest)
-            elif source not in states:
-                yield problem(f"{where}.source[{j}]", f"unknown state {source!r}")
-            else:
-                edges[source].add(t.dest)
-    triggers = {t.trigger for t in machine.transitions}
-    for required in _REQUIRED_TRIGGERS:
-        if required not in triggers:
-            yield problem("$.machine.transitions", f"no transition fires on {required!r}")
-    if machine.initial in states:
-        seen, todo = {machine.initial}, [machine.initial]
-        while todo:
-            for nxt in edges.get(todo.pop(), ()):
-                if nxt in states and nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        for i, name in enumerate(machine.states):
-            if name not in seen:
-                yield problem(
-                    f"$.machine.states[{i}]", f"state {name!r} is unreachable from {machine.initial!r}"
-                )
-    final = set(machine.final)
-    for i, name in enumerate(machine.states):
-        if name not in final and not edges.get(name, set()) - {name}:
-            yield problem(f"$.machine.states[{i}]", f"state {name!r} is not final and has no way out")

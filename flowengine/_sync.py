@@ -11,10 +11,10 @@ import threading
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from flowengine._callbacks import CallbackInput
-from flowengine._engine import AsyncEngine
+from flowengine._driver import AsyncEngine, EngineOptions
 from flowengine._records import Flow, Token
 from flowengine._spec import FlowSpec
 from flowengine._store import Store
@@ -48,7 +48,7 @@ class Engine:
     inside a program that has its own loop (a Jupyter kernel, a sync web view).
     """
 
-    def __init__(self, spec: FlowSpec | str | Path, **options: Any) -> None:
+    def __init__(self, spec: FlowSpec | str | Path, **options: Unpack[EngineOptions]) -> None:
         self._runner = _LoopThread()
         try:
             self.engine = AsyncEngine(spec, **options)
@@ -73,10 +73,13 @@ class Engine:
         session: str | None = None,
         redirect_uri: str | None = None,
         inputs: Mapping[str, str] | None = None,
+        subject: str | None = None,
     ) -> Flow:
         """See ``AsyncEngine.start``."""
         return self._runner.run(
-            self.engine.start(scope=scope, session=session, redirect_uri=redirect_uri, inputs=inputs)
+            self.engine.start(
+                scope=scope, session=session, redirect_uri=redirect_uri, inputs=inputs, subject=subject
+            )
         )
 
     def callback(self, callback: CallbackInput, *, session: str | None = None) -> Flow:
@@ -91,9 +94,11 @@ class Engine:
         """See ``AsyncEngine.revoke``."""
         self._runner.run(self.engine.revoke(token, hint=hint))
 
-    def grant(self, grant: str, inputs: Mapping[str, str] | None = None) -> Token:
+    def grant(
+        self, grant: str, inputs: Mapping[str, str] | None = None, *, subject: str | None = None
+    ) -> Token:
         """See ``AsyncEngine.grant``."""
-        return self._runner.run(self.engine.grant(grant, inputs))
+        return self._runner.run(self.engine.grant(grant, inputs, subject=subject))
 
     def refresh(self, token: Token | str) -> Token:
         """See ``AsyncEngine.refresh``."""
@@ -122,6 +127,11 @@ class Engine:
     def purge(self) -> int:
         """See ``AsyncEngine.purge``."""
         return self._runner.run(self.engine.purge())
+
+    @property
+    def unsaved_tokens(self) -> list[Token]:
+        """See ``AsyncEngine.unsaved_tokens``."""
+        return self.engine.unsaved_tokens
 
     def is_final(self, flow: Flow) -> bool:
         """See ``AsyncEngine.is_final``."""

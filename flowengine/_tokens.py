@@ -12,7 +12,6 @@ import base64
 import json
 import math
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
@@ -20,6 +19,7 @@ from flowengine import _templates
 from flowengine._errors import ProviderError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._records import AccountRef, Token
+from flowengine._retry import parse_retry_after
 from flowengine._spec import FlowSpec, TokenRequest
 
 __all__ = [
@@ -110,14 +110,14 @@ def _expires_in(raw: Any, status: int) -> int | None:
     return int(value)
 
 
-def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: str, now: float) -> Token:
-    """Read a token response; raise ``ProviderError`` with a stable code if it is not a token."""
+def _token_body(spec: FlowSpec, response: HttpResponse, now: float) -> dict[str, Any]:
+    """The answer's JSON object, or the ``ProviderError`` the answer amounts to."""
     body = _json_body(response)
     status = response.status
-    rules = spec.token
     if not 200 <= status < 300:
         raise _error_for(spec, response, body, now)
-    if isinstance(body, dict) and isinstance(body.get("error"), str) and not body.get(rules.access_token):
+    says_error = isinstance(body, dict) and isinstance(body.get("error"), str)
+    if says_error and not body.get(spec.token.access_token):
         raise _error_for(spec, response, body, now)  # a 200 that says "error": believe the error
     if not isinstance(body, dict):
         kind = (
@@ -126,6 +126,25 @@ def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: st
             else f"a {response.content_type or 'untyped'} body"
         )
         raise _invalid(f"the token endpoint answered {status} with {kind}", status)
+    return body
+
+
+def read_token_response(
+    spec: FlowSpec,
+    response: HttpResponse,
+    *,
+    client_id: str,
+    now: float,
+    default_account: AccountRef | None = None,
+) -> Token:
+    """Read a token response; raise ``ProviderError`` with a stable code if it is not a token.
+
+    ``default_account`` names the account when the spec reads none from the answer
+    (a flow's subject, or the flow itself); without it, the client (a grant's token).
+    """
+    body = _token_body(spec, response, now)
+    status = response.status
+    rules = spec.token
     access_token = body.get(rules.access_token)
     if not isinstance(access_token, str) or not access_token:
         raise _invalid(f"the token response has no {rules.access_token}", status)
@@ -143,7 +162,7 @@ def read_token_response(spec: FlowSpec, response: HttpResponse, *, client_id: st
         scope = spec.scope_separator.join(scope)
     if scope is not None and not isinstance(scope, str):
         raise _invalid(f"{rules.scope} is not a string", status)
-    account = _account(spec, body, client_id, status)
+    account = _account(spec, body, default_account or AccountRef("client", client_id), status)
     # Never let the leeway put expiry before receipt: a short-lived token keeps half its life.
     leeway = min(rules.leeway, expires_in / 2) if expires_in is not None else 0
     known = {rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope}
@@ -169,10 +188,10 @@ def read_revocation_response(spec: FlowSpec, response: HttpResponse, *, now: flo
     raise _error_for(spec, response, _json_body(response), now)
 
 
-def _account(spec: FlowSpec, body: Mapping[str, Any], client_id: str, status: int) -> AccountRef:
+def _account(spec: FlowSpec, body: Mapping[str, Any], default: AccountRef, status: int) -> AccountRef:
     rule = spec.token.account
     if rule is None:
-        return AccountRef("client", client_id)
+        return default
     account_id = _dig(body, rule.id)
     if isinstance(account_id, bool) or not isinstance(account_id, str | int) or account_id == "":
         raise _invalid(f"the token response has no account id at {rule.id}", status)
@@ -180,17 +199,6 @@ def _account(spec: FlowSpec, body: Mapping[str, Any], client_id: str, status: in
     if not isinstance(account_type, str) or not account_type:
         raise _invalid(f"the token response has no account type at {rule.type}", status)
     return AccountRef(account_type, account_id)
-
-
-def _retry_after(response: HttpResponse, now: float) -> float | None:
-    """Seconds to wait, from ``Retry-After`` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    raw = response.headers.get("retry-after", "").strip()
-    if raw.isascii() and raw.isdigit() and len(raw) <= 9:
-        return float(raw)
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
 
 
 def _error_for(spec: FlowSpec, response: HttpResponse, body: Any, now: float) -> ProviderError:
@@ -203,7 +211,7 @@ def _error_for(spec: FlowSpec, response: HttpResponse, body: Any, now: float) ->
     if description:
         message += f" ({description})"
     message = message[:_MAX_MESSAGE]
-    retry_after = _retry_after(response, now)
+    retry_after = parse_retry_after(response.headers, now)
     if status in spec.token.rate_limit_status:
         code, retryable = "rate_limited", True
     elif status >= 500:

@@ -16,8 +16,10 @@ import click
 
 from flowengine import _plugins
 from flowengine._errors import FlowError, SpecError
-from flowengine._machine import BUILTIN_ACTIONS, BUILTIN_GUARDS, compile_flow, render_graph
-from flowengine._spec import FlowSpec, load_spec
+from flowengine._graph import render_graph
+from flowengine._machine import compile_flow
+from flowengine._spec import FlowSpec
+from flowengine._spec_load import load_spec
 
 __all__ = [
     "EXIT_DENIED",
@@ -75,10 +77,8 @@ def spec_validate(specs: tuple[str, ...], as_json: bool) -> None:
     Example:
       flowengine spec validate specs/podio.yaml my-provider.yaml
     """
-    names = (
-        {*BUILTIN_GUARDS, *_plugins.plugin_guards()},
-        {*BUILTIN_ACTIONS, *_plugins.plugin_actions()},
-    )
+    guards, actions = _plugins.guards_and_actions()
+    names = (set(guards), set(actions))
     report: list[dict[str, Any]] = []
     for ref in specs:
         try:
@@ -164,13 +164,15 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
     """
     fmt = _graph_format(fmt, output)
     try:
-        compiled = compile_flow(spec_argument(spec_ref))
-        text = render_graph(compiled, "mermaid" if fmt == "mermaid" else "dot")
+        loaded = spec_argument(spec_ref)
+        guards, actions = _plugins.guards_and_actions()
+        compile_flow(loaded, guards=guards, actions=actions)  # unknown guard or action names: spec_invalid
+        text = render_graph(loaded, "mermaid" if fmt == "mermaid" else "dot")
     except SpecError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(EXIT_USAGE)
-    except (FlowError, ValueError) as exc:  # ValueError: a grant-only spec has no machine
+    except FlowError as exc:  # e.g. grant_only_spec: it has no machine to draw
         click.echo(str(exc), err=True)
         sys.exit(EXIT_USAGE)
     data = text.encode() if fmt in ("mermaid", "dot") else _render_image(text, fmt)

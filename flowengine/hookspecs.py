@@ -44,13 +44,11 @@ def flowengine_transport(config: TransportConfig) -> Transport | None:
 @hookspec
 def flowengine_guards() -> Mapping[str, Guard]:
     """Return guards by name, for specs to use in ``when:`` beyond the built-ins."""
-    return {}
 
 
 @hookspec
 def flowengine_actions() -> Mapping[str, Action]:
     """Return actions by name, for specs to use in ``do:`` beyond the built-ins."""
-    return {}
 
 
 @hookspec
@@ -75,7 +73,6 @@ def flowengine_commands(cli: click.Group) -> None:
 @hookspec
 def flowengine_spec_paths() -> list[Path]:
     """Return folders where named specs (``NAME.yaml``) are found by ``load_spec``."""
-    return []
 
 
 @hookspec(firstresult=True)

@@ -180,19 +180,16 @@ def refresh_job(
 
 
 def _flow_result(item: str, engine: AsyncEngine, flow: Flow) -> ItemResult:
-    if flow.token_key:
+    if flow.outcome == "granted":
         return ItemResult(item, "exchanged", token_key=flow.token_key, flow_id=flow.id)
     error = flow.error
-    if error is not None and error.code == "access_denied":
-        return ItemResult(
-            item, "denied", error=error.code, message=error.description or error.message, flow_id=flow.id
-        )
-    if error is not None:
-        return ItemResult(
-            item, "failed", error=error.code, message=error.description or error.message, flow_id=flow.id
-        )
-    message = f"the flow stopped in state {flow.state!r}"
-    return ItemResult(item, "failed", error="invalid_transition", message=message, flow_id=flow.id)
+    if flow.outcome is None or error is None:
+        message = f"the flow stopped in state {flow.state!r}"
+        return ItemResult(item, "failed", error="invalid_transition", message=message, flow_id=flow.id)
+    said = error.description or error.message
+    if flow.outcome == "denied":
+        return ItemResult(item, "denied", error=error.code, message=said, flow_id=flow.id)
+    return ItemResult(item, "failed", error=error.code, message=said, flow_id=flow.id)
 
 
 def exchange_job(

@@ -28,12 +28,11 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from email.utils import parsedate_to_datetime
 
 import attrs
-from flowengine import ConfigError
+from flowengine import ConfigError, parse_retry_after
 
-__all__ = ["Permit", "RateLimit", "RateLimiter", "Stopped", "TooLong", "retry_after_seconds"]
+__all__ = ["Permit", "RateLimit", "RateLimiter", "Stopped", "TooLong"]
 
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([smhd]?)\s*")
@@ -122,19 +121,6 @@ class _Bucket:
         return self.limit - self.inflight - len(self.done)
 
 
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """``Retry-After`` as seconds: delay-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
-    raw = (value or "").strip()
-    if not raw:
-        return None
-    if raw.isascii() and raw.isdigit() and len(raw) <= 9:
-        return float(raw)
-    try:
-        return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
 def _header_int(headers: Mapping[str, str], name: str) -> int | None:
     raw = headers.get(name, "").strip()
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else None
@@ -174,7 +160,7 @@ class Permit:
             # Someone else spends this budget too: trust the server until a period has passed.
             bucket.budget, bucket.budget_until = remaining, now + bucket.period
         if status in rate_limit_status:
-            pause = retry_after_seconds(headers.get("retry-after"), time.time())
+            pause = parse_retry_after(headers, time.time())
             bucket.blocked_until = max(
                 bucket.blocked_until, now + (pause if pause is not None else bucket.period)
             )

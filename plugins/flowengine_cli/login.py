@@ -76,12 +76,13 @@ class NothingPasted(Exception):
     """Standard input ended before a callback URL was pasted (exit 4)."""
 
 
+#: The exit status of each outcome (DESIGN.md: 0 granted, 3 denied, 4 failed, 5 timed out).
+_EXIT_CODES = {"granted": EXIT_OK, "denied": EXIT_DENIED, "expired": EXIT_TIMEOUT, "failed": EXIT_FAILED}
+
+
 def _exit_code(engine: AsyncEngine, flow: Flow) -> int:
-    if flow.token_fingerprint:
-        return EXIT_OK
-    if flow.error is not None and flow.error.code == "access_denied":
-        return EXIT_DENIED
-    return EXIT_FAILED if engine.is_final(flow) or flow.error else EXIT_OK
+    """The exit status of a flow's outcome; a flow still pending (``--no-exchange``) is fine."""
+    return EXIT_OK if flow.outcome is None else _EXIT_CODES[flow.outcome]
 
 
 @attrs.frozen
@@ -237,7 +238,7 @@ async def _wait_loopback(
             )
         result = await engine.callback(url)  # an error ends the login: wait() raises it
         outcome.append(result)
-        if result.token_fingerprint:
+        if result.outcome == "granted":
             return Reply(200, "Signed in", "You are signed in. You can close this tab.", finished=True)
         said = printable(result.error.description or result.error.message) if result.error else result.state
         return Reply(200, "Not signed in", f"The sign-in did not complete: {said}", finished=True)

@@ -16,9 +16,9 @@ Importing this package does not import psycopg; the store does, on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flowengine import hookimpl
+from flowengine import hookimpl, lazy_exports
 
 from flowengine_postgres._migrations import SCHEMA_VERSION
 from flowengine_postgres._url import SCHEMES, PostgresURL, parse_url
@@ -29,13 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "PostgresURL", "flowengine_store", "parse_url"]
 
 
-def __getattr__(name: str) -> Any:
-    """``PostgresStore`` on first access: the store's driver is imported only when it is used."""
-    if name == "PostgresStore":
-        from flowengine_postgres._store import PostgresStore
-
-        return PostgresStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The store (and its driver) load on first use of the name, not with the plugin.
+__getattr__ = lazy_exports(__name__, {"PostgresStore": "._store"})
 
 
 @hookimpl

@@ -12,9 +12,9 @@ is asked about every store URL, and most processes never use this one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flowengine import codec_for, hookimpl
+from flowengine import codec_for, hookimpl, lazy_exports
 
 from flowengine_redis._url import RedisOptions, parse_redis_url
 
@@ -24,13 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["RedisOptions", "RedisStore", "flowengine_store", "parse_redis_url"]
 
 
-def __getattr__(name: str) -> Any:
-    """``RedisStore`` on first access, so importing this plugin does not import redis-py."""
-    if name == "RedisStore":
-        from flowengine_redis._store import RedisStore
-
-        return RedisStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The store (and its driver) load on first use of the name, not with the plugin.
+__getattr__ = lazy_exports(__name__, {"RedisStore": "._store"})
 
 
 @hookimpl

@@ -14,9 +14,9 @@ conditional ``UPDATE``, leases are taken inside ``BEGIN IMMEDIATE``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from flowengine import hookimpl
+from flowengine import hookimpl, lazy_exports
 
 from flowengine_sqlite._url import SCHEME, default_url
 
@@ -26,13 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["SQLiteStore", "default_url", "flowengine_store"]
 
 
-def __getattr__(name: str) -> Any:
-    """``SQLiteStore`` on first access: the store's driver is imported only when it is used."""
-    if name == "SQLiteStore":
-        from flowengine_sqlite._store import SQLiteStore
-
-        return SQLiteStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The store (and its driver) load on first use of the name, not with the plugin.
+__getattr__ = lazy_exports(__name__, {"SQLiteStore": "._store"})
 
 
 @hookimpl

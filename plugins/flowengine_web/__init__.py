@@ -9,10 +9,10 @@ command nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
-from flowengine import hookimpl
+from flowengine import hookimpl, lazy_exports
 
 if TYPE_CHECKING:
     from flowengine_web._app import create_app
@@ -40,32 +40,26 @@ __all__ = [
     "render_html",
 ]
 
-_LAZY = {
-    "ON_TOKEN_WINDOW": "_hooks",
-    "OnToken": "_hooks",
-    "Render": "_hooks",
-    "SuccessUrl": "_hooks",
-    "create_app": "_app",
-    "outcome_of": "_outcome",
-    "SECURITY_HEADERS": "_http",
-    "CONTENT_SECURITY_POLICY": "_pages",
-    "Outcome": "_pages",
-    "Page": "_pages",
-    "PageKind": "_pages",
-    "SpecLink": "_pages",
-    "render_html": "_pages",
-    "WebServer": "_server",
-}
-
-
-def __getattr__(name: str) -> Any:
-    """The public names, imported on first access (they need Starlette or uvicorn)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+# The public names need Starlette or uvicorn: they load on first use, not with the plugin.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "ON_TOKEN_WINDOW": "._hooks",
+        "OnToken": "._hooks",
+        "Render": "._hooks",
+        "SuccessUrl": "._hooks",
+        "create_app": "._app",
+        "outcome_of": "._outcome",
+        "SECURITY_HEADERS": "._http",
+        "CONTENT_SECURITY_POLICY": "._pages",
+        "Outcome": "._pages",
+        "Page": "._pages",
+        "PageKind": "._pages",
+        "SpecLink": "._pages",
+        "render_html": "._pages",
+        "WebServer": "._server",
+    },
+)
 
 
 @hookimpl

@@ -11,15 +11,18 @@ from flowengine_web._pages import Outcome
 __all__ = ["flow_json", "outcome_of"]
 
 
+#: The page each of the machine's outcomes gets (an expired flow failed, as far as the person can tell).
+_PAGES: dict[str, Outcome] = {
+    "granted": "success",
+    "denied": "denied",
+    "expired": "failed",
+    "failed": "failed",
+}
+
+
 def outcome_of(engine: AsyncEngine, flow: Flow) -> Outcome:
-    """How a flow ended, whatever its spec calls the state: success, denied, failed or pending."""
-    if flow.token_fingerprint:
-        return "success"
-    if not engine.is_final(flow) and flow.error is None:
-        return "pending"
-    if flow.error is not None and flow.error.code == "access_denied":
-        return "denied"
-    return "failed"
+    """How a flow ended, from the outcome its final state declares: success, denied, failed, pending."""
+    return "pending" if flow.outcome is None else _PAGES[flow.outcome]
 
 
 def flow_json(flow: Flow, outcome: Outcome, result_url: str, retry_url: str) -> dict[str, Any]:

@@ -34,7 +34,8 @@ def test_login_sandbox_approve_starts_its_own_sandbox_and_exits_0() -> None:
     result = run("login", "podio", "--sandbox", "--approve")
     assert result.returncode == 0, result.stderr
     assert "redirected -> authorized" in result.stdout
-    assert "authorized -> exchanged" in result.stdout
+    assert "authorized -> exchanging" in result.stdout
+    assert "exchanging -> exchanged" in result.stdout
     assert re.search(r"Authorized as user:1001; token sha256:[0-9a-f]{12}", result.stdout)
     assert not SECRET_LIKE.search(result.stdout + result.stderr)
 
@@ -64,7 +65,7 @@ def test_login_json_prints_one_document_without_secrets(sandbox: SandboxFixture)
     document = json.loads(result.stdout)
     assert document["state"] == "exchanged"
     assert document["account"] == {"type": "user", "id": 1001}
-    assert [h["dest"] for h in document["history"]] == ["redirected", "authorized", "exchanged"]
+    assert [h["dest"] for h in document["history"]] == ["redirected", "authorized", "exchanging", "exchanged"]
     assert not {"code", "code_verifier", "state_hash", "access_token"} & set(document)
 
 

@@ -62,7 +62,7 @@ async def test_loopback_login_with_a_browser_that_follows_the_printed_url(
     silent.close()
     assert code == 0, err
     assert "redirected -> authorized" in out
-    assert "authorized -> exchanged" in out
+    assert "exchanging -> exchanged" in out
     assert re.search(r"Authorized as user:1001; token sha256:[0-9a-f]{12}", out)
     assert "Token stored as podio:user:1001" in out
     [request] = sandbox.token_requests()  # the forged callback sent nothing

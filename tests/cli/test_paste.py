@@ -106,7 +106,7 @@ async def test_paste_mode_in_a_real_terminal(
     screen = term.screen()
     assert "exit=0" in screen
     assert "redirected -> authorized" in screen
-    assert "authorized -> exchanged" in screen
+    assert "exchanging -> exchanged" in screen
     assert re.search(r"Authorized as user:1001; token sha256:[0-9a-f]{12}", screen)
     assert len(sandbox.token_requests()) == 1
 

@@ -28,7 +28,8 @@ async def test_granted_flow_reaches_exchanged_and_stores_the_token(
     done = await engine.callback(await sandbox.consent(flow.authorization_url))
 
     assert done.state == "exchanged"
-    assert [h.dest for h in done.history] == ["redirected", "authorized", "exchanged"]
+    assert [h.dest for h in done.history] == ["redirected", "authorized", "exchanging", "exchanged"]
+    assert done.outcome == "granted"
     assert done.account == fe.AccountRef("user", 1001)
     token = await engine.token_for(done)
     assert token is not None
@@ -360,7 +361,8 @@ async def test_transition_observers_see_every_stored_transition_redacted(
     assert [(e, s, d) for e, s, d, _ in seen] == [
         ("start", "", "redirected"),
         ("callback", "redirected", "authorized"),
-        ("exchange", "authorized", "exchanged"),
+        ("exchange", "authorized", "exchanging"),
+        ("answer", "exchanging", "exchanged"),
     ]
     assert all(f.code is None and f.code_verifier is None for *_, f in seen)
     json.dumps([fe._records.flow_to_dict(f) for *_, f in seen])

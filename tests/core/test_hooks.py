@@ -61,7 +61,7 @@ class _Extras:
     @fe.hookimpl
     def flowengine_actions(self) -> Mapping[str, Any]:
         def tag(ctx: TransitionContext) -> None:
-            ctx.changes["granted_scope"] = "tagged"
+            ctx.record_account(fe.AccountRef("tagged", 1))
 
         return {"tag_scope": tag}
 
@@ -104,7 +104,28 @@ async def test_flowengine_actions(sandbox: SandboxFixture, podio_spec: fe.FlowSp
         flow = await engine.start()
         assert (
             await engine.callback(await sandbox.consent(flow.authorization_url))
-        ).granted_scope == "tagged"
+        ).account == fe.AccountRef("tagged", 1)
+
+
+def test_actions_cannot_rewrite_what_binds_a_flow(podio_spec: fe.FlowSpec) -> None:
+    """An action changes a flow only through TransitionContext's methods: never its id, client or state."""
+    flow = fe.Flow(
+        id="f",
+        spec="podio",
+        state="redirected",
+        created_at=0,
+        expires_at=1,
+        client_id="c",
+        redirect_uri="https://x.example/cb",
+        state_hash="h",
+    )
+    ctx = TransitionContext(podio_spec, flow, "callback")
+    with pytest.raises(TypeError):
+        ctx.changes["client_id"] = "someone-else"  # type: ignore[index]
+    with pytest.raises(AttributeError):
+        ctx.flow_state = "exchanged"  # type: ignore[attr-defined]
+    ctx.forget_secrets()
+    assert set(ctx.changes) == {"code", "code_verifier"}
 
 
 async def test_flowengine_transition(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:

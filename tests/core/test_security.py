@@ -32,8 +32,13 @@ from flowengine import (
     load_spec,
 )
 from flowengine import _security as security_module
-from flowengine._callbacks import MAX_CALLBACK_LENGTH, MAX_PARAMETERS, callback_error, parse_callback
-from flowengine._machine import CallbackParams
+from flowengine._callbacks import (
+    MAX_CALLBACK_LENGTH,
+    MAX_PARAMETERS,
+    CallbackParams,
+    callback_error,
+    parse_callback,
+)
 from flowengine._security import (
     SECRET_FIELDS,
     check_redirect_uri,

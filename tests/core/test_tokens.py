@@ -25,7 +25,7 @@ from flowengine import (
     Token,
     load_spec,
 )
-from flowengine._spec import spec_from_mapping
+from flowengine._spec_load import spec_from_mapping
 from flowengine._tokens import build_token_request, read_token_response
 
 NOW = 1_700_000_000.0
@@ -581,15 +581,6 @@ def test_sec22_default_leeway_is_60_seconds(podio: FlowSpec) -> None:
         "endpoints": {"authorize": "https://id.example/authorize", "token": "https://id.example/token"},
         "authorization": {"params": {"client_id": "{client_id}", "state": "{state}"}},
         "grants": {"authorization_code": {"params": {"code": "{code}"}}},
-        "machine": {
-            "states": ["waiting", "done"],
-            "initial": "waiting",
-            "final": ["done"],
-            "transitions": [
-                {"trigger": "callback", "source": "waiting", "dest": "done"},
-                {"trigger": "exchange", "source": "waiting", "dest": "done"},
-            ],
-        },
     }
     spec = spec_from_mapping(data)
     assert spec.token.leeway == 60

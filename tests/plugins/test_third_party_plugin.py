@@ -57,7 +57,7 @@ assert isinstance(store, CountingStore), store
 engine = fe.AsyncEngine(spec, client=fe.Client("id", "s", "https://example.com/cb"), store=store)
 asyncio.run(engine.start())
 print("created", CountingStore.created)
-print("guard", "always_false" in plugins.plugin_guards())
+print("guard", "always_false" in plugins.guards_and_actions()[0])
 """
 
 

@@ -22,7 +22,7 @@ POINTS = (
     "started",  # the flow is stored `redirected`
     "authorized",  # the callback moved it to `authorized`
     "leased",  # its exchange lease is taken
-    "marked",  # it is marked as exchanging, nothing sent yet
+    "marked",  # it is stored `exchanging`, nothing sent yet
     "sent",  # the token endpoint answered; nothing saved yet
     "token_saved",  # the token is stored, the flow not yet `exchanged`
     "exchanged",  # the flow is stored `exchanged`; the lease is still held
@@ -54,7 +54,9 @@ class FreezingStore:
         done = await self._store.compare_and_set(flow, expected_version)
         _flow_id.set(flow.id)
         if done and flow.state == "authorized":
-            await self._after("marked" if flow.exchange_started_at else "authorized", flow.id)
+            await self._after("authorized", flow.id)
+        elif done and flow.state == "exchanging":
+            await self._after("marked", flow.id)
         elif done and flow.state == "exchanged":
             await self._after("exchanged", flow.id)
         return done

@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import flowengine as fe
 import yaml
+from flowengine._presets import PRESETS
 
 from tests.conftest import SandboxFixture
 
@@ -41,9 +42,26 @@ def assert_nothing_sent(sandbox: SandboxFixture) -> None:
 
 
 def podio_data() -> dict[str, Any]:
-    """``specs/podio.yaml`` as a fresh mapping, to change and load again."""
+    """``specs/podio.yaml`` as a fresh mapping, its preset machine written out, to change and load again."""
     with open(fe.load_spec("podio").source, encoding="utf-8") as f:
         data: dict[str, Any] = yaml.safe_load(f)
+    machine = PRESETS["authorization_code"]
+    data["machine"] = {
+        "states": list(machine.states),
+        "initial": machine.initial,
+        "final": {state: str(outcome) for state, outcome in machine.final.items()},
+        "ttl": machine.ttl,
+        "transitions": [
+            {
+                "trigger": t.trigger,
+                "source": list(t.source),
+                "dest": t.dest,
+                "when": list(t.when),
+                "do": list(t.do),
+            }
+            for t in machine.transitions
+        ],
+    }
     return data
 
 
@@ -60,19 +78,6 @@ def with_pkce(data: dict[str, Any]) -> None:
     data["authorization"]["params"]["code_challenge"] = "{code_challenge}"
     data["authorization"]["params"]["code_challenge_method"] = "{code_challenge_method}"
     data["grants"]["authorization_code"]["params"]["code_verifier"] = "{code_verifier}"
-
-
-class FakeClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def token_body(**fields: Any) -> dict[str, Any]:

@@ -16,12 +16,12 @@ from urllib.parse import urlencode
 import flowengine as fe
 import httpx
 import pytest
+from flowengine.testing import FakeClock
 
 from flowengine_memory import MemoryStore
 from flowengine_web import create_app
 from tests.conftest import SandboxFixture
 from tests.security.helpers import (
-    FakeClock,
     assert_nothing_sent,
     podio_variant,
     query_of,

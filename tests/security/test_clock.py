@@ -10,11 +10,15 @@ import json
 
 import flowengine as fe
 import pytest
+from flowengine.testing import FakeClock
 
 from flowengine_httpx import HttpxTransport
 from flowengine_sandbox.faults import Fault
 from tests.conftest import SandboxFixture
-from tests.security.helpers import FakeClock, podio_variant, token_body
+from tests.security.helpers import (
+    podio_variant,
+    token_body,
+)
 
 SLOW = 12.5  # seconds the token request takes, on the engine's clock
 

@@ -28,9 +28,9 @@ AFTER_KILL = {
     "started": ("redirected", "redirected"),  # never consented: it waits for its callback
     "authorized": ("authorized", "exchanged"),  # the code was never sent: the restart sends it
     "leased": ("authorized", "exchanged"),  # the dead worker's lease expires first
-    "marked": ("authorized", "failed"),  # may have been sent: never again (exchange_interrupted)
-    "sent": ("authorized", "failed"),  # was sent: never again
-    "token_saved": ("authorized", "failed"),  # the token is kept, the code is not re-sent
+    "marked": ("exchanging", "failed"),  # may have been sent: never again (exchange_interrupted)
+    "sent": ("exchanging", "failed"),  # was sent: never again
+    "token_saved": ("exchanging", "failed"),  # the token is kept, the code is not re-sent
     "exchanged": ("exchanged", "exchanged"),
 }
 

@@ -95,7 +95,8 @@ async def test_sec2_granted_with_s256_basic_auth_and_iss(engine: fe.AsyncEngine,
     token = await engine.token_for(done)
     assert token is not None
     assert token.token_type == "Bearer" and token.refresh_token
-    assert token.account == fe.AccountRef("client", authlib_peer.CLIENT_ID)
+    # Authlib's answer names no account: the token is the flow's, never the client's (SECURITY.md 32).
+    assert token.account == fe.AccountRef("flow", done.id)
     assert await _me(peer, token) == 200
     [request] = peer.received(TOKEN)
     assert request.basic and "client_secret" not in request.form  # RFC 6749 §2.3.1, the secret encoded

@@ -55,7 +55,7 @@ CASES: list[Any] = [
     ),
     pytest.param(
         lambda d: d["machine"]["states"].append("limbo"),
-        "$.machine.states[5]",
+        "$.machine.states[6]",
         "unreachable",
         id="unreachable-state",
     ),

@@ -10,9 +10,15 @@ from collections import Counter
 import flowengine as fe
 import flowengine._security
 import pytest
+from flowengine.testing import FakeClock
 
 from tests.conftest import SandboxFixture
-from tests.security.helpers import FakeClock, ScriptedTransport, assert_nothing_sent, podio_variant, query_of
+from tests.security.helpers import (
+    ScriptedTransport,
+    assert_nothing_sent,
+    podio_variant,
+    query_of,
+)
 
 
 def _bits(value: str) -> int:

@@ -1,0 +1,467 @@
+"""The pure core: a flow and an input in; the new flow and the intents to carry out, out.
+
+``FlowCore.step(flow, event, now)`` is the whole protocol logic of a flow, as
+h11 is of HTTP/1.1: it never awaits, never reads a clock (``now`` is an input),
+never touches a store or a socket. It returns a ``Step``: the flow the machine
+leads to and the intents that make it so (``SaveFlow``, ``SendRequest``,
+``SaveToken``), in the order the driver must carry them out; or it raises a
+``CallbackError`` for a callback that must not be acted on, having changed
+nothing. Randomness (the flow id, ``state``, the PKCE verifier) comes in with the
+``Begin`` input, so every step is a function of its arguments.
+
+Token operations (refresh, grant, revoke) have no flow and no machine: the core
+builds their requests and reads their answers (``_tokens``), and the driver runs
+them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import attrs
+
+from flowengine import _callbacks, _security
+from flowengine._callbacks import CallbackParams
+from flowengine._client import Client
+from flowengine._errors import (
+    CallbackError,
+    ConfigError,
+    ErrorCode,
+    FlowError,
+    FlowStateError,
+    ProviderError,
+    TransportError,
+)
+from flowengine._http import HttpRequest, HttpResponse
+from flowengine._machine import CompiledFlow, TransitionContext
+from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
+from flowengine._spec import AuthorizationRequest, FlowSpec, MachineSpec
+from flowengine._tokens import build_token_request, read_token_response, render_params
+
+__all__ = [
+    "Answer",
+    "Begin",
+    "Callback",
+    "Exchange",
+    "Expire",
+    "FlowCore",
+    "FlowSecrets",
+    "Input",
+    "Intent",
+    "Interrupt",
+    "SaveFlow",
+    "SaveToken",
+    "SendFailed",
+    "SendRequest",
+    "Step",
+]
+
+
+# --- intents: what the driver carries out, in order ------------------------------------
+
+
+@attrs.frozen(slots=True)
+class SaveFlow:
+    """Create the flow (``expected_version`` None) or compare-and-set it over that version."""
+
+    flow: Flow
+    expected_version: int | None
+
+
+@attrs.frozen(slots=True)
+class SaveToken:
+    """Store this token before the flow that points at it is saved (a token is never lost first)."""
+
+    token: Token
+
+
+@attrs.frozen(slots=True)
+class SendRequest:
+    """Send this request once (a code exchange is never repeated) and feed the answer back."""
+
+    request: HttpRequest
+    #: What the request sent that must never be echoed back into a message (SECURITY.md 28).
+    sent_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+
+
+Intent = SaveFlow | SaveToken | SendRequest
+
+
+@attrs.frozen(slots=True)
+class Step:
+    """What one input did: the flow it leads to, and the intents to carry out, in order.
+
+    ``event``/``source`` name the transition fired (None when nothing moved);
+    ``error`` is raised by the driver once the intents are done (a flow that
+    expired on its callback is saved as failed, then the callback is refused).
+    """
+
+    flow: Flow
+    intents: tuple[Intent, ...] = ()
+    event: str | None = None
+    source: str | None = None
+    error: FlowError | None = None
+
+    @property
+    def moved(self) -> bool:
+        """True when a transition fired."""
+        return self.event is not None
+
+
+# --- inputs ------------------------------------------------------------------------------
+
+
+@attrs.frozen(slots=True)
+class FlowSecrets:
+    """The random values a new flow needs, drawn by the driver (the core draws nothing)."""
+
+    flow_id: str
+    state: str = attrs.field(repr=False)
+    verifier: str | None = attrs.field(default=None, repr=False)
+
+    @classmethod
+    def draw(cls, pkce: bool) -> FlowSecrets:
+        """Fresh values: a 128-bit flow id, 256-bit ``state`` and PKCE verifier (SECURITY.md 1, 2)."""
+        import secrets
+
+        verifier = _security.new_verifier() if pkce else None
+        return cls(secrets.token_urlsafe(16), _security.new_state(), verifier)
+
+
+@attrs.frozen(slots=True)
+class Begin:
+    """Start a flow: the authorization request's values and the flow's random secrets."""
+
+    secrets: FlowSecrets
+    redirect_uri: str
+    scope: str | None = None
+    session: str | None = attrs.field(default=None, repr=False)
+    subject: str | None = None
+    inputs: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen(slots=True)
+class Callback:
+    """The redirect came back with these parameters (from this browser session, if bound)."""
+
+    params: CallbackParams
+    session: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen(slots=True)
+class Exchange:
+    """Begin the code exchange (the driver holds the flow's exchange lease)."""
+
+
+@attrs.frozen(slots=True)
+class Answer:
+    """The token endpoint answered the exchange."""
+
+    response: HttpResponse
+    sent_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
+
+
+@attrs.frozen(slots=True)
+class SendFailed:
+    """The exchange request failed in transit; ``error.sent`` says whether it may have arrived."""
+
+    error: TransportError
+
+
+@attrs.frozen(slots=True)
+class Interrupt:
+    """An exchange was found begun, and the worker that began it is gone."""
+
+
+@attrs.frozen(slots=True)
+class Expire:
+    """The flow outlived its ttl."""
+
+
+Input = Begin | Callback | Exchange | Answer | SendFailed | Interrupt | Expire
+
+
+# --- the core ----------------------------------------------------------------------------
+
+
+class FlowCore:
+    """The protocol of one spec's flows, for one client at given endpoints: pure functions."""
+
+    def __init__(
+        self,
+        spec: FlowSpec,
+        compiled: CompiledFlow,
+        client: Client,
+        endpoints: Mapping[str, str],
+        *,
+        user_agent: str = "flowengine",
+    ) -> None:
+        self.spec = spec
+        self.compiled = compiled
+        self.client = client
+        self.endpoints = dict(endpoints)
+        self.user_agent = user_agent
+
+    def step(self, flow: Flow | None, event: Input, now: float) -> Step:
+        """Feed one input to a flow (None only with ``Begin``); the Step says what follows."""
+        if isinstance(event, Begin):
+            return self._begin(event, now)
+        if flow is None:
+            raise FlowStateError(f"{type(event).__name__} needs a flow")
+        match event:
+            case Callback():
+                return self._callback(flow, event, now)
+            case Exchange():
+                return self._exchange(flow, now)
+            case Answer():
+                return self._answer(flow, event, now)
+            case SendFailed():
+                return self._send_failed(flow, event.error, now)
+            case Interrupt():
+                error = ProviderError(
+                    "an earlier exchange of this code was interrupted; codes are single-use",
+                    code=ErrorCode.EXCHANGE_INTERRUPTED,
+                    flow_id=flow.id,
+                )
+                return self._fire(flow, "interrupt", now, error=error)
+            case Expire():
+                return self._expire(flow, now)
+        raise AssertionError(f"unknown input {event!r}")  # pragma: no cover
+
+    # --- start -------------------------------------------------------------------------
+
+    def parts(self) -> tuple[AuthorizationRequest, MachineSpec]:
+        """The authorization request and machine; a grant-only spec has neither."""
+        if self.spec.authorization is None or self.spec.machine is None:
+            raise ConfigError(
+                f"spec {self.spec.name!r} is grant-only: it has no authorization flow; use grant()",
+                code=ErrorCode.GRANT_ONLY_SPEC,
+            )
+        return self.spec.authorization, self.spec.machine
+
+    def _begin(self, begin: Begin, now: float) -> Step:
+        authorization, machine = self.parts()
+        fresh = begin.secrets
+        challenge = _security.pkce_challenge(fresh.verifier) if fresh.verifier else None
+        values = {
+            **begin.inputs,
+            "client_id": self.client.client_id,
+            "redirect_uri": begin.redirect_uri,
+            "scope": begin.scope,
+            "state": fresh.state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256" if challenge else None,
+        }
+        endpoint = self.endpoints[authorization.endpoint]
+        query = urlencode(render_params(authorization.params, values))
+        flow = Flow(
+            id=fresh.flow_id,
+            spec=self.spec.name,
+            state=machine.initial,
+            created_at=now,
+            expires_at=now + machine.ttl,
+            client_id=self.client.client_id,
+            redirect_uri=begin.redirect_uri,
+            state_hash=_security.digest(fresh.state),
+            scope=begin.scope,
+            session_hash=_security.digest(begin.session) if begin.session is not None else None,
+            subject=begin.subject,
+            code_verifier=fresh.verifier,
+            history=(HistoryEntry(now, "start", "", machine.initial),),
+        )
+        shown = attrs.evolve(flow, authorization_url=f"{endpoint}{'&' if '?' in endpoint else '?'}{query}")
+        return Step(shown, (SaveFlow(flow, None),), event="start", source="")
+
+    # --- callback ----------------------------------------------------------------------
+
+    def _callback(self, flow: Flow, callback: Callback, now: float) -> Step:
+        """Act on a callback, or refuse it (``CallbackError``) having changed nothing."""
+        params = callback.params
+        self.check_owner(flow, CallbackError)
+        if flow.session_hash is not None and not _security.digests_equal(
+            flow.session_hash, _security.digest(callback.session) if callback.session is not None else None
+        ):
+            raise CallbackError(
+                "the callback comes from another session", code=ErrorCode.SESSION_MISMATCH, flow_id=flow.id
+            )
+        self._check_issuer(params.iss, flow.id)
+        this_callback = _callbacks.callback_digest(params)
+        if flow.state != self.compiled.initial:
+            if flow.callback_digest is None and flow.history[-1].event == "expire":
+                raise _expired(flow)
+            if not _security.digests_equal(flow.callback_digest, this_callback):
+                raise CallbackError("this state was already used", code=ErrorCode.STATE_USED, flow_id=flow.id)
+            return Step(flow)  # the same callback again: its outcome is the flow's
+        if now >= flow.expires_at:
+            expired = self._expire(flow, now)
+            return attrs.evolve(expired, error=_expired(flow))
+        error = _callbacks.callback_error(params, self.spec.callback)
+        return self._fire(flow, "callback", now, params=params, error=error, callback_digest=this_callback)
+
+    def check_owner(self, flow: Flow, error: type[FlowError]) -> None:
+        """Refuse a flow that is not this engine's to finish (SECURITY.md 4).
+
+        Engines of one spec may share a store with different clients (production
+        and staging): a flow is bound to its spec and its client, so its code only
+        ever goes to the token endpoint, with the credentials, it was issued for.
+        """
+        reason = None
+        if flow.spec != self.spec.name:
+            reason = f"this callback belongs to a {flow.spec!r} flow, not {self.spec.name!r}"
+        elif flow.client_id != self.client.client_id:
+            reason = "this callback belongs to a flow of another client of this provider"
+        if reason is not None:
+            raise error(reason, code=ErrorCode.WRONG_PROVIDER, flow_id=flow.id)
+
+    def _check_issuer(self, iss: str | None, flow_id: str) -> None:
+        expected = self.spec.issuer
+        if expected is None:
+            return
+        if iss is None and self.spec.callback.iss_required:
+            raise CallbackError(
+                "the callback carries no issuer", code=ErrorCode.ISSUER_MISMATCH, flow_id=flow_id
+            )
+        if iss is not None and iss != expected:
+            raise CallbackError(
+                "the callback names another issuer (a mix-up attack?)",
+                code=ErrorCode.ISSUER_MISMATCH,
+                flow_id=flow_id,
+            )
+
+    # --- exchange ----------------------------------------------------------------------
+
+    def _exchange(self, flow: Flow, now: float) -> Step:
+        """Begin the exchange: move to the machine's in-flight state, then send the code once."""
+        self.check_owner(flow, FlowStateError)
+        if self.compiled.is_final(flow):
+            return Step(flow)
+        if self.compiled.can_fire(flow.state, "answer"):
+            # Found in flight while we hold the lease: whoever sent it is gone.
+            return self.step(flow, Interrupt(), now)
+        if now >= flow.expires_at and self.compiled.can_fire(flow.state, "expire"):
+            return self._expire(flow, now)
+        begun = self._fire(flow, "exchange", now)
+        request, secrets_sent = self.exchange_request(flow)
+        return attrs.evolve(begun, intents=(*begun.intents, SendRequest(request, secrets_sent)))
+
+    def exchange_request(self, flow: Flow) -> tuple[HttpRequest, tuple[str, ...]]:
+        """The token request that spends the flow's code, and the secrets it carries."""
+        values = {
+            "code": flow.code,
+            "code_verifier": flow.code_verifier,
+            "redirect_uri": flow.redirect_uri,
+        }
+        return self.token_request("authorization_code", values)
+
+    def _answer(self, flow: Flow, answer: Answer, now: float) -> Step:
+        token: Token | None = None
+        error: FlowError | None = None
+        try:
+            token = self.read_token(answer.response, now, default_account=self.default_account(flow))
+        except ProviderError as exc:
+            error = exc
+        return self._fire(flow, "answer", now, token=token, error=error)
+
+    def _send_failed(self, flow: Flow, error: TransportError, now: float) -> Step:
+        if not error.sent:
+            # Nothing reached the server: the code is unspent, the flow may try again.
+            unsent = self._fire(flow, "unsent", now)
+            return attrs.evolve(unsent, error=error)
+        return self._fire(flow, "answer", now, error=error)
+
+    def _expire(self, flow: Flow, now: float) -> Step:
+        if not self.compiled.can_fire(flow.state, "expire"):
+            return Step(flow)
+        error = CallbackError("the flow expired", code=ErrorCode.FLOW_EXPIRED, flow_id=flow.id)
+        return self._fire(flow, "expire", now, error=error)
+
+    # --- tokens ------------------------------------------------------------------------
+
+    def default_account(self, flow: Flow) -> AccountRef:
+        """Whose token a flow obtains when the provider's answer names no account (SECURITY.md 32).
+
+        The caller's ``subject`` when given, else the flow itself: never the client
+        alone, which would file every person's token under one key.
+        """
+        if flow.subject is not None:
+            return AccountRef("subject", flow.subject)
+        return AccountRef("flow", flow.id)
+
+    def token_request(
+        self, grant: str, values: Mapping[str, str | None]
+    ) -> tuple[HttpRequest, tuple[str, ...]]:
+        """A request of ``grant`` with the client's credentials, and the secret values it carries."""
+        if grant not in self.spec.grants:
+            raise ConfigError(
+                f"spec {self.spec.name!r} has no {grant!r} grant", code=ErrorCode.GRANT_UNSUPPORTED
+            )
+        filled = self.client_values(values)
+        rule = self.spec.grants[grant]
+        request = build_token_request(
+            self.spec, grant, self.endpoints[rule.endpoint], filled, self.user_agent
+        )
+        return request, _sent_secrets(filled)
+
+    def client_values(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
+        """Template values with the client's id and secret added."""
+        return {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values}
+
+    def read_token(
+        self, response: HttpResponse, now: float, *, default_account: AccountRef | None = None
+    ) -> Token:
+        """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to."""
+        return read_token_response(
+            self.spec,
+            response,
+            client_id=self.client.client_id,
+            now=now,
+            default_account=default_account,
+        )
+
+    # --- plumbing ----------------------------------------------------------------------
+
+    def _fire(
+        self,
+        flow: Flow,
+        event: str,
+        now: float,
+        *,
+        params: CallbackParams | None = None,
+        token: Token | None = None,
+        error: FlowError | None = None,
+        callback_digest: str | None = None,
+    ) -> Step:
+        """Fire ``event`` on the machine and build the flow it leads to, with the intents to save it."""
+        ctx = TransitionContext(self.spec, flow, event, params=params, token=token, error=error)
+        dest = self.compiled.fire(ctx)
+        recorded = ctx.changes.get("error")
+        entry = HistoryEntry(
+            now, event, flow.state, dest, recorded.code if isinstance(recorded, ErrorInfo) else None
+        )
+        extra: dict[str, Any] = {"callback_digest": callback_digest} if callback_digest is not None else {}
+        moved = attrs.evolve(
+            flow,
+            state=dest,
+            version=flow.version + 1,
+            outcome=self.compiled.outcome_of(dest),
+            history=(*flow.history, entry),
+            **ctx.changes,
+            **extra,
+        )
+        intents: tuple[Intent, ...] = (SaveFlow(moved, flow.version),)
+        if ctx.save_token and token is not None:
+            # Token first: a crash before the flow is saved leaves the flow in flight
+            # (then interrupted), never a token lost.
+            intents = (SaveToken(token), *intents)
+        return Step(moved, intents, event=event, source=flow.state)
+
+
+def _expired(flow: Flow) -> CallbackError:
+    return CallbackError("the flow expired before its callback", code=ErrorCode.FLOW_EXPIRED, flow_id=flow.id)
+
+
+def _sent_secrets(values: Mapping[str, str | None]) -> tuple[str, ...]:
+    """The values of a request that are secrets (by the names ``_security.SECRET_FIELDS`` lists)."""
+    return tuple(value for name, value in values.items() if value and name.lower() in _security.SECRET_FIELDS)

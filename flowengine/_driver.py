@@ -1,0 +1,393 @@
+"""AsyncEngine: the driver that carries out what the pure core decides.
+
+``FlowCore`` (``_core``) decides every step of a flow; the driver performs the
+intents it returns through the store and transport hooks, and owns everything
+that is about time and other processes: single-flight within the process,
+leases across processes, retries with backoff, deadlines, and keeping a
+provider's answer until the store takes it (``_saving``). Token operations
+(refresh, grant, revoke) are in ``_tokens_driver``.
+
+Rejections (a bad ``state``, another session's callback) raise ``CallbackError``
+and change nothing; outcomes (``denied``, ``failed``, ``exchanged``) are states of
+the returned ``Flow``, with ``flow.outcome`` and the reason on ``flow.error``.
+Exactly once: a flow's code is exchanged by one caller. Within a process,
+concurrent callers share one in-flight task; across processes, a store lease
+picks the one that sends, and the others wait for the stored outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Required, TypedDict
+
+import pluggy
+
+from flowengine import _callbacks, _plugins, _security
+from flowengine._client import Client
+from flowengine._clock import Clock, SystemClock, as_clock
+from flowengine._core import (
+    Answer,
+    Begin,
+    Callback,
+    Exchange,
+    FlowCore,
+    FlowSecrets,
+    SaveFlow,
+    SaveToken,
+    SendFailed,
+    SendRequest,
+    Step,
+)
+from flowengine._errors import (
+    CallbackError,
+    ConfigError,
+    ErrorCode,
+    FlowStateError,
+    StoreError,
+    TransportError,
+)
+from flowengine._http import Transport, TransportConfig
+from flowengine._machine import CompiledFlow, compile_flow
+from flowengine._records import Flow, Token
+from flowengine._retry import RetryPolicy
+from flowengine._saving import Saver, store_call
+from flowengine._spec import FlowSpec
+from flowengine._spec_check import endpoint_problem
+from flowengine._spec_load import load_spec
+from flowengine._store import Store
+from flowengine._tokens_driver import TokenOperations
+
+__all__ = ["AsyncEngine", "EngineOptions"]
+
+log = logging.getLogger("flowengine")
+
+#: How often a callback retries its compare-and-set when other callers keep winning.
+_CAS_ATTEMPTS = 8
+
+
+class EngineOptions(TypedDict, total=False):
+    """The keyword options of ``AsyncEngine`` (and so of ``Engine``), for typing ``**options``."""
+
+    client: Required[Client]
+    store: Store | str
+    transport: Transport | None
+    endpoints: Mapping[str, str] | None
+    auto_exchange: bool
+    retry: RetryPolicy
+    transport_config: TransportConfig
+    lease_ttl: float
+    save_deadline: float
+    clock: Clock | Callable[[], float]
+    plugin_manager: pluggy.PluginManager | None
+
+
+def _compile(spec: FlowSpec, pm: pluggy.PluginManager | None) -> CompiledFlow:
+    guards, actions = _plugins.guards_and_actions(pm)
+    return compile_flow(spec, guards=guards, actions=actions)
+
+
+class AsyncEngine(TokenOperations):
+    """Runs flows of one spec against a store and a transport.
+
+    ``store`` and ``transport`` are objects or, for the store, a URL that a
+    plugin opens (``memory://``, ``sqlite:///path``). ``endpoints`` re-points
+    named endpoints at run time; ``http://`` overrides must be on loopback.
+    """
+
+    def __init__(
+        self,
+        spec: FlowSpec | str | Path,
+        *,
+        client: Client,
+        store: Store | str = "memory://",
+        transport: Transport | None = None,
+        endpoints: Mapping[str, str] | None = None,
+        auto_exchange: bool = True,
+        retry: RetryPolicy = RetryPolicy(),
+        transport_config: TransportConfig = TransportConfig(),
+        lease_ttl: float = 60.0,
+        save_deadline: float = 60.0,
+        clock: Clock | Callable[[], float] = SystemClock(),
+        plugin_manager: pluggy.PluginManager | None = None,
+    ) -> None:
+        self.spec = spec if isinstance(spec, FlowSpec) else load_spec(spec)
+        self.compiled = _compile(self.spec, plugin_manager)
+        self.client = client
+        self.store: Store = _plugins.open_store(store, plugin_manager) if isinstance(store, str) else store
+        self._transport = transport
+        self.transport_config = transport_config
+        self.endpoints = self._endpoints(endpoints or {})
+        self.auto_exchange = auto_exchange
+        self.retry = retry
+        self.lease_ttl = lease_ttl
+        self.clock: Clock = as_clock(clock)
+        self._pm = plugin_manager
+        self.core = FlowCore(
+            self.spec, self.compiled, client, self.endpoints, user_agent=transport_config.user_agent
+        )
+        self._saver = Saver(self.store, self.clock, deadline=save_deadline)
+        super().__init__()
+
+    def _endpoints(self, overrides: Mapping[str, str]) -> dict[str, str]:
+        merged = dict(self.spec.endpoints)
+        for name, url in overrides.items():
+            if name not in merged:
+                known = ", ".join(sorted(merged))
+                raise ConfigError(f"the spec has no endpoint {name!r} to re-point (it has {known})")
+            # local_ok: an override may use http://, which endpoint_problem allows on loopback only.
+            reason = endpoint_problem(url, local_ok=True)
+            if reason:
+                raise ConfigError(f"endpoint {name!r}: {reason}")
+            merged[name] = url
+        return merged
+
+    @property
+    def transport(self) -> Transport:
+        """The transport, opened through the ``flowengine_transport`` hook on first use."""
+        if self._transport is None:
+            self._transport = _plugins.open_transport(self.transport_config, self._pm)
+        return self._transport
+
+    # --- the flow -------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        scope: str | Sequence[str] | None = None,
+        session: str | None = None,
+        redirect_uri: str | None = None,
+        inputs: Mapping[str, str] | None = None,
+        subject: str | None = None,
+    ) -> Flow:
+        """Begin a flow: store it in its initial state and return it with its ``authorization_url``.
+
+        ``session`` binds the flow to a browser session (any opaque id): its
+        callback must then carry the same id. Only digests of it are stored.
+        ``inputs`` gives values to the spec's declared ``inputs`` for the
+        authorization request (e.g. a ``login_hint``); they are not stored.
+        ``subject`` says who the person is in your application: the token is
+        filed under it when the provider's answer names no account.
+        """
+        authorization, _machine = self.core.parts()
+        redirect_uri = redirect_uri or self.client.redirect_uri
+        if not redirect_uri:
+            raise ConfigError("no redirect URI: set Client(redirect_uri=...) or pass redirect_uri=")
+        _security.check_redirect_uri(
+            redirect_uri,
+            registered_domain=self.client.registered_domain or self.spec.redirect.registered_domain,
+        )
+        if scope is not None and not isinstance(scope, str):
+            scope = authorization.scope_separator.join(scope)
+        begin = Begin(
+            FlowSecrets.draw(self.spec.pkce),
+            redirect_uri,
+            scope=scope or None,
+            session=session,
+            subject=subject,
+            inputs=self.declared_inputs(inputs),
+        )
+        step = self.core.step(None, begin, self.clock())
+        await self._apply(step)
+        log.debug("flow %s started (%s)", step.flow.id, self.spec.name)
+        return step.flow
+
+    async def callback(self, callback: _callbacks.CallbackInput, *, session: str | None = None) -> Flow:
+        """Finish the redirect leg with the callback URL (or its parameters).
+
+        Returns the flow in its new state (``exchanged`` with auto-exchange, or
+        ``denied``/``failed``). A replay of the same callback returns the same
+        outcome and sends nothing. Raises ``CallbackError`` for a callback that
+        must not be acted on; nothing is sent then.
+        """
+        self.core.parts()
+        params = _callbacks.parse_callback(callback, self.spec.callback)
+        if not params.state:
+            raise CallbackError("the callback carries no state parameter", code=ErrorCode.STATE_MISSING)
+        state_hash = _security.digest(params.state)
+        flow = await store_call(self.store.get_by_state(state_hash))
+        if flow is None or not _security.digests_equal(flow.state_hash, state_hash):
+            raise CallbackError(
+                "no flow is waiting for this state (unknown or purged)", code=ErrorCode.STATE_UNKNOWN
+            )
+        for _ in range(_CAS_ATTEMPTS):
+            step = self.core.step(flow, Callback(params, session), self.clock())
+            if await self._apply(step):
+                if step.error is not None:
+                    raise step.error
+                return await self._continue(step.flow)
+            flow = await self._reload(flow.id)
+        raise StoreError(
+            "the flow kept changing under this callback", code=ErrorCode.STORE_CONFLICT, flow_id=flow.id
+        )
+
+    async def _continue(self, flow: Flow) -> Flow:
+        """After a callback: exchange when the machine can, else wait for whoever is exchanging."""
+        if not self.auto_exchange or self.compiled.is_final(flow):
+            return flow
+        if self._exchangeable(flow):
+            return await self._exchange(flow)
+        return flow
+
+    def _exchangeable(self, flow: Flow) -> bool:
+        """True for a flow waiting for its exchange, or found in the middle of one."""
+        return self.compiled.can_fire(flow.state, "exchange") or self.compiled.can_fire(flow.state, "answer")
+
+    async def exchange(self, flow_id: str) -> Flow:
+        """Exchange the code of an authorized flow for a token; the outcome is the flow's state."""
+        flow = await self.get(flow_id)
+        if flow is None:
+            raise FlowStateError(f"no flow {flow_id!r}", code=ErrorCode.FLOW_UNKNOWN, flow_id=flow_id)
+        self.core.check_owner(flow, FlowStateError)
+        return await self._exchange(flow)
+
+    async def _exchange(self, flow: Flow) -> Flow:
+        if self.compiled.is_final(flow):
+            return flow
+        if not (
+            self.compiled.can_fire(flow.state, "exchange") or self.compiled.can_fire(flow.state, "answer")
+        ):
+            raise FlowStateError(f"a {flow.state!r} flow cannot be exchanged", flow_id=flow.id)
+        return await self.single_flight(f"exchange:{flow.id}", lambda: self._exchange_once(flow.id))
+
+    async def _exchange_once(self, flow_id: str) -> Flow:
+        lease = await store_call(self.store.acquire(f"exchange:{flow_id}", self.lease_ttl))
+        if lease is None:
+            return await self._wait_for_outcome(flow_id)
+        try:
+            flow = await self._reload(flow_id)
+            begun = self.core.step(flow, Exchange(), self.clock())
+            send = await self._apply_or_conflict(begun)
+            if send is None:
+                return begun.flow  # final already, expired, or found interrupted
+            try:
+                response = await self.send_once(send.request)
+            except TransportError as exc:
+                answered = self.core.step(begun.flow, SendFailed(exc), self.clock())
+            else:
+                answer = Answer(response, send.sent_secrets)
+                answered = self.core.step(begun.flow, answer, self.clock())
+            await self._apply_or_conflict(answered)
+            if answered.error is not None:
+                raise answered.error
+            return answered.flow
+        finally:
+            await self.release(lease)
+
+    async def _wait_for_outcome(self, flow_id: str) -> Flow:
+        """Another worker holds the exchange lease: wait until the flow is final, within a deadline.
+
+        When the lease comes free with the flow still not final, its holder died
+        mid-exchange: take over (the flow then fails as interrupted, never re-sent).
+        """
+        deadline = self.clock() + self.lease_ttl + self.retry.max_delay
+        delay = 0.01
+        while self.clock() < deadline:
+            flow = await self._reload(flow_id)
+            if self.compiled.is_final(flow):
+                return flow
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 0.25)
+            lease = await store_call(self.store.acquire(f"exchange:{flow_id}", 0.001))
+            if lease is not None:
+                await self.release(lease)
+                return await self._exchange_once(flow_id)
+        raise StoreError(
+            "another worker holds this flow's exchange and did not finish it in time",
+            code=ErrorCode.STORE_CONFLICT,
+            flow_id=flow_id,
+        )
+
+    # --- carrying out intents -------------------------------------------------------
+
+    async def _apply(self, step: Step) -> bool:
+        """Carry out a step's saves, in order; False when its compare-and-set lost a race.
+
+        A token is kept until the store takes it (``Saver``). A ``SendRequest``
+        is not carried out here: ``_apply_or_conflict`` hands it to the caller.
+        """
+        for intent in step.intents:
+            if isinstance(intent, SaveToken):
+                await self._saver.save_token(intent.token)
+            elif isinstance(intent, SaveFlow):
+                if intent.expected_version is None:
+                    await store_call(self.store.create(intent.flow))
+                elif not await self._saver.save_flow(intent.flow, intent.expected_version):
+                    return False
+        if step.moved:
+            self._notify(step)
+        return True
+
+    async def _apply_or_conflict(self, step: Step) -> SendRequest | None:
+        """Carry out a step taken under the exchange lease; return the request it sends, if any."""
+        if not await self._apply(step):
+            raise StoreError(
+                "the flow changed while its exchange held the lease",
+                code=ErrorCode.STORE_CONFLICT,
+                flow_id=step.flow.id,
+            )
+        return next((i for i in step.intents if isinstance(i, SendRequest)), None)
+
+    def _notify(self, step: Step) -> None:
+        # The transition is already stored: an observer that fails must not stop the flow.
+        flow = step.flow
+        assert step.event is not None
+        assert step.source is not None
+        log.debug("flow %s: %s %s -> %s", flow.id, step.event, step.source, flow.state)
+        try:
+            _plugins.notify_transition(flow, step.event, step.source, flow.state, self._pm)
+        except Exception:  # observers are other people's code
+            log.exception("a flowengine_transition observer failed on flow %s (%s)", flow.id, step.event)
+
+    # --- reading --------------------------------------------------------------------
+
+    async def get(self, flow_id: str) -> Flow | None:
+        """The flow with this id, or None."""
+        return await store_call(self.store.get(flow_id))
+
+    async def token_for(self, flow: Flow) -> Token | None:
+        """The stored token an exchanged flow obtained, or None."""
+        return await self.get_token(flow.token_key) if flow.token_key else None
+
+    async def flows(self, *, state: str | None = None) -> list[Flow]:
+        """Stored flows of this spec, optionally only those in ``state``."""
+        return await store_call(self.store.list_flows(spec=self.spec.name, state=state))
+
+    async def purge(self) -> int:
+        """Remove expired flows from the store; how many went."""
+        return await store_call(self.store.purge(self.clock()))
+
+    def is_final(self, flow: Flow) -> bool:
+        """True when the flow can move no further."""
+        return self.compiled.is_final(flow)
+
+    def present(self, flow: Flow, step: str, **detail: Any) -> bool:
+        """Hand a step to the ``flowengine_present`` UI hook; True if a presenter showed it."""
+        pm = self._pm or _plugins.get_plugin_manager()
+        return bool(pm.hook.flowengine_present(flow=flow, step=step, detail=detail))
+
+    async def aclose(self) -> None:
+        """Save what is still unsaved (within the deadline), then close the transport and the store."""
+        try:
+            await self._saver.flush()
+        finally:
+            if self._transport is not None:
+                await self._transport.aclose()
+            await self.store.aclose()
+
+    async def __aenter__(self) -> AsyncEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _reload(self, flow_id: str) -> Flow:
+        flow = await store_call(self.store.get(flow_id))
+        if flow is None:
+            raise CallbackError(
+                "the flow is gone from the store (expired and purged?)",
+                code=ErrorCode.STATE_UNKNOWN,
+                flow_id=flow_id,
+            )
+        return flow

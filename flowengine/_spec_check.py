@@ -1,0 +1,282 @@
+"""What a structurally valid spec means: every problem with it, each with its path.
+
+``check_spec`` judges endpoints, templates, grants, PKCE and the machine;
+``check_names`` the guard and action names a machine uses, given the known ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Iterable, Mapping
+from urllib.parse import urlsplit
+
+from flowengine import _templates
+from flowengine._errors import SpecProblem
+from flowengine._presets import KINDS, PRESETS
+from flowengine._records import Outcome
+from flowengine._spec import BUILTIN_VARIABLES, FlowSpec, MachineSpec
+
+__all__ = ["SPEC_NAME", "check_names", "check_spec", "endpoint_problem"]
+
+#: What a spec name looks like (it names files, store keys and URL paths).
+SPEC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+_HOST = re.compile(r"^[a-z0-9.-]+$")
+
+
+_Problem = Callable[[str, str], SpecProblem]
+
+
+def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
+    """Yield every problem with what a structurally valid spec means."""
+
+    def problem(path: str, message: str) -> SpecProblem:
+        return SpecProblem(path, message, spec.source)
+
+    if not SPEC_NAME.match(spec.name):
+        yield problem("$.name", f"{spec.name!r} is not a name (lowercase letters, digits, _ . -)")
+    for name, url in spec.endpoints.items():
+        reason = endpoint_problem(url, local_ok=spec.local_only)
+        if reason:
+            yield problem(f"$.endpoints.{name}", reason)
+    for name in spec.inputs:
+        if not name.isidentifier():
+            yield problem("$.inputs", f"{name!r} is not a valid variable name")
+        elif name in BUILTIN_VARIABLES:
+            yield problem("$.inputs", f"{name!r} is built in; do not declare it")
+    yield from _check_legs(spec, problem)
+    yield from _check_requests(spec, problem)
+    yield from _check_pkce(spec, problem)
+    yield from _check_rules(spec, problem)
+    if spec.machine is not None:
+        yield from _check_machine(spec.machine, problem)
+
+
+def _check_params(
+    spec: FlowSpec, path: str, params: Mapping[str, str], problem: _Problem
+) -> Iterable[SpecProblem]:
+    """Templates that are malformed or name a variable the spec does not know."""
+    for key, template in params.items():
+        try:
+            names = _templates.variables(template)
+        except _templates.TemplateError as exc:
+            yield problem(f"{path}.{key}", str(exc))
+            continue
+        for var in names:
+            if var not in spec.variables:
+                yield problem(f"{path}.{key}", f"template names unknown variable {var!r}")
+
+
+def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """The redirect leg and the machine come together; a grant-only spec has grants."""
+    authorization = spec.authorization
+    if authorization is not None:
+        if authorization.endpoint not in spec.endpoints:
+            yield problem("$.authorization.endpoint", f"no endpoint named {authorization.endpoint!r}")
+        yield from _check_params(spec, "$.authorization.params", authorization.params, problem)
+        if "authorization_code" not in spec.grants:
+            yield problem("$.grants", "an authorization request needs the authorization_code grant")
+        if not authorization.scope_separator:
+            yield problem("$.authorization.scope_separator", "must not be empty")
+        return
+    if spec.machine is not None:
+        yield problem("$.machine", "a machine needs an authorization request to start its flows")
+    if "authorization_code" in spec.grants:
+        yield problem(
+            "$.grants.authorization_code", "the authorization_code grant needs an authorization request"
+        )
+    if spec.pkce:
+        yield problem("$.pkce", "pkce needs an authorization request")
+    if not spec.grants:
+        yield problem("$.grants", "a grant-only spec needs at least one grant")
+
+
+def _check_requests(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """Grants and revocation: endpoints that exist, templates that fill, one place for the secret."""
+    for grant, request in spec.grants.items():
+        if request.endpoint not in spec.endpoints:
+            yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
+        yield from _check_params(spec, f"$.grants.{grant}.params", request.params, problem)
+    requests = {f"$.grants.{grant}": request for grant, request in spec.grants.items()}
+    if spec.revocation is not None:
+        requests["$.revocation"] = spec.revocation
+        if spec.revocation.endpoint not in spec.endpoints:
+            yield problem("$.revocation.endpoint", f"no endpoint named {spec.revocation.endpoint!r}")
+        yield from _check_params(spec, "$.revocation.params", spec.revocation.params, problem)
+        if not any("token" in _safe_vars(t) for t in spec.revocation.params.values()):
+            yield problem("$.revocation.params", "no parameter sends the {token} to revoke")
+    for where, request in requests.items():
+        if request.client_auth == "basic" and any(
+            "client_secret" in _safe_vars(t) for t in request.params.values()
+        ):
+            yield problem(
+                f"{where}.params",
+                "client_auth is basic: the secret goes in the Authorization header, "
+                "not also in the body (RFC 6749 §2.3.1)",
+            )
+
+
+def _check_pkce(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """PKCE on means S256 sent, and the verifier sent with the code (SECURITY.md 2)."""
+    authorization = spec.authorization
+    if not spec.pkce or authorization is None:
+        return
+    used = {v for t in authorization.params.values() for v in _safe_vars(t)}
+    if "code_challenge" not in used:
+        yield problem("$.authorization.params", "pkce is on but no parameter sends {code_challenge}")
+    method = authorization.params.get("code_challenge_method")
+    if method not in ("{code_challenge_method}", "S256"):
+        yield problem(
+            "$.authorization.params.code_challenge_method",
+            "pkce is on: send code_challenge_method as {code_challenge_method} (S256); "
+            "plain, or no method (which means plain), is never used",
+        )
+    code_grant = spec.grants.get("authorization_code")
+    if code_grant and "code_verifier" not in {v for t in code_grant.params.values() for v in _safe_vars(t)}:
+        yield problem(
+            "$.grants.authorization_code.params", "pkce is on but no parameter sends {code_verifier}"
+        )
+
+
+def _check_rules(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """The redirect, callback and token-response rules."""
+    if spec.redirect.registered_domain is not None and not _HOST.match(spec.redirect.registered_domain):
+        yield problem("$.redirect.registered_domain", "expected a host name such as example.com")
+    if spec.token.leeway < 0:
+        yield problem("$.token.leeway", "must not be negative")
+    if spec.issuer is not None and not spec.callback.iss:
+        yield problem("$.callback.iss", "issuer is set: name the callback parameter that carries it")
+    if spec.callback.iss_required and spec.issuer is None:
+        yield problem("$.callback.iss_required", "iss_required needs the spec's issuer to compare with")
+    if not spec.token.token_types:
+        yield problem("$.token.token_types", "list at least one accepted token type")
+
+
+def _safe_vars(template: str) -> tuple[str, ...]:
+    try:
+        return _templates.variables(template)
+    except _templates.TemplateError:
+        return ()
+
+
+def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
+    """Why ``url`` is not an acceptable endpoint, or None when it is.
+
+    ``http://`` is accepted only when ``local_ok`` and only on a loopback host.
+    """
+    from flowengine._security import is_loopback
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - validates the port (numeric, 0-65535)
+    except ValueError:  # an unclosed `[` of an IPv6 host, a port that is not a port
+        return f"{url!r} is not a valid URL"
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return f"{url!r} is not an absolute http(s) URL"
+    if parts.fragment:
+        return "an endpoint must not have a fragment"
+    if parts.scheme == "http" and not (local_ok and is_loopback(parts.hostname)):
+        return f"{url!r} uses http://; only https:// is allowed, or http:// on loopback with local_only"
+    return None
+
+
+def check_names(spec: FlowSpec, guards: Collection[str], actions: Collection[str]) -> list[SpecProblem]:
+    """Problems with the guard and action names the machine uses, given the known ones."""
+    problems: list[SpecProblem] = []
+    for i, t in enumerate(spec.machine.transitions if spec.machine else ()):
+        for kind, used, known in (("when", t.when, guards), ("do", t.do, actions)):
+            for j, name in enumerate(used):
+                if name not in known:
+                    what = "guard" if kind == "when" else "action"
+                    where = f"$.machine.transitions[{i}].{kind}[{j}]"
+                    problems.append(SpecProblem(where, f"unknown {what} {name!r}", spec.source))
+    return problems
+
+
+def _check_machine(machine: MachineSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    if machine.preset is not None and machine.preset not in PRESETS:
+        known = ", ".join(sorted(PRESETS))
+        yield problem("$.machine.preset", f"unknown preset {machine.preset!r} (there is {known})")
+        return
+    if machine.ttl <= 0:
+        yield problem("$.machine.ttl", "must be a positive number of seconds")
+    kind = KINDS.get(machine.kind)
+    if kind is None:
+        yield problem(
+            "$.machine.kind", f"unknown kind {machine.kind!r} (there is {', '.join(sorted(KINDS))})"
+        )
+        return
+    states = set(machine.states)
+    if not machine.states:
+        yield problem("$.machine.states", "list the states (or use a preset)")
+        return
+    if len(states) != len(machine.states):
+        yield problem("$.machine.states", "a state is listed twice")
+    if machine.initial not in states:
+        yield problem("$.machine.initial", f"unknown state {machine.initial!r}")
+    for name, outcome in machine.final.items():
+        if name not in states:
+            yield problem(f"$.machine.final.{name}", f"unknown state {name!r}")
+        if outcome not in set(Outcome):
+            yield problem(f"$.machine.final.{name}", f"unknown outcome {outcome!r} ({', '.join(Outcome)})")
+    if machine.initial in machine.final:
+        yield problem("$.machine.initial", "the initial state cannot be final")
+    edges, edge_problems = _edges(machine, kind.triggers, problem)
+    yield from edge_problems
+    triggers = {t.trigger for t in machine.transitions}
+    for required in sorted(kind.required - triggers):
+        yield problem(
+            "$.machine.transitions", f"no transition fires on {required!r} ({kind.triggers[required]})"
+        )
+    yield from _check_reachable(machine, edges, problem)
+
+
+def _edges(
+    machine: MachineSpec, triggers: Mapping[str, str], problem: Callable[[str, str], SpecProblem]
+) -> tuple[dict[str, set[str]], list[SpecProblem]]:
+    """The machine's edges (state -> next states), and the problems with its transitions."""
+    states = set(machine.states)
+    edges: dict[str, set[str]] = {s: set() for s in states}
+    problems: list[SpecProblem] = []
+    for i, t in enumerate(machine.transitions):
+        where = f"$.machine.transitions[{i}]"
+        if t.trigger not in triggers:
+            known = ", ".join(sorted(triggers))
+            problems.append(
+                problem(f"{where}.trigger", f"unknown trigger {t.trigger!r} (the engine fires {known})")
+            )
+        if t.dest not in states:
+            problems.append(problem(f"{where}.dest", f"unknown state {t.dest!r}"))
+        for j, source in enumerate(t.source):
+            if source == "*":
+                for s in states:
+                    edges[s].add(t.dest)
+            elif source not in states:
+                problems.append(problem(f"{where}.source[{j}]", f"unknown state {source!r}"))
+            elif source in machine.final:
+                problems.append(
+                    problem(f"{where}.source[{j}]", f"state {source!r} is final: nothing leaves it")
+                )
+            else:
+                edges[source].add(t.dest)
+    return edges, problems
+
+
+def _check_reachable(
+    machine: MachineSpec, edges: Mapping[str, set[str]], problem: Callable[[str, str], SpecProblem]
+) -> Iterable[SpecProblem]:
+    states = set(machine.states)
+    if machine.initial in states:
+        seen, todo = {machine.initial}, [machine.initial]
+        while todo:
+            for nxt in edges.get(todo.pop(), ()):
+                if nxt in states and nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        for i, name in enumerate(machine.states):
+            if name not in seen:
+                yield problem(
+                    f"$.machine.states[{i}]", f"state {name!r} is unreachable from {machine.initial!r}"
+                )
+    for i, name in enumerate(machine.states):
+        if name not in machine.final and not edges.get(name, set()) - {name}:
+            yield problem(f"$.machine.states[{i}]", f"state {name!r} is not final and has no way out")

@@ -1,0 +1,327 @@
+"""Reading a spec: YAML or a mapping, structured by cattrs, then judged by ``_spec_check``.
+
+``load_spec`` accepts a spec name (found through the ``flowengine_spec_paths``
+hook), a path, YAML text or a mapping, and always runs the same validation:
+structure (cattrs, no unknown keys, no silent coercion of ``1.9`` to ``1`` or
+``None`` to ``"None"``) and meaning (endpoints, templates, the machine). Every
+problem found is reported at once, each as ``FILE: $.path: message``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import attrs
+import cattrs
+import yaml
+from cattrs.cols import homogenous_tuple_structure_factory, is_sequence
+from cattrs.gen import make_dict_structure_fn, override
+
+from flowengine._errors import PluginError, SpecError, SpecProblem
+from flowengine._presets import expand_preset
+from flowengine._records import Outcome
+from flowengine._spec import FlowSpec, MachineSpec, TransitionSpec
+from flowengine._spec_check import SPEC_NAME, check_names, check_spec
+
+__all__ = ["load_spec", "spec_from_mapping"]
+
+
+class _WrongType(TypeError):
+    """A value of the wrong YAML type; its message is shown as it is."""
+
+
+def _expect(kind: type | tuple[type, ...], label: str) -> Callable[[Any, Any], Any]:
+    def hook(value: Any, _type: Any) -> Any:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise _WrongType(f"expected {label}, got a boolean")
+        if not isinstance(value, kind):
+            got = "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
+            raise _WrongType(f"expected {label}, got {got}")
+        return value
+
+    return hook
+
+
+def _tuples(conv: cattrs.Converter) -> Callable[[Any], Callable[[Any, Any], Any]]:
+    def factory(type_: Any) -> Callable[[Any, Any], Any]:
+        inner = homogenous_tuple_structure_factory(type_, conv)
+
+        def hook(value: Any, t: Any) -> Any:
+            if not isinstance(value, list | tuple):
+                raise _WrongType(f"expected a list, got {type(value).__name__}")
+            return inner(value, t)
+
+        return hook
+
+    return factory
+
+
+def _mappings(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """Mappings structured key by key, every bad entry reported with its key."""
+
+    def hook(value: Any, type_: Any) -> Any:
+        if not isinstance(value, dict):
+            raise _WrongType(f"expected a mapping, got {type(value).__name__}")
+        key_type, value_type = get_args(type_)
+        out: dict[Any, Any] = {}
+        errors: list[Exception] = []
+        for key, item in value.items():
+            try:
+                out[conv.structure(key, key_type)] = conv.structure(item, value_type)
+            except Exception as exc:
+                exc.__notes__ = [*getattr(exc, "__notes__", []), f"key {key!r}"]
+                errors.append(_KeyedError(key, exc))
+        if errors:
+            raise cattrs.ClassValidationError("mapping", errors, dict)
+        return out
+
+    return hook
+
+
+def _literals(type_: Any) -> Callable[[Any, Any], Any]:
+    allowed = get_args(type_)
+
+    def hook(value: Any, _t: Any) -> Any:
+        if value not in allowed or type(value) is not type(allowed[0]):
+            choices = ", ".join(repr(a) for a in allowed)
+            raise _WrongType(f"expected one of {choices}, got {value!r}")
+        return value
+
+    return hook
+
+
+def _outcome(value: Any, _t: Any) -> Outcome:
+    if not isinstance(value, str) or value not in set(Outcome):
+        raise _WrongType(f"expected an outcome ({', '.join(Outcome)}), got {value!r}")
+    return Outcome(value)
+
+
+def _make_converter() -> cattrs.Converter:
+    """A strict converter: no extra keys, no coercion, every problem reported with its path."""
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_structure_hook(str, _expect(str, "a string"))
+    conv.register_structure_hook(int, _expect(int, "an integer"))
+    conv.register_structure_hook(bool, _expect(bool, "true or false"))
+    conv.register_structure_hook_factory(
+        lambda t: is_sequence(t) and getattr(t, "__origin__", None) is tuple, _tuples(conv)
+    )
+    mappings = _mappings(conv)
+    conv.register_structure_hook_factory(
+        lambda t: getattr(t, "__origin__", None) in (Mapping, dict), lambda _t: mappings
+    )
+    conv.register_structure_hook_factory(lambda t: getattr(t, "__origin__", None) is Literal, _literals)
+    conv.register_structure_hook(Outcome, _outcome)
+    transition_fn = make_dict_structure_fn(TransitionSpec, conv)
+
+    def transition(value: Any, type_: Any) -> TransitionSpec:
+        if isinstance(value, dict) and isinstance(value.get("source"), str):
+            value = {**value, "source": [value["source"]]}
+        return transition_fn(value, type_)
+
+    conv.register_structure_hook(TransitionSpec, transition)
+    conv.register_structure_hook(FlowSpec, make_dict_structure_fn(FlowSpec, conv, source=override(omit=True)))
+    return conv
+
+
+class _KeyedError(Exception):
+    def __init__(self, key: Any, error: Exception) -> None:
+        super().__init__(str(error))
+        self.key = key
+        self.error = error
+
+
+_converter = _make_converter()
+
+
+def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
+    """Turn cattrs' nested exception groups into (path, message) pairs."""
+    if isinstance(exc, _KeyedError):
+        return _flatten(exc.error, f"{path}.{exc.key}")
+    if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
+        if isinstance(exc, cattrs.ClassValidationError) and exc.cl is dict:
+            return [pair for sub in exc.exceptions for pair in _flatten(sub, path)]
+        out: list[tuple[str, str]] = []
+        for sub in exc.exceptions:
+            note = next(
+                (
+                    n
+                    for n in getattr(sub, "__notes__", [])
+                    if isinstance(n, cattrs.AttributeValidationNote | cattrs.IterableValidationNote)
+                ),
+                None,
+            )
+            if isinstance(note, cattrs.AttributeValidationNote):
+                out += _flatten(sub, f"{path}.{note.name}")
+            elif isinstance(note, cattrs.IterableValidationNote):
+                out += _flatten(sub, f"{path}[{note.index}]")
+            else:
+                out += _flatten(sub, path)
+        return out
+    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
+        keys = ", ".join(sorted(map(str, exc.extra_fields)))
+        return [(path, f"unknown key(s): {keys}")]
+    if isinstance(exc, KeyError):
+        return [(path, "required key missing")]
+    if isinstance(exc, _WrongType):
+        return [(path, str(exc))]
+    return [(path, f"invalid value ({type(exc).__name__}: {exc})")]
+
+
+_Names = tuple[Collection[str], Collection[str]] | None
+
+
+def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = None) -> FlowSpec:
+    """Structure and validate a spec given as a mapping (e.g. parsed YAML or JSON).
+
+    ``names`` (known guard names, known action names) adds the compile-time
+    name checks to the same report, so every problem is listed at once.
+    """
+    if not isinstance(data, dict):
+        got = "an empty document" if data is None else type(data).__name__
+        raise SpecError([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
+    shape = [SpecProblem(path, message, source) for path, message in _machine_shape(data.get("machine"))]
+    try:
+        spec = _converter.structure(data, FlowSpec)
+    except Exception as exc:
+        problems = [SpecProblem(path, message, source) for path, message in _flatten(exc, "$")]
+        raise SpecError([*shape, *problems]) from None
+    if shape:
+        raise SpecError(shape)
+    spec = attrs.evolve(spec, source=source)
+    if spec.authorization is not None:
+        spec = attrs.evolve(spec, machine=expand_preset(spec.machine))
+    problems = list(check_spec(spec))
+    if names is not None:
+        problems += check_names(spec, *names)
+    if problems:
+        raise SpecError(problems)
+    return spec
+
+
+#: What a machine written out must say (a preset reference says none of it).
+_WRITTEN = ("states", "initial", "final", "transitions")
+
+
+def _machine_shape(machine: Any) -> list[tuple[str, str]]:
+    """Problems with which keys a ``machine:`` mapping has: a whole machine, or a preset and its ttl."""
+    if not isinstance(machine, dict):
+        return []  # absent (a preset follows) or not a mapping (the converter says so)
+    if machine.get("preset") is not None:
+        if any(key in machine for key in _WRITTEN):
+            return [
+                ("$.machine", "a preset machine takes only ttl: write the whole machine, or name a preset")
+            ]
+        return []
+    return [(f"$.machine.{key}", "required key missing") for key in _WRITTEN if key not in machine]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of letting the last one win silently."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _value in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    loader.flatten_mapping(node)
+    return dict(loader.construct_pairs(node))
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def _from_text(text: str, source: str, names: _Names = None) -> FlowSpec:
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([SpecProblem(where, f"invalid YAML: {problem}", source)]) from None
+    return spec_from_mapping(data, source=source, names=names)
+
+
+def load_spec(
+    spec: str | Path | Mapping[str, Any] | FlowSpec,
+    *,
+    search_paths: Iterable[Path] | None = None,
+    names: _Names = None,
+) -> FlowSpec:
+    """Load and validate a spec from a name, a path, YAML text, a mapping or a FlowSpec.
+
+    A bare name (``"podio"``) is looked up as ``NAME.yaml`` in ``search_paths``,
+    which default to the folders plugins return from ``flowengine_spec_paths``.
+    A FlowSpec built in Python goes through the same checks as YAML, types included.
+    ``names`` = (guard names, action names) also checks the names ``when:``/``do:`` use.
+    """
+    if isinstance(spec, FlowSpec):
+        data = _converter.unstructure(spec)
+        data.pop("source", None)
+        machine = spec.machine
+        if machine is not None and machine.preset is not None:
+            # As written: a preset reference if it still is the preset, else the machine written out.
+            preset = expand_preset(MachineSpec(ttl=machine.ttl, preset=machine.preset))
+            data["machine"] = (
+                {"preset": machine.preset, "ttl": machine.ttl}
+                if machine == preset
+                else {**data["machine"], "preset": None}
+            )
+        spec_from_mapping(data, source=spec.source, names=names)
+        return spec  # the same object: compiled machines are cached per spec
+    if isinstance(spec, Mapping):
+        return spec_from_mapping(dict(spec), names=names)
+    if isinstance(spec, Path):
+        return _from_file(spec, names)
+    if not spec.strip() or "\n" in spec or (":" in spec and not Path(spec).exists()):
+        return _from_text(spec, "<text>", names)
+    if SPEC_NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
+        if search_paths is None:
+            from flowengine._plugins import spec_paths
+
+            search_paths = spec_paths()
+        folders = list(search_paths)
+        for folder in folders:
+            candidate = Path(folder) / f"{spec}.yaml"
+            if candidate.is_file():
+                found = _from_file(candidate, names)
+                if found.name != spec:
+                    # Flows and tokens are recorded under `name:`; a mismatch would file them elsewhere.
+                    message = f"the spec found as {spec!r} must say name: {spec}, not {found.name!r}"
+                    raise SpecError([SpecProblem("$.name", message, str(candidate))])
+                return found
+        where = ", ".join(str(f) for f in folders) or "no folders"
+        raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
+    return _from_file(Path(spec), names)
+
+
+#: Specs read from files, by (path, mtime, size, names): a spec that did not change on
+#: disk is the same FlowSpec object, so its compiled machine is reused too.
+_file_cache: dict[tuple[str, int, int, object], FlowSpec] = {}
+
+
+def _from_file(path: Path, names: _Names = None) -> FlowSpec:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
+    known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
+    key = (str(path), stat.st_mtime_ns, stat.st_size, known)
+    cached = _file_cache.get(key)
+    if cached is None:
+        cached = _file_cache[key] = _read_file(path, names)
+    return cached
+
+
+def _read_file(path: Path, names: _Names) -> FlowSpec:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
+    except UnicodeDecodeError:
+        raise SpecError([SpecProblem("$", "not UTF-8 text", str(path))]) from None
+    return _from_text(text, str(path), names)

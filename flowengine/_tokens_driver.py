@@ -1,0 +1,269 @@
+"""The driver's token operations: refresh, grant and revoke, with single-flight, leases and retries.
+
+Tokens have no flow and no machine: the core builds their requests and reads
+their answers (``FlowCore.token_request``/``read_token``); this part of the
+driver decides who sends (one caller per process, one worker across processes
+through a store lease), retries what is safe to retry, and keeps what the
+provider answered until the store takes it (``Saver``, SECURITY.md 23).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+
+from flowengine._clock import Clock
+from flowengine._core import FlowCore
+from flowengine._errors import (
+    ConfigError,
+    ErrorCode,
+    FlowStateError,
+    InvalidGrantError,
+    ProviderError,
+    TransportError,
+)
+from flowengine._http import HttpRequest, HttpResponse, Transport
+from flowengine._records import AccountRef, Token
+from flowengine._retry import RetryPolicy
+from flowengine._saving import Saver, store_call
+from flowengine._spec import FlowSpec
+from flowengine._store import Lease, Store
+from flowengine._tokens import build_request, read_revocation_response
+
+__all__ = ["TokenOperations"]
+
+log = logging.getLogger("flowengine")
+_T = TypeVar("_T")
+
+
+def _dead(key: str) -> InvalidGrantError:
+    return InvalidGrantError(
+        f"the grant behind {key} is dead; a new authorization is needed", code=ErrorCode.INVALID_GRANT
+    )
+
+
+class TokenOperations:
+    """Refresh, grant and revoke for ``AsyncEngine`` (which provides the attributes below)."""
+
+    spec: FlowSpec
+    core: FlowCore
+    store: Store
+    clock: Clock
+    retry: RetryPolicy
+    lease_ttl: float
+    _saver: Saver
+
+    @property
+    def transport(self) -> Transport:  # pragma: no cover - AsyncEngine defines it
+        raise NotImplementedError
+
+    def __init__(self) -> None:
+        self._inflight: dict[str, asyncio.Future[Any]] = {}
+
+    async def grant(
+        self, grant: str, inputs: Mapping[str, str] | None = None, *, subject: str | None = None
+    ) -> Token:
+        """Run a non-interactive grant (client credentials, Podio's ``app`` or ``password``); store its token.
+
+        ``inputs`` gives the spec's declared inputs (``app_id``, ``app_token``, …).
+        Safe to retry, so connection errors, 5xx and rate limits are retried with
+        backoff per ``retry``. Not for ``authorization_code`` (use start/callback).
+        ``subject`` files the token under that name when the answer names no account.
+        """
+        if grant == "authorization_code":
+            raise ConfigError("the authorization_code grant needs a person: use start() and callback()")
+        request, sent = self.core.token_request(grant, self.declared_inputs(inputs))
+        default = None if subject is None else AccountRef("subject", subject)
+        token = await self.send_with_retry(
+            request,
+            f"{grant} grant",
+            sent,
+            lambda r: self.core.read_token(r, self.clock(), default_account=default),
+        )
+        await self._saver.save_token(token)
+        return token
+
+    def declared_inputs(self, inputs: Mapping[str, str] | None) -> dict[str, str]:
+        """``inputs``, after checking the spec declares each of them."""
+        undeclared = set(inputs or ()) - set(self.spec.inputs)
+        if undeclared:
+            raise ConfigError(f"spec {self.spec.name!r} declares no input(s) {sorted(undeclared)}")
+        return dict(inputs or {})
+
+    async def refresh(self, token: Token | str) -> Token:
+        """Refresh a token (a Token or its store key); concurrent callers share one request.
+
+        When another worker already refreshed it, the stored token is returned
+        without a request. ``invalid_grant`` with an unchanged stored refresh
+        token marks the grant dead and raises (SECURITY.md 18). A token this
+        process holds unsaved is the current one: the refresh token it replaced
+        is spent and is never sent (SECURITY.md 23).
+        """
+        key = token if isinstance(token, str) else token.key
+        seen = None if isinstance(token, str) else token
+        asked_at = self.clock()
+        return await self.single_flight(f"refresh:{key}", lambda: self._refresh_once(key, seen, asked_at))
+
+    @staticmethod
+    def _refreshed_since(current: Token, seen: Token | None, asked_at: float) -> bool:
+        """True when ``current`` is newer than what the caller had when it asked."""
+        if seen is not None and current.access_token != seen.access_token:
+            return True
+        return current.obtained_at >= asked_at
+
+    async def _refresh_once(self, key: str, seen: Token | None, asked_at: float) -> Token:
+        kept = self._saver.unsaved(key)
+        if kept is not None:
+            return kept  # refreshed here, not yet stored: its predecessor is spent
+        lease = await store_call(self.store.acquire(f"refresh:{key}", self.lease_ttl))
+        if lease is None:
+            return await self._wait_for_refresh(key, seen, asked_at)
+        try:
+            current = await store_call(self.store.get_token(key)) or seen
+            if current is None:
+                raise FlowStateError(f"no token {key!r} in the store", code=ErrorCode.TOKEN_UNKNOWN)
+            if current.dead:
+                raise _dead(key)
+            if self._refreshed_since(current, seen, asked_at):
+                return current  # another caller or worker refreshed it while we waited
+            return await self._refresh_at_provider(current)
+        finally:
+            await self.release(lease)
+
+    async def _refresh_at_provider(self, current: Token) -> Token:
+        if not current.refresh_token:
+            raise FlowStateError("this token has no refresh token", code=ErrorCode.NO_REFRESH_TOKEN)
+        request, sent = self.core.token_request("refresh_token", {"refresh_token": current.refresh_token})
+        try:
+            fresh = await self.send_with_retry(
+                request, "refresh", sent, lambda r: self.core.read_token(r, self.clock())
+            )
+        except InvalidGrantError:
+            again = await store_call(self.store.get_token(current.key))
+            if again is not None and again.refresh_token != current.refresh_token:
+                return again  # rotated by another worker meanwhile: ours was the spent one
+            await self._saver.save_token(attrs.evolve(current, dead=True))
+            raise
+        fresh = attrs.evolve(
+            fresh, account=current.account, refresh_token=fresh.refresh_token or current.refresh_token
+        )
+        await self._saver.save_token(fresh)
+        return fresh
+
+    async def _wait_for_refresh(self, key: str, seen: Token | None, asked_at: float) -> Token:
+        deadline = self.clock() + self.lease_ttl + 5
+        delay = 0.01
+        while self.clock() < deadline:
+            await self.clock.sleep(delay)
+            delay = min(delay * 2, 0.25)
+            current = await store_call(self.store.get_token(key))
+            if current is not None and self._refreshed_since(current, seen, asked_at):
+                if current.dead:
+                    raise _dead(key)
+                return current
+            lease = await store_call(self.store.acquire(f"refresh:{key}", 0.001))
+            if lease is not None:  # the other worker gave up without refreshing
+                await self.release(lease)
+                break
+        return await self._refresh_once(key, seen, asked_at)
+
+    async def revoke(self, token: Token | str, *, hint: str | None = None) -> None:
+        """Revoke a token at the provider (RFC 7009) and delete it from the store.
+
+        Sends the refresh token when there is one (revoking it ends the grant),
+        else the access token; ``hint`` ("access_token" or "refresh_token")
+        chooses. Retried with backoff like a refresh (SECURITY.md 19): revoking
+        twice is harmless. ``ConfigError`` when the spec has no ``revocation``.
+        """
+        rule = self.spec.revocation
+        if rule is None:
+            raise ConfigError(
+                f"spec {self.spec.name!r} names no revocation endpoint", code=ErrorCode.REVOCATION_UNSUPPORTED
+            )
+        current = await self.get_token(token) if isinstance(token, str) else token
+        if current is None:
+            raise FlowStateError(f"no token {token!r} in the store", code=ErrorCode.TOKEN_UNKNOWN)
+        if hint is None:
+            hint = "refresh_token" if current.refresh_token else "access_token"
+        if hint not in ("access_token", "refresh_token"):
+            raise ConfigError(f"hint must be access_token or refresh_token, not {hint!r}")
+        value = current.refresh_token if hint == "refresh_token" else current.access_token
+        if not value:
+            code = ErrorCode.NO_REFRESH_TOKEN if hint == "refresh_token" else ErrorCode.NO_ACCESS_TOKEN
+            raise FlowStateError(f"this token has no {hint}", code=code)
+        values = self.core.client_values({"token": value, "token_type_hint": hint})
+        request = build_request(rule, self.core.endpoints[rule.endpoint], values, self.core.user_agent)
+        secrets = tuple(v for k, v in values.items() if v and k in ("token", "client_secret"))
+        await self.send_with_retry(
+            request, "revocation", secrets, lambda r: read_revocation_response(self.spec, r, now=self.clock())
+        )
+        if hint == "access_token" and current.refresh_token:
+            # The refresh token still works at the provider: keep it, so it can be used or revoked.
+            stored = await store_call(self.store.get_token(current.key))
+            if stored is not None:
+                await self._saver.save_token(attrs.evolve(stored, expires_at=self.clock()))
+            return
+        await store_call(self.store.delete_token(current.key))
+
+    async def get_token(self, key: str) -> Token | None:
+        """The current token under ``key`` (``provider:type:id``): kept unsaved here, else stored."""
+        return self._saver.unsaved(key) or await store_call(self.store.get_token(key))
+
+    async def tokens(self) -> list[Token]:
+        """Every stored token of this engine's provider."""
+        return await store_call(self.store.list_tokens(provider=self.spec.name))
+
+    @property
+    def unsaved_tokens(self) -> list[Token]:
+        """Tokens this process holds because the store has not taken them yet (SECURITY.md 23)."""
+        return self._saver.unsaved_tokens
+
+    # --- sending ----------------------------------------------------------------------
+
+    async def send_once(self, request: HttpRequest) -> HttpResponse:
+        """Send a request that must not be repeated (a code exchange)."""
+        return await self.transport.send(request)
+
+    async def send_with_retry(
+        self,
+        request: HttpRequest,
+        what: str,
+        sent_secrets: tuple[str, ...],
+        read: Callable[[HttpResponse], _T],
+    ) -> _T:
+        """Send and read a request that is safe to repeat, retrying what is retryable with backoff."""
+        attempts = self.retry.attempts
+        for attempt in range(attempts):
+            try:
+                return read(await self.transport.send(request))
+            except (ProviderError, TransportError) as exc:
+                retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
+                if not exc.retryable or attempt + 1 >= attempts:
+                    raise
+                if retry_after is not None and retry_after > self.retry.max_delay:
+                    raise  # the provider said when; retrying sooner is what it asked us not to do
+                delay = self.retry.delay(attempt, retry_after)
+                log.info("%s: %s; retrying in %.2fs", what, exc.code, delay)
+                await self.clock.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def single_flight(self, key: str, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``work`` once for concurrent callers of this engine with the same key."""
+        future = self._inflight.get(key)
+        if future is None:
+            future = asyncio.ensure_future(work())
+            self._inflight[key] = future
+            future.add_done_callback(lambda _f: self._inflight.pop(key, None))
+        result: _T = await asyncio.shield(future)
+        return result
+
+    async def release(self, lease: Lease) -> None:
+        """Give a lease back; if the store is away, it expires on its own."""
+        try:
+            await self.store.release(lease)
+        except Exception:
+            log.warning("could not release lease %s; it will expire", lease.key)
