@@ -9,6 +9,7 @@ problem found is reported at once, each as ``FILE: $.path: message``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
@@ -222,8 +223,8 @@ def _expect(kind: type | tuple[type, ...], label: str) -> Callable[[Any, Any], A
     return hook
 
 
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+def _make_converter(*, forbid_extra_keys: bool = True) -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=forbid_extra_keys, detailed_validation=True)
     conv.register_structure_hook(str, _expect(str, "a string"))
     conv.register_structure_hook(int, _expect(int, "an integer"))
     conv.register_structure_hook(bool, _expect(bool, "true or false"))
@@ -350,14 +351,37 @@ def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = N
         spec = _converter.structure(data, FlowSpec)
     except Exception as exc:
         problems = [SpecProblem(path, message, source) for path, message in _flatten(exc, "$")]
-        raise SpecError(problems) from None
+        raise SpecError(problems + _meaning_despite_unknown_keys(data, source, names)) from None
     spec = attrs.evolve(spec, source=source)
-    problems = list(check_spec(spec))
-    if names is not None:
-        problems += check_names(spec, *names)
+    problems = _meaning(spec, names)
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _meaning(spec: FlowSpec, names: _Names) -> list[SpecProblem]:
+    problems = list(check_spec(spec))
+    if names is not None:
+        problems += check_names(spec, *names)
+    return problems
+
+
+@functools.cache
+def _lenient_converter() -> cattrs.Converter:
+    return _make_converter(forbid_extra_keys=False)
+
+
+def _meaning_despite_unknown_keys(data: dict[Any, Any], source: str, names: _Names) -> list[SpecProblem]:
+    """What the rest of a spec means when only unknown keys stopped it: one typo hides nothing else.
+
+    Structured again with unknown keys ignored; if that fails too, the structural
+    problems already listed are all there is to say.
+    """
+    try:
+        spec = _lenient_converter().structure(data, FlowSpec)
+    except Exception:
+        return []
+    return _meaning(attrs.evolve(spec, source=source), names)
 
 
 class _StrictLoader(yaml.SafeLoader):
