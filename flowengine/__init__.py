@@ -7,9 +7,11 @@ HTTP transport and the frontends.
 Everything public is importable from here; the modules behind it are private
 (``flowengine._driver``, ...), as in httpx. The public submodules are
 ``flowengine.hookspecs`` (the plugin contract), ``flowengine.cli`` (the command
-and what plugins adding commands share) and ``flowengine.testing``.
+and what plugins adding commands share), ``flowengine.serving`` (a loopback
+ASGI server) and ``flowengine.testing``.
 """
 
+from flowengine._callbacks import callback_state
 from flowengine._client import Client
 from flowengine._codec import RecordCodec, codec_for, new_store_key
 from flowengine._engine import AsyncEngine, RetryPolicy
@@ -78,6 +80,7 @@ __all__ = [
     "TransportConfig",
     "TransportError",
     "__version__",
+    "callback_state",
     "codec_for",
     "digest",
     "digests_equal",

@@ -10,8 +10,8 @@ import secrets
 import threading
 import time
 
-from flowengine import Lease, StoreError, hookimpl
-from flowengine._records import Flow, Token, evolve_flow
+import attrs
+from flowengine import Flow, Lease, StoreError, Token, hookimpl
 
 __all__ = ["MemoryStore", "flowengine_store"]
 
@@ -21,7 +21,7 @@ def _at_rest(flow: Flow) -> Flow:
 
     Only the record ``start()`` returns has one, so most writes keep the record as is.
     """
-    return flow if flow.authorization_url is None else evolve_flow(flow, authorization_url=None)
+    return flow if flow.authorization_url is None else attrs.evolve(flow, authorization_url=None)
 
 
 class MemoryStore:
