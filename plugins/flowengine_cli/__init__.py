@@ -47,10 +47,11 @@ __getattr__ = lazy_exports(
 
 @hookimpl
 def flowengine_commands(cli: click.Group) -> None:
-    """Add ``login``, ``flows``, ``tokens`` and ``token``."""
+    """Add ``login``, ``flows``, ``tokens``, ``token`` and ``doctor``."""
+    from .doctor import doctor
     from .header import token
     from .login import login
     from .records import flows, tokens
 
-    for command in (login, flows, tokens, token):
+    for command in (login, flows, tokens, token, doctor):
         cli.add_command(command)
