@@ -209,7 +209,9 @@ def resolve_client(
                 secret_from = "the prompt" if secret else ""
     except _EndOfInput:
         message = _missing(spec_name, found_id, id_from, secret_from)
-        raise ConfigError(f"{message} (the prompt got end of input)", code="credentials_missing") from None
+        raise ConfigError(
+            f"{message}; the prompt got end of input (Ctrl-D)", code="credentials_missing"
+        ) from None
     if not found_id or not secret:
         raise ConfigError(_missing(spec_name, found_id, id_from, secret_from), code="credentials_missing")
     return ClientSettings(

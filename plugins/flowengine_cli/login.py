@@ -523,6 +523,70 @@ def login(
     wait = parse_duration(timeout)
     if wait <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--timeout")
+    _check_flags(ctx, sandbox=sandbox, mode=mode, has_client=bool(client_id or client_secret))
+    flags = _Flags(spec_ref, mode, redirect_uri, port, wait, no_browser, client_id, client_secret)
+    sys.exit(_run_login(flags, sandbox=sandbox, approve=approve, scope=scope, store=store, as_json=as_json))
+
+
+@attrs.frozen
+class _Flags:
+    """What the command line said about the spec, the mode and the client."""
+
+    spec_ref: str
+    mode: str | None
+    redirect_uri: str | None
+    port: int | None
+    wait: float
+    no_browser: bool
+    client_id: str | None
+    client_secret: str | None
+
+
+def _run_login(
+    flags: _Flags, *, sandbox: bool, approve: bool, scope: str | None, store: str | None, as_json: bool
+) -> int:
+    """Load the spec and the client (a prompt may ask), then run the login; its exit status."""
+    try:
+        spec = spec_argument(flags.spec_ref)
+        if spec.machine is None:
+            raise _grant_only(spec, sandbox)
+        pending = Pending(store_url(store))
+        if sandbox:
+            sandbox_url()  # a malformed FLOWENGINE_SANDBOX_URL is said before anything starts
+        if sandbox and flags.mode is None:
+            emulated = LoginOptions("emulated", scope, pending.store, as_json, pending, approve=approve)
+            return run_command(lambda: _login_emulated(spec, emulated), cancelled=pending.interrupted)
+        settings = (
+            None
+            if sandbox
+            else _client_settings(spec, flags.client_id, flags.client_secret, flags.redirect_uri, scope)
+        )
+    except FlowError as exc:
+        fail(exc)
+    except KeyboardInterrupt:  # Ctrl-C at a credentials prompt: nothing has started
+        click.echo("\nCancelled; nothing was stored.", err=True)
+        return EXIT_INTERRUPTED
+    redirect = settings.redirect_uri if settings else flags.redirect_uri
+    chosen: Mode = "paste" if flags.mode == "paste" else "loopback"
+    if flags.mode is None and redirect and not is_loopback(urlsplit(redirect).hostname):
+        chosen = "paste"
+    options = LoginOptions(
+        chosen,
+        settings.scope if settings else scope,
+        pending.store,
+        as_json,
+        pending,
+        timeout=flags.wait,
+        open_browser=not flags.no_browser,
+        redirect_uri=redirect,
+        port=flags.port,
+    )
+    client = settings.client if settings else None
+    return run_command(lambda: _login_interactive(spec, options, client), cancelled=pending.interrupted)
+
+
+def _check_flags(ctx: click.Context, *, sandbox: bool, mode: str | None, has_client: bool) -> None:
+    """Refuse options that do not go together, before anything starts (click's usage errors)."""
     if sandbox and mode is None:
         for name in ("redirect_uri", "port", "timeout", "no_browser", "client_id", "client_secret"):
             if _given(ctx, name):
@@ -531,44 +595,10 @@ def login(
                 )
     elif _given(ctx, "approve"):
         raise click.UsageError("--approve/--deny apply only to --sandbox without --loopback or --paste")
-    if sandbox and (client_id or client_secret):
+    if sandbox and has_client:
         raise click.UsageError(
             "--sandbox uses the sandbox's own client: leave out --client-id/--client-secret"
         )
-
-    try:
-        spec = spec_argument(spec_ref)
-        if spec.machine is None:
-            raise _grant_only(spec, sandbox)
-        pending = Pending(store_url(store))
-        if sandbox:
-            sandbox_url()  # a malformed FLOWENGINE_SANDBOX_URL is said before anything starts
-        if sandbox and mode is None:
-            emulated = LoginOptions("emulated", scope, pending.store, as_json, pending, approve=approve)
-            sys.exit(run_command(lambda: _login_emulated(spec, emulated), cancelled=pending.interrupted))
-        settings = None if sandbox else _client_settings(spec, client_id, client_secret, redirect_uri, scope)
-    except FlowError as exc:
-        fail(exc)
-    except KeyboardInterrupt:  # Ctrl-C at a credentials prompt: nothing has started
-        click.echo("\nCancelled; nothing was stored.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
-    redirect = settings.redirect_uri if settings else redirect_uri
-    chosen: Mode = "paste" if mode == "paste" else "loopback"
-    if mode is None and redirect and not is_loopback(urlsplit(redirect).hostname):
-        chosen = "paste"
-    options = LoginOptions(
-        chosen,
-        settings.scope if settings else scope,
-        pending.store,
-        as_json,
-        pending,
-        timeout=wait,
-        open_browser=not no_browser,
-        redirect_uri=redirect,
-        port=port,
-    )
-    client = settings.client if settings else None
-    sys.exit(run_command(lambda: _login_interactive(spec, options, client), cancelled=pending.interrupted))
 
 
 def _grant_only(spec: FlowSpec, sandbox: bool) -> ConfigError:
@@ -601,5 +631,5 @@ def _client_settings(
     except ConfigError as exc:
         if exc.code != "credentials_missing":
             raise
-        hint = " (to try flowengine without credentials: --sandbox)"
+        hint = "; to try flowengine without credentials, add --sandbox"
         raise ConfigError(exc.message + hint, code=exc.code) from None
