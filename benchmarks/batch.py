@@ -52,7 +52,7 @@ _FAULTS = [  # 10% of token requests fail
 _SANDBOX = """
 import sys
 from flowengine_sandbox.app import create_app
-from flowengine_sandbox.server import bind, serve_app_forever, url_of
+from flowengine.serving import bind, serve_app_forever, url_of
 from flowengine_sandbox.settings import SandboxApp, SandboxSettings
 apps = {{i: SandboxApp(i, f"app-token-{{i}}") for i in range(3000, 3000 + {count})}}
 settings = SandboxSettings(apps=apps, rate_limit=None, rotate_refresh_tokens=False)

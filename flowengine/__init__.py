@@ -7,10 +7,11 @@ HTTP transport and the frontends.
 Everything public is importable from here; the modules behind it are private
 (``flowengine._driver``, ...), as in httpx. The public submodules are
 ``flowengine.hookspecs`` (the plugin contract), ``flowengine.cli`` (the command
-and what plugins adding commands share) and ``flowengine.testing`` (a handler
-transport and a fake clock for tests).
+and what plugins adding commands share), ``flowengine.serving`` (a loopback
+ASGI server) and ``flowengine.testing`` (a handler transport and a fake clock for tests).
 """
 
+from flowengine._callbacks import callback_state
 from flowengine._client import Client
 from flowengine._codec import RecordCodec, codec_for, new_store_key
 from flowengine._driver import AsyncEngine
@@ -90,6 +91,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "__version__",
+    "callback_state",
     "codec_for",
     "digest",
     "digests_equal",

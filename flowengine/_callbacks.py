@@ -9,9 +9,16 @@ import attrs
 
 from flowengine._errors import CallbackError, ProviderError
 from flowengine._security import digest
-from flowengine._spec import CallbackRules
+from flowengine._spec import CallbackRules, FlowSpec
 
-__all__ = ["CallbackInput", "CallbackParams", "callback_digest", "callback_error", "parse_callback"]
+__all__ = [
+    "CallbackInput",
+    "CallbackParams",
+    "callback_digest",
+    "callback_error",
+    "callback_state",
+    "parse_callback",
+]
 
 #: A callback longer than this is not a callback (and not worth parsing).
 MAX_CALLBACK_LENGTH = 16 * 1024
@@ -91,6 +98,17 @@ def parse_callback(data: CallbackInput, rules: CallbackRules) -> CallbackParams:
             )
         values[field] = found[-1] or None
     return CallbackParams(**values)
+
+
+def callback_state(callback: CallbackInput, spec: FlowSpec) -> str | None:
+    """The ``state`` a callback carries (None without one), read by ``spec``'s callback rules.
+
+    For a frontend that must tell whether a callback (a pasted URL, a request on
+    a listener) belongs to the flow it waits on before handing it to the engine:
+    compare ``digest(state)`` with ``flow.state_hash`` using ``digests_equal``.
+    ``CallbackError`` when the callback cannot be read (malformed, repeated parameters).
+    """
+    return parse_callback(callback, spec.callback).state
 
 
 def callback_error(params: CallbackParams, rules: CallbackRules) -> ProviderError | None:

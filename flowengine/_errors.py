@@ -41,6 +41,9 @@ class ErrorCode(StrEnum):
     """Every code a flowengine error can carry; ``ERROR_CLASSES`` says which class raises it."""
 
     INTERNAL_ERROR = "internal_error"
+    GRAPHVIZ_FAILED = "graphviz_failed"
+    LOGIN_TIMEOUT = "login_timeout"
+    PASTE_ENDED = "paste_ended"
     SPEC_INVALID = "spec_invalid"
     # ConfigError
     CONFIG_INVALID = "config_invalid"
@@ -52,6 +55,10 @@ class ErrorCode(StrEnum):
     STORE_KEY_INVALID = "store_key_invalid"
     STATE_BUSY = "state_busy"
     STATE_MISMATCH = "state_mismatch"
+    PORT_IN_USE = "port_in_use"
+    LISTEN_FAILED = "listen_failed"
+    CREDENTIALS_MISSING = "credentials_missing"
+    GRAPHVIZ_MISSING = "graphviz_missing"
     # PluginError
     PLUGIN_ERROR = "plugin_error"
     SPEC_NOT_FOUND = "spec_not_found"
@@ -61,6 +68,7 @@ class ErrorCode(StrEnum):
     SANDBOX_UNREACHABLE = "sandbox_unreachable"
     SANDBOX_REFUSED = "sandbox_refused"
     PLUGIN_CONFLICT = "plugin_conflict"
+    EXTRA_MISSING = "extra_missing"
     # CallbackError
     CALLBACK_INVALID = "callback_invalid"
     STATE_MISSING = "state_missing"
@@ -281,7 +289,12 @@ class StoreError(FlowError):
 
 
 _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
-    FlowError: (ErrorCode.INTERNAL_ERROR,),
+    FlowError: (
+        ErrorCode.INTERNAL_ERROR,
+        ErrorCode.GRAPHVIZ_FAILED,
+        ErrorCode.LOGIN_TIMEOUT,
+        ErrorCode.PASTE_ENDED,
+    ),
     SpecError: (ErrorCode.SPEC_INVALID,),
     ConfigError: (
         ErrorCode.CONFIG_INVALID,
@@ -293,6 +306,10 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.STORE_KEY_INVALID,
         ErrorCode.STATE_BUSY,
         ErrorCode.STATE_MISMATCH,
+        ErrorCode.PORT_IN_USE,
+        ErrorCode.LISTEN_FAILED,
+        ErrorCode.CREDENTIALS_MISSING,
+        ErrorCode.GRAPHVIZ_MISSING,
     ),
     PluginError: (
         ErrorCode.PLUGIN_ERROR,
@@ -303,6 +320,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.SANDBOX_UNREACHABLE,
         ErrorCode.SANDBOX_REFUSED,
         ErrorCode.PLUGIN_CONFLICT,
+        ErrorCode.EXTRA_MISSING,
     ),
     CallbackError: (
         ErrorCode.CALLBACK_INVALID,

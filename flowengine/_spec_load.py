@@ -9,6 +9,7 @@ problem found is reported at once, each as ``FILE: $.path: message``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -98,9 +99,9 @@ def _outcome(value: Any, _t: Any) -> Outcome:
     return Outcome(value)
 
 
-def _make_converter() -> cattrs.Converter:
+def _make_converter(*, forbid_extra_keys: bool = True) -> cattrs.Converter:
     """A strict converter: no extra keys, no coercion, every problem reported with its path."""
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv = cattrs.Converter(forbid_extra_keys=forbid_extra_keys, detailed_validation=True)
     conv.register_structure_hook(str, _expect(str, "a string"))
     conv.register_structure_hook(int, _expect(int, "an integer"))
     conv.register_structure_hook(bool, _expect(bool, "true or false"))
@@ -186,18 +187,47 @@ def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = N
         spec = _converter.structure(data, FlowSpec)
     except Exception as exc:
         problems = [SpecProblem(path, message, source) for path, message in _flatten(exc, "$")]
-        raise SpecError([*shape, *problems]) from None
+        meaning = [] if shape else _meaning_despite_unknown_keys(data, source, names)
+        raise SpecError([*shape, *problems, *meaning]) from None
     if shape:
         raise SpecError(shape)
-    spec = attrs.evolve(spec, source=source)
-    if spec.authorization is not None:
-        spec = attrs.evolve(spec, machine=expand_preset(spec.machine))
-    problems = list(check_spec(spec))
-    if names is not None:
-        problems += check_names(spec, *names)
+    spec = _with_machine(attrs.evolve(spec, source=source))
+    problems = _meaning(spec, names)
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _with_machine(spec: FlowSpec) -> FlowSpec:
+    """The spec with its machine written out: a flow spec without one gets the preset."""
+    if spec.authorization is None:
+        return spec
+    return attrs.evolve(spec, machine=expand_preset(spec.machine))
+
+
+def _meaning(spec: FlowSpec, names: _Names) -> list[SpecProblem]:
+    problems = list(check_spec(spec))
+    if names is not None:
+        problems += check_names(spec, *names)
+    return problems
+
+
+@functools.cache
+def _lenient_converter() -> cattrs.Converter:
+    return _make_converter(forbid_extra_keys=False)
+
+
+def _meaning_despite_unknown_keys(data: dict[Any, Any], source: str, names: _Names) -> list[SpecProblem]:
+    """What the rest of a spec means when only unknown keys stopped it: one typo hides nothing else.
+
+    Structured again with unknown keys ignored; if that fails too, the structural
+    problems already listed are all there is to say.
+    """
+    try:
+        spec = _lenient_converter().structure(data, FlowSpec)
+    except Exception:
+        return []
+    return _meaning(_with_machine(attrs.evolve(spec, source=source)), names)
 
 
 #: What a machine written out must say (a preset reference says none of it).

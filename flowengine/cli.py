@@ -1,11 +1,19 @@
-"""The ``flowengine`` command. The core adds ``spec``; plugins add the rest.
+"""The ``flowengine`` command, and what plugins adding commands to it share.
+
+The core adds ``spec``; plugins add the rest through the ``flowengine_commands``
+hook. Everything a plugin's commands need in common is public here, so that
+they print the same errors and read the same options: the exit statuses, the
+``--store`` option and the default store URL, ``run_command`` and ``fail``
+(``Error: CODE: MESSAGE`` on stderr), durations, the running sandbox's URL,
+client credentials (``resolve_client``) and spec arguments (``spec_argument``).
 
 Exit codes (DESIGN.md): 0 exchanged/ok, 2 bad usage or invalid spec,
-3 denied, 4 failed, 5 timed out waiting for the person.
+3 denied, 4 failed, 5 timed out waiting for the person, 128+N stopped by signal N.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import sys
 from pathlib import Path
@@ -15,7 +23,37 @@ import attrs
 import click
 
 from flowengine import _plugins
-from flowengine._errors import FlowError, SpecError
+from flowengine._cli_common import (
+    EXIT_DENIED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    SANDBOX_URL_ENV,
+    STORE_ENV,
+    Interrupted,
+    default_store_url,
+    exit_status,
+    fail,
+    format_duration,
+    opened_store,
+    parse_duration,
+    print_error,
+    run_command,
+    sandbox_url,
+    store_option,
+    store_url,
+)
+from flowengine._credentials import (
+    ClientSettings,
+    config_path,
+    env_prefix,
+    load_config,
+    readable_by_others,
+    resolve_client,
+)
+from flowengine._errors import ConfigError, FlowError, PluginError, SpecError
 from flowengine._graph import render_graph
 from flowengine._machine import compile_flow
 from flowengine._spec import FlowSpec
@@ -24,18 +62,39 @@ from flowengine._spec_load import load_spec
 __all__ = [
     "EXIT_DENIED",
     "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "EXIT_TIMEOUT",
     "EXIT_USAGE",
     "GRAPH_FORMATS",
+    "SANDBOX_URL_ENV",
+    "STORE_ENV",
+    "ClientSettings",
+    "Interrupted",
     "cli",
     "complete_spec",
+    "config_path",
+    "default_store_url",
     "describe_spec",
+    "env_prefix",
+    "exit_status",
+    "fail",
+    "format_duration",
+    "load_config",
     "main",
+    "opened_store",
+    "parse_duration",
+    "print_error",
+    "readable_by_others",
+    "resolve_client",
+    "run_command",
+    "sandbox_url",
     "spec_argument",
+    "spec_folders",
+    "spec_names",
+    "store_option",
+    "store_url",
 ]
-
-EXIT_OK, EXIT_USAGE, EXIT_DENIED, EXIT_FAILED, EXIT_TIMEOUT = 0, 2, 3, 4, 5
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -62,9 +121,37 @@ def complete_spec(ctx: click.Context, param: click.Parameter, incomplete: str) -
     return [*names, CompletionItem(incomplete, type="file")]
 
 
-def spec_argument(ref: str) -> FlowSpec:
-    """The spec a command-line argument names: a path if the file exists, else a name."""
-    return load_spec(Path(ref) if Path(ref).is_file() else ref)
+def spec_argument(ref: str, *, names: tuple[set[str], set[str]] | None = None) -> FlowSpec:
+    """The spec a command-line argument names: a path if the file exists, else a name.
+
+    An unknown name is ``spec_not_found`` with the closest names (``did you mean
+    'podio'?``) and a pointer to ``flowengine spec list``. ``names`` (guards, actions)
+    adds the name checks of ``spec validate``.
+    """
+    if Path(ref).is_file():
+        return load_spec(Path(ref), names=names)
+    try:
+        return load_spec(ref, names=names)
+    except PluginError as exc:
+        if exc.code != "spec_not_found":
+            raise
+        close = difflib.get_close_matches(ref, spec_names(), n=3, cutoff=0.6)
+        guess = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
+        raise PluginError(
+            f"{exc.message}{guess} `flowengine spec list` lists every named spec; a SPEC may also be "
+            "the path of a YAML file",
+            code="spec_not_found",
+        ) from None
+
+
+def spec_names() -> list[str]:
+    """The names ``load_spec(NAME)`` finds, in search order."""
+    return [name for name, _path in _spec_entries()]
+
+
+def spec_folders() -> list[Path]:
+    """The folders named specs are found in, in search order (the ``flowengine_spec_paths`` hook)."""
+    return _plugins.spec_paths()
 
 
 @spec.command("validate")
@@ -82,7 +169,7 @@ def spec_validate(specs: tuple[str, ...], as_json: bool) -> None:
     report: list[dict[str, Any]] = []
     for ref in specs:
         try:
-            load_spec(Path(ref) if Path(ref).is_file() else ref, names=names)
+            spec_argument(ref, names=names)
         except SpecError as exc:
             problems = [str(problem) for problem in exc.problems]
         except FlowError as exc:
@@ -123,18 +210,19 @@ def _render_image(dot_text: str, fmt: str) -> bytes:
 
     dot = shutil.which("dot")
     if dot is None:
-        click.echo(
-            f"--format {fmt} needs Graphviz's `dot` (Debian: apt-get install graphviz); "
-            "--format dot writes the text it would draw",
-            err=True,
+        fail(
+            ConfigError(
+                f"--format {fmt} needs Graphviz's `dot` program (Debian: apt-get install graphviz); "
+                "--format dot writes the text it would draw",
+                code="graphviz_missing",
+            )
         )
-        sys.exit(EXIT_USAGE)
     done = subprocess.run(  # noqa: S603 - a fixed program on our own DOT text
         [dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=60, check=False
     )
     if done.returncode != 0:
-        click.echo(f"dot failed: {done.stderr.decode(errors='replace')[:500]}", err=True)
-        sys.exit(EXIT_FAILED)
+        said = done.stderr.decode(errors="replace")[:500].strip()
+        fail(FlowError(f"Graphviz's dot failed: {said}", code="graphviz_failed"))
     return done.stdout
 
 
@@ -163,25 +251,25 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
       flowengine spec graph podio --format dot | dot -Tpdf > podio.pdf
     """
     fmt = _graph_format(fmt, output)
+    if fmt in ("svg", "png") and output is None and sys.stdout.isatty():
+        raise click.UsageError(f"--format {fmt} is binary: pass --output FILE or redirect stdout")
     try:
         loaded = spec_argument(spec_ref)
+        if loaded.machine is None:
+            raise ConfigError(
+                f"spec {loaded.name!r} is grant-only: it has no machine to draw "
+                f"(`flowengine spec show {loaded.name}` says what it has)",
+                code="grant_only_spec",
+            )
         guards, actions = _plugins.guards_and_actions()
         compile_flow(loaded, guards=guards, actions=actions)  # unknown guard or action names: spec_invalid
         text = render_graph(loaded, "mermaid" if fmt == "mermaid" else "dot")
-    except SpecError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_USAGE)
-    except FlowError as exc:  # e.g. grant_only_spec: it has no machine to draw
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_USAGE)
+    except FlowError as exc:
+        fail(exc)
     data = text.encode() if fmt in ("mermaid", "dot") else _render_image(text, fmt)
     if output is not None:
         output.write_bytes(data)
         click.echo(f"wrote {output} ({fmt}, {len(data)} bytes)", err=True)
-    elif fmt in ("svg", "png") and sys.stdout.isatty():
-        click.echo(f"--format {fmt} is binary: pass --output FILE or redirect stdout", err=True)
-        sys.exit(EXIT_USAGE)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -242,13 +330,8 @@ def spec_show(spec_ref: str, as_json: bool) -> None:
     """
     try:
         loaded = spec_argument(spec_ref)
-    except SpecError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_USAGE)
     except FlowError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(EXIT_USAGE)
+        fail(exc)
     if as_json:
         click.echo(json.dumps(attrs.asdict(loaded), indent=2, default=list))
         return

@@ -22,12 +22,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from flowengine import AsyncEngine, Client, ConfigError, FlowSpec, RetryPolicy, open_sandbox, open_store
-from flowengine.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, spec_argument
-
-from flowengine_cli.common import default_store_url, run_command, store_option
-from flowengine_cli.credentials import resolve_client
-from flowengine_cli.records import parse_duration
+from flowengine import AsyncEngine, Client, ConfigError, FlowError, FlowSpec, RetryPolicy, open_sandbox
+from flowengine.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    fail,
+    opened_store,
+    parse_duration,
+    resolve_client,
+    run_command,
+    sandbox_url,
+    spec_argument,
+    store_option,
+    store_url,
+)
 
 from ._inputs import read_exchange_file, read_grant_file
 from ._journal import Journal, JournalBusy, default_state_dir
@@ -122,7 +130,10 @@ class _Settings:
         self.progress: ProgressMode = (
             "none" if self.quiet else chosen or ("bar" if sys.stderr.isatty() else "none")
         )
-        self.store: str = options["store"] or default_store_url()
+        try:
+            self.store: str = store_url(options["store"])
+        except FlowError as exc:
+            fail(exc)
 
     def batch(self) -> Batch:
         return Batch(
@@ -142,15 +153,13 @@ class _Settings:
 
 
 def _sandbox_url(settings: _Settings, job: str) -> str | None:
-    url = os.environ.get("FLOWENGINE_SANDBOX_URL") or None
-    if settings.sandbox and url is None and job != "grant":
-        click.echo(
-            f"--sandbox {job} works on what a running sandbox issued: start `flowengine sandbox serve` "
-            "and set FLOWENGINE_SANDBOX_URL",
-            err=True,
-        )
-        sys.exit(EXIT_USAGE)
-    return url
+    """The running sandbox (needed by refresh and exchange: they work on what it issued)."""
+    if not settings.sandbox:
+        return None
+    try:
+        return sandbox_url(needed_for=None if job == "grant" else f"batch {job} --sandbox")
+    except FlowError as exc:
+        fail(exc)
 
 
 def _file_key(path: Path) -> str:
@@ -321,11 +330,8 @@ def batch_refresh(
 
 
 async def _providers_in_store(url: str) -> list[str]:
-    store = open_store(url)
-    try:
+    async with opened_store(url, reading=True) as store:
         return sorted({token.provider for token in await store.list_tokens()})
-    finally:
-        await store.aclose()
 
 
 @batch.command("exchange")

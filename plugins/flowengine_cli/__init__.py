@@ -3,8 +3,8 @@
 While a command runs, a ``TerminalPresenter`` is registered with the plugin
 manager: it prints each stored transition (``flowengine_transition``) and the
 steps the command hands to ``flowengine_present``. It prints fingerprints,
-never a token, code or secret. Commands default to the SQLite store in the
-user's data folder (``FLOWENGINE_STORE`` or ``--store`` choose another).
+never a token, code or secret. What every command shares (the store option,
+the default store, error printing, credentials) is the core's ``flowengine.cli``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from flowengine import hookimpl, lazy_exports
 if TYPE_CHECKING:
     import click
 
-    from .common import TerminalPresenter, default_store_url, flow_summary, token_summary
-    from .credentials import config_path, load_config, resolve_client
+    from .common import TerminalPresenter, flow_summary, token_summary
     from .login import callback_problem
     from .loopback import LoopbackListener, Reply
 
@@ -26,12 +25,8 @@ __all__ = [
     "Reply",
     "TerminalPresenter",
     "callback_problem",
-    "config_path",
-    "default_store_url",
     "flow_summary",
     "flowengine_commands",
-    "load_config",
-    "resolve_client",
     "token_summary",
 ]
 
@@ -41,12 +36,8 @@ __getattr__ = lazy_exports(
     __name__,
     {
         "TerminalPresenter": ".common",
-        "default_store_url": ".common",
         "flow_summary": ".common",
         "token_summary": ".common",
-        "config_path": ".credentials",
-        "load_config": ".credentials",
-        "resolve_client": ".credentials",
         "callback_problem": ".login",
         "LoopbackListener": ".loopback",
         "Reply": ".loopback",
@@ -56,10 +47,11 @@ __getattr__ = lazy_exports(
 
 @hookimpl
 def flowengine_commands(cli: click.Group) -> None:
-    """Add ``login``, ``flows``, ``tokens`` and ``token``."""
+    """Add ``login``, ``flows``, ``tokens``, ``token`` and ``doctor``."""
+    from .doctor import doctor
     from .header import token
     from .login import login
     from .records import flows, tokens
 
-    for command in (login, flows, tokens, token):
+    for command in (login, flows, tokens, token, doctor):
         cli.add_command(command)

@@ -1,42 +1,27 @@
-"""What every terminal command shares: the store option, the presenter, error handling."""
+"""What the terminal commands share: the presenter, tables, and the public facts of records.
+
+What every command of the `flowengine` script shares (the store option, error
+printing, durations, credentials) is the core's: ``flowengine.cli``.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import os
 import sys
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import click
-from flowengine import ConfigError, Flow, FlowError, PluginError, SpecError, Token, hookimpl
-from flowengine.cli import EXIT_FAILED, EXIT_USAGE
+from flowengine import Flow, Token, hookimpl
 
 __all__ = [
     "TerminalPresenter",
-    "default_store_url",
     "display_store_url",
     "flow_summary",
     "print_table",
     "printable",
-    "run_command",
-    "store_option",
     "token_summary",
 ]
-
-_T = TypeVar("_T")
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def default_store_url() -> str:
-    """``FLOWENGINE_STORE``, else the SQLite file in the user's data folder."""
-    configured = os.environ.get("FLOWENGINE_STORE")
-    if configured:
-        return configured
-    from flowengine_sqlite import default_url
-
-    return default_url()
 
 
 def display_store_url(url: str) -> str:
@@ -54,55 +39,32 @@ def display_store_url(url: str) -> str:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Print rows under headers with rich: bold headers on a terminal, plain aligned text in a pipe.
+    """Print rows under headers: a rich table on a terminal, plain aligned columns in a pipe.
 
-    Cells never wrap nor get cut: a key or fingerprint cut short is worse than a wide line.
+    Cells never wrap nor get cut, whatever the width: a key or fingerprint cut
+    short is worse than a wide line. In a pipe the columns are two spaces apart
+    and lines carry no trailing spaces, so ``awk``/``cut`` read them.
     """
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    if not sys.stdout.isatty():
+        for line in (headers, *rows):
+            click.echo(
+                "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+            )
+        return
     from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD if sys.stdout.isatty() else None, pad_edge=False, show_edge=False)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for header in headers:
-        table.add_column(header, no_wrap=True, overflow="fold")
+        table.add_column(header, no_wrap=True)
     for row in rows:
         table.add_row(*row)
-    if sys.stdout.isatty():
-        Console(highlight=False).print(table)
-        return
-    width = max([len("  ".join(headers)), *(sum(len(c) + 2 for c in row) for row in rows)]) + 8
-    console = Console(highlight=False, width=width, soft_wrap=True)
-    with console.capture() as captured:
-        console.print(table)
-    for line in captured.get().splitlines():
-        click.echo(line.rstrip())
-
-
-def store_option(command: _F) -> _F:
-    """``--store URL`` (env ``FLOWENGINE_STORE``; default: SQLite in the user data folder)."""
-    return click.option(
-        "--store",
-        metavar="URL",
-        default=None,
-        help="Store URL: sqlite:///path, redis://…, postgresql://…, memory:// "
-        "(env FLOWENGINE_STORE; default $XDG_DATA_HOME/flowengine/flowengine.db).",
-    )(command)
-
-
-def run_command(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
-    """Make and run a command's coroutine; turn flowengine errors into messages and exit codes."""
-    try:
-        return asyncio.run(work())
-    except SpecError as exc:
-        for problem in exc.problems:
-            click.echo(str(problem), err=True)
-        sys.exit(EXIT_USAGE)
-    except (PluginError, ConfigError) as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
-    except FlowError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+    console = Console(highlight=False)
+    # Never narrower than the table needs: a narrow terminal wraps the line, rich would cut cells.
+    console.width = max(console.width, sum(widths) + 2 * len(widths) + 2)
+    console.print(table)
 
 
 def flow_summary(flow: Flow) -> dict[str, Any]:

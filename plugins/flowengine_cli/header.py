@@ -17,17 +17,17 @@ import sys
 import time
 
 import click
-from flowengine import AsyncEngine, ConfigError, FlowStateError, ProviderError, Token, open_store
-from flowengine.cli import EXIT_USAGE, complete_spec, spec_argument
-
-from .common import default_store_url, run_command, store_option
-from .records import (
-    client_id_option,
+from flowengine import ConfigError, FlowStateError, ProviderError, Token
+from flowengine.cli import (
+    complete_spec,
+    opened_store,
     parse_duration,
-    refreshing_engine,
-    require_running_sandbox,
-    sandbox_option,
+    run_command,
+    spec_argument,
+    store_option,
 )
+
+from .records import client_id_option, refreshing_engine, running_sandbox, sandbox_option
 
 __all__ = ["choose_token", "token"]
 
@@ -97,20 +97,16 @@ def token_header(
       curl -H "$(flowengine token header podio)" https://api.podio.com/user/status
     """
     margin = parse_duration(min_validity)
-    require_running_sandbox(sandbox)
     if sys.stdout.isatty() and not reveal:
-        click.echo(
-            "Refusing to print a token on the terminal: use it as "
-            f'curl -H "$(flowengine token header {spec_ref})" …, pipe it, or pass --reveal',
-            err=True,
+        raise click.UsageError(
+            "refusing to print a token on the terminal: use it as "
+            f'curl -H "$(flowengine token header {spec_ref})" …, pipe it, or pass --reveal'
         )
-        sys.exit(EXIT_USAGE)
 
     async def work() -> str:
+        where = running_sandbox(sandbox, "token header")
         spec = spec_argument(spec_ref)
-        engine: AsyncEngine | None = None
-        backend = open_store(store or default_store_url())
-        try:
+        async with opened_store(store, reading=True) as backend:
             current = choose_token(await backend.list_tokens(provider=spec.name), spec.name, account)
             if current.dead:
                 raise ProviderError(
@@ -124,10 +120,10 @@ def token_header(
                         f"run `flowengine login {spec.name}` again",
                         code="no_refresh_token",
                     )
-                engine = await refreshing_engine(current, backend, sandbox=sandbox, client_id=client_id)
-                current = await engine.refresh(current)
-        finally:
-            await (engine.aclose() if engine is not None else backend.aclose())
+                async with await refreshing_engine(
+                    current, backend, sandbox=where, client_id=client_id
+                ) as engine:
+                    current = await engine.refresh(current)
         value = current.authorization_header()
         return value if value_only else f"Authorization: {value}"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -35,36 +36,45 @@ from flowengine import (
     Client,
     ConfigError,
     Flow,
+    FlowError,
     FlowSpec,
+    callback_state,
     digest,
     digests_equal,
     get_plugin_manager,
     is_loopback,
     open_sandbox,
 )
-from flowengine._callbacks import parse_callback
-from flowengine.cli import EXIT_DENIED, EXIT_FAILED, EXIT_OK, EXIT_TIMEOUT, complete_spec, spec_argument
-
-from .common import (
-    TerminalPresenter,
-    default_store_url,
-    display_store_url,
-    flow_summary,
-    printable,
+from flowengine.cli import (
+    EXIT_DENIED,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    ClientSettings,
+    Interrupted,
+    complete_spec,
+    fail,
+    format_duration,
+    opened_store,
+    parse_duration,
+    print_error,
+    resolve_client,
     run_command,
+    sandbox_url,
+    spec_argument,
     store_option,
+    store_url,
 )
-from .credentials import ClientSettings, resolve_client
+
+from .common import TerminalPresenter, display_store_url, flow_summary, printable
 from .loopback import LoopbackListener, Reply
-from .records import format_duration, parse_duration
 
 __all__ = ["callback_problem", "login"]
 
 Mode = Literal["emulated", "loopback", "paste"]
 
 DEFAULT_TIMEOUT = "5m"
-#: The shell's convention for a command ended by Ctrl-C (128 + SIGINT).
-EXIT_INTERRUPTED = 130
 CALLBACK_PATH = "/callback"
 
 
@@ -74,6 +84,46 @@ class LoginTimeout(Exception):
 
 class NothingPasted(Exception):
     """Standard input ended before a callback URL was pasted (exit 4)."""
+
+
+@attrs.define
+class Pending:
+    """The flow a login started, once it has: what an ended login reports on."""
+
+    store: str
+    flow: Flow | None = None
+
+    def left_behind(self, stored: Flow | None) -> str:
+        """What the store holds of this login, given the flow read back from it: said, never guessed."""
+        if self.flow is None:
+            return "nothing was stored"
+        if urlsplit(self.store).scheme == "memory":
+            return "nothing was kept (the store is memory://)"
+        if stored is None:
+            return f"the flow {self.flow.id} may be left in the store: `flowengine flows show {self.flow.id}`"
+        if stored.token_key:
+            return f"the flow {stored.id} had already finished: the token is stored as {stored.token_key}"
+        expires = time.strftime("%H:%M:%S", time.localtime(stored.expires_at))
+        return (
+            f"no token was stored; the flow {stored.id} stays in the store in state {stored.state!r} "
+            f"until it expires at {expires} (`flowengine flows purge` removes it then)"
+        )
+
+    def interrupted(self, stop: Interrupted) -> str:
+        """The message for Ctrl-C or SIGTERM (``run_command``'s ``cancelled``): the store is read back."""
+        stored = None
+        if self.flow is not None and urlsplit(self.store).scheme != "memory":
+            try:
+                stored = asyncio.run(_read_flow(self.store, self.flow.id))
+            except (FlowError, OSError):
+                stored = None
+        how = "Cancelled" if stop.signum == signal.SIGINT else "Terminated (SIGTERM)"
+        return f"{how}; {self.left_behind(stored)}."
+
+
+async def _read_flow(url: str, flow_id: str) -> Flow | None:
+    async with opened_store(url, reading=True) as backend:
+        return await backend.get(flow_id)
 
 
 #: The exit status of each outcome (DESIGN.md: 0 granted, 3 denied, 4 failed, 5 timed out).
@@ -93,6 +143,7 @@ class LoginOptions:
     scope: str | None
     store: str
     as_json: bool
+    pending: Pending
     approve: bool = True
     timeout: float = 300.0
     open_browser: bool = True
@@ -122,13 +173,13 @@ def _report(engine: AsyncEngine, flow: Flow, options: LoginOptions, presenter: T
 
 
 async def _login_emulated(spec: FlowSpec, options: LoginOptions) -> int:
-    sandbox = open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
+    sandbox = open_sandbox(spec, sandbox_url())
     with _presenting(options.as_json) as presenter, sandbox:
         async with AsyncEngine(
             spec, client=sandbox.client, store=options.store, endpoints=sandbox.endpoints
         ) as engine:
             started = time.monotonic()
-            flow = await engine.start(scope=options.scope)
+            flow = options.pending.flow = await engine.start(scope=options.scope)
             assert flow.authorization_url is not None
             where = flow.authorization_url.split("?", 1)[0]
             how = "the sandbox answers Grant" if options.approve else "the sandbox answers Deny"
@@ -169,12 +220,12 @@ def callback_problem(spec: FlowSpec, flow: Flow, redirect_uri: str, text: str) -
                 )
             return f"that address is not on the redirect URI {redirect_uri}"
     try:
-        params = parse_callback(text, spec.callback)
+        state = callback_state(text, spec)
     except CallbackError as exc:
         return exc.message
-    if not params.state:
+    if not state:
         return f"it carries no {spec.callback.state!r} parameter; copy the whole address"
-    if not digests_equal(digest(params.state), flow.state_hash):
+    if not digests_equal(digest(state), flow.state_hash):
         return "it belongs to another login (its state is not this one's); use the URL printed above"
     return None
 
@@ -251,7 +302,7 @@ async def _wait_loopback(
             given = urlsplit(options.redirect_uri)
             netloc = given.netloc if given.port is not None else f"{given.netloc}:{listener.port}"
             redirect_uri = given._replace(netloc=netloc).geturl()
-        flow = await engine.start(scope=options.scope, redirect_uri=redirect_uri)
+        flow = options.pending.flow = await engine.start(scope=options.scope, redirect_uri=redirect_uri)
         flow_box.append(flow)
         assert flow.authorization_url is not None
         where = flow.authorization_url.split("?", 1)[0]
@@ -297,7 +348,7 @@ async def _wait_paste(
     presenter: TerminalPresenter,
     redirect_uri: str,
 ) -> Flow:
-    flow = await engine.start(scope=options.scope, redirect_uri=redirect_uri)
+    flow = options.pending.flow = await engine.start(scope=options.scope, redirect_uri=redirect_uri)
     assert flow.authorization_url is not None
     where = flow.authorization_url.split("?", 1)[0]
     opened = options.open_browser and _open_browser(flow.authorization_url)
@@ -329,8 +380,12 @@ async def _wait_paste(
     return await engine.callback(text)
 
 
+async def _stored(engine: AsyncEngine, pending: Pending) -> Flow | None:
+    return None if pending.flow is None else await engine.get(pending.flow.id)
+
+
 async def _login_interactive(spec: FlowSpec, options: LoginOptions, client: Client | None) -> int:
-    sandbox = open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None) if client is None else None
+    sandbox = open_sandbox(spec, sandbox_url()) if client is None else None
     with _presenting(options.as_json) as presenter:
         if sandbox is not None:
             sandbox.__enter__()
@@ -353,39 +408,23 @@ async def _login_interactive(spec: FlowSpec, options: LoginOptions, client: Clie
                             )
                         flow = await _wait_paste(engine, spec, options, presenter, redirect_uri)
                 except LoginTimeout:
-                    click.echo(
-                        f"Timed out after {format_duration(options.timeout)} waiting for the person; "
-                        "nothing was stored. Run the command again (--timeout sets the wait).",
-                        err=True,
+                    left = options.pending.left_behind(await _stored(engine, options.pending))
+                    said = (
+                        f"timed out after {format_duration(options.timeout)} waiting for the person; "
+                        f"{left}. Run the command again (--timeout sets the wait)"
                     )
+                    print_error(FlowError(said, code="login_timeout"))
                     return EXIT_TIMEOUT
                 except NothingPasted:
-                    click.echo("No callback URL was pasted (end of input); nothing was stored.", err=True)
+                    left = options.pending.left_behind(await _stored(engine, options.pending))
+                    print_error(
+                        FlowError(f"input ended before a callback URL was pasted; {left}", code="paste_ended")
+                    )
                     return EXIT_FAILED
                 return _report(engine, flow, options, presenter)
         finally:
             if sandbox is not None:
                 sandbox.__exit__(None, None, None)
-
-
-def _resolve_client_or_hint(
-    spec_name: str,
-    *,
-    client_id: str | None,
-    client_secret: str | None,
-    redirect_uri: str | None,
-    scope: str | None,
-) -> ClientSettings:
-    try:
-        return resolve_client(
-            spec_name,
-            client_id=client_id,
-            client_secret=client_secret,
-            redirect_uri=redirect_uri,
-            scope=scope,
-        )
-    except ConfigError as exc:
-        raise ConfigError(f"{exc.message} (to try flowengine without credentials: --sandbox)") from None
 
 
 def _given(ctx: click.Context, name: str) -> bool:
@@ -475,7 +514,7 @@ def login(
 
     \b
     Exit codes: 0 exchanged, 2 usage or invalid spec, 3 denied, 4 failed,
-    5 timed out waiting for the person, 130 cancelled with Ctrl-C.
+    5 timed out waiting for the person, 130 cancelled with Ctrl-C, 143 with SIGTERM.
     \b
     Examples:
       flowengine login podio --sandbox --approve
@@ -485,6 +524,70 @@ def login(
     wait = parse_duration(timeout)
     if wait <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--timeout")
+    _check_flags(ctx, sandbox=sandbox, mode=mode, has_client=bool(client_id or client_secret))
+    flags = _Flags(spec_ref, mode, redirect_uri, port, wait, no_browser, client_id, client_secret)
+    sys.exit(_run_login(flags, sandbox=sandbox, approve=approve, scope=scope, store=store, as_json=as_json))
+
+
+@attrs.frozen
+class _Flags:
+    """What the command line said about the spec, the mode and the client."""
+
+    spec_ref: str
+    mode: str | None
+    redirect_uri: str | None
+    port: int | None
+    wait: float
+    no_browser: bool
+    client_id: str | None
+    client_secret: str | None
+
+
+def _run_login(
+    flags: _Flags, *, sandbox: bool, approve: bool, scope: str | None, store: str | None, as_json: bool
+) -> int:
+    """Load the spec and the client (a prompt may ask), then run the login; its exit status."""
+    try:
+        spec = spec_argument(flags.spec_ref)
+        if spec.machine is None:
+            raise _grant_only(spec, sandbox)
+        pending = Pending(store_url(store))
+        if sandbox:
+            sandbox_url()  # a malformed FLOWENGINE_SANDBOX_URL is said before anything starts
+        if sandbox and flags.mode is None:
+            emulated = LoginOptions("emulated", scope, pending.store, as_json, pending, approve=approve)
+            return run_command(lambda: _login_emulated(spec, emulated), cancelled=pending.interrupted)
+        settings = (
+            None
+            if sandbox
+            else _client_settings(spec, flags.client_id, flags.client_secret, flags.redirect_uri, scope)
+        )
+    except FlowError as exc:
+        fail(exc)
+    except KeyboardInterrupt:  # Ctrl-C at a credentials prompt: nothing has started
+        click.echo("\nCancelled; nothing was stored.", err=True)
+        return EXIT_INTERRUPTED
+    redirect = settings.redirect_uri if settings else flags.redirect_uri
+    chosen: Mode = "paste" if flags.mode == "paste" else "loopback"
+    if flags.mode is None and redirect and not is_loopback(urlsplit(redirect).hostname):
+        chosen = "paste"
+    options = LoginOptions(
+        chosen,
+        settings.scope if settings else scope,
+        pending.store,
+        as_json,
+        pending,
+        timeout=flags.wait,
+        open_browser=not flags.no_browser,
+        redirect_uri=redirect,
+        port=flags.port,
+    )
+    client = settings.client if settings else None
+    return run_command(lambda: _login_interactive(spec, options, client), cancelled=pending.interrupted)
+
+
+def _check_flags(ctx: click.Context, *, sandbox: bool, mode: str | None, has_client: bool) -> None:
+    """Refuse options that do not go together, before anything starts (click's usage errors)."""
     if sandbox and mode is None:
         for name in ("redirect_uri", "port", "timeout", "no_browser", "client_id", "client_secret"):
             if _given(ctx, name):
@@ -493,47 +596,41 @@ def login(
                 )
     elif _given(ctx, "approve"):
         raise click.UsageError("--approve/--deny apply only to --sandbox without --loopback or --paste")
-    if sandbox and (client_id or client_secret):
+    if sandbox and has_client:
         raise click.UsageError(
             "--sandbox uses the sandbox's own client: leave out --client-id/--client-secret"
         )
 
-    async def work() -> int:
-        spec = spec_argument(spec_ref)
-        store_url = store or default_store_url()
-        if sandbox and mode is None:
-            options = LoginOptions("emulated", scope, store_url, as_json, approve=approve)
-            return await _login_emulated(spec, options)
-        client: Client | None = None
-        redirect, chosen_scope = redirect_uri, scope
-        if not sandbox:
-            settings = _resolve_client_or_hint(
-                spec.name,
-                client_id=client_id,
-                client_secret=client_secret,
-                redirect_uri=redirect_uri,
-                scope=scope,
-            )
-            client, redirect, chosen_scope = settings.client, settings.redirect_uri, settings.scope
-        chosen: Mode = "paste" if mode == "paste" else "loopback"
-        if mode is None and redirect and not is_loopback(urlsplit(redirect).hostname):
-            chosen = "paste"
-        options = LoginOptions(
-            chosen,
-            chosen_scope,
-            store_url,
-            as_json,
-            timeout=wait,
-            open_browser=not no_browser,
-            redirect_uri=redirect,
-            port=port,
-        )
-        return await _login_interactive(spec, options, client)
 
+def _grant_only(spec: FlowSpec, sandbox: bool) -> ConfigError:
+    """A grant-only spec has no flow to log in through: say which command runs its grant."""
+    columns = ",".join(spec.inputs) or "its inputs"
+    return ConfigError(
+        f"spec {spec.name!r} is grant-only: there is no authorization flow to log in through. "
+        f"Run its grant with `flowengine batch grant {spec.name} FILE.csv{' --sandbox' if sandbox else ''}` "
+        f"(a CSV file with the header {columns} and one row per grant)",
+        code="grant_only_spec",
+    )
+
+
+def _client_settings(
+    spec: FlowSpec,
+    client_id: str | None,
+    client_secret: str | None,
+    redirect_uri: str | None,
+    scope: str | None,
+) -> ClientSettings:
+    """The client from flags, environment, config or a prompt; missing credentials suggest --sandbox."""
     try:
-        code = run_command(work)
-    except KeyboardInterrupt:
-        # The listener is closed and the flow left pending (it expires by the spec's ttl).
-        click.echo("\nCancelled; nothing was stored.", err=True)
-        code = EXIT_INTERRUPTED
-    sys.exit(code)
+        return resolve_client(
+            spec.name,
+            client_id=client_id,
+            client_secret=client_secret,
+            redirect_uri=redirect_uri,
+            scope=scope,
+        )
+    except ConfigError as exc:
+        if exc.code != "credentials_missing":
+            raise
+        hint = "; to try flowengine without credentials, add --sandbox"
+        raise ConfigError(exc.message + hint, code=exc.code) from None

@@ -125,9 +125,12 @@ class LoopbackListener:
             if exc.errno == errno.EADDRINUSE:
                 raise ConfigError(
                     f"port {self.port} on {self.host} is already in use: choose another --port, "
-                    "or leave it out to take a free one"
+                    "or leave it out to take a free one",
+                    code="port_in_use",
                 ) from None
-            raise ConfigError(f"cannot listen on {self.host}:{self.port}: {exc.strerror}") from None
+            raise ConfigError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror}", code="listen_failed"
+            ) from None
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -5,13 +5,9 @@ Tables show fingerprints, never tokens; ``--json`` prints the same facts as JSON
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import re
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import click
@@ -21,46 +17,24 @@ from flowengine import (
     ConfigError,
     FlowSpec,
     FlowStateError,
+    PluginError,
     Store,
     Token,
     open_sandbox,
-    open_store,
 )
-from flowengine.cli import EXIT_FAILED, EXIT_USAGE, spec_argument
-
-from .common import (
-    default_store_url,
-    flow_summary,
-    print_table,
-    printable,
+from flowengine.cli import (
+    opened_store,
+    parse_duration,
+    resolve_client,
     run_command,
+    sandbox_url,
+    spec_argument,
     store_option,
-    token_summary,
 )
-from .credentials import resolve_client
 
-__all__ = ["flows", "format_duration", "parse_duration", "refresh_client", "tokens"]
+from .common import flow_summary, print_table, printable, token_summary
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in ``90s``, ``30m``, ``1h``, ``2d`` (or a bare number of seconds)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
-    if not match:
-        raise click.BadParameter(f"{text!r} is not a duration like 90s, 30m, 1h or 2d")
-    return float(match[1]) * _UNITS[match[2] or "s"]
-
-
-def format_duration(seconds: float) -> str:
-    """``5m``, ``90s``, ``1h``, ``1h30m``: the way durations are written on the command line."""
-    whole = round(seconds)
-    if whole < 60 or whole % 60:
-        return f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60}s"
-    minutes = whole // 60
-    if minutes < 60 or minutes % 60:
-        return f"{minutes}m" if minutes < 60 else f"{minutes // 60}h{minutes % 60}m"
-    return f"{minutes // 60}h"
+__all__ = ["flows", "refresh_client", "refreshing_engine", "tokens"]
 
 
 def _ago(when: float | None, now: float) -> str:
@@ -79,20 +53,6 @@ def _ago(when: float | None, now: float) -> str:
 
 def _emit(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
-
-
-async def _with_store(url: str | None) -> Store:
-    return open_store(url or default_store_url())
-
-
-@contextlib.asynccontextmanager
-async def _opened_store(url: str | None) -> AsyncIterator[Store]:
-    """The store ``--store`` names (or the default), closed when the command is done with it."""
-    backend = await _with_store(url)
-    try:
-        yield backend
-    finally:
-        await backend.aclose()
 
 
 async def _stored_token(backend: Store, key: str) -> Token:
@@ -122,7 +82,7 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
     """
 
     async def work() -> None:
-        async with _opened_store(store) as backend:
+        async with opened_store(store, reading=True) as backend:
             found = await backend.list_flows(spec=spec_name, state=state)
         if as_json:
             _emit([flow_summary(f) for f in found])
@@ -157,7 +117,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
     """
 
     async def work() -> None:
-        async with _opened_store(store) as backend:
+        async with opened_store(store, reading=True) as backend:
             flow = await backend.get(flow_id)
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r} in the store", code="flow_unknown")
@@ -199,7 +159,7 @@ def flows_purge(store: str | None) -> None:
     """
 
     async def work() -> None:
-        async with _opened_store(store) as backend:
+        async with opened_store(store, reading=True) as backend:
             click.echo(f"purged {await backend.purge(time.time())} flow(s)")
 
     run_command(work)
@@ -225,7 +185,7 @@ def tokens_list(provider: str | None, expiring_within: str | None, store: str | 
     before = time.time() + parse_duration(expiring_within) if expiring_within else None
 
     async def work() -> None:
-        async with _opened_store(store) as backend:
+        async with opened_store(store, reading=True) as backend:
             found = await backend.list_tokens(provider=provider, expiring_before=before)
         if as_json:
             _emit([token_summary(t) for t in found])
@@ -253,7 +213,7 @@ def tokens_show(key: str, store: str | None, as_json: bool) -> None:
     """
 
     async def work() -> None:
-        async with _opened_store(store) as backend:
+        async with opened_store(store, reading=True) as backend:
             token = await _stored_token(backend, key)
         summary = token_summary(token)
         if as_json:
@@ -269,37 +229,58 @@ def tokens_show(key: str, store: str | None, as_json: bool) -> None:
     run_command(work)
 
 
+def _issued_by_sandbox(token: Token, spec: FlowSpec) -> bool:
+    """True when ``token`` went to the client of the sandbox that emulates ``spec``'s provider."""
+    try:
+        return open_sandbox(spec).client.client_id == token.client_id
+    except (PluginError, ImportError):  # no sandbox emulates this provider, or it is not installed
+        return False
+
+
 def refresh_client(token: Token, spec: FlowSpec, client_id: str | None = None) -> Client:
     """The client to refresh ``token`` with: --client-id, FLOWENGINE_<SPEC>_…, config, or a prompt.
 
     The id defaults to the one the token was issued to: a refresh by another
-    client would be refused anyway.
+    client would be refused anyway. A token the sandbox issued, refreshed
+    without ``--sandbox``, gets a hint saying so rather than only a request for
+    credentials nobody has.
     """
-    return resolve_client(spec.name, client_id=client_id, default_client_id=token.client_id).client
+    hint = ""
+    if client_id is None and _issued_by_sandbox(token, spec):
+        hint = (
+            f"{token.key} was issued by the sandbox (client {token.client_id!r}): add --sandbox, with "
+            "FLOWENGINE_SANDBOX_URL pointing at the sandbox that issued it"
+        )
+        if sys.stdin.isatty():
+            click.echo(f"Hint: {hint}.", err=True)
+    try:
+        return resolve_client(spec.name, client_id=client_id, default_client_id=token.client_id).client
+    except ConfigError as exc:
+        if hint and exc.code == "credentials_missing":
+            raise ConfigError(f"{exc.message}; {hint}", code=exc.code) from None
+        raise
 
 
 async def refreshing_engine(
-    token: Token, backend: Store, *, sandbox: bool, client_id: str | None = None
+    token: Token, backend: Store, *, sandbox: str | None, client_id: str | None = None
 ) -> AsyncEngine:
-    """An engine on ``backend`` that can refresh ``token``: the running sandbox's, or the real provider's."""
+    """An engine on ``backend`` that can refresh ``token``: the sandbox's at ``sandbox``, or the provider's.
+
+    The sandbox is checked first (``sandbox_unreachable`` at once, with a hint,
+    rather than a connection error from deep in the refresh).
+    """
     spec = spec_argument(token.provider)
-    if sandbox:
-        box = open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL"))
-        client, endpoints = box.client, dict(box.endpoints)
+    if sandbox is not None:
+        with open_sandbox(spec, sandbox) as box:  # entering a sandbox at a URL checks that it answers
+            client, endpoints = box.client, dict(box.endpoints)
     else:
         client, endpoints = refresh_client(token, spec, client_id), {}
     return AsyncEngine(spec, client=client, store=backend, endpoints=endpoints)
 
 
-def require_running_sandbox(sandbox: bool) -> None:
-    """``--sandbox`` on a token command needs the sandbox that issued the token: say how to get one."""
-    if sandbox and not os.environ.get("FLOWENGINE_SANDBOX_URL"):
-        click.echo(
-            "--sandbox refreshes against a running sandbox: start `flowengine sandbox serve` "
-            "and set FLOWENGINE_SANDBOX_URL",
-            err=True,
-        )
-        sys.exit(EXIT_USAGE)
+def running_sandbox(sandbox: bool, command: str) -> str | None:
+    """The running sandbox's URL when ``--sandbox`` is given (checked, or ``sandbox_unreachable``)."""
+    return sandbox_url(needed_for=f"{command} --sandbox") if sandbox else None
 
 
 sandbox_option = click.option(
@@ -327,24 +308,19 @@ def tokens_refresh(key: str, sandbox: bool, client_id: str | None, store: str | 
     Example:
       FLOWENGINE_SANDBOX_URL=http://127.0.0.1:8790 flowengine tokens refresh podio:user:1001 --sandbox
     """
-    require_running_sandbox(sandbox)
 
-    async def work() -> int:
-        backend = await _with_store(store)
-        engine: AsyncEngine | None = None
-        try:
+    async def work() -> None:
+        where = running_sandbox(sandbox, "tokens refresh")
+        async with opened_store(store, reading=True) as backend:
             token = await _stored_token(backend, key)
-            engine = await refreshing_engine(token, backend, sandbox=sandbox, client_id=client_id)
-            fresh = await engine.refresh(token)
-        finally:
-            await (engine.aclose() if engine is not None else backend.aclose())
+            async with await refreshing_engine(token, backend, sandbox=where, client_id=client_id) as engine:
+                fresh = await engine.refresh(token)
         if as_json:
             _emit(token_summary(fresh))
         else:
             click.echo(f"refreshed {fresh.key}: {token.fingerprint} -> {fresh.fingerprint}")
-        return 0
 
-    sys.exit(run_command(work) or 0)
+    run_command(work)
 
 
 @tokens.command("revoke")
@@ -371,12 +347,10 @@ def tokens_revoke(
     Example:
       flowengine tokens revoke example:user:alice
     """
-    require_running_sandbox(sandbox)
 
     async def work() -> None:
-        backend = await _with_store(store)
-        engine: AsyncEngine | None = None
-        try:
+        where = running_sandbox(sandbox, "tokens revoke")
+        async with opened_store(store, reading=True) as backend:
             token = await _stored_token(backend, key)
             if spec_argument(token.provider).revocation is None:
                 raise ConfigError(
@@ -384,10 +358,8 @@ def tokens_revoke(
                     f"at the provider from here; `flowengine tokens delete {key}` forgets it in this store",
                     code="revocation_unsupported",
                 )
-            engine = await refreshing_engine(token, backend, sandbox=sandbox, client_id=client_id)
-            await engine.revoke(token, hint=hint)
-        finally:
-            await (engine.aclose() if engine is not None else backend.aclose())
+            async with await refreshing_engine(token, backend, sandbox=where, client_id=client_id) as engine:
+                await engine.revoke(token, hint=hint)
         click.echo(f"revoked {key} at the provider and deleted it here")
 
     run_command(work)
@@ -404,11 +376,10 @@ def tokens_delete(key: str, store: str | None) -> None:
       flowengine tokens delete podio:user:1001
     """
 
-    async def work() -> bool:
-        async with _opened_store(store) as backend:
-            return await backend.delete_token(key)
+    async def work() -> None:
+        async with opened_store(store, reading=True) as backend:
+            if not await backend.delete_token(key):
+                raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
+        click.echo(f"deleted {key}")
 
-    if not run_command(work):
-        click.echo(f"no token {key!r} in the store", err=True)
-        sys.exit(EXIT_FAILED)
-    click.echo(f"deleted {key}")
+    run_command(work)

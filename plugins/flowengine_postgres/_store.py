@@ -252,6 +252,8 @@ class PostgresStore:
             try:
                 flows.append(self._codec.load_flow(record, flow_id))
             except StoreError as exc:
+                if exc.code == "store_key_missing":
+                    raise  # not one damaged record: without the key no sealed record can be read
                 log.warning("postgres store %s: skipping flow %r: %s", self.url.schema, flow_id, exc.message)
         return flows
 
@@ -313,6 +315,8 @@ class PostgresStore:
             try:
                 tokens.append(self._codec.load_token(record, key))
             except StoreError as exc:
+                if exc.code == "store_key_missing":
+                    raise  # not one damaged record: without the key no sealed record can be read
                 log.warning("postgres store %s: skipping token %r: %s", self.url.schema, key, exc.message)
         return tokens
 

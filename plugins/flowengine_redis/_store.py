@@ -203,6 +203,8 @@ class RedisStore:
                 try:
                     flows.append(self.codec.load_flow(reply, flow_id))
                 except StoreError as exc:
+                    if exc.code == "store_key_missing":
+                        raise  # not one damaged record: without the key no sealed record can be read
                     log.warning("skipping flow %r in the Redis store at %s: %s", flow_id, self._where, exc)
         return flows
 
@@ -328,6 +330,8 @@ class RedisStore:
             try:
                 tokens.append(self.codec.load_token(blob, key))
             except StoreError as exc:
+                if exc.code == "store_key_missing":
+                    raise  # not one damaged record: without the key no sealed record can be read
                 log.warning("skipping token %r in the Redis store at %s: %s", key, self._where, exc)
         return tokens
 

@@ -11,10 +11,10 @@ import contextvars
 import logging
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flowengine import Client, FlowSpec, PluginError, hookimpl, is_loopback
+from flowengine import Client, FlowError, FlowSpec, PluginError, hookimpl, is_loopback
 
 if TYPE_CHECKING:  # every plugin loads with `flowengine --help`: keep imports for when they are used
     import click
@@ -95,9 +95,11 @@ class PodioSandbox:
             _CONSENTING.reset(quiet)
         location = response.headers.get("location")
         if response.status_code not in (302, 303) or not location:
+            # The body is not shown: from something that is not the sandbox it may be a whole HTML page.
+            kind = response.headers.get("content-type", "no content type").split(";")[0]
             raise PluginError(
-                f"the sandbox refused the authorization request ({response.status_code}): "
-                f"{response.text[:200]}",
+                f"the sandbox at {self.url} refused the authorization request "
+                f"(HTTP {response.status_code}, {kind})",
                 code="sandbox_refused",
             )
         return str(location)
@@ -112,14 +114,30 @@ class PodioSandbox:
             self.server.start()
             self._url = self.server.url
         else:
-            try:
-                httpx.get(f"{self._url}/oauth/authorize", timeout=3, trust_env=False)
-            except httpx.HTTPError:
-                raise PluginError(
-                    f"no sandbox answers at {self._url} (start one with `flowengine sandbox serve`)",
-                    code="sandbox_unreachable",
-                ) from None
+            self._check_running(httpx)
         return self
+
+    def _check_running(self, httpx: Any) -> None:
+        """A flowengine sandbox answers at ``url``, or ``sandbox_unreachable`` says what does not.
+
+        ``/_sandbox/faults`` is asked because only a sandbox has it, it never
+        fails (faults spare ``/_sandbox/``) and it counts against no rate limit.
+        """
+        start = "start one with `flowengine sandbox serve` and point FLOWENGINE_SANDBOX_URL at it"
+        try:
+            answer = httpx.get(f"{self._url}/_sandbox/faults", timeout=3, trust_env=False)
+        except httpx.HTTPError as exc:
+            raise PluginError(
+                f"no sandbox answers at {self._url} ({type(exc).__name__}): {start}",
+                code="sandbox_unreachable",
+            ) from None
+        kind = answer.headers.get("content-type", "").split(";")[0]
+        if answer.status_code != 200 or kind != "application/json":
+            raise PluginError(
+                f"what answers at {self._url} is not a flowengine sandbox "
+                f"(GET /_sandbox/faults: HTTP {answer.status_code}, {kind or 'no content type'}): {start}",
+                code="sandbox_unreachable",
+            )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -158,7 +176,13 @@ def flowengine_commands(cli: click.Group) -> None:
 
     @sandbox.command("serve")
     @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
-    @click.option("--port", default=8790, show_default=True, type=int, help="Port (0 picks a free one).")
+    @click.option(
+        "--port",
+        default=8790,
+        show_default=True,
+        type=click.IntRange(0, 65535),
+        help="Port (0 picks a free one; one in use exits 2).",
+    )
     @click.option(
         "--consent",
         type=click.Choice(["ask", "approve", "deny"]),
@@ -174,11 +198,16 @@ def flowengine_commands(cli: click.Group) -> None:
           flowengine sandbox serve --port 8790 &
           FLOWENGINE_SANDBOX_URL=http://127.0.0.1:8790 flowengine login podio --sandbox --approve
         """
+        from flowengine.cli import fail
+
         from .server import serve_forever
 
         if not is_loopback(host):
             raise click.BadParameter(f"{host!r} is not a loopback address", param_hint="--host")
         settings = SandboxSettings(consent=consent)  # type: ignore[arg-type]
-        serve_forever(host, port, settings)
+        try:
+            serve_forever(host, port, settings)
+        except FlowError as exc:  # port_in_use: the same words as `web serve`
+            fail(exc)
 
     del serve

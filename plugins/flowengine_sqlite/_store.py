@@ -144,6 +144,8 @@ class SQLiteStore:
             try:
                 found.append(load(row))
             except StoreError as exc:
+                if exc.code == "store_key_missing":
+                    raise  # not one damaged record: without the key no sealed record can be read
                 log.warning("the SQLite store %s skipped a record: %s", self.path, exc.message)
         return found
 

@@ -9,24 +9,19 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import socket
 import sys
-from typing import NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import click
-from flowengine import AsyncEngine, Client, FlowError, SpecError, open_sandbox
-from flowengine.cli import EXIT_USAGE, spec_argument
-
-from flowengine_cli.common import default_store_url, store_option
+from flowengine import AsyncEngine, Client, ConfigError, FlowError, FlowSpec, PluginError, open_sandbox
+from flowengine.cli import fail, sandbox_url, spec_argument, store_option, store_url
 
 __all__ = ["web"]
 
 SECRET_ENV = "FLOWENGINE_WEB_SECRET"  # noqa: S105 - the variable's name, not a secret
-
-
-def _fail(message: str) -> NoReturn:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(EXIT_USAGE)
 
 
 @click.group()
@@ -94,67 +89,110 @@ def serve(
       flowengine web serve --spec podio --store memory:// --port 8000 --sandbox
     """
     try:
-        from flowengine_web._app import create_app
-        from flowengine_web._server import bind, serve_forever, url_of
+        from flowengine_web._server import serve_forever
     except ImportError as exc:
-        _fail(f"{exc.name or exc} is missing: pip install 'flowengine[web]'")
-    secret_key = os.environ.get(SECRET_ENV)
-    if not secret_key:
-        click.echo(
-            f"Warning: {SECRET_ENV} is not set: sessions are signed with a random key, end with this "
-            "process and are not understood by other workers.",
-            err=True,
+        fail(
+            PluginError(f"{exc.name or exc} is missing: pip install 'flowengine[web]'", code="extra_missing")
         )
-        secret_key = secrets.token_urlsafe(32)
+    secret_key = _secret_key()
     if not sandbox and not client_id:
-        _fail("give --client-id (and FLOWENGINE_CLIENT_SECRET), or run against --sandbox")
-    store_url = store or default_store_url()
+        fail(
+            ConfigError(
+                "no client id: give --client-id or set FLOWENGINE_CLIENT_ID (the secret comes from "
+                "FLOWENGINE_CLIENT_SECRET), or run against --sandbox",
+                code="credentials_missing",
+            )
+        )
     with contextlib.ExitStack() as stack:
         try:
-            specs = [spec_argument(ref) for ref in spec_refs]
-            sock = bind(host, port)
-            stack.callback(sock.close)
-            url = url_of(sock)
+            plan = _Plan(store_url(store), [spec_argument(ref) for ref in spec_refs], sandbox, client_id)
+            sock = _listen(stack, host, port)
             public = base_url or (f"http://127.0.0.1:{sock.getsockname()[1]}" if sandbox else None)
-            engines: dict[str, AsyncEngine] = {}
-            emulators: dict[str, str] = {}
-            for spec in specs:
-                if spec.name in engines:
-                    _fail(f"spec {spec.name!r} is given twice")
-                if sandbox:
-                    emulator = open_sandbox(spec, os.environ.get("FLOWENGINE_SANDBOX_URL") or None)
-                    stack.enter_context(emulator)
-                    emulators[spec.name] = emulator.url
-                    client, endpoints = emulator.client, dict(emulator.endpoints)
-                else:
-                    secret = os.environ.get("FLOWENGINE_CLIENT_SECRET")
-                    client = Client(client_id or "", secret, registered_domain=registered_domain)
-                    endpoints = {}
-                engines[spec.name] = AsyncEngine(spec, client=client, store=store_url, endpoints=endpoints)
-            app = create_app(
-                engines,
-                secret_key=secret_key,
-                scopes=dict.fromkeys(engines, scope) if scope else None,
-                base_url=public,
-                close_engines=True,
-            )
-        except SpecError as exc:
-            for problem in exc.problems:
-                click.echo(str(problem), err=True)
-            sys.exit(EXIT_USAGE)
-        except (FlowError, OSError) as exc:
-            _fail(str(exc))
-        shown = (public or url).rstrip("/")
-        # A store URL may hold a password: name its scheme only.
-        scheme = urlsplit(store_url).scheme or store_url
+            engines = plan.engines(stack, registered_domain)
+            app = _app(engines, secret_key, scope, public)
+        except FlowError as exc:
+            fail(exc)
+        shown = (public or _url_of(sock)).rstrip("/")
+        serve_forever(app, sock, lambda: _announce(shown, engines, plan))
 
-        def announce() -> None:
-            click.echo(f"flowengine web on {shown}/ (Ctrl-C stops it)")
-            for name in engines:
-                click.echo(f"  {name}: {shown}/auth/{name}")
-                if name in emulators:
-                    click.echo(f"  {name} sandbox: {emulators[name]}")
-            click.echo(f"  store: {scheme}" + (" (this process only)" if scheme == "memory" else ""))
-            sys.stdout.flush()
 
-        serve_forever(app, sock, announce)
+def _secret_key() -> str:
+    """FLOWENGINE_WEB_SECRET, or a random key with a warning that it serves one process only."""
+    secret_key = os.environ.get(SECRET_ENV)
+    if secret_key:
+        return secret_key
+    click.echo(
+        f"Warning: {SECRET_ENV} is not set: sessions are signed with a random key, end with this "
+        "process and are not understood by other workers.",
+        err=True,
+    )
+    return secrets.token_urlsafe(32)
+
+
+def _listen(stack: contextlib.ExitStack, host: str, port: int) -> socket.socket:
+    from flowengine_web._server import bind
+
+    sock = bind(host, port)  # a port in use: port_in_use, the same words as `sandbox serve`
+    stack.callback(sock.close)
+    return sock
+
+
+def _url_of(sock: socket.socket) -> str:
+    from flowengine_web._server import url_of
+
+    return url_of(sock)
+
+
+def _app(engines: dict[str, AsyncEngine], secret_key: str, scope: str | None, public: str | None) -> Any:
+    from flowengine_web._app import create_app
+
+    return create_app(
+        engines,
+        secret_key=secret_key,
+        scopes=dict.fromkeys(engines, scope) if scope else None,
+        base_url=public,
+        close_engines=True,
+    )
+
+
+@attrs.define
+class _Plan:
+    """The specs to serve, with their store and client; the sandboxes beside them, once entered."""
+
+    store: str
+    specs: list[FlowSpec]
+    sandbox: bool
+    client_id: str | None
+    emulators: dict[str, str] = attrs.field(factory=dict)
+
+    def engines(self, stack: contextlib.ExitStack, registered_domain: str | None) -> dict[str, AsyncEngine]:
+        """One engine per spec: on the sandbox (started, or the running one), or the real provider."""
+        names = [spec.name for spec in self.specs]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise click.UsageError(f"spec {twice[0]!r} is given twice")
+        running = sandbox_url() if self.sandbox else None
+        engines: dict[str, AsyncEngine] = {}
+        for spec in self.specs:
+            if self.sandbox:
+                emulator = stack.enter_context(open_sandbox(spec, running))
+                self.emulators[spec.name] = emulator.url
+                client, endpoints = emulator.client, dict(emulator.endpoints)
+            else:
+                secret = os.environ.get("FLOWENGINE_CLIENT_SECRET")
+                client = Client(self.client_id or "", secret, registered_domain=registered_domain)
+                endpoints = {}
+            engines[spec.name] = AsyncEngine(spec, client=client, store=self.store, endpoints=endpoints)
+        return engines
+
+
+def _announce(shown: str, engines: dict[str, AsyncEngine], plan: _Plan) -> None:
+    click.echo(f"flowengine web on {shown}/ (Ctrl-C stops it)")
+    for name in engines:
+        click.echo(f"  {name}: {shown}/auth/{name}")
+        if name in plan.emulators:
+            click.echo(f"  {name} sandbox: {plan.emulators[name]}")
+    # A store URL may hold a password: name its scheme only.
+    scheme = urlsplit(plan.store).scheme
+    click.echo(f"  store: {scheme}" + (" (this process only)" if scheme == "memory" else ""))
+    sys.stdout.flush()

@@ -1,4 +1,4 @@
-"""Serving the web frontend: the same loopback uvicorn server the sandbox uses.
+"""Serving the web frontend: the core's loopback uvicorn server (``flowengine.serving``).
 
 ``WebServer`` runs an app in a background thread (tests, embedding);
 ``serve_forever`` runs it until Ctrl-C or SIGTERM (``flowengine web serve``).
@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from flowengine_sandbox.server import AppServer as WebServer
-from flowengine_sandbox.server import bind, url_of
-from flowengine_sandbox.server import serve_app_forever as serve_forever
+from flowengine.serving import AppServer as WebServer
+from flowengine.serving import bind, url_of
+from flowengine.serving import serve_app_forever as serve_forever
 
 __all__ = ["WebServer", "bind", "serve_forever", "url_of"]

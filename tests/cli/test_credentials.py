@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 from flowengine import ConfigError
+from flowengine.cli import config_path, load_config, resolve_client
 
-from flowengine_cli import config_path, load_config, resolve_client
 from tests.cli.conftest import AUTHORIZE_URL, Running, local_spec, run
 from tests.conftest import SandboxFixture
 

@@ -111,7 +111,8 @@ def test_loopback_timeout_exits_5_and_closes_the_listener(
     port = int(login.wait_for(WAITING)[2])
     code, _out, err = login.finish()
     assert code == 5
-    assert "Timed out after 1s waiting for the person" in err
+    assert "Error: login_timeout: timed out after 1s waiting for the person" in err
+    assert "the flow" in err and "stays in the store in state 'redirected'" in err
     assert sandbox.token_requests() == []
     assert _refused(port)
 
@@ -179,7 +180,7 @@ def test_ctrl_c_closes_the_listener_and_exits_130(env: dict[str, str], running: 
     login.process.send_signal(signal.SIGINT)
     code, _out, err = login.finish()
     assert code == 130
-    assert "Cancelled; nothing was stored." in err
+    assert "Cancelled; no token was stored; the flow" in err
     assert _refused(port)
 
 

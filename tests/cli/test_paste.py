@@ -142,7 +142,7 @@ def test_paste_from_a_pipe_then_end_of_input_exits_4(env: dict[str, str], runnin
     code, out, err = login.finish()
     assert code == 4
     assert f"that address is not on the redirect URI {SANDBOX_CALLBACK}" in out
-    assert "No callback URL was pasted" in err
+    assert "Error: paste_ended: input ended before a callback URL was pasted; no token was stored" in err
 
 
 def test_paste_timeout_exits_5(sandbox: SandboxFixture, env: dict[str, str], running: list[Running]) -> None:
@@ -150,7 +150,7 @@ def test_paste_timeout_exits_5(sandbox: SandboxFixture, env: dict[str, str], run
     running.append(login)
     code, _out, err = login.finish()
     assert code == 5
-    assert "Timed out after 1s" in err
+    assert "Error: login_timeout: timed out after 1s" in err
     assert sandbox.token_requests() == []
 
 

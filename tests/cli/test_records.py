@@ -100,6 +100,7 @@ def test_revoke_says_the_spec_names_no_revocation_endpoint_and_keeps_the_token(e
     run("login", "podio", "--sandbox", env=env)
     result = run("tokens", "revoke", "podio:user:1001", env=env)
     assert result.returncode == 2
+    assert result.stderr.startswith("Error: revocation_unsupported: ")
     assert "names no revocation endpoint" in result.stderr
     assert "flowengine tokens delete podio:user:1001" in result.stderr
     assert [t["key"] for t in json.loads(run("tokens", "list", "--json", env=env).stdout)] == [

@@ -795,11 +795,11 @@ async def test_server_serves_a_whole_flow_over_loopback(caplog: pytest.LogCaptur
 def test_server_start_and_stop_are_explicit_too() -> None:
     settings = SandboxSettings(consent="deny")
     server = SandboxServer(settings)
-    with pytest.raises(SandboxError):
+    with pytest.raises(RuntimeError, match="not running"):
         server.url  # noqa: B018
     server.start()
     try:
-        with pytest.raises(SandboxError, match="already running"):
+        with pytest.raises(RuntimeError, match="already running"):
             server.start()
         response = httpx.get(
             f"{server.url}/oauth/authorize", params=authorize_params(), follow_redirects=False
