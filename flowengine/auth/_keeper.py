@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 
 # The public names only: the engine's modules behind them are being reshaped.
 from flowengine import AsyncEngine, ConfigError, Engine, FlowStateError, Token
@@ -56,6 +57,8 @@ class TokenKeeper:
         self.key = key
         self.margin = float(margin)
         self._token: Token | None = None
+        # Sync clients call from many threads; an async client's tasks never wait on it.
+        self._lock = threading.Lock()
 
     def _now(self) -> float:
         inner = self.engine.engine if isinstance(self.engine, Engine) else self.engine
@@ -72,9 +75,10 @@ class TokenKeeper:
 
     def _remember(self, token: Token) -> Token:
         """Keep ``token`` unless the one kept was obtained later (a slower caller lost the race)."""
-        kept = self._token
-        if kept is None or token.obtained_at >= kept.obtained_at:
-            self._token = token
+        with self._lock:
+            kept = self._token
+            if kept is None or token.obtained_at >= kept.obtained_at:
+                self._token = token
         return token
 
     # --- async clients: an AsyncEngine directly, a sync Engine on a worker thread ---

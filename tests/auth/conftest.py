@@ -67,6 +67,7 @@ class AuthClient(Protocol):
     """One HTTP library with flowengine.auth, seen the same way by every test."""
 
     kind: str
+    engine: fe.AsyncEngine | fe.Engine
     #: The Authorization header of every request that reached the wire, in order.
     sent: list[str | None]
 

@@ -7,6 +7,8 @@ harness; refresh requests by the sandbox's token-request record.
 
 from __future__ import annotations
 
+import logging
+
 import flowengine as fe
 import pytest
 
@@ -182,3 +184,32 @@ async def test_a_request_with_its_own_authorization_is_left_alone(
     assert reply.status == 401
     assert client.sent == ["OAuth2 not-a-token"]
     assert refreshes(sandbox) == 0
+
+
+async def test_sec13_debug_logs_name_tokens_only_by_fingerprint(
+    client: AuthClient, sandbox: SandboxFixture, clocks: Clocks, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    clocks.engine.now += 10
+    clocks.provider.now += ACCESS_TTL
+    assert (await client.call()).status == 200  # refused, refreshed, retried
+    clocks.advance(ACCESS_TTL)
+    assert (await client.call()).status == 200  # refreshed ahead
+
+    tokens = await _stored(client)
+    secrets = [header.partition(" ")[2] for header in client.sent if header] + [tokens.refresh_token or ""]
+    assert len(set(secrets)) == 4  # the first, second and third access tokens, a refresh token
+    logged = caplog.text + "".join(repr(record.args) for record in caplog.records)
+    for secret in secrets:
+        assert secret not in logged
+    first, second = secrets[0], secrets[1]  # sent: the first, the second (the retry), the third
+    for refreshed in (first, second):  # the auth says what it refreshed, by fingerprint
+        assert fe.fingerprint(refreshed) in logged
+
+
+async def _stored(client: AuthClient) -> fe.Token:
+    engine = client.engine
+    key = "podio:user:1001"
+    token = await engine.get_token(key) if isinstance(engine, fe.AsyncEngine) else engine.get_token(key)
+    assert token is not None
+    return token
