@@ -353,7 +353,9 @@ def test_an_unknown_spec_suggests_the_closest_name_and_spec_list() -> None:
 
 
 def test_every_problem_of_a_spec_is_reported_not_just_the_first_unknown_key(tmp_path: Path) -> None:
-    text = (ROOT / "specs" / "examples" / "authlib.yaml").read_text(encoding="utf-8")  # its machine written out
+    text = (ROOT / "specs" / "examples" / "authlib.yaml").read_text(
+        encoding="utf-8"
+    )  # its machine written out
     text = text.replace("description:", "descripton:", 1).replace("code_present", "code_presnt", 1)
     text = text.replace("dest: exchanged", "dest: exchnged", 1)
     broken = tmp_path / "broken.yaml"

@@ -1,7 +1,7 @@
 """The documentation stays true: its scripts run, and it names every public name and command.
 
-A fenced ```python block in README.md or docs/frontends.md is run when the line
-before its fence is ``<!-- test: run -->``: it must be a complete script.
+A fenced ```python block in README.md, docs/frontends.md or docs/using-tokens.md is run
+when the line before its fence is ``<!-- test: run -->``: it must be a complete script.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from flowengine import _plugins as plugins
 from flowengine.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNNABLE_IN = ("README.md", "docs/frontends.md")
+RUNNABLE_IN = ("README.md", "docs/frontends.md", "docs/using-tokens.md")
 MARKER = "<!-- test: run -->"
 _BLOCK = re.compile(r"^" + re.escape(MARKER) + r"[ \t]*\n```python[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
