@@ -22,10 +22,13 @@ __all__ = [
     "ERROR_CLASSES",
     "CallbackError",
     "ConfigError",
+    "DiscoveryError",
     "ErrorCode",
     "FlowError",
     "FlowStateError",
+    "IdTokenError",
     "InvalidGrantError",
+    "JwksError",
     "PluginError",
     "ProviderError",
     "RateLimitedError",
@@ -34,6 +37,7 @@ __all__ = [
     "StoreError",
     "TransportError",
     "TransportTimeoutError",
+    "UserinfoError",
 ]
 
 
@@ -108,6 +112,47 @@ class ErrorCode(StrEnum):
     STORE_KEY_MISSING = "store_key_missing"
     STORE_CONFLICT = "store_conflict"
     TOKEN_UNSAVED = "token_unsaved"
+    # OpenID Connect (ConfigError for the engine's own settings; the rest from the provider)
+    ISSUER_INVALID = "issuer_invalid"
+    ID_TOKEN_RULES_INVALID = "id_token_rules_invalid"
+    CLIENT_KEY_INVALID = "client_key_invalid"
+    CLIENT_SECRET_TOO_SHORT = "client_secret_too_short"
+    CLIENT_AUTH_INVALID = "client_auth_invalid"
+    DISCOVERY_INVALID = "discovery_invalid"
+    DISCOVERY_UNAVAILABLE = "discovery_unavailable"
+    DISCOVERY_ISSUER_MISMATCH = "discovery_issuer_mismatch"
+    DISCOVERY_INSECURE_URL = "discovery_insecure_url"
+    JWKS_INVALID = "jwks_invalid"
+    JWKS_UNAVAILABLE = "jwks_unavailable"
+    ID_TOKEN_MALFORMED = "id_token_malformed"
+    ID_TOKEN_ALG_NOT_ALLOWED = "id_token_alg_not_allowed"
+    ID_TOKEN_UNKNOWN_KEY = "id_token_unknown_key"
+    ID_TOKEN_INVALID_SIGNATURE = "id_token_invalid_signature"
+    ID_TOKEN_CLAIM_MISSING = "id_token_claim_missing"
+    ID_TOKEN_CLAIM_INVALID = "id_token_claim_invalid"
+    ID_TOKEN_WRONG_ISSUER = "id_token_wrong_issuer"
+    ID_TOKEN_WRONG_AUDIENCE = "id_token_wrong_audience"
+    ID_TOKEN_UNTRUSTED_AUDIENCE = "id_token_untrusted_audience"
+    ID_TOKEN_AZP_MISSING = "id_token_azp_missing"
+    ID_TOKEN_WRONG_AZP = "id_token_wrong_azp"
+    ID_TOKEN_EXPIRED = "id_token_expired"
+    ID_TOKEN_ISSUED_IN_FUTURE = "id_token_issued_in_future"
+    ID_TOKEN_NOT_YET_VALID = "id_token_not_yet_valid"
+    ID_TOKEN_NONCE_MISSING = "id_token_nonce_missing"
+    ID_TOKEN_NONCE_MISMATCH = "id_token_nonce_mismatch"
+    ID_TOKEN_AT_HASH_MISMATCH = "id_token_at_hash_mismatch"
+    ID_TOKEN_AUTH_TIME_MISSING = "id_token_auth_time_missing"
+    ID_TOKEN_AUTH_TOO_OLD = "id_token_auth_too_old"
+    USERINFO_UNAUTHORIZED = "userinfo_unauthorized"
+    USERINFO_UNAVAILABLE = "userinfo_unavailable"
+    USERINFO_INVALID = "userinfo_invalid"
+    USERINFO_SUB_MISMATCH = "userinfo_sub_mismatch"
+    USERINFO_MALFORMED = "userinfo_malformed"
+    USERINFO_ALG_NOT_ALLOWED = "userinfo_alg_not_allowed"
+    USERINFO_UNKNOWN_KEY = "userinfo_unknown_key"
+    USERINFO_INVALID_SIGNATURE = "userinfo_invalid_signature"
+    USERINFO_WRONG_ISSUER = "userinfo_wrong_issuer"
+    USERINFO_WRONG_AUDIENCE = "userinfo_wrong_audience"
 
 
 class FlowError(Exception):
@@ -253,6 +298,30 @@ class RateLimitedError(ProviderError):
     retryable = True
 
 
+class DiscoveryError(ProviderError):
+    """The issuer's discovery document was unusable (wrong issuer, bad URL, not JSON...)."""
+
+    code = ErrorCode.DISCOVERY_INVALID
+
+
+class JwksError(ProviderError):
+    """The issuer's key set (``jwks_uri``) could not be fetched or read."""
+
+    code = ErrorCode.JWKS_INVALID
+
+
+class IdTokenError(ProviderError):
+    """An ID token failed one of OpenID Connect Core 1.0 §3.1.3.7's checks; the code says which."""
+
+    code = ErrorCode.ID_TOKEN_MALFORMED
+
+
+class UserinfoError(ProviderError):
+    """The userinfo answer was refused (unauthorized, unreadable, another ``sub``...)."""
+
+    code = ErrorCode.USERINFO_INVALID
+
+
 class TransportError(FlowError):
     """The request could not be completed over the network.
 
@@ -310,6 +379,11 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.LISTEN_FAILED,
         ErrorCode.CREDENTIALS_MISSING,
         ErrorCode.GRAPHVIZ_MISSING,
+        ErrorCode.ISSUER_INVALID,
+        ErrorCode.ID_TOKEN_RULES_INVALID,
+        ErrorCode.CLIENT_KEY_INVALID,
+        ErrorCode.CLIENT_SECRET_TOO_SHORT,
+        ErrorCode.CLIENT_AUTH_INVALID,
     ),
     PluginError: (
         ErrorCode.PLUGIN_ERROR,
@@ -352,6 +426,49 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
     ),
     InvalidGrantError: (ErrorCode.INVALID_GRANT,),
     RateLimitedError: (ErrorCode.RATE_LIMITED,),
+    DiscoveryError: (
+        ErrorCode.DISCOVERY_INVALID,
+        ErrorCode.DISCOVERY_UNAVAILABLE,
+        ErrorCode.DISCOVERY_ISSUER_MISMATCH,
+        ErrorCode.DISCOVERY_INSECURE_URL,
+    ),
+    JwksError: (
+        ErrorCode.JWKS_INVALID,
+        ErrorCode.JWKS_UNAVAILABLE,
+    ),
+    IdTokenError: (
+        ErrorCode.ID_TOKEN_MALFORMED,
+        ErrorCode.ID_TOKEN_ALG_NOT_ALLOWED,
+        ErrorCode.ID_TOKEN_UNKNOWN_KEY,
+        ErrorCode.ID_TOKEN_INVALID_SIGNATURE,
+        ErrorCode.ID_TOKEN_CLAIM_MISSING,
+        ErrorCode.ID_TOKEN_CLAIM_INVALID,
+        ErrorCode.ID_TOKEN_WRONG_ISSUER,
+        ErrorCode.ID_TOKEN_WRONG_AUDIENCE,
+        ErrorCode.ID_TOKEN_UNTRUSTED_AUDIENCE,
+        ErrorCode.ID_TOKEN_AZP_MISSING,
+        ErrorCode.ID_TOKEN_WRONG_AZP,
+        ErrorCode.ID_TOKEN_EXPIRED,
+        ErrorCode.ID_TOKEN_ISSUED_IN_FUTURE,
+        ErrorCode.ID_TOKEN_NOT_YET_VALID,
+        ErrorCode.ID_TOKEN_NONCE_MISSING,
+        ErrorCode.ID_TOKEN_NONCE_MISMATCH,
+        ErrorCode.ID_TOKEN_AT_HASH_MISMATCH,
+        ErrorCode.ID_TOKEN_AUTH_TIME_MISSING,
+        ErrorCode.ID_TOKEN_AUTH_TOO_OLD,
+    ),
+    UserinfoError: (
+        ErrorCode.USERINFO_UNAUTHORIZED,
+        ErrorCode.USERINFO_UNAVAILABLE,
+        ErrorCode.USERINFO_INVALID,
+        ErrorCode.USERINFO_SUB_MISMATCH,
+        ErrorCode.USERINFO_MALFORMED,
+        ErrorCode.USERINFO_ALG_NOT_ALLOWED,
+        ErrorCode.USERINFO_UNKNOWN_KEY,
+        ErrorCode.USERINFO_INVALID_SIGNATURE,
+        ErrorCode.USERINFO_WRONG_ISSUER,
+        ErrorCode.USERINFO_WRONG_AUDIENCE,
+    ),
     TransportError: (
         ErrorCode.TRANSPORT_ERROR,
         ErrorCode.RESPONSE_TOO_LARGE,
