@@ -18,10 +18,13 @@ from flowengine._driver import AsyncEngine
 from flowengine._errors import (
     CallbackError,
     ConfigError,
+    DiscoveryError,
     ErrorCode,
     FlowError,
     FlowStateError,
+    IdTokenError,
     InvalidGrantError,
+    JwksError,
     PluginError,
     ProviderError,
     RateLimitedError,
@@ -30,6 +33,7 @@ from flowengine._errors import (
     StoreError,
     TransportError,
     TransportTimeoutError,
+    UserinfoError,
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._machine import Action, Guard, TransitionContext
@@ -60,6 +64,7 @@ __all__ = [
     "CallbackError",
     "Client",
     "ConfigError",
+    "DiscoveryError",
     "Engine",
     "ErrorCode",
     "ErrorInfo",
@@ -71,7 +76,9 @@ __all__ = [
     "HistoryEntry",
     "HttpRequest",
     "HttpResponse",
+    "IdTokenError",
     "InvalidGrantError",
+    "JwksError",
     "Lease",
     "Outcome",
     "PluginError",
@@ -90,6 +97,7 @@ __all__ = [
     "TransportConfig",
     "TransportError",
     "TransportTimeoutError",
+    "UserinfoError",
     "__version__",
     "callback_state",
     "codec_for",

@@ -10,6 +10,32 @@ from pathlib import Path
 import flowengine
 
 
+#: The public API, exactly: a name added or removed is a decision, made here and in docs/python-api.md.
+PUBLIC = [
+    "AccountRef", "Action", "AsyncEngine", "CallbackError", "Client", "ConfigError", "DiscoveryError",
+    "Engine", "ErrorCode", "ErrorInfo", "Flow", "FlowError", "FlowSpec", "FlowStateError", "Guard",
+    "HistoryEntry", "HttpRequest", "HttpResponse", "IdTokenError", "InvalidGrantError", "JwksError",
+    "Lease", "Outcome", "PluginError", "ProviderError", "RateLimitedError", "RecordCodec", "RetryPolicy",
+    "Sandbox", "SpecError", "SpecProblem", "Store", "StoreError", "Token", "TransitionContext",
+    "Transport", "TransportConfig", "TransportError", "TransportTimeoutError", "UserinfoError",
+    "__version__", "callback_state", "codec_for", "digest", "digests_equal", "fingerprint",
+    "get_plugin_manager", "hookimpl", "is_loopback", "lazy_exports", "load_spec", "new_plugin_manager",
+    "new_store_key", "open_sandbox", "open_store", "open_transport", "parse_retry_after",
+]  # fmt: skip
+
+#: The public submodules; every other module of the package is private (underscored).
+PUBLIC_MODULES = {"auth", "cli", "hookspecs", "serving", "testing"}
+
+
+def test_the_public_api_is_exactly_this() -> None:
+    assert flowengine.__all__ == PUBLIC
+
+
+def test_every_other_module_is_private() -> None:
+    names = {info.name for info in pkgutil.iter_modules(flowengine.__path__)}
+    assert {n for n in names if not n.startswith("_")} == PUBLIC_MODULES
+
+
 def test_all_is_sorted_and_complete() -> None:
     names = list(flowengine.__all__)
     assert names == sorted(names)

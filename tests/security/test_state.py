@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import base64
-import hmac
 import math
 from collections import Counter
+from pathlib import Path
 
 import flowengine as fe
 import flowengine._security
@@ -85,19 +86,52 @@ async def test_sec1_state_expires_after_the_specs_ttl_ten_minutes_by_default(
     assert_nothing_sent(sandbox)
 
 
-async def test_sec1_state_is_compared_with_hmac_compare_digest(
-    engine: fe.AsyncEngine, sandbox: SandboxFixture, monkeypatch: pytest.MonkeyPatch
+async def test_sec1_state_is_compared_by_the_engine_not_trusted_from_the_store(
+    sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:
-    flow = await engine.start()
-    callback = await sandbox.consent(flow.authorization_url)
-    compared: list[tuple[bytes, bytes]] = []
-    real = hmac.compare_digest
+    """A store that answers a lookup with another flow (a bug, a collision) does not get it finished."""
 
-    def spy(a: bytes, b: bytes) -> bool:
-        compared.append((a, b))
-        return real(a, b)
+    class WrongFlowStore:
+        def __init__(self, inner: fe.Store) -> None:
+            self.inner = inner
 
-    monkeypatch.setattr(flowengine._security.hmac, "compare_digest", spy)
-    assert (await engine.callback(callback)).state == "exchanged"
-    digest = fe.digest(query_of(callback)["state"]).encode()
-    assert (digest, digest) in compared
+        async def get_by_state(self, state_hash: str) -> fe.Flow | None:
+            flows = await self.inner.list_flows()
+            return next((f for f in flows if f.state_hash != state_hash), None)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.inner, name)
+
+    store = WrongFlowStore(fe.open_store("memory://"))
+    async with fe.AsyncEngine(
+        podio_spec,
+        client=sandbox.client,
+        endpoints=sandbox.endpoints,
+        store=store,  # type: ignore[arg-type]
+    ) as engine:
+        await engine.start()  # the flow the store will wrongly hand back
+        flow = await engine.start()
+        callback = await sandbox.consent(flow.authorization_url)
+        with pytest.raises(fe.CallbackError) as caught:
+            await engine.callback(callback)
+    assert caught.value.code == "state_unknown"
+    assert_nothing_sent(sandbox)
+
+
+def test_sec1_digests_are_compared_in_constant_time_everywhere() -> None:
+    """``digests_equal`` is hmac.compare_digest, and no module compares a state or session digest with ==."""
+    package = Path(flowengine.__file__).parent
+    security = ast.parse((package / "_security.py").read_text(encoding="utf-8"))
+    function = next(
+        n for n in ast.walk(security) if isinstance(n, ast.FunctionDef) and n.name == "digests_equal"
+    )
+    calls = {ast.unparse(n.func) for n in ast.walk(function) if isinstance(n, ast.Call)}
+    assert "hmac.compare_digest" in calls
+    plain = []
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare) and any(isinstance(op, ast.Eq | ast.NotEq) for op in node.ops):
+                text = ast.unparse(node)
+                if any(name in text for name in ("state_hash", "session_hash", "nonce_hash")):
+                    plain.append(f"{path.name}: {text}")
+    assert not plain, plain
