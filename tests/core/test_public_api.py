@@ -9,7 +9,6 @@ from pathlib import Path
 
 import flowengine
 
-
 #: The public API, exactly: a name added or removed is a decision, made here and in docs/python-api.md.
 PUBLIC = [
     "AccountRef", "Action", "AsyncEngine", "CallbackError", "Client", "ConfigError", "DiscoveryError",
