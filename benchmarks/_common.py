@@ -127,22 +127,13 @@ def interleaved(rounds: int, sides: dict[str, Callable[[], float]]) -> dict[str,
     return results
 
 
-class MemoryTransport:
-    """A transport that answers every request with ``TOKEN_BODY`` from memory: no I/O at all."""
+def MemoryTransport() -> Any:
+    """A transport answering every request with ``TOKEN_BODY`` from memory: no I/O at all."""
+    from flowengine import HttpResponse
+    from flowengine.testing import MockTransport
 
-    def __init__(self) -> None:
-        from flowengine import HttpResponse
-
-        self._response = HttpResponse(200, {"content-type": "application/json"}, TOKEN_BODY)
-        self.sent = 0
-
-    async def send(self, request: Any) -> Any:
-        """The canned token response."""
-        self.sent += 1
-        return self._response
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
+    response = HttpResponse(200, {"content-type": "application/json"}, TOKEN_BODY)
+    return MockTransport(lambda _request: response)
 
 
 def machine() -> dict[str, Any]:

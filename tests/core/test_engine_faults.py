@@ -7,6 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import flowengine as fe
 import pytest
+from flowengine.testing import MockTransport
 
 from flowengine_httpx import HttpxTransport
 from tests.conftest import SandboxFixture
@@ -14,16 +15,15 @@ from tests.conftest import SandboxFixture
 Fault = Callable[[fe.HttpRequest], fe.HttpResponse]
 
 
-class ScriptedTransport:
-    """Answers the first requests from a script of faults, then passes through to the sandbox."""
+class ScriptedTransport(MockTransport):
+    """A MockTransport answering from ``faults`` first (the test may refill it), then the sandbox."""
 
     def __init__(self, *faults: Fault | fe.FlowError) -> None:
         self.faults = list(faults)
-        self.sent: list[fe.HttpRequest] = []
         self.real = HttpxTransport()
+        super().__init__(self._answer)
 
-    async def send(self, request: fe.HttpRequest) -> fe.HttpResponse:
-        self.sent.append(request)
+    async def _answer(self, request: fe.HttpRequest) -> fe.HttpResponse:
         if self.faults:
             fault = self.faults.pop(0)
             if isinstance(fault, fe.FlowError):
@@ -32,6 +32,7 @@ class ScriptedTransport:
         return await self.real.send(request)
 
     async def aclose(self) -> None:
+        await super().aclose()
         await self.real.aclose()
 
 

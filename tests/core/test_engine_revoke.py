@@ -9,25 +9,17 @@ from urllib.parse import parse_qs
 import flowengine as fe
 import pytest
 import yaml
+from flowengine.testing import MockTransport
 
 from flowengine_memory import MemoryStore
 
 REVOKE_URL = "https://id.example/oauth/revoke"
 
 
-class Recorder:
-    """Answers every request with the next scripted response, keeping what was sent."""
-
-    def __init__(self, *answers: fe.HttpResponse) -> None:
-        self.answers = list(answers)
-        self.sent: list[fe.HttpRequest] = []
-
-    async def send(self, request: fe.HttpRequest) -> fe.HttpResponse:
-        self.sent.append(request)
-        return self.answers.pop(0)
-
-    async def aclose(self) -> None:
-        """Nothing to close."""
+def Recorder(*answers: fe.HttpResponse) -> MockTransport:
+    """Answers every request with the next scripted response; ``sent`` keeps what was sent."""
+    queue = list(answers)
+    return MockTransport(lambda _request: queue.pop(0))
 
 
 def _spec(podio_spec: fe.FlowSpec) -> fe.FlowSpec:
@@ -54,7 +46,7 @@ def _token(refresh: str | None = "refresh-1") -> fe.Token:
     )
 
 
-async def _engine(spec: fe.FlowSpec, transport: Recorder, token: fe.Token) -> fe.AsyncEngine:
+async def _engine(spec: fe.FlowSpec, transport: MockTransport, token: fe.Token) -> fe.AsyncEngine:
     store = MemoryStore()
     await store.put_token(token)
     return fe.AsyncEngine(

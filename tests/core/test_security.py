@@ -27,7 +27,6 @@ from flowengine import (
     Flow,
     FlowSpec,
     HttpRequest,
-    HttpResponse,
     Token,
     load_spec,
 )
@@ -52,6 +51,7 @@ from flowengine._security import (
     redact,
 )
 from flowengine._spec import CallbackRules
+from flowengine.testing import MockTransport, json_response
 
 BASE64URL = frozenset(string.ascii_letters + string.digits + "-_")
 # RFC 7636 §4.1: unreserved characters.
@@ -201,26 +201,17 @@ def _podio_data() -> dict[str, Any]:
     return data
 
 
-class RecordingTransport:
-    """Answers every request with Podio's token response and keeps the requests."""
-
-    def __init__(self) -> None:
-        self.sent: list[HttpRequest] = []
-
-    async def send(self, request: HttpRequest) -> HttpResponse:
-        self.sent.append(request)
-        body = {
-            "access_token": ACCESS_TOKEN,
-            "token_type": "bearer",
-            "expires_in": 28800,
-            "refresh_token": REFRESH_TOKEN,
-            "scope": "global:all",
-            "ref": {"type": "user", "id": 7},
-        }
-        return HttpResponse(200, {"content-type": "application/json"}, json.dumps(body).encode())
-
-    async def aclose(self) -> None:
-        return None
+def RecordingTransport() -> MockTransport:
+    """Answers every request with Podio's token response; ``sent`` keeps the requests."""
+    body = {
+        "access_token": ACCESS_TOKEN,
+        "token_type": "bearer",
+        "expires_in": 28800,
+        "refresh_token": REFRESH_TOKEN,
+        "scope": "global:all",
+        "ref": {"type": "user", "id": 7},
+    }
+    return MockTransport(lambda _request: json_response(body))
 
 
 async def test_sec2_engine_sends_s256_and_the_matching_verifier() -> None:

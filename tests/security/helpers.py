@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 import flowengine as fe
 import yaml
 from flowengine._presets import PRESETS
+from flowengine.testing import MockTransport
 
 from tests.conftest import SandboxFixture
 
@@ -94,22 +95,17 @@ def token_body(**fields: Any) -> dict[str, Any]:
     return {k: v for k, v in body.items() if v is not ...}
 
 
-class ScriptedTransport:
-    """Answers each request with the next scripted response (or raises it); keeps the requests."""
+def ScriptedTransport(*answers: fe.HttpResponse | fe.FlowError) -> MockTransport:
+    """A MockTransport answering each request with the next of ``answers`` (raising errors), then a token."""
+    queue = list(answers)
 
-    def __init__(self, *answers: fe.HttpResponse | fe.FlowError) -> None:
-        self.answers = list(answers)
-        self.sent: list[fe.HttpRequest] = []
+    def answer(_request: fe.HttpRequest) -> fe.HttpResponse:
+        reply = queue.pop(0) if queue else json_response(token_body())
+        if isinstance(reply, fe.FlowError):
+            raise reply
+        return reply
 
-    async def send(self, request: fe.HttpRequest) -> fe.HttpResponse:
-        self.sent.append(request)
-        answer = self.answers.pop(0) if self.answers else json_response(token_body())
-        if isinstance(answer, fe.FlowError):
-            raise answer
-        return answer
-
-    async def aclose(self) -> None:
-        return None
+    return MockTransport(answer)
 
 
 def json_response(

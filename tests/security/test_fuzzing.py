@@ -19,6 +19,7 @@ from urllib.parse import quote
 import flowengine as fe
 import pytest
 import yaml
+from flowengine.testing import MockTransport
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -62,7 +63,7 @@ SPECS = {
 
 def _engine(
     spec: fe.FlowSpec, *answers: fe.HttpResponse | fe.FlowError
-) -> tuple[fe.AsyncEngine, ScriptedTransport]:
+) -> tuple[fe.AsyncEngine, MockTransport]:
     transport = ScriptedTransport(*answers)
     engine = fe.AsyncEngine(
         spec,
