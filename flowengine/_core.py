@@ -359,7 +359,9 @@ class FlowCore:
         token: Token | None = None
         error: FlowError | None = None
         try:
-            token = self.read_token(answer.response, now, default_account=self.default_account(flow))
+            token = self.read_token(
+                answer.response, now, grant="authorization_code", default_account=self.default_account(flow)
+            )
         except ProviderError as exc:
             error = exc
         return self._fire(flow, "answer", now, token=token, error=error)
@@ -409,16 +411,38 @@ class FlowCore:
         return {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values}
 
     def read_token(
-        self, response: HttpResponse, now: float, *, default_account: AccountRef | None = None
+        self, response: HttpResponse, now: float, *, grant: str, default_account: AccountRef | None = None
     ) -> Token:
-        """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to."""
-        return read_token_response(
+        """A token from the answer to ``grant``'s request, or the ``ProviderError`` it amounts to."""
+        token = read_token_response(
             self.spec,
             response,
             client_id=self.client.client_id,
             now=now,
             default_account=default_account,
         )
+        return attrs.evolve(token, token_endpoint=self.token_url(grant))
+
+    def token_url(self, grant: str) -> str:
+        """Where ``grant``'s requests go."""
+        return self.endpoints[self.spec.grants[grant].endpoint]
+
+    def check_token_endpoint(self, token: Token) -> None:
+        """Refuse to send ``token``'s secrets to a token endpoint other than the one that issued it.
+
+        A token obtained from one server (a sandbox, staging, another tenant) and
+        refreshed against another would hand its refresh token to a stranger, and the
+        stranger's ``invalid_grant`` would mark a healthy grant dead.
+        """
+        ours = {self.token_url(grant) for grant in self.spec.grants}
+        if token.token_endpoint is not None and token.token_endpoint not in ours:
+            here = self.token_url(next(iter(self.spec.grants)))
+            raise ConfigError(
+                f"{token.key} was issued by the token endpoint at {_origin(token.token_endpoint)}; "
+                f"this engine's is {_origin(here)} (a sandbox's token refreshed without --sandbox, "
+                "or the other way round?)",
+                code=ErrorCode.TOKEN_ENDPOINT_MISMATCH,
+            )
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -456,6 +480,12 @@ class FlowCore:
             # (then interrupted), never a token lost.
             intents = (SaveToken(token), *intents)
         return Step(moved, intents, event=event, source=flow.state)
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL: enough to tell servers apart, without its path."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
 def _expired(flow: Flow) -> CallbackError:

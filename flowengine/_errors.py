@@ -63,6 +63,7 @@ class ErrorCode(StrEnum):
     LISTEN_FAILED = "listen_failed"
     CREDENTIALS_MISSING = "credentials_missing"
     GRAPHVIZ_MISSING = "graphviz_missing"
+    TOKEN_ENDPOINT_MISMATCH = "token_endpoint_mismatch"
     # PluginError
     PLUGIN_ERROR = "plugin_error"
     SPEC_NOT_FOUND = "spec_not_found"
@@ -379,6 +380,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.LISTEN_FAILED,
         ErrorCode.CREDENTIALS_MISSING,
         ErrorCode.GRAPHVIZ_MISSING,
+        ErrorCode.TOKEN_ENDPOINT_MISMATCH,
         ErrorCode.ISSUER_INVALID,
         ErrorCode.ID_TOKEN_RULES_INVALID,
         ErrorCode.CLIENT_KEY_INVALID,

@@ -162,6 +162,8 @@ class Token:
     client_id: str | None = None
     header_scheme: str = "Bearer"
     dead: bool = False
+    #: The token endpoint that issued it: its refresh token is never sent anywhere else.
+    token_endpoint: str | None = None
     extra: dict[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property

@@ -82,7 +82,7 @@ class TokenOperations:
             request,
             f"{grant} grant",
             sent,
-            lambda r: self.core.read_token(r, self.clock(), default_account=default),
+            lambda r: self.core.read_token(r, self.clock(), grant=grant, default_account=default),
         )
         await self._saver.save_token(token)
         return token
@@ -137,10 +137,14 @@ class TokenOperations:
     async def _refresh_at_provider(self, current: Token) -> Token:
         if not current.refresh_token:
             raise FlowStateError("this token has no refresh token", code=ErrorCode.NO_REFRESH_TOKEN)
+        self.core.check_token_endpoint(current)
         request, sent = self.core.token_request("refresh_token", {"refresh_token": current.refresh_token})
         try:
             fresh = await self.send_with_retry(
-                request, "refresh", sent, lambda r: self.core.read_token(r, self.clock())
+                request,
+                "refresh",
+                sent,
+                lambda r: self.core.read_token(r, self.clock(), grant="refresh_token"),
             )
         except InvalidGrantError:
             again = await store_call(self.store.get_token(current.key))
@@ -191,6 +195,7 @@ class TokenOperations:
             hint = "refresh_token" if current.refresh_token else "access_token"
         if hint not in ("access_token", "refresh_token"):
             raise ConfigError(f"hint must be access_token or refresh_token, not {hint!r}")
+        self.core.check_token_endpoint(current)
         value = current.refresh_token if hint == "refresh_token" else current.access_token
         if not value:
             code = ErrorCode.NO_REFRESH_TOKEN if hint == "refresh_token" else ErrorCode.NO_ACCESS_TOKEN

@@ -465,3 +465,35 @@ async def test_sec13_debug_logs_and_errors_hold_no_secret(
     blob = "\n".join(texts)
     for secret in secrets_:
         assert secret and secret not in blob
+
+
+async def test_a_token_is_refreshed_only_at_the_token_endpoint_that_issued_it(
+    sandbox: SandboxFixture, podio_spec: fe.FlowSpec
+) -> None:
+    """Two sandboxes issue the same account's tokens: refreshing one at the other is refused, never dead."""
+    from flowengine_sandbox.plugin import PodioSandbox
+    from flowengine_sandbox.server import SandboxServer
+    from flowengine_sandbox.settings import SandboxSettings
+
+    store = fe.open_store("memory://")
+    async with fe.AsyncEngine(
+        podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, store=store
+    ) as first:
+        flow = await first.start()
+        token = await first.token_for(await first.callback(await sandbox.consent(flow.authorization_url)))
+        assert token is not None
+        assert token.token_endpoint == sandbox.endpoints["token"]
+    with SandboxServer(SandboxSettings()) as other_server:
+        other = PodioSandbox(podio_spec, other_server.url, other_server.settings)
+        async with fe.AsyncEngine(
+            podio_spec, client=other.client, endpoints=other.endpoints, store=store
+        ) as second:
+            with pytest.raises(fe.ConfigError) as refused:
+                await second.refresh(token.key)
+            assert refused.value.code == "token_endpoint_mismatch"
+            assert "--sandbox" in refused.value.message
+            kept = await second.get_token(token.key)
+        assert other_server.state.token_requests() == []
+    assert kept is not None
+    assert not kept.dead
+    assert kept.refresh_token == token.refresh_token
