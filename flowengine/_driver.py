@@ -268,7 +268,7 @@ class AsyncEngine(TokenOperations):
             else:
                 answer = Answer(response, send.sent_secrets)
                 answered = self.core.step(begun.flow, answer, self.clock())
-            await self._apply_or_conflict(answered)
+            await self._apply_or_conflict(answered, answered=True)
             if answered.error is not None:
                 raise answered.error
             return answered.flow
@@ -301,11 +301,14 @@ class AsyncEngine(TokenOperations):
 
     # --- carrying out intents -------------------------------------------------------
 
-    async def _apply(self, step: Step) -> bool:
+    async def _apply(self, step: Step, *, answered: bool = False) -> bool:
         """Carry out a step's saves, in order; False when its compare-and-set lost a race.
 
-        A token is kept until the store takes it (``Saver``). A ``SendRequest``
-        is not carried out here: ``_apply_or_conflict`` hands it to the caller.
+        A token is kept until the store takes it (``Saver``), and so is the flow of a
+        step that records a provider's answer (``answered``): what the provider said
+        exists nowhere else. Before anything is sent, a store failure fails the call
+        at once (SECURITY.md 20). A ``SendRequest`` is not carried out here:
+        ``_apply_or_conflict`` hands it to the caller.
         """
         for intent in step.intents:
             if isinstance(intent, SaveToken):
@@ -313,15 +316,18 @@ class AsyncEngine(TokenOperations):
             elif isinstance(intent, SaveFlow):
                 if intent.expected_version is None:
                     await store_call(self.store.create(intent.flow))
-                elif not await self._saver.save_flow(intent.flow, intent.expected_version):
+                elif answered:
+                    if not await self._saver.save_flow(intent.flow, intent.expected_version):
+                        return False
+                elif not await store_call(self.store.compare_and_set(intent.flow, intent.expected_version)):
                     return False
         if step.moved:
             self._notify(step)
         return True
 
-    async def _apply_or_conflict(self, step: Step) -> SendRequest | None:
+    async def _apply_or_conflict(self, step: Step, *, answered: bool = False) -> SendRequest | None:
         """Carry out a step taken under the exchange lease; return the request it sends, if any."""
-        if not await self._apply(step):
+        if not await self._apply(step, answered=answered):
             raise StoreError(
                 "the flow changed while its exchange held the lease",
                 code=ErrorCode.STORE_CONFLICT,

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import flowengine as fe
 import pytest
+from flowengine.testing import FakeClock
 
 from flowengine_sandbox.faults import Fault
 from tests.conftest import SandboxFixture
@@ -292,9 +293,11 @@ async def test_sec20_store_down_after_the_token_arrived_never_resends_the_code(
             client=sandbox.client,
             endpoints=sandbox.endpoints,
             store=BrokenStore(working.store, {"put_token"}),  # type: ignore[arg-type]
+            clock=FakeClock(time.time()),  # the save deadline passes without waiting for it
         )
-        with pytest.raises(fe.StoreError):
+        with pytest.raises(fe.StoreError) as caught:
             await broken.callback(callback)
+        assert caught.value.code == "token_unsaved"
         await broken.aclose()
         done = await working.callback(callback)
     assert done.state == "failed"
