@@ -8,11 +8,15 @@ from __future__ import annotations
 import asyncio
 
 import flowengine as fe
+import pytest
 
 from flowengine_batch import Batch, RateLimit
 from flowengine_sandbox.faults import Fault, FaultPlan
 from tests.batch.conftest import FAST_RETRY, app_engine, refresh_tokens_of, seed_tokens, successful_refreshes
 from tests.conftest import SandboxFixture
+
+# Slow lane: hundreds of tokens through the limiter.
+pytestmark = pytest.mark.slow
 
 TOKENS = 200
 #: The engine's typed reasons (docs/index.md) a refresh may end with.

@@ -19,6 +19,9 @@ from flowengine_sandbox.state import fingerprint
 from tests.batch.conftest import FAST_RETRY, app_engine, refresh_tokens_of, seed_tokens, successful_refreshes
 from tests.conftest import SandboxFixture
 
+# Slow lane: kills and reruns batch processes.
+pytestmark = pytest.mark.slow
+
 TOKENS = 60
 
 

@@ -17,6 +17,9 @@ from flowengine_cli import LoopbackListener, Reply
 from tests.cli.conftest import AUTHORIZE_URL, Running, local_spec, run
 from tests.conftest import SandboxFixture
 
+# Slow lane: real loopback logins in subprocesses.
+pytestmark = pytest.mark.slow
+
 WAITING = re.compile(r"Waiting for the browser to come back to (http://127\.0\.0\.1:(\d+)/callback)")
 
 

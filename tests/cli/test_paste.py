@@ -24,6 +24,9 @@ from flowengine_cli import callback_problem
 from tests.cli.conftest import AUTHORIZE_URL, ENTRY, Running
 from tests.conftest import SandboxFixture
 
+# Slow lane: a real terminal (tmux).
+pytestmark = pytest.mark.slow
+
 SANDBOX_CALLBACK = "http://127.0.0.1/flowengine/callback"
 
 

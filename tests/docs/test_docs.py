@@ -45,6 +45,7 @@ def test_every_run_marker_is_on_a_python_block() -> None:
 
 
 @pytest.mark.parametrize(("block_id", "code"), BLOCKS, ids=[block_id for block_id, _ in BLOCKS])
+@pytest.mark.slow
 def test_documented_script_runs(block_id: str, code: str, tmp_path: Path) -> None:
     script = tmp_path / "example.py"
     script.write_text(code, encoding="utf-8")

@@ -17,9 +17,13 @@ from collections import Counter
 from pathlib import Path
 
 import flowengine as fe
+import pytest
 
 from tests.conftest import SandboxFixture
 from tests.security.crash_points import POINTS
+
+# Slow lane: workers killed with SIGKILL on every durable store.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

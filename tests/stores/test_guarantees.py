@@ -12,10 +12,14 @@ from collections import Counter
 from pathlib import Path
 
 import flowengine as fe
+import pytest
 from flowengine import _plugins as plugins
 
 from tests.conftest import SandboxFixture
 from tests.stores.backends import Backend
+
+# Slow lane: several worker processes per store.
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 

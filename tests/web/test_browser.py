@@ -28,6 +28,9 @@ from flowengine_web import WebServer, create_app
 from tests.conftest import SandboxFixture
 from tests.web.conftest import SECRET
 
+# Slow lane: Chromium.
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",

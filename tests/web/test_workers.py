@@ -23,6 +23,9 @@ from flowengine import _plugins as plugins
 from tests.conftest import SandboxFixture
 from tests.web.conftest import ServeProcess
 
+# Slow lane: two web worker processes.
+pytestmark = pytest.mark.slow
+
 REDIS = "redis://127.0.0.1:6379/0"
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 
