@@ -38,9 +38,15 @@ from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow, TransitionContext
 from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
 from flowengine._spec import AuthorizationRequest, FlowSpec, MachineSpec
-from flowengine._tokens import build_token_request, read_token_response, render_params
+from flowengine._tokens import (
+    build_token_request,
+    read_account_response,
+    read_token_response,
+    render_params,
+)
 
 __all__ = [
+    "AccountAnswer",
     "Answer",
     "Begin",
     "Callback",
@@ -103,6 +109,8 @@ class Step:
     event: str | None = None
     source: str | None = None
     error: FlowError | None = None
+    #: A token the provider issued that waits for its account (a userinfo request is in the intents).
+    held: Token | None = attrs.field(default=None, repr=False)
 
     @property
     def moved(self) -> bool:
@@ -164,6 +172,14 @@ class Answer:
 
 
 @attrs.frozen(slots=True)
+class AccountAnswer:
+    """The userinfo endpoint's answer (or why there is none) for a token that waits for its account."""
+
+    token: Token = attrs.field(repr=False)
+    response: HttpResponse | None = None
+
+
+@attrs.frozen(slots=True)
 class SendFailed:
     """The exchange request failed in transit; ``error.sent`` says whether it may have arrived."""
 
@@ -180,7 +196,7 @@ class Expire:
     """The flow outlived its ttl."""
 
 
-Input = Begin | Callback | Exchange | Answer | SendFailed | Interrupt | Expire
+Input = Begin | Callback | Exchange | Answer | AccountAnswer | SendFailed | Interrupt | Expire
 
 
 # --- the core ----------------------------------------------------------------------------
@@ -217,6 +233,9 @@ class FlowCore:
                 return self._exchange(flow, now)
             case Answer():
                 return self._answer(flow, event, now)
+            case AccountAnswer():
+                token = self.with_account(event.token, event.response, self.default_account(flow))
+                return self._fire(flow, "answer", now, token=token)
             case SendFailed():
                 return self._send_failed(flow, event.error, now)
             case Interrupt():
@@ -364,7 +383,39 @@ class FlowCore:
             )
         except ProviderError as exc:
             error = exc
+        ask = None if token is None else self.account_request(token)
+        if ask is not None:
+            return Step(flow, (ask,), held=token)  # the account comes from userinfo first
         return self._fire(flow, "answer", now, token=token, error=error)
+
+    def account_request(self, token: Token) -> SendRequest | None:
+        """The userinfo GET that names ``token``'s account, when the spec reads the account there."""
+        rule = self.spec.token.account
+        if rule is None or rule.userinfo is None:
+            return None
+        headers = {
+            "accept": "application/json",
+            "authorization": token.authorization_header(),
+            "user-agent": self.user_agent,
+        }
+        request = HttpRequest("GET", self.endpoints[rule.userinfo], headers)
+        return SendRequest(request, (token.access_token,))
+
+    def with_account(self, token: Token, response: HttpResponse | None, default: AccountRef) -> Token:
+        """``token`` filed under the account the userinfo answer names.
+
+        A userinfo endpoint that fails or answers nonsense must not lose a token the
+        provider issued (its code is spent): it is then filed under ``default`` (the
+        flow's subject, or the flow; SECURITY.md 32), never under the client alone.
+        """
+        rule = self.spec.token.account
+        account = default
+        if rule is not None and response is not None:
+            try:
+                account = read_account_response(rule, response)
+            except ProviderError:
+                account = default
+        return attrs.evolve(token, account=account)
 
     def _send_failed(self, flow: Flow, error: TransportError, now: float) -> Step:
         if not error.sent:

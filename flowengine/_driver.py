@@ -28,6 +28,7 @@ from flowengine import _callbacks, _plugins, _security
 from flowengine._client import Client
 from flowengine._clock import Clock, SystemClock, as_clock
 from flowengine._core import (
+    AccountAnswer,
     Answer,
     Begin,
     Callback,
@@ -45,6 +46,7 @@ from flowengine._errors import (
     ConfigError,
     ErrorCode,
     FlowStateError,
+    ProviderError,
     StoreError,
     TransportError,
 )
@@ -268,12 +270,25 @@ class AsyncEngine(TokenOperations):
             else:
                 answer = Answer(response, send.sent_secrets)
                 answered = self.core.step(begun.flow, answer, self.clock())
+            if answered.held is not None:  # the token waits for its account: ask userinfo
+                answered = await self._with_account(begun.flow, answered)
             await self._apply_or_conflict(answered, answered=True)
             if answered.error is not None:
                 raise answered.error
             return answered.flow
         finally:
             await self.release(lease)
+
+    async def _with_account(self, flow: Flow, held: Step) -> Step:
+        """Send the userinfo request a held token waits for (safe to repeat), and step on."""
+        assert held.held is not None
+        ask = next(i for i in held.intents if isinstance(i, SendRequest))
+        try:
+            response = await self.send_with_retry(ask.request, "userinfo", ask.sent_secrets, lambda r: r)
+        except (ProviderError, TransportError) as exc:
+            log.warning("userinfo failed (%s): the token is filed under its flow", exc.code)
+            response = None
+        return self.core.step(flow, AccountAnswer(held.held, response), self.clock())
 
     async def _wait_for_outcome(self, flow_id: str) -> Flow:
         """Another worker holds the exchange lease: wait until the flow is final, within a deadline.

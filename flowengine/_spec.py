@@ -82,11 +82,16 @@ class CallbackRules:
 
 @attrs.frozen
 class AccountRule:
-    """Where the token response names the account (dotted paths, e.g. ``ref.id``)."""
+    """Where the account a token acts for is named (dotted paths, e.g. ``ref.id``).
+
+    In the token answer; or, with ``userinfo`` (an endpoint's name), in the JSON that
+    endpoint answers to a GET with the new token (GitHub's ``/user``, ``id``).
+    """
 
     id: str
     type: str | None = None
     default_type: str = "account"
+    userinfo: str | None = None
 
 
 @attrs.frozen

@@ -149,6 +149,9 @@ def _check_rules(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
         yield problem("$.callback.iss_required", "iss_required needs the spec's issuer to compare with")
     if not spec.token.token_types:
         yield problem("$.token.token_types", "list at least one accepted token type")
+    account = spec.token.account
+    if account is not None and account.userinfo is not None and account.userinfo not in spec.endpoints:
+        yield problem("$.token.account.userinfo", f"no endpoint named {account.userinfo!r}")
 
 
 def _safe_vars(template: str) -> tuple[str, ...]:

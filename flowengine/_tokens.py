@@ -20,11 +20,13 @@ from flowengine._errors import ProviderError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._records import AccountRef, Token
 from flowengine._retry import parse_retry_after
-from flowengine._spec import FlowSpec, TokenRequest
+from flowengine._spec import AccountRule, FlowSpec, TokenRequest
 
 __all__ = [
+    "account_in",
     "build_request",
     "build_token_request",
+    "read_account_response",
     "read_revocation_response",
     "read_token_response",
     "render_params",
@@ -190,15 +192,32 @@ def read_revocation_response(spec: FlowSpec, response: HttpResponse, *, now: flo
 
 def _account(spec: FlowSpec, body: Mapping[str, Any], default: AccountRef, status: int) -> AccountRef:
     rule = spec.token.account
-    if rule is None:
-        return default
+    if rule is None or rule.userinfo is not None:
+        return default  # the answer names no account (or a userinfo request will)
+    return account_in(rule, body, "the token response", status)
+
+
+def account_in(rule: AccountRule, body: Mapping[str, Any], where: str, status: int) -> AccountRef:
+    """The account ``rule`` reads from a JSON object (a token answer, a userinfo answer)."""
     account_id = _dig(body, rule.id)
     if isinstance(account_id, bool) or not isinstance(account_id, str | int) or account_id == "":
-        raise _invalid(f"the token response has no account id at {rule.id}", status)
+        raise _invalid(f"{where} has no account id at {rule.id}", status)
     account_type = _dig(body, rule.type) if rule.type else rule.default_type
     if not isinstance(account_type, str) or not account_type:
-        raise _invalid(f"the token response has no account type at {rule.type}", status)
+        raise _invalid(f"{where} has no account type at {rule.type}", status)
     return AccountRef(account_type, account_id)
+
+
+def read_account_response(rule: AccountRule, response: HttpResponse) -> AccountRef:
+    """The account a userinfo endpoint's answer names, or the ``ProviderError`` it amounts to."""
+    body = _json_body(response)
+    if not 200 <= response.status < 300 or not isinstance(body, dict):
+        raise ProviderError(
+            f"the userinfo endpoint answered {response.status} without a JSON object",
+            code="invalid_token_response",
+            status=response.status,
+        )
+    return account_in(rule, body, "the userinfo answer", response.status)
 
 
 def _error_for(spec: FlowSpec, response: HttpResponse, body: Any, now: float) -> ProviderError:

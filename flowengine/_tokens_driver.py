@@ -84,6 +84,10 @@ class TokenOperations:
             sent,
             lambda r: self.core.read_token(r, self.clock(), grant=grant, default_account=default),
         )
+        ask = self.core.account_request(token)
+        if ask is not None:
+            response = await self.send_with_retry(ask.request, "userinfo", ask.sent_secrets, lambda r: r)
+            token = self.core.with_account(token, response, token.account)
         await self._saver.save_token(token)
         return token
 

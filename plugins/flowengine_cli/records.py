@@ -170,6 +170,11 @@ def tokens() -> None:
     """List, show, refresh and delete stored tokens (shown by fingerprint only)."""
 
 
+def _grant_state(token: Token) -> str:
+    """``dead`` for a lost grant, else ``ok``."""
+    return "dead" if token.dead else "ok"
+
+
 @tokens.command("list")
 @click.option("--provider", help="Only this provider's tokens (a spec name).")
 @click.option("--expiring-within", metavar="DURATION", help="Only tokens expiring within, e.g. 1h.")
@@ -192,10 +197,10 @@ def tokens_list(provider: str | None, expiring_within: str | None, store: str | 
             return
         now = time.time()
         rows = [
-            [t.key, t.fingerprint, _ago(t.expires_at, now), t.scope or "", "dead" if t.dead else "ok"]
+            [t.key, str(t.account), t.fingerprint, _ago(t.expires_at, now), t.scope or "", _grant_state(t)]
             for t in sorted(found, key=lambda t: t.key)
         ]
-        print_table(["KEY", "FINGERPRINT", "EXPIRES", "SCOPE", "STATUS"], rows)
+        print_table(["KEY", "WHOSE", "FINGERPRINT", "EXPIRES", "SCOPE", "STATUS"], rows)
 
     run_command(work)
 

@@ -16,7 +16,7 @@ from flowengine import hookimpl, lazy_exports
 
 if TYPE_CHECKING:
     from flowengine_web._app import create_app
-    from flowengine_web._hooks import ON_TOKEN_WINDOW, OnToken, Render, SuccessUrl
+    from flowengine_web._hooks import ON_TOKEN_WINDOW, OnToken, Render, Subject, SuccessUrl
     from flowengine_web._http import SECURITY_HEADERS
     from flowengine_web._outcome import outcome_of
     from flowengine_web._pages import CONTENT_SECURITY_POLICY, Outcome, Page, PageKind, SpecLink, render_html
@@ -32,6 +32,7 @@ __all__ = [
     "PageKind",
     "Render",
     "SpecLink",
+    "Subject",
     "SuccessUrl",
     "WebServer",
     "create_app",
@@ -47,6 +48,7 @@ __getattr__ = lazy_exports(
         "ON_TOKEN_WINDOW": "._hooks",
         "OnToken": "._hooks",
         "Render": "._hooks",
+        "Subject": "._hooks",
         "SuccessUrl": "._hooks",
         "create_app": "._app",
         "outcome_of": "._outcome",

@@ -31,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from flowengine_web._hooks import OnToken, Render, SuccessUrl, deliver_once, resolve
+from flowengine_web._hooks import OnToken, Render, Subject, SuccessUrl, deliver_once, resolve
 from flowengine_web._http import SECURITY_HEADERS, SecurityHeadersMiddleware, wants_json
 from flowengine_web._outcome import flow_json, outcome_of
 from flowengine_web._pages import Page, PageKind, SpecLink, describe_error, render_html
@@ -81,6 +81,7 @@ class _Frontend:
         success_url: SuccessUrl | None,
         render: Render | None,
         title: str,
+        subject: Subject | None = None,
     ) -> None:
         self.engines = dict(engines)
         self.sessions = sessions
@@ -88,6 +89,7 @@ class _Frontend:
         self.base_url = base_url
         self.on_token = on_token
         self.success_url = success_url
+        self.subject = subject
         self.render = render
         self.title = title
 
@@ -218,7 +220,10 @@ class _Frontend:
         response: Response
         try:
             flow = await engine.start(
-                scope=self.scopes.get(name), session=sid, redirect_uri=self.redirect_uri(request, name)
+                scope=self.scopes.get(name),
+                session=sid,
+                redirect_uri=self.redirect_uri(request, name),
+                subject=await resolve(self.subject(request)) if self.subject is not None else None,
             )
         except FlowError as exc:
             log.warning("web: cannot start a %s flow: %s", name, exc)
@@ -382,6 +387,7 @@ def create_app(
     on_token: OnToken | None = None,
     success_url: SuccessUrl | None = None,
     render: Render | None = None,
+    subject: Subject | None = None,
     home: bool = True,
     title: str = "flowengine",
     cookie_name: str = "flowengine_session",
@@ -397,9 +403,10 @@ def create_app(
     without it, the request's own URL is used. Hooks, each sync or async:
     ``on_token(request, flow, token)`` once per successful flow;
     ``success_url(request, flow)`` where to send the person after success (same
-    origin; None for the built-in page); ``render(request, page)`` a Response or
-    HTML for any page (None for the default). ``home=False`` drops the home
-    page; ``close_engines=True`` closes the engines when the app shuts down
+    origin; None for the built-in page); ``subject(request)`` who the person is in
+    your app (their tokens are filed under it when the provider names no account);
+    ``render(request, page)`` a Response or HTML for any page (None for the default).
+    ``home=False`` drops the home page; ``close_engines=True`` closes the engines when the app shuts down
     (lifespan runs only for the outermost app).
     """
     named = _named(engines)
@@ -415,6 +422,7 @@ def create_app(
         success_url=success_url,
         render=render,
         title=title,
+        subject=subject,
     )
     routes = [
         Route("/auth/{spec}", frontend.start, methods=["GET"]),

@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from flowengine_web._pages import Page
 
-__all__ = ["ON_TOKEN_WINDOW", "OnToken", "Render", "SuccessUrl", "deliver_once", "resolve"]
+__all__ = ["ON_TOKEN_WINDOW", "OnToken", "Render", "Subject", "SuccessUrl", "deliver_once", "resolve"]
 
 log = logging.getLogger("flowengine.web")
 _T = TypeVar("_T")
@@ -28,6 +28,10 @@ _T = TypeVar("_T")
 OnToken = Callable[[Request, Flow, Token], Awaitable[None] | None]
 #: ``success_url(request, flow)``: where to send the person after success (same origin), or None.
 SuccessUrl = Callable[[Request, Flow], Awaitable[str | None] | str | None]
+#: ``subject(request)``: who the person is in the host app (its user id), or None.
+#: Passed to ``start(subject=...)``: the token is filed under it when the provider's
+#: answer names no account (SECURITY.md 32).
+Subject = Callable[[Request], Awaitable[str | None] | str | None]
 #: ``render(request, page)``: a Response, an HTML string, or None for the default page.
 Render = Callable[[Request, Page], Awaitable[Response | str | None] | Response | str | None]
 

@@ -112,7 +112,8 @@ def test_revoke_says_the_spec_names_no_revocation_endpoint_and_keeps_the_token(e
 def test_tables_keep_every_cell_whole(env: dict[str, str]) -> None:
     run("login", "podio", "--sandbox", env=env)
     [header, row] = run("tokens", "list", env=env).stdout.splitlines()
-    assert header.split() == ["KEY", "FINGERPRINT", "EXPIRES", "SCOPE", "STATUS"]
+    assert header.split() == ["KEY", "WHOSE", "FINGERPRINT", "EXPIRES", "SCOPE", "STATUS"]
     assert row.split()[0] == "podio:user:1001"
-    assert row.split()[1].startswith("sha256:") and len(row.split()[1]) == 19
+    assert row.split()[1] == "user:1001"  # whose token it is (SECURITY.md 32)
+    assert row.split()[2].startswith("sha256:") and len(row.split()[2]) == 19
     assert row == row.rstrip()
