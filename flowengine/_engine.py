@@ -119,6 +119,9 @@ class AsyncEngine:
 
     def _endpoints(self, overrides: Mapping[str, str]) -> dict[str, str]:
         merged = dict(self.spec.endpoints)
+        for name, url in merged.items():  # a FlowSpec built by hand never met load_spec's checks
+            if name not in overrides and (reason := endpoint_problem(url, local_ok=self.spec.local_only)):
+                raise ConfigError(f"endpoint {name!r}: {reason}")
         for name, url in overrides.items():
             if name not in merged:
                 known = ", ".join(sorted(merged))
@@ -517,17 +520,14 @@ class AsyncEngine:
         value = current.refresh_token if hint == "refresh_token" else current.access_token
         if not value:
             raise FlowStateError(f"this token has no {hint}", code="no_refresh_token")
-        request = build_request(
-            rule,
-            self.endpoints[rule.endpoint],
-            self._values({"token": value, "token_type_hint": hint}),
-            self.transport_config.user_agent,
-        )
+        values = self._values({"token": value, "token_type_hint": hint})
+        request = build_request(rule, self.endpoints[rule.endpoint], values, self.transport_config.user_agent)
+        sent = _security.sent_secrets(values, request)
         await self._send(
             request,
             "revocation",
             retry=True,
-            read=lambda r: read_revocation_response(self.spec, r, now=self.clock()),
+            read=lambda r: read_revocation_response(self.spec, r, now=self.clock(), sent=sent),
         )
         if hint == "access_token" and current.refresh_token:
             # The refresh token still works at the provider: keep it, so it can be used or revoked.
@@ -543,19 +543,17 @@ class AsyncEngine:
     async def _request_token(self, grant: str, values: Mapping[str, str | None], *, retry: bool) -> Token:
         if grant not in self.spec.grants:
             raise ConfigError(f"spec {self.spec.name!r} has no {grant!r} grant", code="grant_unsupported")
+        url = self.endpoints[self.spec.grants[grant].endpoint]
         request = build_token_request(
-            self.spec,
-            grant,
-            self.endpoints[self.spec.grants[grant].endpoint],
-            self._values(values),
-            self.transport_config.user_agent,
+            self.spec, grant, url, self._values(values), self.transport_config.user_agent
         )
+        sent = _security.sent_secrets(self._values(values), request)
         return await self._send(
             request,
             f"{grant} grant",
             retry=retry,
             read=lambda r: read_token_response(
-                self.spec, r, client_id=self.client.client_id, now=self.clock()
+                self.spec, r, client_id=self.client.client_id, now=self.clock(), sent=sent
             ),
         )
 

@@ -13,16 +13,16 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args
-from urllib.parse import urlsplit
 
 import attrs
 import cattrs
-import yaml
 from cattrs.cols import homogenous_tuple_structure_factory, is_sequence
 from cattrs.gen import make_dict_structure_fn, override
 
-from flowengine import _templates
+from flowengine import _templates, _yaml
+from flowengine._bounded import cap, shown
 from flowengine._errors import PluginError, SpecError, SpecProblem
+from flowengine._urls import UrlRefused, judge
 
 __all__ = [
     "BUILTIN_VARIABLES",
@@ -67,6 +67,11 @@ ENGINE_TRIGGERS = frozenset({"callback", "exchange", "expire"})
 _REQUIRED_TRIGGERS = ("callback", "exchange")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _HOST = re.compile(r"^[a-z0-9.-]+$")
+_SCHEME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,40}")  # an RFC 9110 token
+#: Bounds on what a spec may ask for (SECURITY.md 33): a flow waits a day at most for its
+#: callback, and a token is treated as expired at most an hour early.
+MAX_FLOW_TTL = 86_400
+MAX_LEEWAY = 3_600
 
 
 @attrs.frozen
@@ -215,7 +220,7 @@ def _expect(kind: type | tuple[type, ...], label: str) -> Callable[[Any, Any], A
         if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
             raise _WrongType(f"expected {label}, got a boolean")
         if not isinstance(value, kind):
-            got = "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
+            got = "nothing (null)" if value is None else f"{type(value).__name__} {shown(value)}"
             raise _WrongType(f"expected {label}, got {got}")
         return value
 
@@ -252,7 +257,7 @@ def _make_converter() -> cattrs.Converter:
             try:
                 out[conv.structure(key, key_type)] = conv.structure(item, value_type)
             except Exception as exc:
-                exc.__notes__ = [*getattr(exc, "__notes__", []), f"key {key!r}"]
+                exc.__notes__ = [*getattr(exc, "__notes__", []), f"key {shown(key)}"]
                 errors.append(_KeyedError(key, exc))
         if errors:
             raise cattrs.ClassValidationError("mapping", errors, dict)
@@ -268,7 +273,7 @@ def _make_converter() -> cattrs.Converter:
         def hook(value: Any, _t: Any) -> Any:
             if value not in allowed or type(value) is not type(allowed[0]):
                 choices = ", ".join(repr(a) for a in allowed)
-                raise _WrongType(f"expected one of {choices}, got {value!r}")
+                raise _WrongType(f"expected one of {choices}, got {shown(value)}")
             return value
 
         return hook
@@ -300,7 +305,7 @@ _converter = _make_converter()
 def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
     """Turn cattrs' nested exception groups into (path, message) pairs."""
     if isinstance(exc, _KeyedError):
-        return _flatten(exc.error, f"{path}.{exc.key}")
+        return _flatten(exc.error, f"{path}.{cap(str(exc.key), _MAX_KEY)}")
     if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
         if isinstance(exc, cattrs.ClassValidationError) and exc.cl is dict:
             return [pair for sub in exc.exceptions for pair in _flatten(sub, path)]
@@ -322,19 +327,38 @@ def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
                 out += _flatten(sub, path)
         return out
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        keys = ", ".join(sorted(map(str, exc.extra_fields)))
-        return [(path, f"unknown key(s): {keys}")]
+        keys = sorted(cap(str(key), _MAX_KEY) for key in exc.extra_fields)
+        more = f" and {len(keys) - 10} more" if len(keys) > 10 else ""
+        return [(path, f"unknown key(s): {', '.join(keys[:10])}{more}")]
     if isinstance(exc, KeyError):
         return [(path, "required key missing")]
     if isinstance(exc, _WrongType):
         return [(path, str(exc))]
-    return [(path, f"invalid value ({type(exc).__name__}: {exc})")]
+    return [(path, f"invalid value ({type(exc).__name__}: {cap(str(exc), _MAX_MESSAGE)})")]
 
 
 # --- loading -------------------------------------------------------------------------
 
 
 _Names = tuple[Collection[str], Collection[str]] | None
+#: A report lists this many problems at most, each message and path cut to a readable length.
+MAX_PROBLEMS = 50
+_MAX_MESSAGE = 300
+_MAX_KEY = 80
+
+
+def _refuse(problems: Iterable[SpecProblem]) -> SpecError:
+    """The SpecError for ``problems``: at most MAX_PROBLEMS of them, each cut short (SECURITY.md 25)."""
+    kept: list[SpecProblem] = []
+    more = 0
+    for p in problems:
+        if len(kept) < MAX_PROBLEMS:
+            kept.append(SpecProblem(cap(p.path, 200), cap(p.message, _MAX_MESSAGE), cap(p.source, 200)))
+        else:
+            more += 1
+    if more:
+        kept.append(SpecProblem("$", f"and {more} more problem(s) not listed", kept[0].source))
+    return SpecError(kept)
 
 
 def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = None) -> FlowSpec:
@@ -345,48 +369,40 @@ def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = N
     """
     if not isinstance(data, dict):
         got = "an empty document" if data is None else type(data).__name__
-        raise SpecError([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
+        raise _refuse([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
+    try:
+        _yaml.check_tree(data)
+    except _yaml.YamlRefused as exc:
+        raise _refuse([SpecProblem(exc.where, exc.message, source)]) from None
     try:
         spec = _converter.structure(data, FlowSpec)
     except Exception as exc:
-        problems = [SpecProblem(path, message, source) for path, message in _flatten(exc, "$")]
-        raise SpecError(problems) from None
+        raise _refuse(SpecProblem(path, message, source) for path, message in _flatten(exc, "$")) from None
     spec = attrs.evolve(spec, source=source)
     problems = list(check_spec(spec))
     if names is not None:
         problems += check_names(spec, *names)
     if problems:
-        raise SpecError(problems)
+        raise _refuse(problems)
     return spec
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of letting the last one win silently."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _value in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
 def _from_text(text: str, source: str, names: _Names = None) -> FlowSpec:
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([SpecProblem(where, f"invalid YAML: {problem}", source)]) from None
+        data = _yaml.load(text)
+    except _yaml.YamlRefused as exc:
+        raise _refuse([SpecProblem(exc.where, exc.message, source)]) from None
     return spec_from_mapping(data, source=source, names=names)
+
+
+def _looks_like_text(spec: str) -> bool:
+    """True for YAML text rather than a name or a path (a path check that fails is not a path)."""
+    if not spec.strip() or "\n" in spec or len(spec) > 4096 or "\0" in spec:
+        return True
+    try:
+        return ":" in spec and not Path(spec).exists()
+    except (OSError, ValueError):
+        return True
 
 
 def load_spec(
@@ -411,7 +427,12 @@ def load_spec(
         return spec_from_mapping(dict(spec), names=names)
     if isinstance(spec, Path):
         return _from_file(spec, names)
-    if not spec.strip() or "\n" in spec or (":" in spec and not Path(spec).exists()):
+    if not isinstance(spec, str):
+        got = type(spec).__name__
+        raise _refuse(
+            [SpecProblem("$", f"a spec is a name, a path, YAML text or a mapping, not {got}", "<spec>")]
+        )
+    if _looks_like_text(spec):
         return _from_text(spec, "<text>", names)
     if _NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
         if search_paths is None:
@@ -426,7 +447,7 @@ def load_spec(
                 if found.name != spec:
                     # Flows and tokens are recorded under `name:`; a mismatch would file them elsewhere.
                     message = f"the spec found as {spec!r} must say name: {spec}, not {found.name!r}"
-                    raise SpecError([SpecProblem("$.name", message, str(candidate))])
+                    raise _refuse([SpecProblem("$.name", message, str(candidate))])
                 return found
         where = ", ".join(str(f) for f in folders) or "no folders"
         raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
@@ -441,8 +462,12 @@ _file_cache: dict[tuple[str, int, int, object], FlowSpec] = {}
 def _from_file(path: Path, names: _Names = None) -> FlowSpec:
     try:
         stat = path.stat()
-    except OSError as exc:
-        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise _refuse([SpecProblem("$", f"cannot read: {why}", str(path))]) from None
+    if stat.st_size > _yaml.MAX_SPEC_BYTES:
+        message = f"the file is larger than {_yaml.MAX_SPEC_BYTES // 1024} KiB"
+        raise _refuse([SpecProblem("$", message, str(path))])
     known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
     key = (str(path), stat.st_mtime_ns, stat.st_size, known)
     cached = _file_cache.get(key)
@@ -453,11 +478,12 @@ def _from_file(path: Path, names: _Names = None) -> FlowSpec:
 
 def _read_file(path: Path, names: _Names) -> FlowSpec:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:  # no more than the limit, whatever the file grew to since
+            text = file.read(_yaml.MAX_SPEC_BYTES + 1).decode("utf-8")
     except OSError as exc:
-        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
+        raise _refuse([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
     except UnicodeDecodeError:
-        raise SpecError([SpecProblem("$", "not UTF-8 text", str(path))]) from None
+        raise _refuse([SpecProblem("$", "not UTF-8 text", str(path))]) from None
     return _from_text(text, str(path), names)
 
 
@@ -559,6 +585,13 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
         yield problem("$.redirect.registered_domain", "expected a host name such as example.com")
     if spec.token.leeway < 0:
         yield problem("$.token.leeway", "must not be negative")
+    elif spec.token.leeway > MAX_LEEWAY:
+        yield problem("$.token.leeway", f"must be at most {MAX_LEEWAY} seconds (an hour)")
+    for i, status in enumerate(spec.token.rate_limit_status):
+        if not 100 <= status <= 599:
+            yield problem(f"$.token.rate_limit_status[{i}]", "must be an HTTP status from 100 to 599")
+    if not _SCHEME.fullmatch(spec.usage.header_scheme):
+        yield problem("$.usage.header_scheme", "must be one word of visible characters (Bearer, OAuth2)")
     if spec.issuer is not None and not spec.callback.iss:
         yield problem("$.callback.iss", "issuer is set: name the callback parameter that carries it")
     if spec.callback.iss_required and spec.issuer is None:
@@ -577,23 +610,18 @@ def _safe_vars(template: str) -> tuple[str, ...]:
 
 
 def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
-    """Why ``url`` is not an acceptable endpoint, or None when it is.
+    """Why ``url`` is not an acceptable endpoint, or None when it is (SECURITY.md 11, 27).
 
-    ``http://`` is accepted only when ``local_ok`` and only on a loopback host.
+    The URL is judged as a browser reads it (``flowengine._urls``); ``http://`` is
+    accepted only when ``local_ok`` and only on a loopback host.
     """
-    from flowengine._security import is_loopback
-
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - validates the port (numeric, 0-65535)
-    except ValueError:  # an unclosed `[` of an IPv6 host, a port that is not a port
-        return f"{url!r} is not a valid URL"
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return f"{url!r} is not an absolute http(s) URL"
-    if parts.fragment:
-        return "an endpoint must not have a fragment"
-    if parts.scheme == "http" and not (local_ok and is_loopback(parts.hostname)):
-        return f"{url!r} uses http://; only https:// is allowed, or http:// on loopback with local_only"
+        parsed = judge(url)
+    except UrlRefused as exc:
+        return f"{shown(url, 120)} {exc.reason}"
+    if parsed.scheme == "http" and not (local_ok and parsed.loopback):
+        only = "only https:// is allowed, or http:// on loopback with local_only"
+        return f"{shown(url, 120)} uses http://; {only}"
     return None
 
 
@@ -621,6 +649,8 @@ def _check_machine(machine: MachineSpec, problem: Callable[[str, str], SpecProbl
             yield problem(f"$.machine.final[{i}]", f"unknown state {name!r}")
     if machine.ttl <= 0:
         yield problem("$.machine.ttl", "must be a positive number of seconds")
+    elif machine.ttl > MAX_FLOW_TTL:
+        yield problem("$.machine.ttl", f"must be at most {MAX_FLOW_TTL} seconds (a day)")
     edges: dict[str, set[str]] = {s: set() for s in states}
     for i, t in enumerate(machine.transitions):
         where = f"$.machine.transitions[{i}]"
