@@ -25,6 +25,7 @@ from flowengine._errors import (
     StoreError,
     TransportError,
 )
+from flowengine._files import make_private_folder
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._machine import Action, Guard, TransitionContext
 from flowengine._plugins import (
@@ -41,6 +42,7 @@ from flowengine._security import digest, digests_equal, fingerprint, is_loopback
 from flowengine._spec import FlowSpec, load_spec
 from flowengine._store import Lease, Store
 from flowengine._sync import Engine
+from flowengine._urls import WebUrl, parse_web_url
 from flowengine.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -77,6 +79,7 @@ __all__ = [
     "Transport",
     "TransportConfig",
     "TransportError",
+    "WebUrl",
     "__version__",
     "codec_for",
     "digest",
@@ -87,9 +90,11 @@ __all__ = [
     "is_loopback",
     "lazy_exports",
     "load_spec",
+    "make_private_folder",
     "new_plugin_manager",
     "new_store_key",
     "open_sandbox",
     "open_store",
     "open_transport",
+    "parse_web_url",
 ]

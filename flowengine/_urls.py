@@ -58,9 +58,10 @@ class WebUrl:
 
     @property
     def origin(self) -> str:
-        """``scheme://host[:port]``, as a browser names the URL's origin."""
+        """``scheme://host[:port]``, as a browser names the URL's origin (no default port)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}" + (f":{self.port}" if self.port is not None else "")
+        default = {"http": 80, "https": 443}[self.scheme]
+        return f"{self.scheme}://{host}" + (f":{self.port}" if self.port not in (None, default) else "")
 
 
 def is_loopback(host: str | None) -> bool:

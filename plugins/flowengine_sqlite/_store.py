@@ -4,6 +4,10 @@ Calls run on the store's worker thread (``_worker.py``). Several store
 objects or processes on one file are kept apart by SQLite's own locks:
 single-statement writes, ``BEGIN IMMEDIATE`` where a read must precede a
 write, and the busy timeout while waiting for either.
+
+A write that supersedes a secret (a flow that drops its code and verifier, a
+token replaced or deleted, flows purged) is followed by a WAL checkpoint that
+truncates the ``-wal`` file, so no copy of it keeps the old values (SECURITY.md 30).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any, TypeVar
 
 from flowengine import Flow, Lease, RecordCodec, StoreError, Token, codec_for
 
+from flowengine_sqlite._connection import checkpoint
 from flowengine_sqlite._schema import immediate
 from flowengine_sqlite._url import SQLiteTarget, parse_url
 from flowengine_sqlite._worker import Worker
@@ -87,6 +92,10 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        """Empty the WAL after a write that superseded secrets (best effort, never raises)."""
+        checkpoint(conn, self._target.timeout)
 
     # -- records <-> rows ------------------------------------------------------------------------
 
@@ -222,6 +231,8 @@ class SQLiteStore:
                     code="store_conflict",
                     retryable=False,
                 ) from None
+            if cursor.rowcount == 1 and flow.code is None and flow.code_verifier is None:
+                self._forget(conn)  # whatever code or verifier the flow held is superseded now
             return cursor.rowcount == 1
 
         return await self._worker.run(work)
@@ -230,7 +241,10 @@ class SQLiteStore:
         """Remove a flow; True if there was one."""
 
         def work(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,)).rowcount == 1
+            deleted = conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,)).rowcount == 1
+            if deleted:
+                self._forget(conn)
+            return deleted
 
         return await self._worker.run(work)
 
@@ -245,6 +259,8 @@ class SQLiteStore:
             with immediate(conn):
                 removed = conn.execute("DELETE FROM flows WHERE expires_at < ?", (now,)).rowcount
                 conn.execute("DELETE FROM leases WHERE expires_at <= ?", (time.time(),))
+            if removed:
+                self._forget(conn)
             return removed
 
         return await self._worker.run(work)
@@ -259,6 +275,7 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO tokens (key, provider, expires_at, record) VALUES (?, ?, ?, ?)",
                 (token.key, token.provider, token.expires_at, self._codec.dump_token(token)),
             )
+            self._forget(conn)  # the token it replaced, refresh token included
 
         await self._worker.run(work)
 
@@ -291,7 +308,10 @@ class SQLiteStore:
         """Remove a token; True if there was one."""
 
         def work(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM tokens WHERE key = ?", (key,)).rowcount == 1
+            deleted = conn.execute("DELETE FROM tokens WHERE key = ?", (key,)).rowcount == 1
+            if deleted:
+                self._forget(conn)
+            return deleted
 
         return await self._worker.run(work)
 

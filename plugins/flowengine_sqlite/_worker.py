@@ -33,8 +33,10 @@ Work = Callable[[sqlite3.Connection], _T]
 # SQLite's own names for a damaged file: not something a retry can fix.
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
-# Connections a forked child inherited: kept referenced so they are never closed from the child.
-_INHERITED: list[sqlite3.Connection] = []
+# Connections never to close: those a forked child inherited (SQLite connections must not cross a
+# fork), and those whose file was deleted or replaced (closing one would checkpoint into the old
+# file and delete the ``-wal`` file by name, which may be the new database's).
+_ABANDONED: list[sqlite3.Connection] = []
 
 
 def _new_executor() -> ThreadPoolExecutor:
@@ -47,6 +49,12 @@ class Worker:
     Driver and file errors come back as ``StoreError`` naming the database:
     ``store_corrupt`` when SQLite says the file is damaged, else
     ``store_unavailable``. ``close()`` lets the calls already made finish first.
+
+    Before every call the file at the path must still be the one the connection
+    opened (same device and inode): a file deleted, moved or replaced under a
+    running engine would otherwise take writes no other process ever sees. Then
+    the call fails with ``store_replaced`` and the stale connection is dropped; the
+    next call opens whatever the path holds now (SECURITY.md 33).
     """
 
     def __init__(self, target: SQLiteTarget) -> None:
@@ -54,6 +62,7 @@ class Worker:
         self._pid = os.getpid()
         self._executor = _new_executor()
         self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file self._conn opened
         self._closing = False  # close() was called: no new calls (read and set on the loop)
         self._shut = False  # the connection was closed: no more jobs (read and set by the thread)
 
@@ -69,7 +78,7 @@ class Worker:
             self._pid = os.getpid()
             self._executor = _new_executor()
             if self._conn is not None:
-                _INHERITED.append(self._conn)
+                _ABANDONED.append(self._conn)
                 self._conn = None
         return self._executor
 
@@ -98,13 +107,37 @@ class Worker:
         if self._shut:  # queued behind close() (from another thread, or by run_later)
             raise self.closed_error()
         try:
+            if self._conn is not None:
+                self._check_identity()
             if self._conn is None:
                 self._conn = connect(self._target)
+                self._identity = self._file_identity()
             return work(self._conn)
         except FlowError:
             raise
         except (sqlite3.Error, OSError, ValueError) as exc:
             raise self._failure(exc) from exc
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            found = os.stat(self._target.path)
+        except FileNotFoundError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def _check_identity(self) -> None:
+        """Refuse to go on with a connection whose file is no longer the one at the path."""
+        if self._file_identity() == self._identity:
+            return
+        if self._conn is not None:
+            _ABANDONED.append(self._conn)
+        self._conn, self._identity = None, None
+        raise StoreError(
+            f"the SQLite store {self._target.path} was deleted or replaced while open; nothing was written "
+            "(the next call opens the file now at that path)",
+            code="store_replaced",
+            retryable=False,
+        )
 
     def _failure(self, exc: Exception) -> StoreError:
         where = self._target.path
@@ -127,7 +160,9 @@ class Worker:
     def _close_connection(self) -> None:
         self._shut = True
         conn, self._conn = self._conn, None
-        if conn is not None:
+        if conn is not None and self._file_identity() != self._identity:
+            _ABANDONED.append(conn)  # not ours to checkpoint any more: see _ABANDONED
+        elif conn is not None:
             try:
                 conn.close()
             except sqlite3.Error as exc:
