@@ -133,7 +133,7 @@ PUBLIC_VALUES = frozenset(
 )
 #: What a scrubbed secret becomes.
 REDACTED = "[redacted]"
-#: A provider that cuts its text short may end it with part of a secret: this much of one is scrubbed.
+#: A provider that cuts its text short may keep the start of a secret: this much of one is scrubbed.
 _MIN_PREFIX = 8
 _UPPER_ESCAPE = re.compile(r"%[0-9A-F]{2}")
 
@@ -169,22 +169,39 @@ def _all_forms(secrets: Iterable[str]) -> list[str]:
 
 
 def _scrub(text: str, forms: list[str]) -> str:
-    for form in forms:
+    for form in forms:  # longest first: a form inside another is not left half-replaced
         if form in text:
             text = text.replace(form, REDACTED)
     for form in forms:
-        for size in range(min(len(form) - 1, len(text)), _MIN_PREFIX - 1, -1):
-            if text.endswith(form[:size]):
-                text = text[:-size] + REDACTED
-                break
+        if len(form) > _MIN_PREFIX:
+            text = _scrub_cut(text, form)
     return text
+
+
+def _scrub_cut(text: str, form: str) -> str:
+    """``text`` without any run of ``_MIN_PREFIX`` or more characters starting ``form`` (a cut-off copy)."""
+    head = form[:_MIN_PREFIX]
+    start = text.find(head)
+    if start < 0:
+        return text
+    out: list[str] = []
+    done = 0
+    while start >= 0:
+        end = start + _MIN_PREFIX
+        while end < len(text) and end - start < len(form) and text[end] == form[end - start]:
+            end += 1
+        out += [text[done:start], REDACTED]
+        done = end
+        start = text.find(head, end)
+    out.append(text[done:])
+    return "".join(out)
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every form of every secret in ``secrets`` replaced by ``[redacted]``.
 
-    Also scrubbed: a text that ends with the first eight or more characters of a
-    secret (a provider, or a length cap, cut it off there).
+    Also scrubbed: the first eight or more characters of a secret wherever they stand
+    (a provider, or a length cap, cut the rest off).
     """
     return _scrub(text, _all_forms(secrets))
 

@@ -405,6 +405,14 @@ def _looks_like_text(spec: str) -> bool:
         return True
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the system cannot even look up (too long, say)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def load_spec(
     spec: str | Path | Mapping[str, Any] | FlowSpec,
     *,
@@ -442,7 +450,7 @@ def load_spec(
         folders = list(search_paths)
         for folder in folders:
             candidate = Path(folder) / f"{spec}.yaml"
-            if candidate.is_file():
+            if _is_file(candidate):
                 found = _from_file(candidate, names)
                 if found.name != spec:
                     # Flows and tokens are recorded under `name:`; a mismatch would file them elsewhere.

@@ -37,7 +37,6 @@ MAX_DEPTH = 32
 MAX_NODES = 5_000
 #: Characters of one number (``1e-300`` has six; a TTL or a status has at most a few).
 MAX_NUMBER_CHARS = 32
-_INT_LIMIT = 10**MAX_NUMBER_CHARS
 
 
 # For a first look at flow nesting, one left-to-right pass: a quoted string (closed or not)
@@ -195,11 +194,12 @@ def _flow_depth_exceeds(text: str) -> bool:
 
 
 def check_tree(data: Any) -> None:
-    """Refuse data deeper than ``MAX_DEPTH``, larger than ``MAX_NODES`` or with over-long integers.
+    """Refuse data deeper than ``MAX_DEPTH`` or larger than ``MAX_NODES``.
 
     For mappings made in Python (or decoded from JSON), which no reader bounded:
     shared and self-containing lists count once per appearance, so a cycle is
-    refused as too deep. Walked without recursion.
+    refused as too deep. Walked without recursion. A huge integer is left to the
+    field's own check, which names its path (``shown`` quotes it safely).
     """
     stack: list[tuple[Any, int]] = [(data, 1)]
     count = 0
@@ -208,8 +208,6 @@ def check_tree(data: Any) -> None:
         count += 1
         if count > MAX_NODES:
             raise YamlRefused("$", f"the document has more than {MAX_NODES} values")
-        if isinstance(node, int) and abs(node) >= _INT_LIMIT:
-            raise YamlRefused("$", f"an integer longer than {MAX_NUMBER_CHARS} characters")
         if isinstance(node, dict):
             children: Iterable[Any] = (x for pair in node.items() for x in pair)
         elif isinstance(node, list | tuple | set | frozenset):
