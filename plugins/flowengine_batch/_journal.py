@@ -118,7 +118,7 @@ class Journal:
         for number, line in enumerate(lines):
             try:
                 data = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: damage nested thousands deep
                 if number == len(lines) - 1:
                     break  # a line torn by a kill mid-write: that item runs again
                 raise ConfigError(f"the state file {self.path} is damaged at line {number + 1}") from None
@@ -129,7 +129,10 @@ class Journal:
                     )
                 header = data
                 continue
-            result = ItemResult.from_json(data, resumed=True)
+            try:
+                result = ItemResult.from_json(data, resumed=True)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise ConfigError(f"the state file {self.path} is damaged at line {number + 1}") from None
             if result.done:
                 done[result.item] = result
             else:

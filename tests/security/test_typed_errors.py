@@ -161,3 +161,29 @@ def _podio_mapping() -> dict[str, Any]:
     from tests.security.helpers import podio_data
 
     return podio_data()
+
+
+def test_sec26_a_deeply_nested_batch_input_line_is_an_invalid_item(tmp_path: Any) -> None:
+    from flowengine_batch import read_exchange_file
+
+    path = tmp_path / "callbacks.jsonl"
+    path.write_text('{"url": "https://app.example.com/cb?state=s&code=c"}\n' + "[" * 100_000 + "\n")
+    first, second = read_exchange_file(path)
+    assert first.invalid is None and second.invalid == "not a JSON object"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["[" * 100_000, "[1, 2]", '{"no": "item"}', '"text"'],
+    ids=["nested", "list", "no-item", "string"],
+)
+def test_sec26_a_damaged_batch_state_file_is_a_config_error(tmp_path: Any, damage: str) -> None:
+    from flowengine_batch import Journal
+
+    path = tmp_path / "state.jsonl"
+    path.write_text(
+        '{"flowengine_batch": 1, "job": "refresh:all", "created_at": 0, "plan": []}\n' + damage + "\n{}\n"
+    )
+    journal = Journal(path)
+    with pytest.raises(fe.ConfigError):
+        journal.open("refresh:all")
