@@ -521,8 +521,13 @@ class AsyncEngine:
         if not value:
             raise FlowStateError(f"this token has no {hint}", code="no_refresh_token")
         values = self._values({"token": value, "token_type_hint": hint})
-        request = build_request(rule, self.endpoints[rule.endpoint], values, self.transport_config.user_agent)
-        sent = _security.sent_secrets(values, request)
+        request = build_request(
+            rule,
+            self.endpoints[rule.endpoint],
+            values,
+            self.transport_config.user_agent,
+        )
+        sent = _security.sent_secrets(values, request)  # scrubbed from what comes back
         await self._send(
             request,
             "revocation",
@@ -543,11 +548,14 @@ class AsyncEngine:
     async def _request_token(self, grant: str, values: Mapping[str, str | None], *, retry: bool) -> Token:
         if grant not in self.spec.grants:
             raise ConfigError(f"spec {self.spec.name!r} has no {grant!r} grant", code="grant_unsupported")
-        url = self.endpoints[self.spec.grants[grant].endpoint]
         request = build_token_request(
-            self.spec, grant, url, self._values(values), self.transport_config.user_agent
+            self.spec,
+            grant,
+            self.endpoints[self.spec.grants[grant].endpoint],
+            self._values(values),
+            self.transport_config.user_agent,
         )
-        sent = _security.sent_secrets(self._values(values), request)
+        sent = _security.sent_secrets(self._values(values), request)  # scrubbed from what comes back
         return await self._send(
             request,
             f"{grant} grant",
