@@ -6,8 +6,9 @@ single-statement writes, ``BEGIN IMMEDIATE`` where a read must precede a
 write, and the busy timeout while waiting for either.
 
 A write that supersedes a secret (a flow that drops its code and verifier, a
-token replaced or deleted, flows purged) is followed by a WAL checkpoint that
-truncates the ``-wal`` file, so no copy of it keeps the old values (SECURITY.md 30).
+token replaced or deleted, flows purged) is followed, as soon as no other call
+is queued, by a WAL checkpoint that truncates the ``-wal`` file, so no copy of it
+keeps the old values (SECURITY.md 30).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from typing import Any, TypeVar
 
 from flowengine import Flow, Lease, RecordCodec, StoreError, Token, codec_for
 
-from flowengine_sqlite._connection import checkpoint
 from flowengine_sqlite._schema import immediate
 from flowengine_sqlite._url import SQLiteTarget, parse_url
 from flowengine_sqlite._worker import Worker
@@ -93,9 +93,9 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
 
-    def _forget(self, conn: sqlite3.Connection) -> None:
-        """Empty the WAL after a write that superseded secrets (best effort, never raises)."""
-        checkpoint(conn, self._target.timeout)
+    def _forget(self) -> None:
+        """A write superseded secrets: the worker empties the WAL once no call is queued."""
+        self._worker.superseded()
 
     # -- records <-> rows ------------------------------------------------------------------------
 
@@ -232,7 +232,7 @@ class SQLiteStore:
                     retryable=False,
                 ) from None
             if cursor.rowcount == 1 and flow.code is None and flow.code_verifier is None:
-                self._forget(conn)  # whatever code or verifier the flow held is superseded now
+                self._forget()  # whatever code or verifier the flow held is superseded now
             return cursor.rowcount == 1
 
         return await self._worker.run(work)
@@ -243,7 +243,7 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> bool:
             deleted = conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,)).rowcount == 1
             if deleted:
-                self._forget(conn)
+                self._forget()
             return deleted
 
         return await self._worker.run(work)
@@ -260,7 +260,7 @@ class SQLiteStore:
                 removed = conn.execute("DELETE FROM flows WHERE expires_at < ?", (now,)).rowcount
                 conn.execute("DELETE FROM leases WHERE expires_at <= ?", (time.time(),))
             if removed:
-                self._forget(conn)
+                self._forget()
             return removed
 
         return await self._worker.run(work)
@@ -275,7 +275,7 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO tokens (key, provider, expires_at, record) VALUES (?, ?, ?, ?)",
                 (token.key, token.provider, token.expires_at, self._codec.dump_token(token)),
             )
-            self._forget(conn)  # the token it replaced, refresh token included
+            self._forget()  # the token it replaced, refresh token included
 
         await self._worker.run(work)
 
@@ -310,7 +310,7 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> bool:
             deleted = conn.execute("DELETE FROM tokens WHERE key = ?", (key,)).rowcount == 1
             if deleted:
-                self._forget(conn)
+                self._forget()
             return deleted
 
         return await self._worker.run(work)

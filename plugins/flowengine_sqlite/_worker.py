@@ -13,16 +13,16 @@ once, reads and writes).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from flowengine import FlowError, StoreError
 
-from flowengine_sqlite._connection import connect
+from flowengine_sqlite._connection import checkpoint, connect
 from flowengine_sqlite._url import SQLiteTarget
 
 __all__ = ["Work", "Worker"]
@@ -65,6 +65,9 @@ class Worker:
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file self._conn opened
         self._closing = False  # close() was called: no new calls (read and set on the loop)
         self._shut = False  # the connection was closed: no more jobs (read and set by the thread)
+        self._lock = threading.Lock()
+        self._queued = 0  # calls submitted and not yet finished (under _lock)
+        self._superseded = False  # a call wrote over a secret since the last checkpoint (thread only)
 
     def _here(self) -> ThreadPoolExecutor:
         """This process's executor; after a fork, a new one (the old thread stayed in the parent).
@@ -77,6 +80,7 @@ class Worker:
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._executor = _new_executor()
+            self._queued = 0  # what was queued in the parent never runs here
             if self._conn is not None:
                 _ABANDONED.append(self._conn)
                 self._conn = None
@@ -92,18 +96,48 @@ class Worker:
         """``work(connection)``'s result, computed on the worker thread."""
         if self._closing:
             raise self.closed_error()
+        self._count(1)
         try:
             future = asyncio.get_running_loop().run_in_executor(self._here(), self._call, work)
         except RuntimeError:  # shut down by close() from another thread's loop
+            self._count(-1)
             raise self.closed_error() from None
         return await future
 
     def run_later(self, work: Work[object]) -> None:
         """Queue ``work`` behind every call already made, without waiting (errors are dropped)."""
-        with contextlib.suppress(RuntimeError):  # shut down by close(): nothing more to do
+        self._count(1)
+        try:
             self._here().submit(self._call, work)
+        except RuntimeError:  # shut down by close(): nothing more to do
+            self._count(-1)
+
+    def superseded(self) -> None:
+        """For a call's work: it wrote over a secret (SECURITY.md 30), so empty the WAL once idle.
+
+        The checkpoint runs on this thread when no other call is queued, before the
+        call that left the queue empty returns: one caller at a time finds the WAL
+        empty as soon as its call is answered, and a burst of writes (a batch
+        refresh) pays for one checkpoint at its end instead of one per write.
+        """
+        self._superseded = True
+
+    def _count(self, change: int) -> bool:
+        """Add ``change`` to the calls queued; True when none is left."""
+        with self._lock:
+            self._queued += change
+            return self._queued <= 0
 
     def _call(self, work: Work[_T]) -> _T:
+        try:
+            return self._call_now(work)
+        finally:
+            idle = self._count(-1)
+            if idle and self._superseded and self._conn is not None and not self._shut:
+                self._superseded = False
+                checkpoint(self._conn, self._target.timeout)
+
+    def _call_now(self, work: Work[_T]) -> _T:
         if self._shut:  # queued behind close() (from another thread, or by run_later)
             raise self.closed_error()
         try:
