@@ -4,7 +4,10 @@ Cold is a fresh Python process that has imported flowengine and loads its
 first spec: finding the spec folders (which loads the plugins), reading and
 validating the YAML, building the machine; each part is timed apart. Cached is
 the same call again in a warm process, what every ``AsyncEngine("podio", ...)``
-after the first pays. Targets: cold ≤ 20 ms, cached ≤ 50 µs.
+after the first pays. Hostile is the slowest of a set of documents made to eat the
+machine (SECURITY.md 25: an alias bomb, 60 KB of ``[``, a 5,000-digit integer,
+the largest documents the limits let through), each refused. Targets: cold ≤ 20 ms,
+cached ≤ 50 µs, hostile ≤ 1 s.
 Run alone: ``python -m benchmarks.spec_load [--quick]``.
 """
 
@@ -56,6 +59,38 @@ def cached_us(calls: int) -> float:
     return (time.perf_counter() - began) / calls * 1e6
 
 
+def _hostile() -> dict[str, str]:
+    """Documents that once took gigabytes or a traceback, and the worst the limits still read."""
+    bomb = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    bomb += [f"a{n}: &a{n} [" + ", ".join([f"*a{n - 1}"] * 9) + "]" for n in range(1, 9)]
+    size = 64 * 1024 - 64
+    return {
+        "alias bomb": "\n".join(bomb) + "\n",
+        "60 KB of [": "[" * 60_000,
+        "5,000-digit integer": "ttl: " + "1" * 5_000,
+        "64 KB flow list": ("[" + "a," * size)[:size] + "]",
+        "64 KB of keys": "".join(f"k{i}: {i}\n" for i in range(6_000))[:size],
+        "64 KB of [ in quotes": "'" + "[" * size,
+    }
+
+
+def hostile_ms() -> float:
+    """ms for the slowest hostile document to be refused (each is spec_invalid)."""
+    import flowengine
+
+    worst = 0.0
+    for text in _hostile().values():
+        began = time.perf_counter()
+        try:
+            flowengine.load_spec(text)
+        except flowengine.SpecError:
+            pass
+        else:
+            raise AssertionError("a hostile spec loaded")
+        worst = max(worst, time.perf_counter() - began)
+    return worst * 1000
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Cold in fresh processes, cached in this one; rows with the targets."""
     rounds = 3 if quick else 7
@@ -89,7 +124,18 @@ def run(quick: bool) -> dict[str, Any]:
             verdict(warm.median, 50, higher_is_better=False),
         )
     )
-    return {"cold_ms": colds, "cached_us": cached, "rows": rows}
+    hostile = stat([hostile_ms() for _ in range(rounds)])
+    rows.append(
+        Row(
+            "spec load",
+            "hostile: the slowest refusal of an alias bomb, 60 KB of [, a 5,000-digit integer, ...",
+            hostile,
+            "ms",
+            "≤ 1000 ms",
+            verdict(hostile.median, 1000, higher_is_better=False),
+        )
+    )
+    return {"cold_ms": colds, "cached_us": cached, "hostile_ms": hostile.median, "rows": rows}
 
 
 if __name__ == "__main__":

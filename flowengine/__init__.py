@@ -35,6 +35,7 @@ from flowengine._errors import (
     TransportTimeoutError,
     UserinfoError,
 )
+from flowengine._files import make_private_folder
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._machine import Action, Guard, TransitionContext
 from flowengine._plugins import (
@@ -53,6 +54,7 @@ from flowengine._spec import FlowSpec
 from flowengine._spec_load import load_spec
 from flowengine._store import Lease, Store
 from flowengine._sync import Engine
+from flowengine._urls import WebUrl, parse_web_url
 from flowengine.hookspecs import hookimpl
 
 __version__ = "0.1.0"
@@ -98,6 +100,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UserinfoError",
+    "WebUrl",
     "__version__",
     "callback_state",
     "codec_for",
@@ -109,10 +112,12 @@ __all__ = [
     "is_loopback",
     "lazy_exports",
     "load_spec",
+    "make_private_folder",
     "new_plugin_manager",
     "new_store_key",
     "open_sandbox",
     "open_store",
     "open_transport",
     "parse_retry_after",
+    "parse_web_url",
 ]

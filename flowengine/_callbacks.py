@@ -1,4 +1,9 @@
-"""Reading a callback: a URL, a query string or a mapping, per the spec's rules."""
+"""Reading a callback: a URL, a query string or a mapping, per the spec's rules.
+
+Whatever arrives is bounded (16 KiB, 64 parameters) and anything unreadable is a
+``CallbackError`` (SECURITY.md 7, 26); the provider's text in an error callback is
+scrubbed of the ``state`` and code it carries before it is kept (28).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from urllib.parse import parse_qsl, urlsplit
 import attrs
 
 from flowengine._errors import CallbackError, ProviderError
-from flowengine._security import digest
+from flowengine._security import digest, scrub
 from flowengine._spec import CallbackRules, FlowSpec
 
 __all__ = [
@@ -40,6 +45,11 @@ class CallbackParams:
 
 
 def _pairs(data: CallbackInput) -> list[tuple[str, str]]:
+    if not isinstance(data, str | Mapping):
+        got = type(data).__name__
+        raise CallbackError(
+            f"a callback is a URL, a query string or a mapping, not {got}", code="callback_invalid"
+        )
     if isinstance(data, str):
         if len(data) > MAX_CALLBACK_LENGTH:
             raise CallbackError("the callback is too long", code="callback_invalid")
@@ -67,10 +77,10 @@ def _pairs(data: CallbackInput) -> list[tuple[str, str]]:
                 )
             size += len(key) + len(item) + 2
             pairs.append((key, item))
-    if len(pairs) > MAX_PARAMETERS:
-        raise CallbackError("the callback has too many parameters", code="callback_invalid")
-    if size > MAX_CALLBACK_LENGTH:
-        raise CallbackError("the callback is too long", code="callback_invalid")
+            if len(pairs) > MAX_PARAMETERS:
+                raise CallbackError("the callback has too many parameters", code="callback_invalid")
+            if size > MAX_CALLBACK_LENGTH:
+                raise CallbackError("the callback is too long", code="callback_invalid")
     return pairs
 
 
@@ -112,19 +122,26 @@ def callback_state(callback: CallbackInput, spec: FlowSpec) -> str | None:
 
 
 def callback_error(params: CallbackParams, rules: CallbackRules) -> ProviderError | None:
-    """The error a callback reports (denial, provider error, or no code at all), or None."""
+    """The error a callback reports (denial, provider error, or no code at all), or None.
+
+    The provider's words are kept without the callback's own ``state`` and code, should
+    it echo them (they are secrets wherever they are shown, SECURITY.md 13, 28).
+    """
+    carried = [value for value in (params.state, params.code) if value]
     body = {
-        "error": params.error,
-        "error_reason": params.error_reason,
-        "error_description": params.error_description,
+        "error": params.error and scrub(params.error, carried),
+        "error_reason": params.error_reason and scrub(params.error_reason, carried),
+        "error_description": params.error_description and scrub(params.error_description, carried),
     }
     if params.error:
         denied = params.error in rules.denied_errors
         message = (
-            "the person denied the request" if denied else f"the provider answered {params.error[:80]!r}"
+            "the person denied the request"
+            if denied
+            else f"the provider answered {scrub(params.error, carried)[:80]!r}"
         )
-        if params.error_description:
-            message += f": {params.error_description[:200]}"
+        if body["error_description"]:
+            message += f": {body['error_description'][:200]}"
         return ProviderError(message, code="access_denied" if denied else "provider_error", body=body)
     if not params.code:
         return ProviderError("the callback carries neither a code nor an error", code="missing_code")

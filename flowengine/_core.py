@@ -38,6 +38,22 @@ from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow, TransitionContext
 from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
 from flowengine._spec import AuthorizationRequest, FlowSpec, MachineSpec
+from flowengine._steps import (
+    AccountAnswer,
+    Answer,
+    Begin,
+    Callback,
+    Exchange,
+    Expire,
+    Input,
+    Intent,
+    Interrupt,
+    SaveFlow,
+    SaveToken,
+    SendFailed,
+    SendRequest,
+    Step,
+)
 from flowengine._tokens import (
     build_token_request,
     read_account_response,
@@ -45,158 +61,7 @@ from flowengine._tokens import (
     render_params,
 )
 
-__all__ = [
-    "AccountAnswer",
-    "Answer",
-    "Begin",
-    "Callback",
-    "Exchange",
-    "Expire",
-    "FlowCore",
-    "FlowSecrets",
-    "Input",
-    "Intent",
-    "Interrupt",
-    "SaveFlow",
-    "SaveToken",
-    "SendFailed",
-    "SendRequest",
-    "Step",
-]
-
-
-# --- intents: what the driver carries out, in order ------------------------------------
-
-
-@attrs.frozen(slots=True)
-class SaveFlow:
-    """Create the flow (``expected_version`` None) or compare-and-set it over that version."""
-
-    flow: Flow
-    expected_version: int | None
-
-
-@attrs.frozen(slots=True)
-class SaveToken:
-    """Store this token before the flow that points at it is saved (a token is never lost first)."""
-
-    token: Token
-
-
-@attrs.frozen(slots=True)
-class SendRequest:
-    """Send this request once (a code exchange is never repeated) and feed the answer back."""
-
-    request: HttpRequest
-    #: What the request sent that must never be echoed back into a message (SECURITY.md 28).
-    sent_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
-
-
-Intent = SaveFlow | SaveToken | SendRequest
-
-
-@attrs.frozen(slots=True)
-class Step:
-    """What one input did: the flow it leads to, and the intents to carry out, in order.
-
-    ``event``/``source`` name the transition fired (None when nothing moved);
-    ``error`` is raised by the driver once the intents are done (a flow that
-    expired on its callback is saved as failed, then the callback is refused).
-    """
-
-    flow: Flow
-    intents: tuple[Intent, ...] = ()
-    event: str | None = None
-    source: str | None = None
-    error: FlowError | None = None
-    #: A token the provider issued that waits for its account (a userinfo request is in the intents).
-    held: Token | None = attrs.field(default=None, repr=False)
-
-    @property
-    def moved(self) -> bool:
-        """True when a transition fired."""
-        return self.event is not None
-
-
-# --- inputs ------------------------------------------------------------------------------
-
-
-@attrs.frozen(slots=True)
-class FlowSecrets:
-    """The random values a new flow needs, drawn by the driver (the core draws nothing)."""
-
-    flow_id: str
-    state: str = attrs.field(repr=False)
-    verifier: str | None = attrs.field(default=None, repr=False)
-
-    @classmethod
-    def draw(cls, pkce: bool) -> FlowSecrets:
-        """Fresh values: a 128-bit flow id, 256-bit ``state`` and PKCE verifier (SECURITY.md 1, 2)."""
-        import secrets
-
-        verifier = _security.new_verifier() if pkce else None
-        return cls(secrets.token_urlsafe(16), _security.new_state(), verifier)
-
-
-@attrs.frozen(slots=True)
-class Begin:
-    """Start a flow: the authorization request's values and the flow's random secrets."""
-
-    secrets: FlowSecrets
-    redirect_uri: str
-    scope: str | None = None
-    session: str | None = attrs.field(default=None, repr=False)
-    subject: str | None = None
-    inputs: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-
-
-@attrs.frozen(slots=True)
-class Callback:
-    """The redirect came back with these parameters (from this browser session, if bound)."""
-
-    params: CallbackParams
-    session: str | None = attrs.field(default=None, repr=False)
-
-
-@attrs.frozen(slots=True)
-class Exchange:
-    """Begin the code exchange (the driver holds the flow's exchange lease)."""
-
-
-@attrs.frozen(slots=True)
-class Answer:
-    """The token endpoint answered the exchange."""
-
-    response: HttpResponse
-    sent_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
-
-
-@attrs.frozen(slots=True)
-class AccountAnswer:
-    """The userinfo endpoint's answer (or why there is none) for a token that waits for its account."""
-
-    token: Token = attrs.field(repr=False)
-    response: HttpResponse | None = None
-
-
-@attrs.frozen(slots=True)
-class SendFailed:
-    """The exchange request failed in transit; ``error.sent`` says whether it may have arrived."""
-
-    error: TransportError
-
-
-@attrs.frozen(slots=True)
-class Interrupt:
-    """An exchange was found begun, and the worker that began it is gone."""
-
-
-@attrs.frozen(slots=True)
-class Expire:
-    """The flow outlived its ttl."""
-
-
-Input = Begin | Callback | Exchange | Answer | AccountAnswer | SendFailed | Interrupt | Expire
+__all__ = ["FlowCore"]
 
 
 # --- the core ----------------------------------------------------------------------------
@@ -379,7 +244,11 @@ class FlowCore:
         error: FlowError | None = None
         try:
             token = self.read_token(
-                answer.response, now, grant="authorization_code", default_account=self.default_account(flow)
+                answer.response,
+                now,
+                grant="authorization_code",
+                sent=answer.sent_secrets,
+                default_account=self.default_account(flow),
             )
         except ProviderError as exc:
             error = exc
@@ -455,21 +324,32 @@ class FlowCore:
         request = build_token_request(
             self.spec, grant, self.endpoints[rule.endpoint], filled, self.user_agent
         )
-        return request, _sent_secrets(filled)
+        return request, tuple(sorted(_security.sent_secrets(filled, request)))
 
     def client_values(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
         """Template values with the client's id and secret added."""
         return {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values}
 
     def read_token(
-        self, response: HttpResponse, now: float, *, grant: str, default_account: AccountRef | None = None
+        self,
+        response: HttpResponse,
+        now: float,
+        *,
+        grant: str,
+        sent: tuple[str, ...] = (),
+        default_account: AccountRef | None = None,
     ) -> Token:
-        """A token from the answer to ``grant``'s request, or the ``ProviderError`` it amounts to."""
+        """A token from the answer to ``grant``'s request, or the ``ProviderError`` it amounts to.
+
+        ``sent``: the secrets the request carried, scrubbed from whatever the answer echoes
+        back (SECURITY.md 28).
+        """
         token = read_token_response(
             self.spec,
             response,
             client_id=self.client.client_id,
             now=now,
+            sent=sent,
             default_account=default_account,
         )
         return attrs.evolve(token, token_endpoint=self.token_url(grant))
@@ -541,8 +421,3 @@ def _origin(url: str) -> str:
 
 def _expired(flow: Flow) -> CallbackError:
     return CallbackError("the flow expired before its callback", code=ErrorCode.FLOW_EXPIRED, flow_id=flow.id)
-
-
-def _sent_secrets(values: Mapping[str, str | None]) -> tuple[str, ...]:
-    """The values of a request that are secrets (by the names ``_security.SECRET_FIELDS`` lists)."""
-    return tuple(value for name, value in values.items() if value and name.lower() in _security.SECRET_FIELDS)

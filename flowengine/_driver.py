@@ -27,20 +27,7 @@ import pluggy
 from flowengine import _callbacks, _plugins, _security
 from flowengine._client import Client
 from flowengine._clock import Clock, SystemClock, as_clock
-from flowengine._core import (
-    AccountAnswer,
-    Answer,
-    Begin,
-    Callback,
-    Exchange,
-    FlowCore,
-    FlowSecrets,
-    SaveFlow,
-    SaveToken,
-    SendFailed,
-    SendRequest,
-    Step,
-)
+from flowengine._core import FlowCore
 from flowengine._errors import (
     CallbackError,
     ConfigError,
@@ -58,6 +45,19 @@ from flowengine._saving import Saver, store_call
 from flowengine._spec import FlowSpec
 from flowengine._spec_check import endpoint_problem
 from flowengine._spec_load import load_spec
+from flowengine._steps import (
+    AccountAnswer,
+    Answer,
+    Begin,
+    Callback,
+    Exchange,
+    FlowSecrets,
+    SaveFlow,
+    SaveToken,
+    SendFailed,
+    SendRequest,
+    Step,
+)
 from flowengine._store import Store
 from flowengine._tokens_driver import TokenOperations
 
@@ -134,6 +134,9 @@ class AsyncEngine(TokenOperations):
 
     def _endpoints(self, overrides: Mapping[str, str]) -> dict[str, str]:
         merged = dict(self.spec.endpoints)
+        for name, url in merged.items():  # a FlowSpec built by hand never met load_spec's checks
+            if name not in overrides and (reason := endpoint_problem(url, local_ok=self.spec.local_only)):
+                raise ConfigError(f"endpoint {name!r}: {reason}")
         for name, url in overrides.items():
             if name not in merged:
                 known = ", ".join(sorted(merged))

@@ -64,6 +64,7 @@ class ErrorCode(StrEnum):
     CREDENTIALS_MISSING = "credentials_missing"
     GRAPHVIZ_MISSING = "graphviz_missing"
     TOKEN_ENDPOINT_MISMATCH = "token_endpoint_mismatch"
+    URL_INVALID = "url_invalid"
     # PluginError
     PLUGIN_ERROR = "plugin_error"
     SPEC_NOT_FOUND = "spec_not_found"
@@ -113,6 +114,7 @@ class ErrorCode(StrEnum):
     STORE_KEY_MISSING = "store_key_missing"
     STORE_CONFLICT = "store_conflict"
     TOKEN_UNSAVED = "token_unsaved"
+    STORE_REPLACED = "store_replaced"
     # OpenID Connect (ConfigError for the engine's own settings; the rest from the provider)
     ISSUER_INVALID = "issuer_invalid"
     ID_TOKEN_RULES_INVALID = "id_token_rules_invalid"
@@ -381,6 +383,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.CREDENTIALS_MISSING,
         ErrorCode.GRAPHVIZ_MISSING,
         ErrorCode.TOKEN_ENDPOINT_MISMATCH,
+        ErrorCode.URL_INVALID,
         ErrorCode.ISSUER_INVALID,
         ErrorCode.ID_TOKEN_RULES_INVALID,
         ErrorCode.CLIENT_KEY_INVALID,
@@ -484,6 +487,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.STORE_KEY_MISSING,
         ErrorCode.STORE_CONFLICT,
         ErrorCode.TOKEN_UNSAVED,
+        ErrorCode.STORE_REPLACED,
     ),
 }
 

@@ -63,8 +63,14 @@ PRESETS: dict[str, MachineSpec] = {
         final={"exchanged": Outcome.GRANTED, "denied": Outcome.DENIED, "failed": Outcome.FAILED},
         transitions=(
             _t("callback", "redirected", "authorized", when=("code_present",), do=("record_code",)),
-            _t("callback", "redirected", "denied", when=("error_is_denial",), do=("record_error",)),
-            _t("callback", "redirected", "failed", do=("record_error",)),
+            _t(
+                "callback",
+                "redirected",
+                "denied",
+                when=("error_is_denial",),
+                do=("record_error", "forget_secrets"),
+            ),
+            _t("callback", "redirected", "failed", do=("record_error", "forget_secrets")),
             _t("exchange", "authorized", "exchanging"),
             _t(
                 "answer",

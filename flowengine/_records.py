@@ -8,6 +8,7 @@ plain, JSON-ready form; reading a damaged one raises ``StoreError`` naming it.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -147,6 +148,10 @@ class Flow:
         return frozenset(self.scope.split()) - frozenset(self.granted_scope.split())
 
 
+#: ``scheme token``: two runs of visible ASCII and one space; nothing that can end a header line.
+_HEADER_VALUE = re.compile(r"[\x21-\x7e]+ [\x21-\x7e]+")
+
+
 @attrs.frozen(slots=True)
 class Token:
     """A token the engine obtained, with what is needed to use and refresh it."""
@@ -179,8 +184,15 @@ class Token:
         return fingerprint(self.access_token)
 
     def authorization_header(self) -> str:
-        """The ``Authorization`` header value (Podio: ``OAuth2 <token>``)."""
-        return f"{self.header_scheme} {self.access_token}"
+        """The ``Authorization`` header value (Podio: ``OAuth2 <token>``); never a line break.
+
+        A token made by hand (or read from an old store) holding anything but visible
+        ASCII raises ``ProviderError`` (``invalid_token_response``, SECURITY.md 29).
+        """
+        value = f"{self.header_scheme} {self.access_token}"
+        if not _HEADER_VALUE.fullmatch(value):
+            raise ProviderError("this token is not safe in a header", code="invalid_token_response")
+        return value
 
     def expires_within(self, seconds: float, now: float) -> bool:
         """True when the token expires within ``seconds`` of ``now`` (never, if unknown)."""

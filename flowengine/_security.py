@@ -1,7 +1,7 @@
-"""The small security primitives: state, PKCE, digests, redirect-URI rules, redaction.
+"""The small security primitives: state, PKCE, digests, redirect-URI rules, redaction, scrubbing.
 
 Kept in one place so that each rule has one implementation (SECURITY.md 1, 2,
-10, 13) and the tests that prove them have one thing to aim at.
+10, 13, 28) and the tests that prove them have one thing to aim at.
 """
 
 from __future__ import annotations
@@ -9,14 +9,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
+import html
+import json
+import re
 import secrets
-from collections.abc import Mapping
-from urllib.parse import urlsplit
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus
 
-from flowengine._errors import ConfigError
+from flowengine._errors import ConfigError, ProviderError
+from flowengine._http import HttpRequest
+from flowengine._urls import UrlRefused, is_loopback, judge
 
 __all__ = [
+    "PUBLIC_VALUES",
+    "REDACTED",
     "SECRET_FIELDS",
     "check_redirect_uri",
     "digest",
@@ -27,6 +34,10 @@ __all__ = [
     "new_verifier",
     "pkce_challenge",
     "redact",
+    "scrub",
+    "scrub_error",
+    "scrub_value",
+    "sent_secrets",
 ]
 
 #: Parameter and field names whose values are never shown.
@@ -79,53 +90,29 @@ def fingerprint(secret: str) -> str:
     return "sha256:" + hashlib.sha256(secret.encode("utf-8")).hexdigest()[:12]
 
 
-def is_loopback(host: str | None) -> bool:
-    """True for ``localhost`` and loopback IP addresses."""
-    if not host:
-        return False
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_redirect_uri(uri: str, *, registered_domain: str | None) -> None:
-    """Refuse a redirect URI that could leak a code (SECURITY.md 10).
+    """Refuse a redirect URI that could leak a code (SECURITY.md 10, 27).
 
-    It must be absolute, without a fragment, ``https`` unless on loopback, and,
-    when a domain is registered, on that domain or below it (port and path free).
+    It must be a URL the judge of ``_urls`` accepts (absolute, no fragment, no user
+    information, nothing browsers read differently), ``https`` unless on loopback,
+    and, when a domain is registered, on that domain or below it (port and path free).
     """
-
-    def refuse(why: str) -> ConfigError:
-        return ConfigError(f"redirect URI {uri[:200]!r} {why}", code="redirect_uri_invalid")
-
-    # Parsers disagree on backslashes, spaces and control characters (a browser
-    # reads `https://evil.net\@example.com` as evil.net): refuse them outright.
-    if not uri.isascii() or any(c in uri for c in "\\ \t\r\n") or not uri.isprintable():
-        raise refuse("holds characters that browsers and parsers read differently")
-    if "#" in uri:
-        raise refuse("must not contain a fragment")
+    shown = repr(uri[:200]) if isinstance(uri, str) else type(uri).__name__
     try:
-        parts = urlsplit(uri)
-    except ValueError:  # e.g. an unclosed `[` of an IPv6 host
-        raise refuse("is not a valid URL") from None
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("https", "http") or not host:
-        raise refuse("is not an absolute http(s) URL")
-    if "@" in parts.netloc:
-        raise refuse("must not carry user information")
-    try:
-        parts.port  # noqa: B018 - validates the port (numeric, 0-65535)
-    except ValueError:
-        raise refuse("has an invalid port") from None
-    if parts.scheme == "http" and not is_loopback(host):
-        raise refuse("uses http:// off loopback; use https://")
+        url = judge(uri)
+    except UrlRefused as exc:
+        raise ConfigError(f"redirect URI {shown} {exc.reason}", code="redirect_uri_invalid") from None
+    if url.scheme == "http" and not url.loopback:
+        raise ConfigError(
+            f"redirect URI {shown} uses http:// off loopback; use https://", code="redirect_uri_invalid"
+        )
     if registered_domain:
         domain = registered_domain.lower().rstrip(".")
-        if host != domain and not host.endswith("." + domain):
-            raise refuse(f"is not on the registered domain {domain!r}")
+        if url.host != domain and not url.host.endswith("." + domain):
+            raise ConfigError(
+                f"redirect URI {shown} is not on the registered domain {domain!r}",
+                code="redirect_uri_invalid",
+            )
 
 
 def redact(params: Mapping[str, object]) -> dict[str, object]:
@@ -134,3 +121,115 @@ def redact(params: Mapping[str, object]) -> dict[str, object]:
         key: (fingerprint(str(value)) if key.lower() in SECRET_FIELDS and value else value)
         for key, value in params.items()
     }
+
+
+# --- scrubbing what a provider echoes back (SECURITY.md 28) -------------------------------------
+
+#: Request values that are not secret: the browser sees them in the authorization URL, or they name
+#: things. Every other value a request carries (secret, code, verifier, tokens, assertions,
+#: passwords, any spec input) is scrubbed from what the provider answers.
+PUBLIC_VALUES = frozenset(
+    {"client_id", "redirect_uri", "scope", "code_challenge", "code_challenge_method", "token_type_hint"}
+)
+#: What a scrubbed secret becomes.
+REDACTED = "[redacted]"
+#: A provider that cuts its text short may keep the start of a secret: this much of one is scrubbed.
+_MIN_PREFIX = 8
+_UPPER_ESCAPE = re.compile(r"%[0-9A-F]{2}")
+
+
+def sent_secrets(values: Mapping[str, str | None], request: HttpRequest | None = None) -> frozenset[str]:
+    """Every secret a request sends: its values but ``PUBLIC_VALUES``, and its Authorization header.
+
+    ``values`` are the template variables the request was built from; ``request``
+    adds the ``Authorization`` header (HTTP Basic carries the client secret in it).
+    """
+    found = {value for name, value in values.items() if value and name not in PUBLIC_VALUES}
+    header = request.headers.get("authorization", "") if request is not None else ""
+    if header:
+        found |= {header, header.partition(" ")[2]}
+    return frozenset(value for value in found if value)
+
+
+def _forms(secret: str) -> set[str]:
+    """The ways a secret may come back: as sent, percent-encoded either way, JSON- and HTML-escaped."""
+    encoded = {quote(secret, safe=""), quote_plus(secret, safe=""), quote(secret)}
+    forms = {
+        secret,
+        html.escape(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    }
+    forms |= encoded | {_UPPER_ESCAPE.sub(lambda m: m.group().lower(), form) for form in encoded}
+    return {form for form in forms if form}
+
+
+def _all_forms(secrets: Iterable[str]) -> list[str]:
+    return sorted({form for secret in secrets if secret for form in _forms(secret)}, key=len, reverse=True)
+
+
+def _scrub(text: str, forms: list[str]) -> str:
+    for form in forms:  # longest first: a form inside another is not left half-replaced
+        if form in text:
+            text = text.replace(form, REDACTED)
+    for form in forms:
+        if len(form) > _MIN_PREFIX:
+            text = _scrub_cut(text, form)
+    return text
+
+
+def _scrub_cut(text: str, form: str) -> str:
+    """``text`` without any run of ``_MIN_PREFIX`` or more characters starting ``form`` (a cut-off copy)."""
+    head = form[:_MIN_PREFIX]
+    start = text.find(head)
+    if start < 0:
+        return text
+    out: list[str] = []
+    done = 0
+    while start >= 0:
+        end = start + _MIN_PREFIX
+        while end < len(text) and end - start < len(form) and text[end] == form[end - start]:
+            end += 1
+        out += [text[done:start], REDACTED]
+        done = end
+        start = text.find(head, end)
+    out.append(text[done:])
+    return "".join(out)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every form of every secret in ``secrets`` replaced by ``[redacted]``.
+
+    Also scrubbed: the first eight or more characters of a secret wherever they stand
+    (a provider, or a length cap, cut the rest off).
+    """
+    return _scrub(text, _all_forms(secrets))
+
+
+def scrub_value(value: Any, secrets: Collection[str]) -> Any:
+    """``value`` (a JSON-like document) with ``scrub`` applied to every string in it, keys included."""
+    forms = _all_forms(secrets)
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            return _scrub(node, forms)
+        if isinstance(node, dict):
+            return {walk(k): walk(v) for k, v in node.items()}
+        if isinstance(node, list | tuple):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(value) if forms else value
+
+
+def scrub_error(error: ProviderError, secrets: Collection[str]) -> ProviderError:
+    """``error`` with the secrets a request sent scrubbed from its message and body, in place.
+
+    What the provider wrote (``error_description``, its whole error body) may echo the
+    request back; after this nothing of it that is stored, raised, logged or shown does.
+    """
+    if secrets:
+        error.message = scrub(error.message, secrets)
+        error.args = (error.message,)
+        error.body = scrub_value(error.body, secrets)
+    return error

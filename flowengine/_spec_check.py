@@ -8,19 +8,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
-from urllib.parse import urlsplit
 
 from flowengine import _templates
+from flowengine._bounded import shown
 from flowengine._errors import SpecProblem
 from flowengine._presets import KINDS, PRESETS
 from flowengine._records import Outcome
 from flowengine._spec import BUILTIN_VARIABLES, FlowSpec, MachineSpec
+from flowengine._urls import UrlRefused, judge
 
-__all__ = ["SPEC_NAME", "check_names", "check_spec", "endpoint_problem"]
+__all__ = ["MAX_FLOW_TTL", "MAX_LEEWAY", "SPEC_NAME", "check_names", "check_spec", "endpoint_problem"]
 
 #: What a spec name looks like (it names files, store keys and URL paths).
 SPEC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _HOST = re.compile(r"^[a-z0-9.-]+$")
+_SCHEME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,40}")  # an RFC 9110 token
+#: Bounds on what a spec may ask for (SECURITY.md 33): a flow waits a day at most for its
+#: callback, and a token is treated as expired at most an hour early.
+MAX_FLOW_TTL = 86_400
+MAX_LEEWAY = 3_600
 
 
 _Problem = Callable[[str, str], SpecProblem]
@@ -143,6 +149,13 @@ def _check_rules(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
         yield problem("$.redirect.registered_domain", "expected a host name such as example.com")
     if spec.token.leeway < 0:
         yield problem("$.token.leeway", "must not be negative")
+    elif spec.token.leeway > MAX_LEEWAY:
+        yield problem("$.token.leeway", f"must be at most {MAX_LEEWAY} seconds (an hour)")
+    for i, status in enumerate(spec.token.rate_limit_status):
+        if not 100 <= status <= 599:
+            yield problem(f"$.token.rate_limit_status[{i}]", "must be an HTTP status from 100 to 599")
+    if not _SCHEME.fullmatch(spec.usage.header_scheme):
+        yield problem("$.usage.header_scheme", "must be one word of visible characters (Bearer, OAuth2)")
     if spec.issuer is not None and not spec.callback.iss:
         yield problem("$.callback.iss", "issuer is set: name the callback parameter that carries it")
     if spec.callback.iss_required and spec.issuer is None:
@@ -162,23 +175,18 @@ def _safe_vars(template: str) -> tuple[str, ...]:
 
 
 def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
-    """Why ``url`` is not an acceptable endpoint, or None when it is.
+    """Why ``url`` is not an acceptable endpoint, or None when it is (SECURITY.md 11, 27).
 
-    ``http://`` is accepted only when ``local_ok`` and only on a loopback host.
+    The URL is judged as a browser reads it (``flowengine._urls``); ``http://`` is
+    accepted only when ``local_ok`` and only on a loopback host.
     """
-    from flowengine._security import is_loopback
-
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - validates the port (numeric, 0-65535)
-    except ValueError:  # an unclosed `[` of an IPv6 host, a port that is not a port
-        return f"{url!r} is not a valid URL"
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return f"{url!r} is not an absolute http(s) URL"
-    if parts.fragment:
-        return "an endpoint must not have a fragment"
-    if parts.scheme == "http" and not (local_ok and is_loopback(parts.hostname)):
-        return f"{url!r} uses http://; only https:// is allowed, or http:// on loopback with local_only"
+        parsed = judge(url)
+    except UrlRefused as exc:
+        return f"{shown(url, 120)} {exc.reason}"
+    if parsed.scheme == "http" and not (local_ok and parsed.loopback):
+        only = "only https:// is allowed, or http:// on loopback with local_only"
+        return f"{shown(url, 120)} uses http://; {only}"
     return None
 
 
@@ -202,6 +210,8 @@ def _check_machine(machine: MachineSpec, problem: _Problem) -> Iterable[SpecProb
         return
     if machine.ttl <= 0:
         yield problem("$.machine.ttl", "must be a positive number of seconds")
+    elif machine.ttl > MAX_FLOW_TTL:
+        yield problem("$.machine.ttl", f"must be at most {MAX_FLOW_TTL} seconds (a day)")
     kind = KINDS.get(machine.kind)
     if kind is None:
         yield problem(

@@ -16,10 +16,11 @@ from typing import Any, Literal, get_args
 
 import attrs
 import cattrs
-import yaml
 from cattrs.cols import homogenous_tuple_structure_factory, is_sequence
 from cattrs.gen import make_dict_structure_fn, override
 
+from flowengine import _yaml
+from flowengine._bounded import cap, shown
 from flowengine._errors import PluginError, SpecError, SpecProblem
 from flowengine._presets import expand_preset
 from flowengine._records import Outcome
@@ -38,7 +39,7 @@ def _expect(kind: type | tuple[type, ...], label: str) -> Callable[[Any, Any], A
         if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
             raise _WrongType(f"expected {label}, got a boolean")
         if not isinstance(value, kind):
-            got = "nothing (null)" if value is None else f"{type(value).__name__} {value!r}"
+            got = "nothing (null)" if value is None else f"{type(value).__name__} {shown(value)}"
             raise _WrongType(f"expected {label}, got {got}")
         return value
 
@@ -72,7 +73,7 @@ def _mappings(conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
             try:
                 out[conv.structure(key, key_type)] = conv.structure(item, value_type)
             except Exception as exc:
-                exc.__notes__ = [*getattr(exc, "__notes__", []), f"key {key!r}"]
+                exc.__notes__ = [*getattr(exc, "__notes__", []), f"key {shown(key)}"]
                 errors.append(_KeyedError(key, exc))
         if errors:
             raise cattrs.ClassValidationError("mapping", errors, dict)
@@ -87,7 +88,7 @@ def _literals(type_: Any) -> Callable[[Any, Any], Any]:
     def hook(value: Any, _t: Any) -> Any:
         if value not in allowed or type(value) is not type(allowed[0]):
             choices = ", ".join(repr(a) for a in allowed)
-            raise _WrongType(f"expected one of {choices}, got {value!r}")
+            raise _WrongType(f"expected one of {choices}, got {shown(value)}")
         return value
 
     return hook
@@ -95,7 +96,7 @@ def _literals(type_: Any) -> Callable[[Any, Any], Any]:
 
 def _outcome(value: Any, _t: Any) -> Outcome:
     if not isinstance(value, str) or value not in set(Outcome):
-        raise _WrongType(f"expected an outcome ({', '.join(Outcome)}), got {value!r}")
+        raise _WrongType(f"expected an outcome ({', '.join(Outcome)}), got {shown(value)}")
     return Outcome(value)
 
 
@@ -139,7 +140,7 @@ _converter = _make_converter()
 def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
     """Turn cattrs' nested exception groups into (path, message) pairs."""
     if isinstance(exc, _KeyedError):
-        return _flatten(exc.error, f"{path}.{exc.key}")
+        return _flatten(exc.error, f"{path}.{cap(str(exc.key), _MAX_KEY)}")
     if isinstance(exc, cattrs.ClassValidationError | cattrs.IterableValidationError):
         if isinstance(exc, cattrs.ClassValidationError) and exc.cl is dict:
             return [pair for sub in exc.exceptions for pair in _flatten(sub, path)]
@@ -161,16 +162,35 @@ def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
                 out += _flatten(sub, path)
         return out
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        keys = ", ".join(sorted(map(str, exc.extra_fields)))
-        return [(path, f"unknown key(s): {keys}")]
+        keys = sorted(cap(str(key), _MAX_KEY) for key in exc.extra_fields)
+        more = f" and {len(keys) - 10} more" if len(keys) > 10 else ""
+        return [(path, f"unknown key(s): {', '.join(keys[:10])}{more}")]
     if isinstance(exc, KeyError):
         return [(path, "required key missing")]
     if isinstance(exc, _WrongType):
         return [(path, str(exc))]
-    return [(path, f"invalid value ({type(exc).__name__}: {exc})")]
+    return [(path, f"invalid value ({type(exc).__name__}: {cap(str(exc), _MAX_MESSAGE)})")]
 
 
 _Names = tuple[Collection[str], Collection[str]] | None
+#: A report lists this many problems at most, each message and path cut to a readable length.
+MAX_PROBLEMS = 50
+_MAX_MESSAGE = 300
+_MAX_KEY = 80
+
+
+def _refuse(problems: Iterable[SpecProblem]) -> SpecError:
+    """The SpecError for ``problems``: at most MAX_PROBLEMS of them, each cut short (SECURITY.md 25)."""
+    kept: list[SpecProblem] = []
+    more = 0
+    for p in problems:
+        if len(kept) < MAX_PROBLEMS:
+            kept.append(SpecProblem(cap(p.path, 200), cap(p.message, _MAX_MESSAGE), cap(p.source, 200)))
+        else:
+            more += 1
+    if more:
+        kept.append(SpecProblem("$", f"and {more} more problem(s) not listed", kept[0].source))
+    return SpecError(kept)
 
 
 def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = None) -> FlowSpec:
@@ -181,20 +201,24 @@ def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = N
     """
     if not isinstance(data, dict):
         got = "an empty document" if data is None else type(data).__name__
-        raise SpecError([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
+        raise _refuse([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
+    try:
+        _yaml.check_tree(data)
+    except _yaml.YamlRefused as exc:
+        raise _refuse([SpecProblem(exc.where, exc.message, source)]) from None
     shape = [SpecProblem(path, message, source) for path, message in _machine_shape(data.get("machine"))]
     try:
         spec = _converter.structure(data, FlowSpec)
     except Exception as exc:
         problems = [SpecProblem(path, message, source) for path, message in _flatten(exc, "$")]
         meaning = [] if shape else _meaning_despite_unknown_keys(data, source, names)
-        raise SpecError([*shape, *problems, *meaning]) from None
+        raise _refuse([*shape, *problems, *meaning]) from None
     if shape:
-        raise SpecError(shape)
+        raise _refuse(shape)
     spec = _with_machine(attrs.evolve(spec, source=source))
     problems = _meaning(spec, names)
     if problems:
-        raise SpecError(problems)
+        raise _refuse(problems)
     return spec
 
 
@@ -247,33 +271,30 @@ def _machine_shape(machine: Any) -> list[tuple[str, str]]:
     return [(f"$.machine.{key}", "required key missing") for key in _WRITTEN if key not in machine]
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of letting the last one win silently."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _value in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
 def _from_text(text: str, source: str, names: _Names = None) -> FlowSpec:
     try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([SpecProblem(where, f"invalid YAML: {problem}", source)]) from None
+        data = _yaml.load(text)
+    except _yaml.YamlRefused as exc:
+        raise _refuse([SpecProblem(exc.where, exc.message, source)]) from None
     return spec_from_mapping(data, source=source, names=names)
+
+
+def _looks_like_text(spec: str) -> bool:
+    """True for YAML text rather than a name or a path (a path check that fails is not a path)."""
+    if not spec.strip() or "\n" in spec or len(spec) > 4096 or "\0" in spec:
+        return True
+    try:
+        return ":" in spec and not Path(spec).exists()
+    except (OSError, ValueError):
+        return True
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a name the system cannot even look up (too long, say)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def load_spec(
@@ -307,7 +328,12 @@ def load_spec(
         return spec_from_mapping(dict(spec), names=names)
     if isinstance(spec, Path):
         return _from_file(spec, names)
-    if not spec.strip() or "\n" in spec or (":" in spec and not Path(spec).exists()):
+    if not isinstance(spec, str):
+        got = type(spec).__name__
+        raise _refuse(
+            [SpecProblem("$", f"a spec is a name, a path, YAML text or a mapping, not {got}", "<spec>")]
+        )
+    if _looks_like_text(spec):
         return _from_text(spec, "<text>", names)
     if SPEC_NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
         if search_paths is None:
@@ -317,12 +343,12 @@ def load_spec(
         folders = list(search_paths)
         for folder in folders:
             candidate = Path(folder) / f"{spec}.yaml"
-            if candidate.is_file():
+            if _is_file(candidate):
                 found = _from_file(candidate, names)
                 if found.name != spec:
                     # Flows and tokens are recorded under `name:`; a mismatch would file them elsewhere.
                     message = f"the spec found as {spec!r} must say name: {spec}, not {found.name!r}"
-                    raise SpecError([SpecProblem("$.name", message, str(candidate))])
+                    raise _refuse([SpecProblem("$.name", message, str(candidate))])
                 return found
         where = ", ".join(str(f) for f in folders) or "no folders"
         raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
@@ -337,8 +363,12 @@ _file_cache: dict[tuple[str, int, int, object], FlowSpec] = {}
 def _from_file(path: Path, names: _Names = None) -> FlowSpec:
     try:
         stat = path.stat()
-    except OSError as exc:
-        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise _refuse([SpecProblem("$", f"cannot read: {why}", str(path))]) from None
+    if stat.st_size > _yaml.MAX_SPEC_BYTES:
+        message = f"the file is larger than {_yaml.MAX_SPEC_BYTES // 1024} KiB"
+        raise _refuse([SpecProblem("$", message, str(path))])
     known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
     key = (str(path), stat.st_mtime_ns, stat.st_size, known)
     cached = _file_cache.get(key)
@@ -349,9 +379,10 @@ def _from_file(path: Path, names: _Names = None) -> FlowSpec:
 
 def _read_file(path: Path, names: _Names) -> FlowSpec:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:  # no more than the limit, whatever the file grew to since
+            text = file.read(_yaml.MAX_SPEC_BYTES + 1).decode("utf-8")
     except OSError as exc:
-        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
+        raise _refuse([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
     except UnicodeDecodeError:
-        raise SpecError([SpecProblem("$", "not UTF-8 text", str(path))]) from None
+        raise _refuse([SpecProblem("$", "not UTF-8 text", str(path))]) from None
     return _from_text(text, str(path), names)

@@ -2,8 +2,10 @@
 
 ``build_token_request`` turns a grant of the spec and a set of values into an
 ``HttpRequest``; ``read_token_response`` turns whatever came back into a
-``Token`` or a typed ``ProviderError``, never a ``JSONDecodeError`` or a
-``KeyError`` (SECURITY.md 8, 9).
+``Token`` or a typed ``ProviderError``, never a ``JSONDecodeError``, a
+``KeyError`` or a ``RecursionError`` (SECURITY.md 8, 9, 26). A token is safe to
+put in a header or it is refused (29). The readers are given the secrets the
+request sent (``sent``) and scrub them from every text they keep of the answer (28).
 """
 
 from __future__ import annotations
@@ -11,15 +13,20 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Collection, Mapping
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
+import attrs
+
 from flowengine import _templates
+from flowengine._bounded import parse_json
 from flowengine._errors import ProviderError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._records import AccountRef, Token
 from flowengine._retry import parse_retry_after
+from flowengine._security import scrub_error, scrub_value
 from flowengine._spec import AccountRule, FlowSpec, TokenRequest
 
 __all__ = [
@@ -35,6 +42,9 @@ __all__ = [
 _MAX_MESSAGE = 300
 #: Ten years: an ``expires_in`` beyond it is nonsense, not a long-lived token.
 _MAX_EXPIRES_IN = 10 * 365 * 86400
+#: Visible ASCII, no space: RFC 6750's b64token and every real token fit, and nothing in it can
+#: end a header line (CR, LF) or be read differently by another HTTP stack (SECURITY.md 29).
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
 def render_params(params: Mapping[str, str], values: Mapping[str, str | None]) -> dict[str, str]:
@@ -74,11 +84,19 @@ def build_request(
     return HttpRequest("POST", url, headers, body)
 
 
+class _Unreadable:
+    """A body that is not usable JSON, and why (not JSON at all, or nested too deeply)."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+        self.deep = "nested deeper" in why
+
+
 def _json_body(response: HttpResponse) -> Any:
     try:
-        return json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
-        return None
+        return parse_json(response.body)
+    except ValueError as exc:
+        return _Unreadable(str(exc))
 
 
 def _dig(data: Mapping[str, Any], dotted: str) -> Any:
@@ -112,6 +130,48 @@ def _expires_in(raw: Any, status: int) -> int | None:
     return int(value)
 
 
+def _finish(error: ProviderError, sent: Collection[str]) -> ProviderError:
+    """The reader's error with the request's secrets scrubbed out, then cut to a readable length."""
+    scrub_error(error, sent)
+    if len(error.message) > _MAX_MESSAGE:
+        error.message = error.message[: _MAX_MESSAGE - 1] + "…"
+        error.args = (error.message,)
+    return error
+
+
+def read_token_response(
+    spec: FlowSpec,
+    response: HttpResponse,
+    *,
+    client_id: str,
+    now: float,
+    sent: Collection[str] = (),
+    default_account: AccountRef | None = None,
+) -> Token:
+    """Read a token response; raise ``ProviderError`` with a stable code if it is not a token.
+
+    ``sent`` holds the secrets the request carried (``_security.sent_secrets``): none of
+    them survives in the error's message or body, nor in ``token.extra``, whatever the
+    provider echoed back. ``default_account`` names the account when the spec reads
+    none from the answer (a flow's subject, or the flow itself); without it, the
+    client (a grant's token).
+    """
+    default = default_account or AccountRef("client", client_id)
+    try:
+        token = _read_token(spec, response, client_id=client_id, now=now, default=default)
+    except ProviderError as exc:
+        raise _finish(exc, sent) from None
+    if sent and token.extra:
+        token = attrs.evolve(token, extra=scrub_value(token.extra, sent))
+    return token
+
+
+def _header_safe(value: str, what: str, status: int) -> str:
+    if not _HEADER_SAFE.fullmatch(value):
+        raise _invalid(f"the {what} holds characters that are not visible ASCII (unsafe in a header)", status)
+    return value
+
+
 def _token_body(spec: FlowSpec, response: HttpResponse, now: float) -> dict[str, Any]:
     """The answer's JSON object, or the ``ProviderError`` the answer amounts to."""
     body = _json_body(response)
@@ -122,49 +182,44 @@ def _token_body(spec: FlowSpec, response: HttpResponse, now: float) -> dict[str,
     if says_error and not body.get(spec.token.access_token):
         raise _error_for(spec, response, body, now)  # a 200 that says "error": believe the error
     if not isinstance(body, dict):
-        kind = (
-            "JSON that is not an object"
-            if body is not None
-            else f"a {response.content_type or 'untyped'} body"
-        )
+        if isinstance(body, _Unreadable) and body.deep:
+            kind = f"{body.why}"
+        elif isinstance(body, _Unreadable):
+            kind = f"a {response.content_type or 'untyped'} body"
+        else:
+            kind = "JSON that is not an object"
         raise _invalid(f"the token endpoint answered {status} with {kind}", status)
     return body
 
 
-def read_token_response(
-    spec: FlowSpec,
-    response: HttpResponse,
-    *,
-    client_id: str,
-    now: float,
-    default_account: AccountRef | None = None,
+def _read_token(
+    spec: FlowSpec, response: HttpResponse, *, client_id: str, now: float, default: AccountRef
 ) -> Token:
-    """Read a token response; raise ``ProviderError`` with a stable code if it is not a token.
-
-    ``default_account`` names the account when the spec reads none from the answer
-    (a flow's subject, or the flow itself); without it, the client (a grant's token).
-    """
     body = _token_body(spec, response, now)
     status = response.status
     rules = spec.token
     access_token = body.get(rules.access_token)
     if not isinstance(access_token, str) or not access_token:
         raise _invalid(f"the token response has no {rules.access_token}", status)
+    _header_safe(access_token, "access token", status)
     token_type = body.get(rules.token_type)
     if not isinstance(token_type, str):
         raise _invalid(f"the token response has no {rules.token_type}", status)
+    _header_safe(token_type, "token_type", status)
     if token_type.lower() not in {t.lower() for t in rules.token_types}:
         raise _invalid(f"token_type {token_type[:40]!r} is not one of {list(rules.token_types)}", status)
     expires_in = _expires_in(body.get(rules.expires_in), status)
     refresh_token = body.get(rules.refresh_token)
     if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
         raise _invalid(f"{rules.refresh_token} is not a string", status)
+    if refresh_token is not None:
+        _header_safe(refresh_token, "refresh token", status)
     scope = body.get(rules.scope)
     if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
         scope = spec.scope_separator.join(scope)
     if scope is not None and not isinstance(scope, str):
         raise _invalid(f"{rules.scope} is not a string", status)
-    account = _account(spec, body, default_account or AccountRef("client", client_id), status)
+    account = _account(spec, body, default, status)
     # Never let the leeway put expiry before receipt: a short-lived token keeps half its life.
     leeway = min(rules.leeway, expires_in / 2) if expires_in is not None else 0
     known = {rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope}
@@ -183,11 +238,16 @@ def read_token_response(
     )
 
 
-def read_revocation_response(spec: FlowSpec, response: HttpResponse, *, now: float) -> None:
-    """Accept a revocation answer (RFC 7009 §2.2: any 200, even for an unknown token) or raise."""
+def read_revocation_response(
+    spec: FlowSpec, response: HttpResponse, *, now: float, sent: Collection[str] = ()
+) -> None:
+    """Accept a revocation answer (RFC 7009 §2.2: any 200, even for an unknown token) or raise.
+
+    ``sent``: as for ``read_token_response``, the secrets to scrub from an error.
+    """
     if 200 <= response.status < 300:
         return
-    raise _error_for(spec, response, _json_body(response), now)
+    raise _finish(_error_for(spec, response, _json_body(response), now), sent)
 
 
 def _account(spec: FlowSpec, body: Mapping[str, Any], default: AccountRef, status: int) -> AccountRef:
@@ -221,6 +281,7 @@ def read_account_response(rule: AccountRule, response: HttpResponse) -> AccountR
 
 
 def _error_for(spec: FlowSpec, response: HttpResponse, body: Any, now: float) -> ProviderError:
+    """The error an answer reports; its message is whole, ``_finish`` scrubs and then cuts it."""
     status = response.status
     info: dict[str, Any] = body if isinstance(body, dict) else {}
     error = info.get("error") if isinstance(info.get("error"), str) else None
@@ -229,7 +290,6 @@ def _error_for(spec: FlowSpec, response: HttpResponse, body: Any, now: float) ->
     message = f"the token endpoint answered {status}: {what}"
     if description:
         message += f" ({description})"
-    message = message[:_MAX_MESSAGE]
     retry_after = parse_retry_after(response.headers, now)
     if status in spec.token.rate_limit_status:
         code, retryable = "rate_limited", True

@@ -30,6 +30,7 @@ from flowengine._http import HttpRequest, HttpResponse, Transport
 from flowengine._records import AccountRef, Token
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
+from flowengine._security import sent_secrets
 from flowengine._spec import FlowSpec
 from flowengine._store import Lease, Store
 from flowengine._tokens import build_request, read_revocation_response
@@ -82,7 +83,7 @@ class TokenOperations:
             request,
             f"{grant} grant",
             sent,
-            lambda r: self.core.read_token(r, self.clock(), grant=grant, default_account=default),
+            lambda r: self.core.read_token(r, self.clock(), grant=grant, sent=sent, default_account=default),
         )
         ask = self.core.account_request(token)
         if ask is not None:
@@ -148,7 +149,7 @@ class TokenOperations:
                 request,
                 "refresh",
                 sent,
-                lambda r: self.core.read_token(r, self.clock(), grant="refresh_token"),
+                lambda r: self.core.read_token(r, self.clock(), grant="refresh_token", sent=sent),
             )
         except InvalidGrantError:
             again = await store_call(self.store.get_token(current.key))
@@ -206,9 +207,12 @@ class TokenOperations:
             raise FlowStateError(f"this token has no {hint}", code=code)
         values = self.core.client_values({"token": value, "token_type_hint": hint})
         request = build_request(rule, self.core.endpoints[rule.endpoint], values, self.core.user_agent)
-        secrets = tuple(v for k, v in values.items() if v and k in ("token", "client_secret"))
+        sent = tuple(sorted(sent_secrets(values, request)))  # scrubbed from what comes back
         await self.send_with_retry(
-            request, "revocation", secrets, lambda r: read_revocation_response(self.spec, r, now=self.clock())
+            request,
+            "revocation",
+            sent,
+            lambda r: read_revocation_response(self.spec, r, now=self.clock(), sent=sent),
         )
         if hint == "access_token" and current.refresh_token:
             # The refresh token still works at the provider: keep it, so it can be used or revoked.

@@ -32,7 +32,7 @@ def read_exchange_file(path: Path) -> list[ExchangeItem]:
             item_id = f"line {number}"
             try:
                 data = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
                 items.append(ExchangeItem(item_id, invalid="not a JSON object"))
                 continue
             items.append(_exchange_item(item_id, data))

@@ -11,7 +11,8 @@ The file is JSON lines: a header ``{"flowengine_batch": 1, "job": KEY,
 "created_at": T, "plan": [...]}``, then ``ItemResult.to_json()`` lines. It holds
 item names and token fingerprints, never a token, code, URL or credential.
 It is locked (``flock``) while a run uses it: a second run with the same job
-cannot write to it.
+cannot write to it. Item names are account and token names: the file is 0600 and
+the folders made for it 0700, whatever the umask (SECURITY.md 15).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flowengine import ConfigError
+from flowengine import ConfigError, make_private_folder
 
 from ._results import ItemResult
 
@@ -87,8 +88,10 @@ class Journal:
         """Open and lock the file (once); ``JournalBusy`` when another run holds it."""
         if self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        make_private_folder(self.path.parent)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
+        if os.fstat(fd).st_mode & 0o077:  # a file left by a looser process: make it private
+            os.fchmod(fd, 0o600)
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -115,7 +118,7 @@ class Journal:
         for number, line in enumerate(lines):
             try:
                 data = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: damage nested thousands deep
                 if number == len(lines) - 1:
                     break  # a line torn by a kill mid-write: that item runs again
                 raise ConfigError(f"the state file {self.path} is damaged at line {number + 1}") from None
@@ -126,7 +129,10 @@ class Journal:
                     )
                 header = data
                 continue
-            result = ItemResult.from_json(data, resumed=True)
+            try:
+                result = ItemResult.from_json(data, resumed=True)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise ConfigError(f"the state file {self.path} is damaged at line {number + 1}") from None
             if result.done:
                 done[result.item] = result
             else:

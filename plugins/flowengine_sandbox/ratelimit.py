@@ -204,7 +204,7 @@ def _fields(content_type: str, body: bytes) -> dict[str, str]:
                 k: str(v) for k, v in document.items() if isinstance(v, str | int) and not isinstance(v, bool)
             }
         return dict(parse_qsl(text, keep_blank_values=True))
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
 
 
@@ -352,7 +352,7 @@ def _annotating(send: Send, admission: Admission, ledger: RateLimitLedger | None
 def _learn(ledger: RateLimitLedger, body: bytes) -> None:
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # a fault may answer anything, 400 KB of `[` included
         return
     if not isinstance(document, dict):
         return

@@ -1,4 +1,4 @@
-"""Opening the database: the private file, the pragmas, the schema."""
+"""Opening the database: the private file, the pragmas, the schema; and forgetting what was superseded."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flowengine_sqlite._files import create_private_file, tighten
 from flowengine_sqlite._schema import migrate
 from flowengine_sqlite._url import SQLiteTarget
 
-__all__ = ["connect"]
+__all__ = ["checkpoint", "connect"]
 
 log = logging.getLogger("flowengine.store")
 
@@ -58,3 +58,27 @@ def connect(target: SQLiteTarget) -> sqlite3.Connection:
         raise
     tighten(target.path)
     return conn
+
+
+def checkpoint(conn: sqlite3.Connection, timeout: float) -> None:
+    """Move the WAL into the database and truncate it, if nobody else is in the middle of a call.
+
+    A WAL keeps every page a commit wrote until a checkpoint, so a copy of the
+    ``-wal`` file would hold a spent code, a PKCE verifier or a superseded refresh
+    token long after the table rows changed (SECURITY.md 30). ``secure_delete``
+    zeroes what the database file frees; this empties the WAL. It never waits for
+    another connection (busy timeout 0 while it runs): a busy checkpoint is skipped
+    and the next one, or the last connection closing, does the work. Its failure is
+    logged, never raised: the write before it has committed.
+    """
+    try:
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000):d}")
+    except sqlite3.Error as exc:
+        log.debug("checkpoint skipped: %s", exc)
+        return
+    if busy:
+        log.debug("checkpoint skipped: another connection is busy")

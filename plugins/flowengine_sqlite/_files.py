@@ -13,6 +13,8 @@ import os
 import stat
 from pathlib import Path
 
+from flowengine import make_private_folder
+
 __all__ = ["FILE_MODE", "FOLDER_MODE", "create_private_file", "siblings", "tighten"]
 
 FILE_MODE = 0o600
@@ -26,32 +28,13 @@ def siblings(path: Path) -> tuple[Path, Path, Path]:
     return path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
 
-def _make_folders(folder: Path) -> None:
-    """Create the missing folders down to ``folder``, each 0700; existing ones are left alone.
-
-    ``Path.mkdir(parents=True)`` would give the intermediate folders the
-    default mode, and the umask could loosen even the last one, so each is
-    made and then set explicitly.
-    """
-    missing: list[Path] = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for path in reversed(missing):
-        try:
-            path.mkdir(mode=FOLDER_MODE)
-        except FileExistsError:  # another process made it first
-            continue
-        path.chmod(FOLDER_MODE)
-
-
 def create_private_file(path: Path) -> None:
     """Make sure ``path`` exists, creating it (and its folders) readable by its owner only.
 
     The file is created by ``os.open`` with mode 0600 before SQLite ever sees
     it, so there is no moment when it exists with the umask's looser mode.
     """
-    _make_folders(path.parent)
+    make_private_folder(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
     os.close(fd)
 

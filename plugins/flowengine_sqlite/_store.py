@@ -4,6 +4,11 @@ Calls run on the store's worker thread (``_worker.py``). Several store
 objects or processes on one file are kept apart by SQLite's own locks:
 single-statement writes, ``BEGIN IMMEDIATE`` where a read must precede a
 write, and the busy timeout while waiting for either.
+
+A write that supersedes a secret (a flow that drops its code and verifier, a
+token replaced or deleted, flows purged) is followed, as soon as no other call
+is queued, by a WAL checkpoint that truncates the ``-wal`` file, so no copy of it
+keeps the old values (SECURITY.md 30).
 """
 
 from __future__ import annotations
@@ -87,6 +92,10 @@ class SQLiteStore:
 
     def __repr__(self) -> str:
         return f"SQLiteStore({str(self.path)!r})"
+
+    def _forget(self) -> None:
+        """A write superseded secrets: the worker empties the WAL once no call is queued."""
+        self._worker.superseded()
 
     # -- records <-> rows ------------------------------------------------------------------------
 
@@ -224,6 +233,8 @@ class SQLiteStore:
                     code="store_conflict",
                     retryable=False,
                 ) from None
+            if cursor.rowcount == 1 and flow.code is None and flow.code_verifier is None:
+                self._forget()  # whatever code or verifier the flow held is superseded now
             return cursor.rowcount == 1
 
         return await self._worker.run(work)
@@ -232,7 +243,10 @@ class SQLiteStore:
         """Remove a flow; True if there was one."""
 
         def work(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,)).rowcount == 1
+            deleted = conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,)).rowcount == 1
+            if deleted:
+                self._forget()
+            return deleted
 
         return await self._worker.run(work)
 
@@ -247,6 +261,8 @@ class SQLiteStore:
             with immediate(conn):
                 removed = conn.execute("DELETE FROM flows WHERE expires_at < ?", (now,)).rowcount
                 conn.execute("DELETE FROM leases WHERE expires_at <= ?", (time.time(),))
+            if removed:
+                self._forget()
             return removed
 
         return await self._worker.run(work)
@@ -261,6 +277,7 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO tokens (key, provider, expires_at, record) VALUES (?, ?, ?, ?)",
                 (token.key, token.provider, token.expires_at, self._codec.dump_token(token)),
             )
+            self._forget()  # the token it replaced, refresh token included
 
         await self._worker.run(work)
 
@@ -293,7 +310,10 @@ class SQLiteStore:
         """Remove a token; True if there was one."""
 
         def work(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM tokens WHERE key = ?", (key,)).rowcount == 1
+            deleted = conn.execute("DELETE FROM tokens WHERE key = ?", (key,)).rowcount == 1
+            if deleted:
+                self._forget()
+            return deleted
 
         return await self._worker.run(work)
 

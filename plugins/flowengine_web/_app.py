@@ -21,9 +21,17 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Mapping
-from urllib.parse import urlsplit
 
-from flowengine import AsyncEngine, ConfigError, ErrorInfo, Flow, FlowError, digest, digests_equal
+from flowengine import (
+    AsyncEngine,
+    ConfigError,
+    ErrorInfo,
+    Flow,
+    FlowError,
+    digest,
+    digests_equal,
+    parse_web_url,
+)
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -109,14 +117,18 @@ class _Frontend:
         return str(request.url.replace(path=path, query="", fragment=""))
 
     def _same_origin(self, request: Request, url: str) -> bool:
-        if url.startswith("/") and not url.startswith("//") and "\\" not in url:
-            return True
-        parts = urlsplit(url)
-        origins = {(request.url.scheme, request.url.netloc)}
-        if self.base_url is not None:
-            base = urlsplit(self.base_url)
-            origins.add((base.scheme, base.netloc))
-        return (parts.scheme, parts.netloc) in origins
+        """True for a path on this site, or a URL whose origin (as a browser reads it) is this app's."""
+        if url.startswith("/") and not url.startswith("//"):
+            # A browser drops tabs and newlines and reads "\\" as "/": "/\\evil.example" is another host.
+            return url.isascii() and url.isprintable() and " " not in url and "\\" not in url
+        try:
+            origin = parse_web_url(url).origin
+            origins = {parse_web_url(str(request.url)).origin}
+            if self.base_url is not None:
+                origins.add(parse_web_url(self.base_url).origin)
+        except FlowError:
+            return False
+        return origin in origins
 
     # --- responses ------------------------------------------------------------------
 
@@ -207,16 +219,15 @@ class _Frontend:
         else:
             page = Page("home", 200, self.title, home_url=self.path(request, "/"), specs=links)
             response = await self.show(request, page)
-        # The session starts here, so that two tabs opened from this page share it.
-        sid, new = self.sessions.ensure(request)
-        if new:
-            self.sessions.issue(request, response, sid)
-        return response
+        return response  # no session yet: each flow start issues a fresh one
 
     async def start(self, request: Request) -> Response:
-        """``GET /auth/{spec}``: start a flow bound to this browser, 302 to the provider."""
+        """``GET /auth/{spec}``: start a flow bound to a fresh session of this browser, 302 to the provider.
+
+        Fresh at every start, whatever cookie came in: a planted one binds nothing (SECURITY.md 31).
+        """
         name, engine = self.engine(request)
-        sid, new = self.sessions.ensure(request)
+        sid = self.sessions.fresh()
         response: Response
         try:
             flow = await engine.start(
@@ -243,8 +254,7 @@ class _Frontend:
             else:
                 # Not RedirectResponse: it re-quotes URLs, and this one must reach the provider as made.
                 response = Response(status_code=302, headers={"Location": url})
-        if new:
-            self.sessions.issue(request, response, sid)
+        self.sessions.issue(request, response, sid)
         return response
 
     async def callback(self, request: Request) -> Response:
@@ -370,8 +380,11 @@ def _named(engines: AsyncEngine | Mapping[str, AsyncEngine]) -> dict[str, AsyncE
 def _checked_base_url(base_url: str | None) -> str | None:
     if base_url is None:
         return None
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+    try:
+        parsed = parse_web_url(base_url)
+    except FlowError as exc:
+        raise ConfigError(f"base_url: {exc.message}", code="config_invalid") from None
+    if parsed.query is not None:
         raise ConfigError(
             "base_url must be an absolute http(s) URL without query or fragment", code="config_invalid"
         )

@@ -2,8 +2,13 @@
 
 The id is what the engine binds a flow to (``start(session=...)``); the engine
 stores only its digest. The signature lets the server refuse a value it never
-issued without asking the store, and ``__Host-`` (on https at the root path)
-stops a sibling subdomain from planting a cookie of its choosing.
+issued without asking the store. Every flow start issues a fresh id
+(``fresh``), so a cookie planted before the start (session fixation: an
+attacker's own valid cookie, set in the victim's browser) never binds the
+victim's flow (SECURITY.md 31). Off loopback the cookie is ``__Host-``
+prefixed with ``Path=/``, so a sibling subdomain or a plain-http page cannot
+set or shadow it; mounted below the root, its name carries a digest of the
+mount path instead of its ``Path``, so two apps on one host keep apart.
 """
 
 from __future__ import annotations
@@ -67,16 +72,22 @@ class SessionCookies:
         return not is_loopback(conn.url.hostname)
 
     @staticmethod
-    def path(conn: HTTPConnection) -> str:
-        """The cookie's path: where the app is mounted, so it reaches no other app on the host."""
+    def _mount(conn: HTTPConnection) -> str:
         root: str = conn.scope.get("root_path", "")
         return root.rstrip("/") or "/"
 
+    def path(self, conn: HTTPConnection) -> str:
+        """The cookie's path: ``/`` where ``__Host-`` applies (it demands it), else the mount point."""
+        return "/" if self.secure(conn) else self._mount(conn)
+
     def name(self, conn: HTTPConnection) -> str:
-        """The cookie name; ``__Host-`` prefixed when the browser can enforce it (https, path /)."""
-        if self.secure(conn) and self.path(conn) == "/":
+        """The cookie name: ``__Host-`` prefixed off loopback; with a mount point's digest below the root."""
+        if not self.secure(conn):
+            return self.cookie_name
+        mount = self._mount(conn)
+        if mount == "/":
             return "__Host-" + self.cookie_name
-        return self.cookie_name
+        return f"__Host-{self.cookie_name}-{hashlib.sha256(mount.encode()).hexdigest()[:8]}"
 
     def read(self, conn: HTTPConnection) -> str | None:
         """The session id the request carries, or None (absent, malformed or not ours)."""
@@ -92,12 +103,10 @@ class SessionCookies:
             good |= hmac.compare_digest(signature.encode("ascii", "replace"), self._sign(sid, key).encode())
         return sid if good else None
 
-    def ensure(self, conn: HTTPConnection) -> tuple[str, bool]:
-        """The request's session id, or a new one; and whether it is new (then ``issue`` it)."""
-        sid = self.read(conn)
-        if sid is not None:
-            return sid, False
-        return secrets.token_urlsafe(32), True
+    @staticmethod
+    def fresh() -> str:
+        """A new session id (256 random bits): what every flow start binds its flow to, then issues."""
+        return secrets.token_urlsafe(32)
 
     def issue(self, conn: HTTPConnection, response: Response, sid: str) -> None:
         """Set the signed cookie: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` off loopback.

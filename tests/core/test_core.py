@@ -14,13 +14,14 @@ import attrs
 import flowengine as fe
 import pytest
 from flowengine._callbacks import CallbackParams
-from flowengine._core import (
+from flowengine._core import FlowCore
+from flowengine._machine import compile_flow
+from flowengine._steps import (
     Answer,
     Begin,
     Callback,
     Exchange,
     Expire,
-    FlowCore,
     FlowSecrets,
     SaveFlow,
     SaveToken,
@@ -28,7 +29,6 @@ from flowengine._core import (
     SendRequest,
     Step,
 )
-from flowengine._machine import compile_flow
 from flowengine.testing import json_response
 
 NOW = 1_700_000_000.0

@@ -16,10 +16,11 @@ PUBLIC = [
     "HistoryEntry", "HttpRequest", "HttpResponse", "IdTokenError", "InvalidGrantError", "JwksError",
     "Lease", "Outcome", "PluginError", "ProviderError", "RateLimitedError", "RecordCodec", "RetryPolicy",
     "Sandbox", "SpecError", "SpecProblem", "Store", "StoreError", "Token", "TransitionContext",
-    "Transport", "TransportConfig", "TransportError", "TransportTimeoutError", "UserinfoError",
+    "Transport", "TransportConfig", "TransportError", "TransportTimeoutError", "UserinfoError", "WebUrl",
     "__version__", "callback_state", "codec_for", "digest", "digests_equal", "fingerprint",
-    "get_plugin_manager", "hookimpl", "is_loopback", "lazy_exports", "load_spec", "new_plugin_manager",
-    "new_store_key", "open_sandbox", "open_store", "open_transport", "parse_retry_after",
+    "get_plugin_manager", "hookimpl", "is_loopback", "lazy_exports", "load_spec", "make_private_folder",
+    "new_plugin_manager", "new_store_key", "open_sandbox", "open_store", "open_transport",
+    "parse_retry_after", "parse_web_url",
 ]  # fmt: skip
 
 #: The public submodules; every other module of the package is private (underscored).

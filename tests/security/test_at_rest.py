@@ -1,4 +1,5 @@
-"""SECURITY.md 15: tokens at rest are encrypted when a key is configured; the SQLite file is private.
+"""SECURITY.md 15 and 30: tokens at rest are encrypted when a key is configured; the SQLite file and
+every folder made for secrets are private; superseded secrets do not linger in the store's files.
 
 What each durable backend holds is read back raw (the file, every key, every row) by the
 backend helpers of ``tests/stores``, behind the store's back.
@@ -8,14 +9,20 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 from pathlib import Path
 
 import flowengine as fe
 import pytest
 from flowengine import new_store_key
+from flowengine.testing import FakeClock
 
 from tests.conftest import SandboxFixture
-from tests.security.helpers import podio_variant, query_of, with_pkce
+from tests.security.helpers import (
+    podio_variant,
+    query_of,
+    with_pkce,
+)
 from tests.stores.backends import Backend
 
 
@@ -122,3 +129,138 @@ async def test_sec15_a_loose_sqlite_file_is_made_private_on_open(
     async with fe.AsyncEngine("podio", client=sandbox.client, store=f"sqlite://{path}") as engine:
         await engine.flows()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# --- SECURITY.md 30: superseded secrets do not linger in the store's files -------------------------
+
+
+def _copy_of_the_files(path: Path) -> bytes:
+    """What a copy of the database, its WAL and its index taken right now holds (no checkpoint first)."""
+    files = [path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")]
+    return b"".join(file.read_bytes() for file in files if file.exists())
+
+
+async def test_sec30_a_copy_of_the_sqlite_files_taken_while_the_engine_runs_holds_no_superseded_secret(
+    sandbox: SandboxFixture, tmp_path: Path
+) -> None:
+    """No key: records are plain JSON, so anything left in the WAL or free pages would show."""
+    path = tmp_path / "store.db"
+    async with fe.AsyncEngine(
+        podio_variant(with_pkce), client=sandbox.client, endpoints=sandbox.endpoints, store=f"sqlite://{path}"
+    ) as engine:
+        flow = await engine.start()
+        callback = await sandbox.consent(flow.authorization_url)
+        pending = _copy_of_the_files(path)
+        done = await engine.callback(callback)
+        after_exchange = _copy_of_the_files(path)
+        first = await engine.token_for(done)
+        assert first is not None and first.refresh_token is not None
+        second = await engine.refresh(first)
+        third = await engine.refresh(second)
+        after_refreshes = _copy_of_the_files(path)
+        await engine.store.delete_token(third.key)
+        after_delete = _copy_of_the_files(path)
+    assert flow.code_verifier is not None and second.refresh_token is not None
+    spent = [query_of(callback)["code"], flow.code_verifier]
+    # The copies can show a secret: the verifier is there while the flow waits for its callback,
+    # and the live token is there until it is deleted.
+    assert flow.code_verifier.encode() in pending
+    assert third.access_token.encode() in after_refreshes
+    for secret in spent:
+        assert secret.encode() not in after_exchange, "a spent code or verifier lingers"
+    for secret in [
+        *spent,
+        first.access_token,
+        first.refresh_token,
+        second.access_token,
+        second.refresh_token,
+    ]:
+        assert secret.encode() not in after_refreshes, "a superseded token lingers"
+    for secret in (third.access_token, third.refresh_token or ""):
+        assert secret.encode() not in after_delete, "a deleted token lingers"
+
+
+async def test_sec30_a_purged_flow_leaves_no_verifier_behind(sandbox: SandboxFixture, tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    clock = FakeClock(time.time())
+    async with fe.AsyncEngine(
+        podio_variant(with_pkce),
+        client=sandbox.client,
+        endpoints=sandbox.endpoints,
+        store=f"sqlite://{path}",
+        clock=clock,
+    ) as engine:
+        flow = await engine.start()
+        assert flow.code_verifier is not None
+        assert flow.code_verifier.encode() in _copy_of_the_files(path)
+        clock.advance(3600)
+        assert await engine.purge() == 1
+        assert flow.code_verifier.encode() not in _copy_of_the_files(path)
+
+
+# --- SECURITY.md 15: every folder made for secrets is private whatever the umask ---------------------
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o002])
+def test_sec15_batch_state_folders_and_files_are_private_whatever_the_umask(
+    tmp_path: Path, umask: int
+) -> None:
+    from flowengine_batch import Journal
+
+    state = tmp_path / "new" / "deeper" / "refresh.jsonl"
+    previous = os.umask(umask)
+    try:
+        journal = Journal(state)
+        journal.open("refresh:all")
+        journal.start("refresh:all", [])
+        journal.close()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state.parent.parent.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_sec15_the_batch_commands_default_state_folder_is_private(
+    sandbox: SandboxFixture, tmp_path: Path, umask: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+    from flowengine import _plugins as plugins
+    from flowengine.cli import cli
+
+    plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)  # as main() does: batch is a plugin's
+    data = tmp_path / "xdg-data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    monkeypatch.setenv("FLOWENGINE_SANDBOX_URL", sandbox.server.url)
+    previous = os.umask(umask)
+    try:
+        args = [
+            "batch",
+            "refresh",
+            "--all",
+            "--sandbox",
+            "--quiet",
+            "--store",
+            f"sqlite://{tmp_path / 's.db'}",
+        ]
+        result = CliRunner().invoke(cli, args)
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    for folder in (data, data / "flowengine", data / "flowengine" / "batch"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+def test_sec15_make_private_folder_leaves_existing_folders_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    previous = os.umask(0)
+    try:
+        made = fe.make_private_folder(shared / "a" / "b")
+    finally:
+        os.umask(previous)
+    assert made == shared / "a" / "b"
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (shared / "a", made)} == {0o700}

@@ -364,7 +364,8 @@ async def test_sec7_error_description_is_escaped_in_the_terminal(tmp_path: Path)
         denied = await engine.callback(
             {"state": state, "error": "access_denied", "error_description": HOSTILE}
         )
-    shown = _flowengine("flows", "show", denied.id, env={"FLOWENGINE_STORE": store})
+    # "--": a flow id is URL-safe base64 and may start with "-", which click would read as an option.
+    shown = _flowengine("flows", "show", "--", denied.id, env={"FLOWENGINE_STORE": store})
     assert shown.returncode == 0, shown.stderr
     assert "access_denied" in shown.stdout
     assert not any(c in shown.stdout for c in "\x1b\x07\x9b"), repr(shown.stdout)

@@ -37,8 +37,8 @@ async def test_mounted_under_a_prefix_every_url_and_the_cookie_stay_under_it(
     assert (await browser.get("/")).text == "the host's own page"
     home = await browser.get("/oauth/")
     assert 'href="/oauth/auth/podio"' in home.text
-    assert "Path=/oauth" in home.headers["set-cookie"]
     started = await browser.get("/oauth/auth/podio")
+    assert "Path=/oauth" in started.headers["set-cookie"]
     assert parse_qs(urlsplit(started.headers["location"]).query)["redirect_uri"] == [
         f"{ORIGIN}/oauth/auth/podio/callback"
     ]

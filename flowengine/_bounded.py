@@ -1,0 +1,95 @@
+"""Reading and quoting what comes from outside, in bounded time and memory (SECURITY.md 25, 26).
+
+Two things that look harmless are not: ``repr()`` of a value a document made
+(an alias bomb's shared lists expand to gigabytes when printed; a 5,000-digit
+integer cannot be printed at all) and ``json.loads`` of a body nested a few
+hundred thousand levels deep (a ``RecursionError``, or a value that later code
+cannot walk). ``shown`` quotes any value in at most ``limit`` characters;
+``parse_json`` reads JSON or raises ``ValueError``, and never returns a value
+deeper than ``max_depth``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import reprlib
+from typing import Any
+
+__all__ = ["MAX_JSON_DEPTH", "cap", "parse_json", "shown"]
+
+#: Deeper than any token response, error body or record the engine reads.
+MAX_JSON_DEPTH = 32
+
+
+def cap(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, marked with ``…`` when cut."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+class _Quoter(reprlib.Repr):
+    """``reprlib`` with every limit small, and integers too long to print summarised."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 2
+        self.maxdict = self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = 4
+        self.maxstring = self.maxother = self.maxlong = 60
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:  # past ~38 digits nobody reads it, and past 4,300 repr() raises
+            return f"<an integer of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+        return super().repr_int(x, level)
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        # reprlib sorts every key first: with 100,000 keys that alone is the cost. Take the first few.
+        if len(x) <= self.maxdict or level <= 0:
+            return super().repr_dict(x, level)
+        head = dict(item for item, _ in zip(x.items(), range(self.maxdict), strict=False))
+        return super().repr_dict(head, level)[:-1] + ", ...}"
+
+
+_quoter = _Quoter()
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A ``repr`` of ``value`` for a message: at most ``limit`` characters, whatever the value."""
+    try:
+        text = _quoter.repr(value)
+    except Exception:  # a foreign object whose __repr__ fails: name its type instead
+        text = f"<{type(value).__name__}>"
+    return cap(text, limit)
+
+
+def parse_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON value in ``data``; ``ValueError`` when it is not JSON or nests deeper than ``max_depth``.
+
+    Too deep for the parser (``RecursionError``) and integers too long to read
+    are ``ValueError`` too, so callers handle one exception for "not usable JSON".
+    """
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text: {exc.reason}") from None
+    if _depth_exceeds(value, max_depth):
+        raise ValueError(f"JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def _depth_exceeds(value: Any, max_depth: int) -> bool:
+    """True when containers nest deeper than ``max_depth`` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > max_depth:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

@@ -1,0 +1,189 @@
+"""SECURITY.md 26: only ``FlowError`` escapes a public call, however deep, huge or malformed the input.
+
+The token answers come from the sandbox over real loopback HTTP, on both transports, so the whole
+path (transport, reader, engine, store) is what is tested: 400 KB of nested JSON once raised
+``RecursionError`` out of ``callback()`` and ``refresh()`` and left the flow ``authorized``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import flowengine as fe
+import pytest
+
+from flowengine_aiohttp import AiohttpTransport
+from flowengine_httpx import HttpxTransport
+from flowengine_sandbox.faults import Fault
+from flowengine_sandbox.plugin import PodioSandbox
+from tests.conftest import SandboxFixture
+from tests.security.helpers import ScriptedTransport, json_response, token_body
+
+FAST = fe.RetryPolicy(attempts=2, base_delay=0.001, max_delay=0.01)
+
+#: Bodies a token endpoint might answer with that no JSON reader should choke on.
+HOSTILE_BODIES = {
+    "400KB-nested-arrays": "[" * 200_000 + "]" * 200_000,
+    "400KB-nested-objects": '{"a":' * 80_000 + "1" + "}" * 80_000,
+    "unclosed-nesting": "[" * 400_000,
+    "nested-inside-a-token": '{"access_token":"at","token_type":"bearer","x":'
+    + "[" * 100_000
+    + "]" * 100_000
+    + "}",
+    "33-levels": '{"access_token":"at","token_type":"bearer","x":' + "[" * 33 + "]" * 33 + "}",
+    "5000-digit-expires-in": '{"access_token":"at","token_type":"bearer","expires_in":' + "9" * 5000 + "}",
+    "5000-digit-number": "1" * 5000,
+    "huge-exponent": '{"access_token":"at","token_type":"bearer","expires_in":1e99999}',
+}
+
+
+@pytest.fixture(params=[AiohttpTransport, HttpxTransport], ids=["aiohttp", "httpx"])
+async def engine(
+    request: pytest.FixtureRequest, sandbox: SandboxFixture, podio_spec: fe.FlowSpec
+) -> AsyncIterator[fe.AsyncEngine]:
+    transport = request.param(fe.TransportConfig(timeout=5.0))
+    async with fe.AsyncEngine(
+        podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, transport=transport, retry=FAST
+    ) as engine:
+        yield engine
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+async def test_sec26_a_hostile_token_answer_to_an_exchange_fails_the_flow_with_a_typed_error(
+    engine: fe.AsyncEngine, sandbox: SandboxFixture, body: str
+) -> None:
+    flow = await engine.start()
+    callback = await sandbox.consent(flow.authorization_url)
+    sandbox.settings.faults.add(
+        Fault("respond", status=200, content_type="application/json", body=body, times=1)
+    )
+    done = await engine.callback(callback)
+    assert done.state == "failed"
+    assert done.error is not None and done.error.code == "invalid_token_response"
+    assert await engine.tokens() == []
+    again = await engine.callback(callback)  # a replay gives the same outcome, not exchange_interrupted
+    assert again == done
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+async def test_sec26_a_hostile_token_answer_to_a_refresh_is_a_typed_error_and_keeps_the_token(
+    engine: fe.AsyncEngine, sandbox: SandboxFixture, body: str
+) -> None:
+    done = await engine.callback(await sandbox.consent((await engine.start()).authorization_url))
+    before = await engine.token_for(done)
+    assert before is not None
+    sandbox.settings.faults.add(Fault("respond", status=200, content_type="application/json", body=body))
+    with pytest.raises(fe.ProviderError) as caught:
+        await engine.refresh(before)
+    assert caught.value.code == "invalid_token_response"
+    assert await engine.get_token(before.key) == before
+
+
+@pytest.mark.parametrize("status", [400, 401, 500])
+async def test_sec26_a_deeply_nested_error_body_is_a_typed_error(
+    engine: fe.AsyncEngine, sandbox: SandboxFixture, status: int
+) -> None:
+    done = await engine.callback(await sandbox.consent((await engine.start()).authorization_url))
+    before = await engine.token_for(done)
+    assert before is not None
+    sandbox.settings.faults.add(
+        Fault(
+            "respond",
+            status=status,
+            content_type="application/json",
+            body=HOSTILE_BODIES["400KB-nested-arrays"],
+        )
+    )
+    with pytest.raises(fe.ProviderError) as caught:
+        await engine.refresh(before)
+    assert caught.value.code in ("provider_error", "unauthorized", "provider_unavailable")
+
+
+async def test_sec26_a_grant_with_a_hostile_answer_is_a_typed_error(sandbox: SandboxFixture) -> None:
+    spec = fe.load_spec("podio-password")
+    sandbox.settings.faults.add(
+        Fault(
+            "respond",
+            status=200,
+            content_type="application/json",
+            body=HOSTILE_BODIES["400KB-nested-objects"],
+        )
+    )
+    endpoints = PodioSandbox(spec, sandbox.server.url).endpoints
+    async with fe.AsyncEngine(spec, client=sandbox.client, endpoints=endpoints, retry=FAST) as engine:
+        with pytest.raises(fe.ProviderError) as caught:
+            await engine.grant("password", {"username": "someone@example.com", "password": "pw-0123456789"})
+        assert caught.value.code == "invalid_token_response"
+        assert await engine.tokens() == []
+
+
+@pytest.mark.parametrize(
+    "callback",
+    [
+        pytest.param(None, id="None"),
+        pytest.param(42, id="int"),
+        pytest.param(b"state=x&code=y", id="bytes"),
+        pytest.param(["state", "x"], id="list"),
+        pytest.param({f"k{i}": "v" for i in range(100_000)}, id="100000-parameters"),
+        pytest.param({"state": ["x"] * 1_000_000}, id="a-million-states"),
+        pytest.param({"state": [[["deep"]]]}, id="nested-lists"),
+        pytest.param("state=" + "%" * 20_000, id="too-long"),
+        pytest.param("https://[x/cb?state=x", id="broken-ipv6"),
+        pytest.param("?" + "&".join(["a=1"] * 10_000), id="10000-pairs"),
+    ],
+)
+async def test_sec26_any_callback_value_is_a_callback_error(callback: Any) -> None:
+    transport = ScriptedTransport(json_response(token_body()))
+    async with fe.AsyncEngine(
+        "podio", client=fe.Client("cid", "secret", "https://app.example.com/cb"), transport=transport
+    ) as engine:
+        await engine.start()
+        with pytest.raises(fe.CallbackError) as caught:
+            await engine.callback(callback)
+        assert caught.value.code in ("callback_invalid", "state_missing", "state_unknown")
+        assert transport.sent == []
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://api.podio.com\\oauth\\token", "https://api.podio.com/oauth/token\n", "https://[api/x"],
+)
+def test_sec26_a_malformed_token_endpoint_is_a_typed_error_not_a_value_error(endpoint: str) -> None:
+    data: dict[str, Any] = fe.load_spec("podio").endpoints
+    with pytest.raises(fe.ConfigError):
+        fe.AsyncEngine("podio", client=fe.Client("cid"), endpoints={**data, "token": endpoint})
+    with pytest.raises(fe.SpecError):
+        fe.load_spec({**_podio_mapping(), "endpoints": {**data, "token": endpoint}})
+
+
+def _podio_mapping() -> dict[str, Any]:
+    from tests.security.helpers import podio_data
+
+    return podio_data()
+
+
+def test_sec26_a_deeply_nested_batch_input_line_is_an_invalid_item(tmp_path: Any) -> None:
+    from flowengine_batch import read_exchange_file
+
+    path = tmp_path / "callbacks.jsonl"
+    path.write_text('{"url": "https://app.example.com/cb?state=s&code=c"}\n' + "[" * 100_000 + "\n")
+    first, second = read_exchange_file(path)
+    assert first.invalid is None and second.invalid == "not a JSON object"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["[" * 100_000, "[1, 2]", '{"no": "item"}', '"text"'],
+    ids=["nested", "list", "no-item", "string"],
+)
+def test_sec26_a_damaged_batch_state_file_is_a_config_error(tmp_path: Any, damage: str) -> None:
+    from flowengine_batch import Journal
+
+    path = tmp_path / "state.jsonl"
+    path.write_text(
+        '{"flowengine_batch": 1, "job": "refresh:all", "created_at": 0, "plan": []}\n' + damage + "\n{}\n"
+    )
+    journal = Journal(path)
+    with pytest.raises(fe.ConfigError):
+        journal.open("refresh:all")
