@@ -31,6 +31,7 @@ from flowengine._errors import (
     TransportError,
     TransportTimeoutError,
 )
+from flowengine._events import Enqueued, RefreshOrder, RefreshQueue, RequestEvent
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._machine import Action, Guard, TransitionContext
 from flowengine._plugins import (
@@ -41,6 +42,7 @@ from flowengine._plugins import (
     open_store,
     open_transport,
 )
+from flowengine._ratelimit import RateFeedback, RateLimit, read_rate_feedback
 from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Outcome, Token
 from flowengine._retry import RetryPolicy, parse_retry_after
 from flowengine._sandbox import Sandbox
@@ -61,6 +63,7 @@ __all__ = [
     "Client",
     "ConfigError",
     "Engine",
+    "Enqueued",
     "ErrorCode",
     "ErrorInfo",
     "Flow",
@@ -76,8 +79,13 @@ __all__ = [
     "Outcome",
     "PluginError",
     "ProviderError",
+    "RateFeedback",
+    "RateLimit",
     "RateLimitedError",
     "RecordCodec",
+    "RefreshOrder",
+    "RefreshQueue",
+    "RequestEvent",
     "RetryPolicy",
     "Sandbox",
     "SpecError",
@@ -107,4 +115,5 @@ __all__ = [
     "open_store",
     "open_transport",
     "parse_retry_after",
+    "read_rate_feedback",
 ]

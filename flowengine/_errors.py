@@ -63,6 +63,7 @@ class ErrorCode(StrEnum):
     LISTEN_FAILED = "listen_failed"
     CREDENTIALS_MISSING = "credentials_missing"
     GRAPHVIZ_MISSING = "graphviz_missing"
+    STORE_NOT_SHARED = "store_not_shared"
     # PluginError
     PLUGIN_ERROR = "plugin_error"
     SPEC_NOT_FOUND = "spec_not_found"
@@ -73,6 +74,7 @@ class ErrorCode(StrEnum):
     SANDBOX_REFUSED = "sandbox_refused"
     PLUGIN_CONFLICT = "plugin_conflict"
     EXTRA_MISSING = "extra_missing"
+    QUEUE_UNSUPPORTED = "queue_unsupported"
     # CallbackError
     CALLBACK_INVALID = "callback_invalid"
     STATE_MISSING = "state_missing"
@@ -379,6 +381,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.LISTEN_FAILED,
         ErrorCode.CREDENTIALS_MISSING,
         ErrorCode.GRAPHVIZ_MISSING,
+        ErrorCode.STORE_NOT_SHARED,
         ErrorCode.ISSUER_INVALID,
         ErrorCode.ID_TOKEN_RULES_INVALID,
         ErrorCode.CLIENT_KEY_INVALID,
@@ -395,6 +398,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.SANDBOX_REFUSED,
         ErrorCode.PLUGIN_CONFLICT,
         ErrorCode.EXTRA_MISSING,
+        ErrorCode.QUEUE_UNSUPPORTED,
     ),
     CallbackError: (
         ErrorCode.CALLBACK_INVALID,
