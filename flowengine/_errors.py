@@ -107,6 +107,7 @@ class ErrorCode(StrEnum):
     RESPONSE_TOO_LARGE = "response_too_large"
     BATCH_STOPPED = "batch_stopped"
     RATE_LIMIT_DEFERRED = "rate_limit_deferred"
+    REFRESH_INTERRUPTED = "refresh_interrupted"
     TRANSPORT_TIMEOUT = "transport_timeout"
     # StoreError
     STORE_UNAVAILABLE = "store_unavailable"
@@ -478,6 +479,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.RESPONSE_TOO_LARGE,
         ErrorCode.BATCH_STOPPED,
         ErrorCode.RATE_LIMIT_DEFERRED,
+        ErrorCode.REFRESH_INTERRUPTED,
     ),
     TransportTimeoutError: (ErrorCode.TRANSPORT_TIMEOUT,),
     StoreError: (
