@@ -53,10 +53,11 @@ class Telemetry:
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
-        from flowengine import __version__
+        import flowengine
 
-        self.tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
-        meter = metrics.get_meter(_SCOPE, __version__, meter_provider=meter_provider)
+        version = flowengine.__version__
+        self.tracer = trace.get_tracer(_SCOPE, version, tracer_provider=tracer_provider)
+        meter = metrics.get_meter(_SCOPE, version, meter_provider=meter_provider)
         self.exchanges = meter.create_counter(
             "flowengine.exchanges", "{exchange}", "Code exchanges, by result"
         )

@@ -2,133 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import flowengine as fe
 import pytest
-from flowengine import _plugins as plugins
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
 
-from flowengine_otel import Telemetry
 from flowengine_sandbox.faults import Fault, FaultPlan
 from tests.conftest import SandboxFixture
-
-FAST = fe.RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
-
-
-class Recorded:
-    """An engine's plugin manager reporting to in-memory span and metric exporters."""
-
-    def __init__(self) -> None:
-        self.spans = InMemorySpanExporter()
-        self.tracer_provider = TracerProvider()
-        self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
-        self.metrics = InMemoryMetricReader()
-        self.pm = plugins.new_plugin_manager()
-        self.pm.register(Telemetry(self.tracer_provider, MeterProvider(metric_readers=[self.metrics])))
-
-    def finished(self) -> list[ReadableSpan]:
-        return list(self.spans.get_finished_spans())
-
-    def counters(self) -> dict[tuple[str, tuple[tuple[str, Any], ...]], float]:
-        """Every data point: (metric name, sorted attributes) -> value (a histogram's count)."""
-        found: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
-        data = self.metrics.get_metrics_data()
-        assert data is not None
-        for resource in data.resource_metrics:
-            for scope in resource.scope_metrics:
-                for metric in scope.metrics:
-                    for point in metric.data.data_points:
-                        value = getattr(point, "value", None)
-                        found[(metric.name, tuple(sorted(point.attributes.items())))] = (
-                            value if value is not None else point.count
-                        )
-        return found
-
-
-@pytest.fixture
-def pkce_spec(podio_spec: fe.FlowSpec) -> fe.FlowSpec:
-    """podio.yaml with PKCE (S256), so the run has a verifier the spans must not show."""
-    import yaml
-
-    assert podio_spec.source is not None
-    with open(podio_spec.source, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
-    data["pkce"] = True
-    data["authorization"]["params"] |= {
-        "code_challenge": "{code_challenge}",
-        "code_challenge_method": "{code_challenge_method}",
-    }
-    data["grants"]["authorization_code"]["params"]["code_verifier"] = "{code_verifier}"
-    return fe.load_spec(data)
-
-
-@pytest.fixture
-def recorded() -> Iterator[Recorded]:
-    recorded = Recorded()
-    yield recorded
-    recorded.tracer_provider.shutdown()
-
-
-async def _login(
-    recorded: Recorded, sandbox: SandboxFixture, podio_spec: fe.FlowSpec, store: str = "memory://"
-) -> dict[str, str]:
-    """One login inside a span of the test's own; returns every secret it used, by name."""
-    tracer = recorded.tracer_provider.get_tracer("test")
-    secrets: dict[str, str] = {"client_secret": sandbox.client.client_secret or ""}
-    async with fe.AsyncEngine(
-        podio_spec,
-        client=sandbox.client,
-        endpoints=sandbox.endpoints,
-        plugin_manager=recorded.pm,
-        retry=FAST,
-        store=store,
-    ) as engine:
-        with tracer.start_as_current_span("login"):
-            flow = await engine.start()
-            stored = await engine.get(flow.id)
-            assert stored is not None and stored.code_verifier and flow.authorization_url
-            secrets["verifier"] = stored.code_verifier
-            secrets["state"] = dict(_query(flow.authorization_url))["state"]
-            callback = await sandbox.consent(flow.authorization_url)
-            secrets["code"] = dict(_query(callback))["code"]
-            flow = await engine.callback(callback)
-        assert flow.outcome == "granted" and flow.token_key
-        token = await engine.get_token(flow.token_key)
-        assert token is not None and token.refresh_token
-        secrets |= {
-            "access_token": token.access_token,
-            "refresh_token": token.refresh_token,
-            "authorization": token.authorization_header(),
-        }
-    return secrets
-
-
-def _query(url: str) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl, urlsplit
-
-    return parse_qsl(urlsplit(url).query)
+from tests.otel.recording import FAST, Recorded, login
 
 
 async def test_one_login_is_a_tree_of_step_spans_and_its_exchange_request(
     recorded: Recorded, sandbox: SandboxFixture, pkce_spec: fe.FlowSpec
 ) -> None:
-    await _login(recorded, sandbox, pkce_spec)
+    await login(recorded, sandbox, pkce_spec)
     spans = recorded.finished()
     by_id = {span.context.span_id: span for span in spans}
-    [login] = [s for s in spans if s.name == "login"]
+    [outer] = [s for s in spans if s.name == "login"]
 
     def parent(span: ReadableSpan) -> str | None:
         return by_id[span.parent.span_id].name if span.parent is not None else None
 
-    tree = [(s.name, parent(s)) for s in sorted(spans, key=lambda s: s.start_time or 0) if s is not login]
+    tree = [(s.name, parent(s)) for s in sorted(spans, key=lambda s: s.start_time or 0) if s is not outer]
     assert tree == [
         ("flowengine.step start", "login"),
         ("flowengine.step callback", "login"),
@@ -136,7 +33,7 @@ async def test_one_login_is_a_tree_of_step_spans_and_its_exchange_request(
         ("flowengine.request exchange", "flowengine.step exchange"),
         ("flowengine.step answer", "login"),
     ]
-    assert {s.context.trace_id for s in spans} == {login.context.trace_id}
+    assert {s.context.trace_id for s in spans} == {outer.context.trace_id}
     steps = [s for s in spans if s.name.startswith("flowengine.step")]
     assert [
         (s.attributes["flowengine.state.before"], s.attributes["flowengine.state.after"]) for s in steps
@@ -168,26 +65,11 @@ async def test_one_login_is_a_tree_of_step_spans_and_its_exchange_request(
     )
 
 
-async def test_sec13_no_span_or_metric_attribute_holds_a_secret_of_the_run(
-    recorded: Recorded, sandbox: SandboxFixture, pkce_spec: fe.FlowSpec
-) -> None:
-    secrets = await _login(recorded, sandbox, pkce_spec)
-    assert all(len(value) >= 8 for value in secrets.values()), secrets.keys()
-    values: list[str] = []
-    for span in recorded.finished():
-        values += [span.name, *(str(v) for v in (span.attributes or {}).values())]
-        values += [str(v) for event in span.events for v in (event.attributes or {}).values()]
-    values += [str(v) for _, attributes in recorded.counters() for _, v in attributes]
-    assert len(values) > 30, "the run was recorded"
-    leaks = {name for name, secret in secrets.items() for value in values if secret in value}
-    assert not leaks, f"span or metric attributes hold: {sorted(leaks)}"
-
-
 async def test_retries_failures_and_rate_limit_waits_are_counted(
     recorded: Recorded, sandbox: SandboxFixture, pkce_spec: fe.FlowSpec, tmp_path: Path
 ) -> None:
     store = f"sqlite:///{tmp_path / 'tokens.db'}"
-    await _login(recorded, sandbox, pkce_spec, store)
+    await login(recorded, sandbox, pkce_spec, store)
     sandbox.settings.faults = FaultPlan(
         [Fault("rate_limit", times=1, retry_after=0), Fault("status", times=1)]
     )
