@@ -18,10 +18,14 @@ docs/deploy.md): test_a_worker_killed_mid_request_loses_an_answer_not_a_second_r
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import attrs
 import flowengine as fe
 import pytest
 
@@ -55,12 +59,10 @@ async def _sandbox_calls(admin: SandboxAdmin) -> int:
 
 
 def _enqueue(env: dict[str, str], store: str) -> str:
-    import subprocess
-
     done = subprocess.run(
         [*FLOWENGINE, "batch", "refresh", "--all", "--via", "celery", "--store", store,
          "--rate-limit", f"{ACCOUNT_LIMIT}/{WINDOW}s", "--client-rate-limit", f"{CLIENT_LIMIT}/{WINDOW}s"],
-        env={**__import__("os").environ, **env}, capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stderr.strip()
@@ -83,6 +85,73 @@ def _count(worker: Process, text: str) -> int:
     return len(worker.lines(text))
 
 
+@attrs.define
+class Run:
+    """What one fleet run did, as the sandbox, the store and the workers' logs tell it."""
+
+    seeded: dict[str, str]
+    at_kill: int = 0
+    by_victim: int = 0
+    by_survivor: int = 0
+    redelivered: int = 0
+    took: float = 0.0
+    changed: set[str] = attrs.Factory(set)
+    dead: set[str] = attrs.Factory(set)
+    per_token: dict[str, int] = attrs.Factory(dict)
+    statuses: dict[int, int] = attrs.Factory(dict)
+    counters: dict[str, Any] = attrs.Factory(dict)
+
+
+async def _kill_with_nothing_on_the_wire(run: Run, admin: SandboxAdmin, limiter: SharedLimiter, store: str,
+                                         victim: Process) -> None:  # fmt: skip
+    """Pause the fleet, wait until every answer is stored and no permit is out, then SIGKILL."""
+    await limiter.pause(CLIENT, 5)  # no new request starts, fleet-wide
+    paused = time.monotonic()
+
+    async def nothing_on_the_wire() -> bool:
+        if await limiter.in_flight(CLIENT):
+            return False
+        changed, _ = await changed_tokens(store, run.seeded)
+        return len(changed) == await _sandbox_calls(admin)  # every answer is stored
+
+    await wait_until(nothing_on_the_wire, "every answer stored, no permit out", within=3)
+    run.at_kill = len((await changed_tokens(store, run.seeded))[0])
+    run.by_victim = _count(victim, ": refreshed")
+    victim.kill()
+    assert time.monotonic() - paused < 5, "the kill came while the fleet was paused"
+
+
+async def _run_fleet(run: Run, admin: SandboxAdmin, env: dict[str, str], store: str, tmp_path: Path) -> None:
+    """Two workers, the refreshes queued, one worker killed a third of the way; until every token is new."""
+    limiter = SharedLimiter(open_backend(store), fe.RateLimit(ACCOUNT_LIMIT, WINDOW),
+                            fe.RateLimit(CLIENT_LIMIT, WINDOW))  # fmt: skip
+    try:
+        with _workers(env, tmp_path) as (victim, survivor):
+            ready = time.monotonic()
+            said = _enqueue(env, store)
+            assert f"{TOKENS} token(s) queued via celery, 0 already queued" in said
+
+            async def calls_at_least(count: int) -> bool:
+                return await _sandbox_calls(admin) >= count
+
+            async def all_stored() -> bool:
+                return len((await changed_tokens(store, run.seeded))[0]) >= TOKENS
+
+            await wait_until(
+                lambda: calls_at_least(TOKENS // 3), "a third of the refreshes", within=60, every=0.5
+            )
+            await _kill_with_nothing_on_the_wire(run, admin, limiter, store, victim)
+            await wait_until(
+                lambda: calls_at_least(TOKENS), "a request for every token", within=75, every=0.5
+            )
+            await wait_until(all_stored, "every new token stored", within=10, every=0.5)
+            run.took = time.monotonic() - ready
+    finally:
+        await limiter.aclose()
+    run.redelivered = _count(survivor, "(redelivered)")
+    run.by_survivor = _count(survivor, ": refreshed")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("broker_kind", ["rabbitmq", "redis"])
 async def test_2000_tokens_two_workers_one_killed_each_refreshed_once_within_the_limits(
@@ -91,11 +160,9 @@ async def test_2000_tokens_two_workers_one_killed_each_refreshed_once_within_the
     started = time.monotonic()
     with sandbox_process(tmp_path) as sandbox, _broker(broker_kind) as (broker, broker_env):
         admin = SandboxAdmin(sandbox)
-        limiter = SharedLimiter(open_backend(postgres_url), fe.RateLimit(ACCOUNT_LIMIT, WINDOW),
-                                fe.RateLimit(CLIENT_LIMIT, WINDOW))  # fmt: skip
         try:
             await admin.post("/_sandbox/settings", {"rate_limit": None, "client_rate_limit": None})
-            seeded = await seed_tokens(admin, postgres_url, TOKENS)
+            run = Run(await seed_tokens(admin, postgres_url, TOKENS))
             limited = {
                 "rate_limit": ACCOUNT_LIMIT,
                 "client_rate_limit": CLIENT_LIMIT,
@@ -105,70 +172,45 @@ async def test_2000_tokens_two_workers_one_killed_each_refreshed_once_within_the
             limits = {"FLOWENGINE_CELERY_RATE_LIMIT": f"{ACCOUNT_LIMIT}/{WINDOW}s",
                       "FLOWENGINE_CELERY_CLIENT_RATE_LIMIT": f"{CLIENT_LIMIT}/{WINDOW}s"}  # fmt: skip
             env = worker_env(postgres_url, broker, sandbox, tmp_path, **broker_env, **limits)
-            with _workers(env, tmp_path) as (victim, survivor):
-                ready = time.monotonic()
-                said = _enqueue(env, postgres_url)
-                assert f"{TOKENS} token(s) queued via celery, 0 already queued" in said
-
-                async def a_third_done() -> bool:
-                    return await _sandbox_calls(admin) >= TOKENS // 3
-
-                await wait_until(a_third_done, "a third of the refreshes", within=60, every=0.5)
-                await limiter.pause(CLIENT, 5)  # no new request starts, fleet-wide
-                paused = time.monotonic()
-
-                async def nothing_on_the_wire() -> bool:
-                    if await limiter.in_flight(CLIENT):
-                        return False
-                    changed, _ = await changed_tokens(postgres_url, seeded)
-                    return len(changed) == await _sandbox_calls(admin)  # every answer is stored
-
-                await wait_until(nothing_on_the_wire, "every answer stored, no permit out", within=3)
-                at_kill = len((await changed_tokens(postgres_url, seeded))[0])
-                by_victim = _count(victim, ": refreshed")
-                victim.kill()
-                assert time.monotonic() - paused < 5, "the kill came while the fleet was paused"
-
-                async def all_answered() -> bool:
-                    return await _sandbox_calls(admin) >= TOKENS
-
-                async def all_stored() -> bool:
-                    return len((await changed_tokens(postgres_url, seeded))[0]) >= TOKENS
-
-                await wait_until(all_answered, "a refresh request for every token", within=75, every=0.5)
-                await wait_until(all_stored, "every new token stored", within=10, every=0.5)
-                finished = time.monotonic()
-            changed, dead = await changed_tokens(postgres_url, seeded)
-            per_token, statuses = await refreshes_by_token(admin, seeded)
+            await _run_fleet(run, admin, env, postgres_url, tmp_path)
+            run.changed, run.dead = await changed_tokens(postgres_url, run.seeded)
+            per_token, statuses = await refreshes_by_token(admin, run.seeded)
+            run.per_token, run.statuses = dict(per_token), dict(statuses)
             counters = await admin.get("/_sandbox/counters")
+            assert isinstance(counters, dict)
+            run.counters = counters
         finally:
-            await limiter.aclose()
             await admin.aclose()
-    assert isinstance(counters, dict)
-    redelivered = _count(survivor, "(redelivered)")
-    by_survivor = _count(survivor, ": refreshed")
-    peak = counters["peak"]
-    print(
-        f"\n[{broker_kind}] {TOKENS} tokens, 2 workers x 8 threads; victim killed after {at_kill} refreshed "
-        f"(by it: {by_victim}); survivor refreshed {by_survivor}, {redelivered} task(s) redelivered to it; "
-        f"refresh requests per token: {sorted(set(per_token.values()))}, statuses {dict(statuses)}; "
-        f"peak per {WINDOW}s window: account {peak['account']}, client {peak['client']} "
-        f"(limits {ACCOUNT_LIMIT}, {CLIENT_LIMIT}), refused {counters['rejected']}; "
-        f"refreshes took {finished - ready:.1f}s, the test {time.monotonic() - started:.1f}s"
-    )
+    _report(broker_kind, run, time.monotonic() - started)
     # Exactly once: one refresh request per token at the sandbox, each answered 200, none rotated.
-    assert per_token == dict.fromkeys(seeded, 1)
-    assert statuses == {200: TOKENS}
+    assert run.per_token == dict.fromkeys(run.seeded, 1)
+    assert run.statuses == {200: TOKENS}
     # Nothing lost: every stored token is the new one, none dead; the survivor finished the victim's share.
-    assert changed == set(seeded)
-    assert dead == set()
-    assert by_victim + by_survivor == TOKENS
-    assert 0 < by_victim < at_kill <= TOKENS - 1
+    assert run.changed == set(run.seeded)
+    assert run.dead == set()
+    assert run.by_victim + run.by_survivor == TOKENS
+    assert 0 < run.by_victim < run.at_kill <= TOKENS - 1
     # The sandbox's windows never exceeded, and never a 420 of its own.
-    assert counters["peak"]["account"] <= ACCOUNT_LIMIT
-    assert counters["peak"]["client"] <= CLIENT_LIMIT
-    assert counters["rejected"] == 0
-    assert counters["peak"]["client"] >= CLIENT_LIMIT * 0.6, "the client limit was reached, so it was tested"
+    peak = run.counters["peak"]
+    assert peak["account"] <= ACCOUNT_LIMIT
+    assert peak["client"] <= CLIENT_LIMIT
+    assert run.counters["rejected"] == 0
+    assert peak["client"] >= CLIENT_LIMIT * 0.6, "the client limit was reached, so it was tested"
+
+
+def _report(broker_kind: str, run: Run, test_took: float) -> None:
+    """The figures docs/deploy.md quotes (``pytest -s`` shows them)."""
+    peak = run.counters["peak"]
+    parts = [
+        f"{TOKENS} tokens, 2 workers x 8 threads",
+        f"victim killed after {run.at_kill} refreshed (by it: {run.by_victim})",
+        f"survivor refreshed {run.by_survivor}, {run.redelivered} task(s) redelivered to it",
+        f"refresh requests per token: {sorted(set(run.per_token.values()))}, statuses {run.statuses}",
+        f"peak per {WINDOW}s window: account {peak['account']}, client {peak['client']} "
+        f"(limits {ACCOUNT_LIMIT}, {CLIENT_LIMIT}), refused {run.counters['rejected']}",
+        f"refreshes took {run.took:.1f}s, the test {test_took:.1f}s",
+    ]
+    print(f"\n[{broker_kind}] " + "; ".join(parts))
 
 
 @pytest.mark.slow
