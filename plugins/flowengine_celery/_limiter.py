@@ -221,10 +221,9 @@ class SharedLimiter:
             if wait <= 0:
                 return permit
             left = deadline - time.monotonic()
-            if wait != math.inf and wait > left:
-                raise TooLong(wait)
-            if left <= 0:
-                raise TooLong(wait)
+            if (wait != math.inf and wait > left) or left <= 0:
+                # Calls in flight free their slots within their hold: a finite bound to come back after.
+                raise TooLong(wait if wait != math.inf else self.hold)
             if wait == math.inf:  # full of calls in flight: one of them frees a slot when it ends
                 await asyncio.sleep(min(poll, left))
                 poll = min(poll * 2, _POLL_MAX)

@@ -14,6 +14,7 @@ so that no redelivered copy of a task whose worker died mid-request sends it aga
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Iterable
 
 import attrs
@@ -22,6 +23,8 @@ from flowengine import HttpRequest, HttpResponse, Lease, Store, Transport, Trans
 from ._limiter import SharedLimiter, SharedPermit, TooLong
 
 __all__ = ["Deferred", "FleetTransport", "Interrupted", "SendMarker", "TaskScope", "current_task"]
+
+log = logging.getLogger("flowengine.celery")
 
 
 class Deferred(TransportError):
@@ -73,10 +76,17 @@ class SendMarker:
                 raise Interrupted
 
     async def give_back(self) -> None:
-        """The task is over, whatever its outcome: the next refresh of this token may send."""
+        """The task is over, whatever its outcome: the next refresh of this token may send.
+
+        A store that fails here changes nothing: the marker names the fingerprint
+        the task saw, which a refreshed token no longer has, and it expires.
+        """
         if self.held is not None:
             held, self.held = self.held, None
-            await self.store.release(held)
+            try:
+                await self.store.release(held)
+            except Exception:
+                log.warning("could not give back the send marker %s; it expires on its own", held.key)
 
 
 @attrs.define(eq=False)

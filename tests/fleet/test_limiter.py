@@ -57,6 +57,9 @@ async def test_the_client_bucket_counts_every_account_of_the_key(
     with pytest.raises(TooLong):
         await other.acquire("c", "app:3", max_wait=0.05)
     assert (await other.acquire("d", "app:3", max_wait=0)).id, "another key has its own budget"
+    with pytest.raises(TooLong) as caught:
+        await other.acquire("c", "app:4", max_wait=0.05)
+    assert caught.value.wait == other.hold, "full of calls in flight: back within their hold, not never"
     for permit in permits:
         await permit.finish(sent=True)
     assert await other.in_flight("c") == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import flowengine as fe
 import pytest
 
@@ -100,3 +102,18 @@ def test_the_spread_keeps_every_account_and_the_key_within_their_limits() -> Non
 
 def test_without_limits_everything_is_due_at_once() -> None:
     assert {due for _, due in spread(_orders({"a": 3, "b": 2}), None, None)} == {0.0}
+
+
+def test_batch_refresh_via_celery_refuses_a_store_the_workers_cannot_share(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+    from flowengine import get_plugin_manager
+    from flowengine.cli import cli
+
+    get_plugin_manager().hook.flowengine_commands(cli=cli)
+    store = f"sqlite:///{tmp_path / 'tokens.db'}"
+    done = CliRunner().invoke(cli, ["batch", "refresh", "--all", "--via", "celery", "--store", store])
+    assert done.exit_code == 2, done.output
+    assert "store_not_shared" in done.output
+    reported = CliRunner().invoke(cli, ["batch", "refresh", "--all", "--via", "celery", "--report", "-"])
+    assert reported.exit_code == 2
+    assert "--via queues the refreshes" in reported.output
