@@ -61,6 +61,10 @@ def test_messages_are_json_acknowledged_late_and_a_dead_workers_are_handed_on() 
     assert config["accept_content"] == ["json"] and config["task_serializer"] == "json", "never pickle"
     assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
     assert config["worker_prefetch_multiplier"] == 1
+    beat = config["beat_schedule"]["flowengine-keep-fresh"]
+    assert (beat["task"], beat["schedule"]) == ("flowengine.keep_fresh", 900.0), (
+        "every FLOWENGINE_CELERY_EVERY"
+    )
     redis = configuration(FleetSettings.from_env({
         "FLOWENGINE_STORE": STORE, "FLOWENGINE_CELERY_BROKER": "redis://127.0.0.1:6379/0",
         "FLOWENGINE_CELERY_VISIBILITY_TIMEOUT": "90s", "FLOWENGINE_CELERY_BROKER_PREFIX": "mine:",
