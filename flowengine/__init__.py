@@ -35,6 +35,7 @@ from flowengine._errors import (
     TransportTimeoutError,
     UserinfoError,
 )
+from flowengine._events import Enqueued, RefreshOrder, RefreshQueue, RequestEvent
 from flowengine._files import make_private_folder
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._machine import Action, Guard, TransitionContext
@@ -46,6 +47,7 @@ from flowengine._plugins import (
     open_store,
     open_transport,
 )
+from flowengine._ratelimit import RateFeedback, RateLimit, read_rate_feedback
 from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Outcome, Token
 from flowengine._retry import RetryPolicy, parse_retry_after
 from flowengine._sandbox import Sandbox
@@ -68,6 +70,7 @@ __all__ = [
     "ConfigError",
     "DiscoveryError",
     "Engine",
+    "Enqueued",
     "ErrorCode",
     "ErrorInfo",
     "Flow",
@@ -85,8 +88,13 @@ __all__ = [
     "Outcome",
     "PluginError",
     "ProviderError",
+    "RateFeedback",
+    "RateLimit",
     "RateLimitedError",
     "RecordCodec",
+    "RefreshOrder",
+    "RefreshQueue",
+    "RequestEvent",
     "RetryPolicy",
     "Sandbox",
     "SpecError",
@@ -120,4 +128,5 @@ __all__ = [
     "open_transport",
     "parse_retry_after",
     "parse_web_url",
+    "read_rate_feedback",
 ]

@@ -85,6 +85,13 @@ class EngineOptions(TypedDict, total=False):
     plugin_manager: pluggy.PluginManager | None
 
 
+def _error_code(step: Step) -> str | None:
+    """The code an exchange ended with (None when it was granted)."""
+    if step.error is not None:
+        return step.error.code
+    return step.flow.error.code if step.flow.error is not None and step.flow.outcome != "granted" else None
+
+
 def _compile(spec: FlowSpec, pm: pluggy.PluginManager | None) -> CompiledFlow:
     guards, actions = _plugins.guards_and_actions(pm)
     return compile_flow(spec, guards=guards, actions=actions)
@@ -266,15 +273,18 @@ class AsyncEngine(TokenOperations):
             send = await self._apply_or_conflict(begun)
             if send is None:
                 return begun.flow  # final already, expired, or found interrupted
+            timer = self.time_request("exchange", send.request, 1, flow_id=flow_id)
+            status = None
             try:
                 response = await self.send_once(send.request)
             except TransportError as exc:
                 answered = self.core.step(begun.flow, SendFailed(exc), self.clock())
             else:
-                answer = Answer(response, send.sent_secrets)
-                answered = self.core.step(begun.flow, answer, self.clock())
+                status = response.status
+                answered = self.core.step(begun.flow, Answer(response, send.sent_secrets), self.clock())
             if answered.held is not None:  # the token waits for its account: ask userinfo
                 answered = await self._with_account(begun.flow, answered)
+            timer.done(status=status, error=_error_code(answered))
             await self._apply_or_conflict(answered, answered=True)
             if answered.error is not None:
                 raise answered.error

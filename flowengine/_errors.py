@@ -13,10 +13,11 @@ messages from names, never from values.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 from typing import Any
 
 import attrs
+
+from flowengine._codes import ErrorCode
 
 __all__ = [
     "ERROR_CLASSES",
@@ -39,123 +40,6 @@ __all__ = [
     "TransportTimeoutError",
     "UserinfoError",
 ]
-
-
-class ErrorCode(StrEnum):
-    """Every code a flowengine error can carry; ``ERROR_CLASSES`` says which class raises it."""
-
-    INTERNAL_ERROR = "internal_error"
-    GRAPHVIZ_FAILED = "graphviz_failed"
-    LOGIN_TIMEOUT = "login_timeout"
-    PASTE_ENDED = "paste_ended"
-    SPEC_INVALID = "spec_invalid"
-    # ConfigError
-    CONFIG_INVALID = "config_invalid"
-    REDIRECT_URI_INVALID = "redirect_uri_invalid"
-    GRANT_UNSUPPORTED = "grant_unsupported"
-    GRANT_ONLY_SPEC = "grant_only_spec"
-    REVOCATION_UNSUPPORTED = "revocation_unsupported"
-    STORE_URL_INVALID = "store_url_invalid"
-    STORE_KEY_INVALID = "store_key_invalid"
-    STATE_BUSY = "state_busy"
-    STATE_MISMATCH = "state_mismatch"
-    PORT_IN_USE = "port_in_use"
-    LISTEN_FAILED = "listen_failed"
-    CREDENTIALS_MISSING = "credentials_missing"
-    GRAPHVIZ_MISSING = "graphviz_missing"
-    TOKEN_ENDPOINT_MISMATCH = "token_endpoint_mismatch"
-    URL_INVALID = "url_invalid"
-    # PluginError
-    PLUGIN_ERROR = "plugin_error"
-    SPEC_NOT_FOUND = "spec_not_found"
-    STORE_UNSUPPORTED = "store_unsupported"
-    TRANSPORT_UNSUPPORTED = "transport_unsupported"
-    SANDBOX_UNSUPPORTED = "sandbox_unsupported"
-    SANDBOX_UNREACHABLE = "sandbox_unreachable"
-    SANDBOX_REFUSED = "sandbox_refused"
-    PLUGIN_CONFLICT = "plugin_conflict"
-    EXTRA_MISSING = "extra_missing"
-    # CallbackError
-    CALLBACK_INVALID = "callback_invalid"
-    STATE_MISSING = "state_missing"
-    STATE_UNKNOWN = "state_unknown"
-    STATE_USED = "state_used"
-    FLOW_EXPIRED = "flow_expired"
-    SESSION_MISMATCH = "session_mismatch"
-    WRONG_PROVIDER = "wrong_provider"
-    ISSUER_MISMATCH = "issuer_mismatch"
-    REPEATED_PARAMETER = "repeated_parameter"
-    # FlowStateError
-    INVALID_TRANSITION = "invalid_transition"
-    FLOW_UNKNOWN = "flow_unknown"
-    TOKEN_UNKNOWN = "token_unknown"
-    NO_REFRESH_TOKEN = "no_refresh_token"
-    NO_ACCESS_TOKEN = "no_access_token"
-    # ProviderError
-    ACCESS_DENIED = "access_denied"
-    PROVIDER_ERROR = "provider_error"
-    MISSING_CODE = "missing_code"
-    INVALID_CLIENT = "invalid_client"
-    UNAUTHORIZED = "unauthorized"
-    PROVIDER_UNAVAILABLE = "provider_unavailable"
-    INVALID_TOKEN_RESPONSE = "invalid_token_response"
-    EXCHANGE_INTERRUPTED = "exchange_interrupted"
-    INVALID_GRANT = "invalid_grant"
-    RATE_LIMITED = "rate_limited"
-    # TransportError
-    TRANSPORT_ERROR = "transport_error"
-    RESPONSE_TOO_LARGE = "response_too_large"
-    BATCH_STOPPED = "batch_stopped"
-    RATE_LIMIT_DEFERRED = "rate_limit_deferred"
-    TRANSPORT_TIMEOUT = "transport_timeout"
-    # StoreError
-    STORE_UNAVAILABLE = "store_unavailable"
-    STORE_CORRUPT = "store_corrupt"
-    STORE_KEY_MISSING = "store_key_missing"
-    STORE_CONFLICT = "store_conflict"
-    TOKEN_UNSAVED = "token_unsaved"
-    STORE_REPLACED = "store_replaced"
-    # OpenID Connect (ConfigError for the engine's own settings; the rest from the provider)
-    ISSUER_INVALID = "issuer_invalid"
-    ID_TOKEN_RULES_INVALID = "id_token_rules_invalid"
-    CLIENT_KEY_INVALID = "client_key_invalid"
-    CLIENT_SECRET_TOO_SHORT = "client_secret_too_short"
-    CLIENT_AUTH_INVALID = "client_auth_invalid"
-    DISCOVERY_INVALID = "discovery_invalid"
-    DISCOVERY_UNAVAILABLE = "discovery_unavailable"
-    DISCOVERY_ISSUER_MISMATCH = "discovery_issuer_mismatch"
-    DISCOVERY_INSECURE_URL = "discovery_insecure_url"
-    JWKS_INVALID = "jwks_invalid"
-    JWKS_UNAVAILABLE = "jwks_unavailable"
-    ID_TOKEN_MALFORMED = "id_token_malformed"
-    ID_TOKEN_ALG_NOT_ALLOWED = "id_token_alg_not_allowed"
-    ID_TOKEN_UNKNOWN_KEY = "id_token_unknown_key"
-    ID_TOKEN_INVALID_SIGNATURE = "id_token_invalid_signature"
-    ID_TOKEN_CLAIM_MISSING = "id_token_claim_missing"
-    ID_TOKEN_CLAIM_INVALID = "id_token_claim_invalid"
-    ID_TOKEN_WRONG_ISSUER = "id_token_wrong_issuer"
-    ID_TOKEN_WRONG_AUDIENCE = "id_token_wrong_audience"
-    ID_TOKEN_UNTRUSTED_AUDIENCE = "id_token_untrusted_audience"
-    ID_TOKEN_AZP_MISSING = "id_token_azp_missing"
-    ID_TOKEN_WRONG_AZP = "id_token_wrong_azp"
-    ID_TOKEN_EXPIRED = "id_token_expired"
-    ID_TOKEN_ISSUED_IN_FUTURE = "id_token_issued_in_future"
-    ID_TOKEN_NOT_YET_VALID = "id_token_not_yet_valid"
-    ID_TOKEN_NONCE_MISSING = "id_token_nonce_missing"
-    ID_TOKEN_NONCE_MISMATCH = "id_token_nonce_mismatch"
-    ID_TOKEN_AT_HASH_MISMATCH = "id_token_at_hash_mismatch"
-    ID_TOKEN_AUTH_TIME_MISSING = "id_token_auth_time_missing"
-    ID_TOKEN_AUTH_TOO_OLD = "id_token_auth_too_old"
-    USERINFO_UNAUTHORIZED = "userinfo_unauthorized"
-    USERINFO_UNAVAILABLE = "userinfo_unavailable"
-    USERINFO_INVALID = "userinfo_invalid"
-    USERINFO_SUB_MISMATCH = "userinfo_sub_mismatch"
-    USERINFO_MALFORMED = "userinfo_malformed"
-    USERINFO_ALG_NOT_ALLOWED = "userinfo_alg_not_allowed"
-    USERINFO_UNKNOWN_KEY = "userinfo_unknown_key"
-    USERINFO_INVALID_SIGNATURE = "userinfo_invalid_signature"
-    USERINFO_WRONG_ISSUER = "userinfo_wrong_issuer"
-    USERINFO_WRONG_AUDIENCE = "userinfo_wrong_audience"
 
 
 class FlowError(Exception):
@@ -384,6 +268,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.GRAPHVIZ_MISSING,
         ErrorCode.TOKEN_ENDPOINT_MISMATCH,
         ErrorCode.URL_INVALID,
+        ErrorCode.STORE_NOT_SHARED,
         ErrorCode.ISSUER_INVALID,
         ErrorCode.ID_TOKEN_RULES_INVALID,
         ErrorCode.CLIENT_KEY_INVALID,
@@ -400,6 +285,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.SANDBOX_REFUSED,
         ErrorCode.PLUGIN_CONFLICT,
         ErrorCode.EXTRA_MISSING,
+        ErrorCode.QUEUE_UNSUPPORTED,
     ),
     CallbackError: (
         ErrorCode.CALLBACK_INVALID,
@@ -479,6 +365,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.RESPONSE_TOO_LARGE,
         ErrorCode.BATCH_STOPPED,
         ErrorCode.RATE_LIMIT_DEFERRED,
+        ErrorCode.REFRESH_INTERRUPTED,
     ),
     TransportTimeoutError: (ErrorCode.TRANSPORT_TIMEOUT,),
     StoreError: (

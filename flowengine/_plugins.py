@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from flowengine import hookspecs
 from flowengine._errors import PluginError
 
 if TYPE_CHECKING:
+    from flowengine._events import RequestEvent
     from flowengine._http import Transport, TransportConfig
     from flowengine._machine import Action, Guard
     from flowengine._records import Flow
@@ -32,12 +34,14 @@ __all__ = [
     "guards_and_actions",
     "lazy_exports",
     "new_plugin_manager",
+    "notify_request",
     "open_store",
     "open_transport",
     "spec_paths",
 ]
 
 ENTRY_POINT_GROUP = "flowengine"
+log = logging.getLogger("flowengine")
 
 
 def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
@@ -147,6 +151,19 @@ def notify_transition(
     hook = _pm(pm).hook.flowengine_transition
     if hook.get_hookimpls():
         hook(flow=flow.redacted(), event=event, source=source, dest=dest)
+
+
+def notify_request(event: RequestEvent, pm: pluggy.PluginManager | None = None) -> None:
+    """Tell every ``flowengine_request`` observer about one request attempt.
+
+    Each observer is called on its own: one that raises is logged and the
+    others still see the event (an observer is other people's code).
+    """
+    for impl in _pm(pm).hook.flowengine_request.get_hookimpls():
+        try:
+            impl.function(*([event] if impl.argnames else []))
+        except Exception:
+            log.exception("a flowengine_request observer (%s) failed", impl.plugin_name)
 
 
 def open_sandbox(spec: FlowSpec, url: str | None = None, pm: pluggy.PluginManager | None = None) -> Sandbox:

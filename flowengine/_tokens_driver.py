@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import attrs
+import pluggy
 
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
@@ -28,6 +29,7 @@ from flowengine._errors import (
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport
 from flowengine._records import AccountRef, Token
+from flowengine._reporting import RequestTimer
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
 from flowengine._security import sent_secrets
@@ -57,6 +59,7 @@ class TokenOperations:
     retry: RetryPolicy
     lease_ttl: float
     _saver: Saver
+    _pm: pluggy.PluginManager | None
 
     @property
     def transport(self) -> Transport:  # pragma: no cover - AsyncEngine defines it
@@ -81,7 +84,7 @@ class TokenOperations:
         default = None if subject is None else AccountRef("subject", subject)
         token = await self.send_with_retry(
             request,
-            f"{grant} grant",
+            "grant",
             sent,
             lambda r: self.core.read_token(r, self.clock(), grant=grant, sent=sent, default_account=default),
         )
@@ -241,6 +244,10 @@ class TokenOperations:
         """Send a request that must not be repeated (a code exchange)."""
         return await self.transport.send(request)
 
+    def time_request(self, purpose: str, request: HttpRequest, attempt: int, **ids: str) -> RequestTimer:
+        """Start timing an attempt, to report it to ``flowengine_request`` observers when it ends."""
+        return RequestTimer(self.spec.name, purpose, request, attempt, self._pm, **ids)
+
     async def send_with_retry(
         self,
         request: HttpRequest,
@@ -248,21 +255,37 @@ class TokenOperations:
         sent_secrets: tuple[str, ...],
         read: Callable[[HttpResponse], _T],
     ) -> _T:
-        """Send and read a request that is safe to repeat, retrying what is retryable with backoff."""
-        attempts = self.retry.attempts
-        for attempt in range(attempts):
+        """Send and read a request that is safe to repeat, retrying what is retryable with backoff.
+
+        ``what`` (``refresh``, ``grant``, ``revocation``) names it in logs and request events.
+        """
+        for attempt in range(self.retry.attempts):
+            timer = self.time_request(what, request, attempt + 1)
+            status = None
             try:
-                return read(await self.transport.send(request))
+                response = await self.transport.send(request)
+                status = response.status
+                result = read(response)
             except (ProviderError, TransportError) as exc:
-                retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
-                if not exc.retryable or attempt + 1 >= attempts:
+                delay = self._retry_delay(exc, attempt)
+                timer.done(status=status, error=exc.code, retry_in=delay)
+                if delay is None:
                     raise
-                if retry_after is not None and retry_after > self.retry.max_delay:
-                    raise  # the provider said when; retrying sooner is what it asked us not to do
-                delay = self.retry.delay(attempt, retry_after)
                 log.info("%s: %s; retrying in %.2fs", what, exc.code, delay)
                 await self.clock.sleep(delay)
+            else:
+                timer.done(status=status, error=None)
+                return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_delay(self, exc: ProviderError | TransportError, attempt: int) -> float | None:
+        """Seconds to wait before trying again, or None when this error must not be retried."""
+        retry_after = exc.retry_after if isinstance(exc, ProviderError) else None
+        if not exc.retryable or attempt + 1 >= self.retry.attempts:
+            return None
+        if retry_after is not None and retry_after > self.retry.max_delay:
+            return None  # the provider said when; retrying sooner is what it asked us not to do
+        return self.retry.delay(attempt, retry_after)
 
     async def single_flight(self, key: str, work: Callable[[], Awaitable[_T]]) -> _T:
         """Run ``work`` once for concurrent callers of this engine with the same key."""

@@ -18,6 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from flowengine._events import RefreshQueue, RequestEvent
     from flowengine._http import Transport, TransportConfig
     from flowengine._machine import Action, Guard
     from flowengine._records import Flow
@@ -54,6 +55,16 @@ def flowengine_actions() -> Mapping[str, Action]:
 @hookspec
 def flowengine_transition(flow: Flow, event: str, source: str, dest: str) -> None:
     """Observe a transition that was stored (audit, logs, metrics); ``flow`` is redacted."""
+
+
+@hookspec
+def flowengine_request(event: RequestEvent) -> None:
+    """Observe one attempt at a provider request once it ended (tracing, metrics); no secret in it."""
+
+
+@hookspec(firstresult=True)
+def flowengine_refresh_queue(via: str) -> RefreshQueue | None:
+    """Return the queue named ``via`` (``celery``) that hands refreshes to other workers, or None."""
 
 
 @hookspec(firstresult=True)

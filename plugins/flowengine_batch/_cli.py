@@ -41,6 +41,7 @@ from ._inputs import read_exchange_file, read_grant_file
 from ._journal import Journal, JournalBusy, default_state_dir
 from ._limits import RateLimit
 from ._progress import PROGRESS_MODES, Progress, ProgressMode
+from ._queued import enqueue
 from ._results import Report
 from ._runner import Batch, BatchRun
 
@@ -295,9 +296,18 @@ def batch() -> None:
 @click.option(
     "--provider", "providers", multiple=True, metavar="SPEC", help="Only this provider's tokens (repeatable)."
 )
+@click.option(
+    "--via",
+    metavar="QUEUE",
+    help="Queue the refreshes for workers instead of running them here (celery: the Celery fleet).",
+)
 @_options
 def batch_refresh(
-    expiring_within: str | None, refresh_all: bool, providers: tuple[str, ...], **options: Any
+    expiring_within: str | None,
+    refresh_all: bool,
+    providers: tuple[str, ...],
+    via: str | None,
+    **options: Any,
 ) -> None:
     """Refresh every matching stored token, each once, even across overlapping runs.
 
@@ -312,6 +322,15 @@ def batch_refresh(
         raise click.UsageError("choose one of --expiring-within DURATION and --all")
     within = parse_duration(expiring_within) if expiring_within else None
     settings = _Settings(options)
+    if via is not None:
+        if settings.report_path or settings.state_path:
+            raise click.UsageError(
+                "--via queues the refreshes: the workers report them, not --report or --state"
+            )
+        limits = (settings.account_limit, settings.client_limit)
+        sys.exit(
+            run_command(lambda: enqueue(via, settings.store, providers, within, limits, quiet=settings.quiet))
+        )
     sandbox_url = _sandbox_url(settings, "refresh")
 
     async def work() -> int:

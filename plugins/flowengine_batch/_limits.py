@@ -24,40 +24,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 
 import attrs
-from flowengine import ConfigError, parse_retry_after
+from flowengine import RateLimit, read_rate_feedback
 
-__all__ = ["Permit", "RateLimit", "RateLimiter", "Stopped", "TooLong"]
-
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d+(?:\.\d+)?)?\s*([smhd]?)\s*")
-
-
-@attrs.frozen
-class RateLimit:
-    """At most ``calls`` calls in any ``period`` seconds."""
-
-    calls: int = attrs.field(validator=attrs.validators.ge(1))
-    period: float = attrs.field(validator=attrs.validators.gt(0))
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit | None:
-        """``"1000/1h"``, ``"1000/h"``, ``"50/2s"``, ``"5/300"`` (seconds); ``"none"`` is None."""
-        if text.strip().lower() in ("none", "off", "0"):
-            return None
-        match = _RATE.fullmatch(text)
-        if not match or int(match[1]) < 1 or (match[2] is not None and float(match[2]) <= 0):
-            raise ConfigError(f"{text!r} is not a rate like 1000/1h, 250/h or 50/2s (or none)")
-        return cls(int(match[1]), float(match[2] or 1) * _UNITS[match[3]])
-
-    def __str__(self) -> str:
-        return f"{self.calls}/{self.period:g}s"
-
+__all__ = ["PODIO_LIMIT", "Permit", "RateLimit", "RateLimiter", "Stopped", "TooLong"]
 
 #: Podio's published limit: 1,000 calls an hour per user (or app) and API key.
 PODIO_LIMIT = RateLimit(1000, 3600.0)
@@ -121,11 +95,6 @@ class _Bucket:
         return self.limit - self.inflight - len(self.done)
 
 
-def _header_int(headers: Mapping[str, str], name: str) -> int | None:
-    raw = headers.get(name, "").strip()
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 12 else None
-
-
 @attrs.define(eq=False)
 class Permit:
     """The right to send one call, taken from each bucket it names; finish it exactly once."""
@@ -152,18 +121,16 @@ class Permit:
         if bucket is None:
             return
         now = self.limiter.clock()
-        limit = _header_int(headers, "x-rate-limit-limit")
-        if limit is not None and limit >= 1 and limit < bucket.limit:
-            bucket.limit = limit  # e.g. Podio's 250 for heavy operations
-        remaining = _header_int(headers, "x-rate-limit-remaining")
-        if remaining is not None and remaining < bucket.free(now):
+        said = read_rate_feedback(
+            status, headers, rate_limit_status=rate_limit_status, default_pause=bucket.period, now=time.time()
+        )
+        if said.limit is not None and said.limit < bucket.limit:
+            bucket.limit = said.limit  # e.g. Podio's 250 for heavy operations
+        if said.remaining is not None and said.remaining < bucket.free(now):
             # Someone else spends this budget too: trust the server until a period has passed.
-            bucket.budget, bucket.budget_until = remaining, now + bucket.period
-        if status in rate_limit_status:
-            pause = parse_retry_after(headers, time.time())
-            bucket.blocked_until = max(
-                bucket.blocked_until, now + (pause if pause is not None else bucket.period)
-            )
+            bucket.budget, bucket.budget_until = said.remaining, now + bucket.period
+        if said.pause is not None:
+            bucket.blocked_until = max(bucket.blocked_until, now + said.pause)
 
 
 class RateLimiter:

@@ -59,6 +59,8 @@ EXTRA_USES = {
     "web": "`flowengine web serve`",
     "redis": "redis:// stores",
     "postgres": "postgresql:// stores",
+    "celery": "a Celery fleet and `batch refresh --via celery`",
+    "otel": "OpenTelemetry spans and metrics",
 }
 #: The Chromium the browser test (tests/web/test_browser.py) drives.
 CHROMIUM = Path("/usr/bin/chromium")

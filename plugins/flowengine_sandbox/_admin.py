@@ -10,10 +10,18 @@ from starlette.responses import JSONResponse, Response
 
 from flowengine_sandbox._web import invalid_request, read_json_object, settings_of, state_of
 from flowengine_sandbox.faults import FaultPlan
-from flowengine_sandbox.settings import SandboxSettings
+from flowengine_sandbox.settings import SandboxApp, SandboxSettings
 from flowengine_sandbox.state import TokenKind
 
-__all__ = ["ADJUSTABLE_SETTINGS", "expire_tokens", "fault_plan", "reset", "token_requests", "update_settings"]
+__all__ = [
+    "ADJUSTABLE_SETTINGS",
+    "expire_tokens",
+    "fault_plan",
+    "register_apps",
+    "reset",
+    "token_requests",
+    "update_settings",
+]
 
 ADJUSTABLE_SETTINGS = (
     "consent",
@@ -93,6 +101,30 @@ async def fault_plan(request: Request) -> JSONResponse:
             raise invalid_request(str(error)) from None
         settings.faults = plan
     return JSONResponse(settings.faults.to_json())
+
+
+#: How many apps one request may register (a test of a fleet registers a few thousand).
+_MAX_APPS = 100_000
+
+
+async def register_apps(request: Request) -> JSONResponse:
+    """POST /_sandbox/apps: register apps for the app grant, ``{"apps": {"APP_ID": "APP_TOKEN", ...}}``.
+
+    A test in another process uses it to have many accounts (one per app):
+    each app's tokens count against its own rate-limit bucket.
+    """
+    body = await read_json_object(request)
+    apps = body.get("apps")
+    if set(body) != {"apps"} or not isinstance(apps, dict) or len(apps) > _MAX_APPS:
+        raise invalid_request(f'Send {{"apps": {{"APP_ID": "APP_TOKEN", ...}}}} (at most {_MAX_APPS})')
+    registered = {}
+    for app_id, app_token in apps.items():
+        numeric = app_id.isascii() and app_id.isdigit() and len(app_id) <= 12
+        if not numeric or not isinstance(app_token, str):
+            raise invalid_request("Each app is a numeric app id and its app token (a string)")
+        registered[int(app_id)] = SandboxApp(int(app_id), app_token)
+    settings_of(request).apps.update(registered)
+    return JSONResponse({"registered": len(registered), "apps": len(settings_of(request).apps)})
 
 
 def _public_settings(settings: SandboxSettings) -> dict[str, object]:

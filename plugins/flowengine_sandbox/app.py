@@ -5,7 +5,14 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from flowengine_sandbox._admin import expire_tokens, fault_plan, reset, token_requests, update_settings
+from flowengine_sandbox._admin import (
+    expire_tokens,
+    fault_plan,
+    register_apps,
+    reset,
+    token_requests,
+    update_settings,
+)
 from flowengine_sandbox._authorize import authorize_decision, authorize_page
 from flowengine_sandbox._resource import user_status
 from flowengine_sandbox._token import token_form, token_json
@@ -35,6 +42,7 @@ def create_app(settings: SandboxSettings | None = None, state: SandboxState | No
         Route("/_sandbox/expire", expire_tokens, methods=["POST"]),
         Route("/_sandbox/faults", fault_plan, methods=["GET", "POST"]),
         Route("/_sandbox/counters", counters, methods=["GET"]),
+        Route("/_sandbox/apps", register_apps, methods=["POST"]),
     ]
     app = Starlette(
         routes=routes,

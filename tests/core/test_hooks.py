@@ -216,3 +216,120 @@ async def test_flowengine_sandbox(podio_spec: fe.FlowSpec) -> None:
     with pytest.raises(fe.PluginError) as caught:
         plugins.open_sandbox(other)
     assert caught.value.code == "sandbox_unsupported"
+
+
+async def test_flowengine_request(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:
+    from flowengine_sandbox.faults import Fault, FaultPlan
+
+    seen: list[fe.RequestEvent] = []
+
+    class Observer:
+        @fe.hookimpl
+        def flowengine_request(self, event: fe.RequestEvent) -> None:
+            seen.append(event)
+
+    class Broken:
+        @fe.hookimpl
+        def flowengine_request(self, event: fe.RequestEvent) -> None:
+            raise RuntimeError("an observer's own bug")
+
+    pm = plugins.new_plugin_manager()
+    pm.register(Observer())
+    pm.register(Broken())
+    retry = fe.RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
+    async with fe.AsyncEngine(
+        podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, plugin_manager=pm, retry=retry
+    ) as engine:
+        flow = await engine.start()
+        flow = await engine.callback(await sandbox.consent(flow.authorization_url))
+        assert flow.outcome == "granted", "a failing observer changes nothing"
+        sandbox.settings.faults = FaultPlan([Fault("status", times=1)])
+        assert flow.token_key is not None
+        await engine.refresh(flow.token_key)
+    token_url = sandbox.endpoints["token"]
+    assert [(e.purpose, e.attempt, e.status, e.error, e.final) for e in seen] == [
+        ("exchange", 1, 200, None, True),
+        ("refresh", 1, 503, "provider_unavailable", False),
+        ("refresh", 2, 200, None, True),
+    ]
+    assert {(e.spec, e.method, e.url) for e in seen} == {("podio", "POST", token_url)}
+    assert seen[0].flow_id == flow.id and seen[1].flow_id is None
+    assert seen[1].retry_in is not None and 0 <= seen[1].retry_in <= 0.01
+    assert all(e.duration >= 0 and e.started_at > 0 for e in seen)
+
+
+def test_request_events_show_no_query_and_no_user_info() -> None:
+    event = fe.RequestEvent(
+        spec="s",
+        purpose="refresh",
+        method="POST",
+        url="https://user:pw@example.com:8443/oauth/token?code=secret#frag",
+        attempt=1,
+        started_at=0.0,
+        duration=0.0,
+    )
+    assert event.url == "https://example.com:8443/oauth/token"
+
+
+def test_flowengine_refresh_queue(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from flowengine.cli import cli
+
+    store_url = f"sqlite:///{tmp_path / 'tokens.db'}"
+    now = time.time()
+
+    def token(app: int, expires_in: float, *, dead: bool = False) -> fe.Token:
+        account = fe.AccountRef("app", app)
+        return fe.Token("podio-app", account, f"access-{app}", "bearer", now, now + expires_in,
+                        refresh_token=f"refresh-{app}", client_id="c", dead=dead)  # fmt: skip
+
+    async def seed() -> list[fe.Token]:
+        tokens = [token(1, 600), token(2, 60), token(3, 7200), token(4, 60, dead=True)]
+        store = plugins.open_store(store_url)
+        for each in tokens:
+            await store.put_token(each)
+        await store.aclose()
+        return tokens
+
+    tokens = asyncio.run(seed())
+    received: list[tuple[list[fe.RefreshOrder], str, fe.RateLimit | None]] = []
+
+    class Queue:
+        def enqueue_refreshes(
+            self,
+            orders: list[fe.RefreshOrder],
+            *,
+            store: str,
+            account_limit: fe.RateLimit | None,
+            client_limit: fe.RateLimit | None,
+        ) -> fe.Enqueued:
+            received.append((list(orders), store, account_limit))
+            return fe.Enqueued(queued=len(orders), skipped=0, span=90.0, destination="the test's queue")
+
+    class Queues:
+        @fe.hookimpl
+        def flowengine_refresh_queue(self, via: str) -> Queue | None:
+            return Queue() if via == "test" else None
+
+    assert isinstance(Queue(), fe.RefreshQueue)
+    pm = plugins.get_plugin_manager()
+    pm.hook.flowengine_commands(cli=cli)
+    queues = Queues()
+    pm.register(queues)
+    try:
+        args = ["batch", "refresh", "--expiring-within", "1h", "--store", store_url, "--rate-limit", "5/1s"]
+        done = CliRunner().invoke(cli, [*args, "--via", "test"])
+        unknown = CliRunner().invoke(cli, [*args, "--via", "carrier-pigeon"])
+    finally:
+        pm.unregister(queues)
+    assert done.exit_code == 0, done.output
+    assert "2 token(s) queued via test, 0 already queued; due over 1m30s (the test's queue)" in done.output
+    [(orders, store, limit)] = received
+    assert [(o.spec, o.token_key, o.fingerprint, o.account) for o in orders] == [
+        ("podio-app", t.key, t.fingerprint, str(t.account)) for t in (tokens[1], tokens[0])
+    ], "the live tokens expiring within the hour, soonest first; never a token itself"
+    assert (store, limit) == (store_url, fe.RateLimit(5, 1))
+    assert unknown.exit_code == 2
+    assert "queue_unsupported" in unknown.output

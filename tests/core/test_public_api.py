@@ -12,15 +12,16 @@ import flowengine
 #: The public API, exactly: a name added or removed is a decision, made here and in docs/python-api.md.
 PUBLIC = [
     "AccountRef", "Action", "AsyncEngine", "CallbackError", "Client", "ConfigError", "DiscoveryError",
-    "Engine", "ErrorCode", "ErrorInfo", "Flow", "FlowError", "FlowSpec", "FlowStateError", "Guard",
-    "HistoryEntry", "HttpRequest", "HttpResponse", "IdTokenError", "InvalidGrantError", "JwksError",
-    "Lease", "Outcome", "PluginError", "ProviderError", "RateLimitedError", "RecordCodec", "RetryPolicy",
+    "Engine", "Enqueued", "ErrorCode", "ErrorInfo", "Flow", "FlowError", "FlowSpec", "FlowStateError",
+    "Guard", "HistoryEntry", "HttpRequest", "HttpResponse", "IdTokenError", "InvalidGrantError",
+    "JwksError", "Lease", "Outcome", "PluginError", "ProviderError", "RateFeedback", "RateLimit",
+    "RateLimitedError", "RecordCodec", "RefreshOrder", "RefreshQueue", "RequestEvent", "RetryPolicy",
     "Sandbox", "SpecError", "SpecProblem", "Store", "StoreError", "Token", "TransitionContext",
     "Transport", "TransportConfig", "TransportError", "TransportTimeoutError", "UserinfoError", "WebUrl",
     "__version__", "callback_state", "codec_for", "digest", "digests_equal", "fingerprint",
     "get_plugin_manager", "hookimpl", "is_loopback", "lazy_exports", "load_spec", "make_private_folder",
     "new_plugin_manager", "new_store_key", "open_sandbox", "open_store", "open_transport",
-    "parse_retry_after", "parse_web_url",
+    "parse_retry_after", "parse_web_url", "read_rate_feedback",
 ]  # fmt: skip
 
 #: The public submodules; every other module of the package is private (underscored).

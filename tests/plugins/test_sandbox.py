@@ -873,3 +873,17 @@ async def test_basic_credentials_are_form_urlencoded(
     )
 
     assert response.status_code == 200, response.text
+
+
+async def test_apps_registered_over_http_can_use_the_app_grant(podio: httpx.AsyncClient) -> None:
+    registered = await podio.post(
+        "/_sandbox/apps", json={"apps": {"3000": "token-3000", "3001": "token-3001"}}
+    )
+    assert registered.status_code == 200
+    assert registered.json() == {"registered": 2, "apps": 3}
+    fields = {"grant_type": "app", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
+    granted = await token(podio, **fields, app_id="3001", app_token="token-3001")
+    assert granted.json()["ref"] == {"type": "app", "id": 3001}
+    assert_error(await token(podio, **fields, app_id="3000", app_token="token-3001"), 400, "invalid_grant")
+    for bad in ({"apps": {"x": "t"}}, {"apps": {"1": 5}}, {"apps": []}, {"apps": {}, "more": 1}):
+        assert (await podio.post("/_sandbox/apps", json=bad)).status_code == 400, bad

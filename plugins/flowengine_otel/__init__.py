@@ -1,0 +1,66 @@
+"""OpenTelemetry for flowengine: a span per flow step and per provider request, and counters.
+
+Installed with the ``otel`` extra (opentelemetry-api and -sdk). The plugin
+observes the engine through two hooks, ``flowengine_transition`` (a step was
+stored) and ``flowengine_request`` (a provider request attempt ended), and
+reports to the tracer and meter providers the application configured
+(``opentelemetry.trace.set_tracer_provider``, ...). Without the extra it
+registers no hook, and until a provider is set its hooks return at once.
+
+``Telemetry(tracer_provider=..., meter_provider=...)`` is the same observer with
+providers of your choosing, to register on a plugin manager of your own (tests
+use the SDK's in-memory exporter this way). Attributes hold names, states,
+codes, statuses and URLs without their query: never a token, code, verifier,
+state, secret, assertion or header (SECURITY.md 13). See docs/observability.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import TYPE_CHECKING
+
+from flowengine import Flow, RequestEvent, hookimpl, lazy_exports
+
+if TYPE_CHECKING:
+    from ._telemetry import Telemetry
+
+__all__ = ["Telemetry", "available"]
+
+__getattr__ = lazy_exports(__name__, {"Telemetry": "._telemetry"})
+
+
+def available() -> bool:
+    """True when opentelemetry-api is installed (the ``otel`` extra)."""
+    return importlib.util.find_spec("opentelemetry") is not None
+
+
+def _configured() -> bool:
+    """True once the application set a tracer or meter provider (before that, spans go nowhere)."""
+    from opentelemetry import metrics, trace
+
+    tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return tracing or type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+
+
+@functools.cache
+def _global() -> Telemetry:
+    """The observer reporting to the application's global providers, made on first use."""
+    from ._telemetry import Telemetry
+
+    return Telemetry()
+
+
+if available():
+
+    @hookimpl
+    def flowengine_transition(flow: Flow, event: str, source: str, dest: str) -> None:
+        """A span for the step (and a failure count when it ended the flow with an error)."""
+        if _configured():
+            _global().step(flow, event, source, dest)
+
+    @hookimpl
+    def flowengine_request(event: RequestEvent) -> None:
+        """A client span for the request attempt, and the counters it moves."""
+        if _configured():
+            _global().request(event)
