@@ -16,15 +16,21 @@ from typing import Any, Literal, get_args
 
 import attrs
 import cattrs
-import yaml
 from cattrs.cols import homogenous_tuple_structure_factory, is_sequence
 from cattrs.gen import make_dict_structure_fn, override
 
-from flowengine._errors import PluginError, SpecError, SpecProblem
+from flowengine._errors import SpecError, SpecProblem
 from flowengine._presets import expand_preset
 from flowengine._records import Outcome
 from flowengine._spec import FlowSpec, MachineSpec, TransitionSpec
 from flowengine._spec_check import SPEC_NAME, check_names, check_spec
+from flowengine._spec_sources import (
+    extends_label,
+    find_named,
+    parse_yaml,
+    read_document,
+    resolve_extends,
+)
 
 __all__ = ["load_spec", "spec_from_mapping"]
 
@@ -182,6 +188,7 @@ def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = N
     if not isinstance(data, dict):
         got = "an empty document" if data is None else type(data).__name__
         raise SpecError([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
+    data = _shorthands(data)
     shape = [SpecProblem(path, message, source) for path, message in _machine_shape(data.get("machine"))]
     try:
         spec = _converter.structure(data, FlowSpec)
@@ -196,6 +203,16 @@ def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = N
     if problems:
         raise SpecError(problems)
     return spec
+
+
+def _shorthands(data: dict[Any, Any]) -> dict[Any, Any]:
+    """The document with its short forms written out: ``callback.keep: [realmId]`` is a mapping."""
+    callback = data.get("callback")
+    if isinstance(callback, dict) and isinstance(callback.get("keep"), list):
+        keep = callback["keep"]
+        if all(isinstance(name, str) for name in keep):
+            data = {**data, "callback": {**callback, "keep": {name: {} for name in keep}}}
+    return data
 
 
 def _with_machine(spec: FlowSpec) -> FlowSpec:
@@ -247,33 +264,26 @@ def _machine_shape(machine: Any) -> list[tuple[str, str]]:
     return [(f"$.machine.{key}", "required key missing") for key in _WRITTEN if key not in machine]
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of letting the last one win silently."""
-
-
-def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _value in node.value:
-        key = loader.construct_object(key_node)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-        seen.add(key)
-    loader.flatten_mapping(node)
-    return dict(loader.construct_pairs(node))
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
-
-
 def _from_text(text: str, source: str, names: _Names = None) -> FlowSpec:
-    try:
-        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "$"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([SpecProblem(where, f"invalid YAML: {problem}", source)]) from None
-    return spec_from_mapping(data, source=source, names=names)
+    spec, _bases = _from_document(parse_yaml(text, source), source, names, None)
+    return spec
+
+
+def _from_document(
+    data: Any, source: str, names: _Names, path: Path | None
+) -> tuple[FlowSpec, tuple[str, ...]]:
+    """A parsed document, its ``extends`` resolved, structured and judged; and the files it extends.
+
+    Problems of a spec built on others name every file involved
+    (``child.yaml (extends base.yaml)``); the spec's ``source`` stays its own file.
+    """
+    folder = path.parent if path is not None else Path.cwd()
+    chain = (path,) if path is not None else ()
+    data, bases = resolve_extends(data, source, folder=folder, search_paths=None, chain=chain)
+    if not bases:
+        return spec_from_mapping(data, source=source, names=names), ()
+    spec = spec_from_mapping(data, source=extends_label(source, bases), names=names)
+    return attrs.evolve(spec, source=source), bases
 
 
 def load_spec(
@@ -304,7 +314,7 @@ def load_spec(
         spec_from_mapping(data, source=spec.source, names=names)
         return spec  # the same object: compiled machines are cached per spec
     if isinstance(spec, Mapping):
-        return spec_from_mapping(dict(spec), names=names)
+        return _from_document(dict(spec), "<mapping>", names, None)[0]
     if isinstance(spec, Path):
         return _from_file(spec, names)
     if not spec.strip() or "\n" in spec or (":" in spec and not Path(spec).exists()):
@@ -314,44 +324,36 @@ def load_spec(
             from flowengine._plugins import spec_paths
 
             search_paths = spec_paths()
-        folders = list(search_paths)
-        for folder in folders:
-            candidate = Path(folder) / f"{spec}.yaml"
-            if candidate.is_file():
-                found = _from_file(candidate, names)
-                if found.name != spec:
-                    # Flows and tokens are recorded under `name:`; a mismatch would file them elsewhere.
-                    message = f"the spec found as {spec!r} must say name: {spec}, not {found.name!r}"
-                    raise SpecError([SpecProblem("$.name", message, str(candidate))])
-                return found
-        where = ", ".join(str(f) for f in folders) or "no folders"
-        raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
+        return _from_file(find_named(spec, search_paths), names)
     return _from_file(Path(spec), names)
 
 
 #: Specs read from files, by (path, mtime, size, names): a spec that did not change on
 #: disk is the same FlowSpec object, so its compiled machine is reused too.
-_file_cache: dict[tuple[str, int, int, object], FlowSpec] = {}
+#: The files a cached spec extends are checked too: a changed base makes a new FlowSpec.
+_file_cache: dict[tuple[str, int, int, object], tuple[FlowSpec, tuple[tuple[str, int, int], ...]]] = {}
 
 
-def _from_file(path: Path, names: _Names = None) -> FlowSpec:
+def _stat(path: Path) -> tuple[str, int, int]:
     try:
         stat = path.stat()
     except OSError as exc:
         raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
-    known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
-    key = (str(path), stat.st_mtime_ns, stat.st_size, known)
-    cached = _file_cache.get(key)
-    if cached is None:
-        cached = _file_cache[key] = _read_file(path, names)
-    return cached
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
-def _read_file(path: Path, names: _Names) -> FlowSpec:
+def _unchanged(stats: tuple[tuple[str, int, int], ...]) -> bool:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
-    except UnicodeDecodeError:
-        raise SpecError([SpecProblem("$", "not UTF-8 text", str(path))]) from None
-    return _from_text(text, str(path), names)
+        return all(_stat(Path(name)) == (name, mtime, size) for name, mtime, size in stats)
+    except SpecError:
+        return False
+
+
+def _from_file(path: Path, names: _Names = None) -> FlowSpec:
+    known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
+    key = (*_stat(path), known)
+    cached = _file_cache.get(key)
+    if cached is None or not _unchanged(cached[1]):
+        spec, bases = _from_document(read_document(path), str(path), names, path)
+        cached = _file_cache[key] = (spec, tuple(_stat(Path(base)) for base in bases))
+    return cached[0]
