@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import json
-import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
 from flowengine import _templates
+from flowengine._answer import Unreadable, answer_body, dig, expires_in_seconds, seconds_until
 from flowengine._errors import ProviderError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._records import AccountRef, Token
@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 _MAX_MESSAGE = 300
-#: Ten years: an ``expires_in`` beyond it is nonsense, not a long-lived token.
-_MAX_EXPIRES_IN = 10 * 365 * 86400
 
 
 def render_params(params: Mapping[str, str], values: Mapping[str, str | None]) -> dict[str, str]:
@@ -73,41 +71,44 @@ def build_request(
 
 
 def _json_body(response: HttpResponse) -> Any:
-    try:
-        return json.loads(response.body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _dig(data: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = data
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
+    """What the answer carries: JSON, a form or a query string (``_answer``), else ``Unreadable``."""
+    return answer_body(response.body, response.content_type)
 
 
 def _invalid(message: str, status: int) -> ProviderError:
     return ProviderError(message, code="invalid_token_response", status=status)
 
 
-def _expires_in(raw: Any, status: int) -> int | None:
-    """Seconds until expiry: ints, integral strings and finite floats are accepted."""
-    if raw is None:
-        return None
-    value: float
-    if isinstance(raw, bool):
-        raise _invalid("expires_in is a boolean, not a number of seconds", status)
-    if isinstance(raw, int | float):
-        value = raw
-    elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 12:
-        value = int(raw.strip())
-    else:
-        raise _invalid("expires_in is not a number of seconds", status)
-    if (isinstance(value, float) and not math.isfinite(value)) or value < 0 or value > _MAX_EXPIRES_IN:
-        raise _invalid("expires_in is negative, not finite, or absurdly large", status)
-    return int(value)
+def _expires_in(spec: FlowSpec, body: Mapping[str, Any], now: float, status: int) -> int | None:
+    """Seconds until expiry: from ``expires_at`` when the spec names it and the answer has it."""
+    rules = spec.token
+    why = ""
+    try:
+        if rules.expires_at is not None:
+            left = seconds_until(dig(body, rules.expires_at), now)
+            if left is not None:
+                return left
+        return expires_in_seconds(dig(body, rules.expires_in), rules.expires_in_unit)
+    except ValueError as exc:
+        why = str(exc)
+    raise _invalid(why, status)  # outside the except: a typed refusal, not a ValueError in disguise
+
+
+def _without(body: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """``body`` without the fields read from it (nested ones too): the token's ``extra``."""
+    out = dict(body)
+    for path in paths:
+        if path in out:
+            del out[path]
+            continue
+        head, _, rest = path.partition(".")
+        if rest and isinstance(out.get(head), Mapping):
+            inner = _without(out[head], [rest])
+            if inner:
+                out[head] = inner
+            else:
+                del out[head]
+    return out
 
 
 def _token_body(spec: FlowSpec, response: HttpResponse, now: float) -> dict[str, Any]:
@@ -117,14 +118,10 @@ def _token_body(spec: FlowSpec, response: HttpResponse, now: float) -> dict[str,
     if not 200 <= status < 300:
         raise _error_for(spec, response, body, now)
     says_error = isinstance(body, dict) and isinstance(body.get("error"), str)
-    if says_error and not body.get(spec.token.access_token):
+    if says_error and not dig(body, spec.token.access_token):
         raise _error_for(spec, response, body, now)  # a 200 that says "error": believe the error
     if not isinstance(body, dict):
-        kind = (
-            "JSON that is not an object"
-            if body is not None
-            else f"a {response.content_type or 'untyped'} body"
-        )
+        kind = body.why if isinstance(body, Unreadable) else "JSON that is not an object"
         raise _invalid(f"the token endpoint answered {status} with {kind}", status)
     return body
 
@@ -145,19 +142,21 @@ def read_token_response(
     body = _token_body(spec, response, now)
     status = response.status
     rules = spec.token
-    access_token = body.get(rules.access_token)
+    access_token = dig(body, rules.access_token)
     if not isinstance(access_token, str) or not access_token:
         raise _invalid(f"the token response has no {rules.access_token}", status)
-    token_type = body.get(rules.token_type)
+    token_type = dig(body, rules.token_type)
+    if token_type is None or token_type == "":
+        token_type = rules.default_token_type
     if not isinstance(token_type, str):
         raise _invalid(f"the token response has no {rules.token_type}", status)
     if token_type.lower() not in {t.lower() for t in rules.token_types}:
         raise _invalid(f"token_type {token_type[:40]!r} is not one of {list(rules.token_types)}", status)
-    expires_in = _expires_in(body.get(rules.expires_in), status)
-    refresh_token = body.get(rules.refresh_token)
+    expires_in = _expires_in(spec, body, now, status)
+    refresh_token = dig(body, rules.refresh_token)
     if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
         raise _invalid(f"{rules.refresh_token} is not a string", status)
-    scope = body.get(rules.scope)
+    scope = dig(body, rules.scope)
     if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
         scope = spec.scope_separator.join(scope)
     if scope is not None and not isinstance(scope, str):
@@ -165,7 +164,8 @@ def read_token_response(
     account = _account(spec, body, default_account or AccountRef("client", client_id), status)
     # Never let the leeway put expiry before receipt: a short-lived token keeps half its life.
     leeway = min(rules.leeway, expires_in / 2) if expires_in is not None else 0
-    known = {rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope}
+    known = [rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope]
+    known += [rules.expires_at] if rules.expires_at else []
     return Token(
         provider=spec.name,
         account=account,
@@ -177,7 +177,7 @@ def read_token_response(
         scope=scope if scope is not None else rules.default_scope,
         client_id=client_id,
         header_scheme=spec.usage.header_scheme,
-        extra={k: v for k, v in body.items() if k not in known},
+        extra=_without(body, known),
     )
 
 
@@ -192,10 +192,10 @@ def _account(spec: FlowSpec, body: Mapping[str, Any], default: AccountRef, statu
     rule = spec.token.account
     if rule is None:
         return default
-    account_id = _dig(body, rule.id)
+    account_id = dig(body, rule.id)
     if isinstance(account_id, bool) or not isinstance(account_id, str | int) or account_id == "":
         raise _invalid(f"the token response has no account id at {rule.id}", status)
-    account_type = _dig(body, rule.type) if rule.type else rule.default_type
+    account_type = dig(body, rule.type) if rule.type else rule.default_type
     if not isinstance(account_type, str) or not account_type:
         raise _invalid(f"the token response has no account type at {rule.type}", status)
     return AccountRef(account_type, account_id)
