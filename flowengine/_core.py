@@ -22,9 +22,10 @@ from urllib.parse import urlencode
 
 import attrs
 
-from flowengine import _callbacks, _security
+from flowengine import _callbacks, _security, _variables
 from flowengine._callbacks import CallbackParams
 from flowengine._client import Client
+from flowengine._endpoints import Endpoints, safe_variables, with_params
 from flowengine._errors import (
     CallbackError,
     ConfigError,
@@ -38,6 +39,22 @@ from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow, TransitionContext
 from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
 from flowengine._spec import AuthorizationRequest, FlowSpec, MachineSpec
+from flowengine._steps import (
+    Answer,
+    Begin,
+    Callback,
+    Exchange,
+    Expire,
+    FlowSecrets,
+    Input,
+    Intent,
+    Interrupt,
+    SaveFlow,
+    SaveToken,
+    SendFailed,
+    SendRequest,
+    Step,
+)
 from flowengine._tokens import build_token_request, read_token_response, render_params
 
 __all__ = [
@@ -59,130 +76,6 @@ __all__ = [
 ]
 
 
-# --- intents: what the driver carries out, in order ------------------------------------
-
-
-@attrs.frozen(slots=True)
-class SaveFlow:
-    """Create the flow (``expected_version`` None) or compare-and-set it over that version."""
-
-    flow: Flow
-    expected_version: int | None
-
-
-@attrs.frozen(slots=True)
-class SaveToken:
-    """Store this token before the flow that points at it is saved (a token is never lost first)."""
-
-    token: Token
-
-
-@attrs.frozen(slots=True)
-class SendRequest:
-    """Send this request once (a code exchange is never repeated) and feed the answer back."""
-
-    request: HttpRequest
-    #: What the request sent that must never be echoed back into a message (SECURITY.md 28).
-    sent_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
-
-
-Intent = SaveFlow | SaveToken | SendRequest
-
-
-@attrs.frozen(slots=True)
-class Step:
-    """What one input did: the flow it leads to, and the intents to carry out, in order.
-
-    ``event``/``source`` name the transition fired (None when nothing moved);
-    ``error`` is raised by the driver once the intents are done (a flow that
-    expired on its callback is saved as failed, then the callback is refused).
-    """
-
-    flow: Flow
-    intents: tuple[Intent, ...] = ()
-    event: str | None = None
-    source: str | None = None
-    error: FlowError | None = None
-
-    @property
-    def moved(self) -> bool:
-        """True when a transition fired."""
-        return self.event is not None
-
-
-# --- inputs ------------------------------------------------------------------------------
-
-
-@attrs.frozen(slots=True)
-class FlowSecrets:
-    """The random values a new flow needs, drawn by the driver (the core draws nothing)."""
-
-    flow_id: str
-    state: str = attrs.field(repr=False)
-    verifier: str | None = attrs.field(default=None, repr=False)
-
-    @classmethod
-    def draw(cls, pkce: bool) -> FlowSecrets:
-        """Fresh values: a 128-bit flow id, 256-bit ``state`` and PKCE verifier (SECURITY.md 1, 2)."""
-        import secrets
-
-        verifier = _security.new_verifier() if pkce else None
-        return cls(secrets.token_urlsafe(16), _security.new_state(), verifier)
-
-
-@attrs.frozen(slots=True)
-class Begin:
-    """Start a flow: the authorization request's values and the flow's random secrets."""
-
-    secrets: FlowSecrets
-    redirect_uri: str
-    scope: str | None = None
-    session: str | None = attrs.field(default=None, repr=False)
-    subject: str | None = None
-    inputs: Mapping[str, str] = attrs.field(factory=dict, repr=False)
-
-
-@attrs.frozen(slots=True)
-class Callback:
-    """The redirect came back with these parameters (from this browser session, if bound)."""
-
-    params: CallbackParams
-    session: str | None = attrs.field(default=None, repr=False)
-
-
-@attrs.frozen(slots=True)
-class Exchange:
-    """Begin the code exchange (the driver holds the flow's exchange lease)."""
-
-
-@attrs.frozen(slots=True)
-class Answer:
-    """The token endpoint answered the exchange."""
-
-    response: HttpResponse
-    sent_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
-
-
-@attrs.frozen(slots=True)
-class SendFailed:
-    """The exchange request failed in transit; ``error.sent`` says whether it may have arrived."""
-
-    error: TransportError
-
-
-@attrs.frozen(slots=True)
-class Interrupt:
-    """An exchange was found begun, and the worker that began it is gone."""
-
-
-@attrs.frozen(slots=True)
-class Expire:
-    """The flow outlived its ttl."""
-
-
-Input = Begin | Callback | Exchange | Answer | SendFailed | Interrupt | Expire
-
-
 # --- the core ----------------------------------------------------------------------------
 
 
@@ -201,8 +94,15 @@ class FlowCore:
         self.spec = spec
         self.compiled = compiled
         self.client = client
+        #: Endpoint templates by name: the spec's, re-pointed where the engine was told to.
         self.endpoints = dict(endpoints)
         self.user_agent = user_agent
+        self.urls = Endpoints(spec, self.endpoints)
+        authorization = spec.authorization
+        self._sends_nonce = authorization is not None and any(
+            "nonce" in safe_variables(t) for t in authorization.params.values()
+        )
+        self._spec_file = None if spec.source.startswith("<") else spec.source
 
     def step(self, flow: Flow | None, event: Input, now: float) -> Step:
         """Feed one input to a flow (None only with ``Begin``); the Step says what follows."""
@@ -245,16 +145,19 @@ class FlowCore:
         authorization, machine = self.parts()
         fresh = begin.secrets
         challenge = _security.pkce_challenge(fresh.verifier) if fresh.verifier else None
+        scope = begin.scope or self.default_scope()
         values = {
             **begin.inputs,
+            **begin.connection,
             "client_id": self.client.client_id,
             "redirect_uri": begin.redirect_uri,
-            "scope": begin.scope,
+            "scope": scope,
             "state": fresh.state,
+            "nonce": fresh.nonce,
             "code_challenge": challenge,
             "code_challenge_method": "S256" if challenge else None,
         }
-        endpoint = self.endpoints[authorization.endpoint]
+        endpoint = self.endpoint_url(authorization.endpoint, begin.connection)
         query = urlencode(render_params(authorization.params, values))
         flow = Flow(
             id=fresh.flow_id,
@@ -265,14 +168,34 @@ class FlowCore:
             client_id=self.client.client_id,
             redirect_uri=begin.redirect_uri,
             state_hash=_security.digest(fresh.state),
-            scope=begin.scope,
+            scope=scope,
             session_hash=_security.digest(begin.session) if begin.session is not None else None,
             subject=begin.subject,
             code_verifier=fresh.verifier,
+            connection=dict(begin.connection),
+            endpoints=self.urls.for_flow(begin.connection),
+            nonce_hash=_security.digest(fresh.nonce) if fresh.nonce and self._sends_nonce else None,
             history=(HistoryEntry(now, "start", "", machine.initial),),
         )
-        shown = attrs.evolve(flow, authorization_url=f"{endpoint}{'&' if '?' in endpoint else '?'}{query}")
+        shown = attrs.evolve(flow, authorization_url=with_params(endpoint, query, authorization))
         return Step(shown, (SaveFlow(flow, None),), event="start", source="")
+
+    def default_scope(self) -> str | None:
+        """The scope asked for when the caller names none (``authorization.default_scopes``)."""
+        authorization = self.spec.authorization
+        if authorization is None or not authorization.default_scopes:
+            return None
+        return authorization.scope_separator.join(authorization.default_scopes)
+
+    def connection(self, given: Mapping[str, str] | None) -> dict[str, str]:
+        """The spec's connection values from ``given``: checked, with defaults (``connection_invalid``)."""
+        values = _variables.connection_values(self.spec, given)
+        self.urls.for_flow(values)  # every endpoint they fill must be a good URL
+        return values
+
+    def endpoint_url(self, name: str, values: Mapping[str, str | None]) -> str:
+        """The endpoint ``name`` filled from ``values``, judged (``connection_invalid``)."""
+        return self.urls.url(name, values)
 
     # --- callback ----------------------------------------------------------------------
 
@@ -288,6 +211,8 @@ class FlowCore:
             )
         self._check_issuer(params.iss, flow.id)
         this_callback = _callbacks.callback_digest(params)
+        needed = bool(params.code) and not params.error
+        kept = _variables.kept_values(self.spec, params.kept, needed=needed) if self.spec.kept_names else {}
         if flow.state != self.compiled.initial:
             if flow.callback_digest is None and flow.history[-1].event == "expire":
                 raise _expired(flow)
@@ -298,7 +223,9 @@ class FlowCore:
             expired = self._expire(flow, now)
             return attrs.evolve(expired, error=_expired(flow))
         error = _callbacks.callback_error(params, self.spec.callback)
-        return self._fire(flow, "callback", now, params=params, error=error, callback_digest=this_callback)
+        return self._fire(
+            flow, "callback", now, params=params, error=error, callback_digest=this_callback, kept=kept
+        )
 
     def check_owner(self, flow: Flow, error: type[FlowError]) -> None:
         """Refuse a flow that is not this engine's to finish (SECURITY.md 4).
@@ -314,6 +241,14 @@ class FlowCore:
             reason = "this callback belongs to a flow of another client of this provider"
         if reason is not None:
             raise error(reason, code=ErrorCode.WRONG_PROVIDER, flow_id=flow.id)
+        # Flows stored before endpoints were recorded carry none; every flow since carries its own.
+        if flow.endpoints and self.urls.filled(flow.connection) != flow.endpoints:
+            raise CallbackError(
+                "this flow was started at other endpoints (another tenant, or another deployment) "
+                "than this engine's: its code goes nowhere else",
+                code=ErrorCode.ENDPOINTS_MISMATCH,
+                flow_id=flow.id,
+            )
 
     def _check_issuer(self, iss: str | None, flow_id: str) -> None:
         expected = self.spec.issuer
@@ -349,9 +284,12 @@ class FlowCore:
     def exchange_request(self, flow: Flow) -> tuple[HttpRequest, tuple[str, ...]]:
         """The token request that spends the flow's code, and the secrets it carries."""
         values = {
+            **flow.connection,
+            **flow.kept,
             "code": flow.code,
             "code_verifier": flow.code_verifier,
             "redirect_uri": flow.redirect_uri,
+            "scope": flow.scope,
         }
         return self.token_request("authorization_code", values)
 
@@ -359,7 +297,13 @@ class FlowCore:
         token: Token | None = None
         error: FlowError | None = None
         try:
-            token = self.read_token(answer.response, now, default_account=self.default_account(flow))
+            token = self.read_token(
+                answer.response,
+                now,
+                default_account=self.default_account(flow),
+                connection=flow.connection,
+                kept=flow.kept,
+            )
         except ProviderError as exc:
             error = exc
         return self._fire(flow, "answer", now, token=token, error=error)
@@ -399,9 +343,8 @@ class FlowCore:
             )
         filled = self.client_values(values)
         rule = self.spec.grants[grant]
-        request = build_token_request(
-            self.spec, grant, self.endpoints[rule.endpoint], filled, self.user_agent
-        )
+        url = self.endpoint_url(rule.endpoint, filled)
+        request = build_token_request(self.spec, grant, url, filled, self.user_agent)
         return request, _sent_secrets(filled)
 
     def client_values(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
@@ -409,15 +352,28 @@ class FlowCore:
         return {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values}
 
     def read_token(
-        self, response: HttpResponse, now: float, *, default_account: AccountRef | None = None
+        self,
+        response: HttpResponse,
+        now: float,
+        *,
+        default_account: AccountRef | None = None,
+        connection: Mapping[str, str] | None = None,
+        kept: Mapping[str, str] | None = None,
     ) -> Token:
-        """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to."""
-        return read_token_response(
+        """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to.
+
+        The token keeps the connection and kept values it was obtained with (refresh and
+        revoke go to that tenant) and the file of its spec.
+        """
+        token = read_token_response(
             self.spec,
             response,
             client_id=self.client.client_id,
             now=now,
             default_account=default_account,
+        )
+        return attrs.evolve(
+            token, connection=dict(connection or {}), kept=dict(kept or {}), spec_source=self._spec_file
         )
 
     # --- plumbing ----------------------------------------------------------------------
@@ -432,6 +388,7 @@ class FlowCore:
         token: Token | None = None,
         error: FlowError | None = None,
         callback_digest: str | None = None,
+        kept: Mapping[str, str] | None = None,
     ) -> Step:
         """Fire ``event`` on the machine and build the flow it leads to, with the intents to save it."""
         ctx = TransitionContext(self.spec, flow, event, params=params, token=token, error=error)
@@ -441,6 +398,8 @@ class FlowCore:
             now, event, flow.state, dest, recorded.code if isinstance(recorded, ErrorInfo) else None
         )
         extra: dict[str, Any] = {"callback_digest": callback_digest} if callback_digest is not None else {}
+        if kept:
+            extra["kept"] = dict(kept)
         moved = attrs.evolve(
             flow,
             state=dest,

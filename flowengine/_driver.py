@@ -54,7 +54,7 @@ from flowengine._records import Flow, Token
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
 from flowengine._spec import FlowSpec
-from flowengine._spec_check import endpoint_problem
+from flowengine._spec_check import override_problem
 from flowengine._spec_load import load_spec
 from flowengine._store import Store
 from flowengine._tokens_driver import TokenOperations
@@ -136,8 +136,7 @@ class AsyncEngine(TokenOperations):
             if name not in merged:
                 known = ", ".join(sorted(merged))
                 raise ConfigError(f"the spec has no endpoint {name!r} to re-point (it has {known})")
-            # local_ok: an override may use http://, which endpoint_problem allows on loopback only.
-            reason = endpoint_problem(url, local_ok=True)
+            reason = override_problem(self.spec, name, url)
             if reason:
                 raise ConfigError(f"endpoint {name!r}: {reason}")
             merged[name] = url
@@ -160,6 +159,7 @@ class AsyncEngine(TokenOperations):
         redirect_uri: str | None = None,
         inputs: Mapping[str, str] | None = None,
         subject: str | None = None,
+        connection: Mapping[str, str] | None = None,
     ) -> Flow:
         """Begin a flow: store it in its initial state and return it with its ``authorization_url``.
 
@@ -169,6 +169,11 @@ class AsyncEngine(TokenOperations):
         authorization request (e.g. a ``login_hint``); they are not stored.
         ``subject`` says who the person is in your application: the token is
         filed under it when the provider's answer names no account.
+        ``connection`` gives the spec's connection variables (``{"subdomain":
+        "acme"}``): checked against their patterns, stored with the flow, and the
+        flow is bound to the endpoints they fill (``ConfigError``
+        ``connection_invalid`` otherwise). With no ``scope``, the spec's
+        ``default_scopes`` are asked for.
         """
         authorization, _machine = self.core.parts()
         redirect_uri = redirect_uri or self.client.redirect_uri
@@ -187,6 +192,7 @@ class AsyncEngine(TokenOperations):
             session=session,
             subject=subject,
             inputs=self.declared_inputs(inputs),
+            connection=self.core.connection(connection),
         )
         step = self.core.step(None, begin, self.clock())
         await self._apply(step)

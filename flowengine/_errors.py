@@ -63,6 +63,7 @@ class ErrorCode(StrEnum):
     LISTEN_FAILED = "listen_failed"
     CREDENTIALS_MISSING = "credentials_missing"
     GRAPHVIZ_MISSING = "graphviz_missing"
+    CONNECTION_INVALID = "connection_invalid"
     # PluginError
     PLUGIN_ERROR = "plugin_error"
     SPEC_NOT_FOUND = "spec_not_found"
@@ -83,6 +84,7 @@ class ErrorCode(StrEnum):
     WRONG_PROVIDER = "wrong_provider"
     ISSUER_MISMATCH = "issuer_mismatch"
     REPEATED_PARAMETER = "repeated_parameter"
+    ENDPOINTS_MISMATCH = "endpoints_mismatch"
     # FlowStateError
     INVALID_TRANSITION = "invalid_transition"
     FLOW_UNKNOWN = "flow_unknown"
@@ -379,6 +381,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.LISTEN_FAILED,
         ErrorCode.CREDENTIALS_MISSING,
         ErrorCode.GRAPHVIZ_MISSING,
+        ErrorCode.CONNECTION_INVALID,
         ErrorCode.ISSUER_INVALID,
         ErrorCode.ID_TOKEN_RULES_INVALID,
         ErrorCode.CLIENT_KEY_INVALID,
@@ -406,6 +409,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.WRONG_PROVIDER,
         ErrorCode.ISSUER_MISMATCH,
         ErrorCode.REPEATED_PARAMETER,
+        ErrorCode.ENDPOINTS_MISMATCH,
     ),
     FlowStateError: (
         ErrorCode.INVALID_TRANSITION,

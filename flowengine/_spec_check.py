@@ -10,13 +10,13 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from flowengine import _templates
+from flowengine import _templates, _variables
 from flowengine._errors import SpecProblem
 from flowengine._presets import KINDS, PRESETS
 from flowengine._records import Outcome
-from flowengine._spec import BUILTIN_VARIABLES, FlowSpec, MachineSpec
+from flowengine._spec import BUILTIN_VARIABLES, ConnectionVariable, FlowSpec, KeptParameter, MachineSpec
 
-__all__ = ["SPEC_NAME", "check_names", "check_spec", "endpoint_problem"]
+__all__ = ["SPEC_NAME", "check_names", "check_spec", "endpoint_problem", "override_problem"]
 
 #: What a spec name looks like (it names files, store keys and URL paths).
 SPEC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
@@ -34,15 +34,13 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
 
     if not SPEC_NAME.match(spec.name):
         yield problem("$.name", f"{spec.name!r} is not a name (lowercase letters, digits, _ . -)")
-    for name, url in spec.endpoints.items():
-        reason = endpoint_problem(url, local_ok=spec.local_only)
-        if reason:
-            yield problem(f"$.endpoints.{name}", reason)
     for name in spec.inputs:
         if not name.isidentifier():
             yield problem("$.inputs", f"{name!r} is not a valid variable name")
         elif name in BUILTIN_VARIABLES:
             yield problem("$.inputs", f"{name!r} is built in; do not declare it")
+    yield from _check_declared(spec, problem)
+    yield from _check_endpoints(spec, problem)
     yield from _check_legs(spec, problem)
     yield from _check_requests(spec, problem)
     yield from _check_pkce(spec, problem)
@@ -52,9 +50,10 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
 
 
 def _check_params(
-    spec: FlowSpec, path: str, params: Mapping[str, str], problem: _Problem
+    spec: FlowSpec, path: str, params: Mapping[str, str], problem: _Problem, *, place: str
 ) -> Iterable[SpecProblem]:
-    """Templates that are malformed or name a variable the spec does not know."""
+    """Templates that are malformed, name an unknown variable, or one that never has a value there."""
+    here = _variables.available(spec, place)
     for key, template in params.items():
         try:
             names = _templates.variables(template)
@@ -64,6 +63,77 @@ def _check_params(
         for var in names:
             if var not in spec.variables:
                 yield problem(f"{path}.{key}", f"template names unknown variable {var!r}")
+            elif var not in here:
+                yield problem(f"{path}.{key}", f"{{{var}}} never has a value in {_PLACES.get(place, place)}")
+
+
+_PLACES = {
+    "authorization": "the authorization request",
+    "revocation": "a revocation request",
+    "grant:authorization_code": "the code exchange",
+    "grant:refresh_token": "a refresh request",
+}
+
+
+def _check_declared(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """Connection variables and kept callback parameters: names that are free, patterns that work."""
+    taken = BUILTIN_VARIABLES | frozenset(spec.inputs)
+    rules: list[tuple[str, str, ConnectionVariable | KeptParameter]] = [
+        *((f"$.connection.{n}", n, r) for n, r in spec.connection.items()),
+        *((f"$.callback.keep.{n}", n, r) for n, r in spec.callback.keep.items()),
+    ]
+    for path, name, rule in rules:
+        if not name.isidentifier():
+            yield problem(path, f"{name!r} is not a valid variable name")
+        elif name in taken:
+            yield problem(path, f"{name!r} is already a variable (built in, or an input)")
+        elif path.startswith("$.callback") and name in spec.connection:
+            yield problem(path, f"{name!r} is already a connection variable")
+        try:
+            re.compile(rule.pattern)
+        except re.error as exc:
+            yield problem(f"{path}.pattern", f"not a regular expression: {exc}")
+            continue
+        for what in ("default", "example"):
+            value = getattr(rule, what)
+            if value is not None and _variables.matched_value(rule, value) is None:
+                yield problem(f"{path}.{what}", f"{value[:60]!r} does not match the pattern")
+
+
+def _check_endpoints(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """Endpoints are URLs (their variables filled with stand-ins) whose variables exist there."""
+    declared: dict[str, ConnectionVariable | KeptParameter] = {**spec.connection, **spec.callback.keep}
+    samples = _variables.sample_values(declared.items())
+    authorization = spec.authorization
+    for name, url in spec.endpoints.items():
+        try:
+            names = _variables.endpoint_variables(url)
+        except _templates.TemplateError as exc:
+            yield problem(f"$.endpoints.{name}", str(exc))
+            continue
+        here = _variables.available(spec, f"endpoint:{name}")
+        for var in names:
+            if var not in declared:
+                yield problem(
+                    f"$.endpoints.{name}",
+                    f"{{{var}}} names no connection variable or kept callback parameter "
+                    "(declare it under connection:, or write {{ }} for a literal brace)",
+                )
+            elif var not in here:
+                yield problem(f"$.endpoints.{name}", f"{{{var}}} has no value yet when this endpoint is used")
+        if any(var not in declared for var in names):
+            continue
+        in_fragment = (
+            authorization is not None
+            and authorization.endpoint == name
+            and authorization.params_in == "fragment"
+        )
+        filled = _templates.render(url, samples) or url
+        reason = endpoint_problem(filled, local_ok=spec.local_only, fragment_ok=in_fragment)
+        if reason:
+            yield problem(f"$.endpoints.{name}", reason)
+        elif in_fragment and "#" not in filled:
+            yield problem(f"$.endpoints.{name}", "params_in is fragment: the endpoint must have a # part")
 
 
 def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
@@ -72,7 +142,9 @@ def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     if authorization is not None:
         if authorization.endpoint not in spec.endpoints:
             yield problem("$.authorization.endpoint", f"no endpoint named {authorization.endpoint!r}")
-        yield from _check_params(spec, "$.authorization.params", authorization.params, problem)
+        yield from _check_params(
+            spec, "$.authorization.params", authorization.params, problem, place="authorization"
+        )
         if "authorization_code" not in spec.grants:
             yield problem("$.grants", "an authorization request needs the authorization_code grant")
         if not authorization.scope_separator:
@@ -95,13 +167,17 @@ def _check_requests(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     for grant, request in spec.grants.items():
         if request.endpoint not in spec.endpoints:
             yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
-        yield from _check_params(spec, f"$.grants.{grant}.params", request.params, problem)
+        yield from _check_params(
+            spec, f"$.grants.{grant}.params", request.params, problem, place=f"grant:{grant}"
+        )
     requests = {f"$.grants.{grant}": request for grant, request in spec.grants.items()}
     if spec.revocation is not None:
         requests["$.revocation"] = spec.revocation
         if spec.revocation.endpoint not in spec.endpoints:
             yield problem("$.revocation.endpoint", f"no endpoint named {spec.revocation.endpoint!r}")
-        yield from _check_params(spec, "$.revocation.params", spec.revocation.params, problem)
+        yield from _check_params(
+            spec, "$.revocation.params", spec.revocation.params, problem, place="revocation"
+        )
         if not any("token" in _safe_vars(t) for t in spec.revocation.params.values()):
             yield problem("$.revocation.params", "no parameter sends the {token} to revoke")
     for where, request in requests.items():
@@ -149,6 +225,22 @@ def _check_rules(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
         yield problem("$.callback.iss_required", "iss_required needs the spec's issuer to compare with")
     if not spec.token.token_types:
         yield problem("$.token.token_types", "list at least one accepted token type")
+    default_type = spec.token.default_token_type
+    if default_type is not None and default_type.lower() not in {t.lower() for t in spec.token.token_types}:
+        yield problem("$.token.default_token_type", f"{default_type!r} is not one of token_types")
+    for name, path in _token_paths(spec):
+        if not path or any(not part for part in path.split(".")):
+            yield problem(f"$.token.{name}", f"{path!r} is not a field name or dotted path")
+    if spec.authorization is not None and any(not s.strip() for s in spec.authorization.default_scopes):
+        yield problem("$.authorization.default_scopes", "a scope must not be empty")
+
+
+def _token_paths(spec: FlowSpec) -> Iterable[tuple[str, str]]:
+    rules = spec.token
+    for name in ("access_token", "token_type", "expires_in", "refresh_token", "scope", "expires_at"):
+        value = getattr(rules, name)
+        if value is not None:
+            yield name, value
 
 
 def _safe_vars(template: str) -> tuple[str, ...]:
@@ -158,10 +250,12 @@ def _safe_vars(template: str) -> tuple[str, ...]:
         return ()
 
 
-def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
+def endpoint_problem(url: str, *, local_ok: bool, fragment_ok: bool = False) -> str | None:
     """Why ``url`` is not an acceptable endpoint, or None when it is.
 
-    ``http://`` is accepted only when ``local_ok`` and only on a loopback host.
+    ``http://`` is accepted only when ``local_ok`` and only on a loopback host. A
+    fragment only when ``fragment_ok`` (an authorization endpoint whose parameters
+    go after its ``#``, ``params_in: fragment``).
     """
     from flowengine._security import is_loopback
 
@@ -172,11 +266,37 @@ def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
         return f"{url!r} is not a valid URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return f"{url!r} is not an absolute http(s) URL"
-    if parts.fragment:
-        return "an endpoint must not have a fragment"
+    if parts.fragment and not fragment_ok:
+        return "an endpoint must not have a fragment (except with params_in: fragment)"
     if parts.scheme == "http" and not (local_ok and is_loopback(parts.hostname)):
         return f"{url!r} uses http://; only https:// is allowed, or http:// on loopback with local_only"
     return None
+
+
+def override_problem(spec: FlowSpec, name: str, url: str) -> str | None:
+    """Why ``url`` cannot re-point the spec's endpoint ``name`` at run time, or None.
+
+    An override may use ``http://`` on loopback (a sandbox), and the variables of the
+    endpoint it replaces, and no others (the sandbox keeps a tenant's host in its path).
+    """
+    try:
+        names = _variables.endpoint_variables(url)
+    except _templates.TemplateError as exc:
+        return str(exc)
+    allowed = set(_safe_vars(spec.endpoints[name]))
+    extra = sorted(set(names) - allowed)
+    if extra:
+        return f"names variable(s) {extra} that the spec's endpoint does not"
+    declared: dict[str, ConnectionVariable | KeptParameter] = {**spec.connection, **spec.callback.keep}
+    filled = _templates.render(url, _variables.sample_values(declared.items())) or url
+    authorization = spec.authorization
+    fragment_ok = (
+        authorization is not None
+        and authorization.endpoint == name
+        and (authorization.params_in == "fragment")
+    )
+    # local_ok: an override may use http://, which endpoint_problem allows on loopback only.
+    return endpoint_problem(filled, local_ok=True, fragment_ok=fragment_ok)
 
 
 def check_names(spec: FlowSpec, guards: Collection[str], actions: Collection[str]) -> list[SpecProblem]:

@@ -1,0 +1,74 @@
+"""A spec's endpoints as an engine uses them: re-pointed, filled per connection, judged.
+
+Endpoints are templates (``https://{subdomain}.zendesk.com/oauth/tokens``). A
+flow is bound to the URLs its connection values fill (SECURITY.md 4): the
+callback and the exchange refuse an engine that would fill them otherwise. Each
+filled URL is judged as the spec's own are, so no value can make another host
+or scheme of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from flowengine import _templates, _variables
+from flowengine._errors import ConfigError, ErrorCode
+from flowengine._spec import AuthorizationRequest, FlowSpec
+from flowengine._spec_check import endpoint_problem
+
+__all__ = ["Endpoints", "safe_variables", "with_params"]
+
+
+def safe_variables(template: str) -> tuple[str, ...]:
+    """The variables a template names (none when it is malformed: validation reported that)."""
+    try:
+        return _templates.variables(template)
+    except _templates.TemplateError:
+        return ()
+
+
+def with_params(endpoint: str, query: str, authorization: AuthorizationRequest) -> str:
+    """The authorization URL: the parameters after ``?`` (or ``&``), in the fragment when the spec says."""
+    if authorization.params_in == "fragment":
+        base, _, fragment = endpoint.partition("#")
+        return f"{base}#{fragment}{'&' if '?' in fragment else '?'}{query}"
+    return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+
+class Endpoints:
+    """The endpoint templates of one engine (the spec's, re-pointed), filled on demand."""
+
+    def __init__(self, spec: FlowSpec, templates: Mapping[str, str]) -> None:
+        self.spec = spec
+        self.templates = dict(templates)
+
+    def filled(self, connection: Mapping[str, str]) -> dict[str, str]:
+        """Every endpoint the connection values fill completely, filled (not judged)."""
+        return _variables.endpoints_for(self.templates, connection)
+
+    def for_flow(self, connection: Mapping[str, str]) -> dict[str, str]:
+        """Every endpoint the connection values fill, each judged: what a flow is bound to."""
+        names = [n for n, t in self.templates.items() if set(safe_variables(t)) <= set(connection)]
+        return {name: self.url(name, connection) for name in names}
+
+    def url(self, name: str, values: Mapping[str, str | None]) -> str:
+        """The endpoint ``name`` filled from ``values`` and judged (``connection_invalid``)."""
+        template = self.templates[name]
+        url = _variables.fill_endpoint(template, values)
+        if url is None:
+            wanted = ", ".join(safe_variables(template))
+            raise ConfigError(
+                f"endpoint {name!r} needs URL-safe values for {wanted}", code=ErrorCode.CONNECTION_INVALID
+            )
+        authorization = self.spec.authorization
+        in_fragment = (
+            authorization is not None
+            and authorization.endpoint == name
+            and authorization.params_in == "fragment"
+        )
+        reason = _variables.url_problem(
+            url, lambda u: endpoint_problem(u, local_ok=True, fragment_ok=in_fragment)
+        )
+        if reason is not None:
+            raise ConfigError(f"endpoint {name!r}: {reason}", code=ErrorCode.CONNECTION_INVALID)
+        return url
