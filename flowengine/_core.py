@@ -97,7 +97,7 @@ class FlowCore:
         #: Endpoint templates by name: the spec's, re-pointed where the engine was told to.
         self.endpoints = dict(endpoints)
         self.user_agent = user_agent
-        self.urls = Endpoints(spec, self.endpoints)
+        self.urls = Endpoints(spec, self.endpoints, client.client_id)
         authorization = spec.authorization
         self._sends_nonce = authorization is not None and any(
             "nonce" in safe_variables(t) for t in authorization.params.values()
@@ -303,6 +303,7 @@ class FlowCore:
                 default_account=self.default_account(flow),
                 connection=flow.connection,
                 kept=flow.kept,
+                requested_scope=flow.scope,
             )
         except ProviderError as exc:
             error = exc
@@ -348,8 +349,14 @@ class FlowCore:
         return request, _sent_secrets(filled)
 
     def client_values(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
-        """Template values with the client's id and secret added."""
-        return {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values}
+        """Template values with the client's id, secret and registered redirect URI added."""
+        client = self.client
+        return {
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "redirect_uri": client.redirect_uri,
+            **values,
+        }
 
     def read_token(
         self,
@@ -359,18 +366,24 @@ class FlowCore:
         default_account: AccountRef | None = None,
         connection: Mapping[str, str] | None = None,
         kept: Mapping[str, str] | None = None,
+        requested_scope: str | None = None,
+        account: AccountRef | None = None,
     ) -> Token:
         """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to.
 
         The token keeps the connection and kept values it was obtained with (refresh and
-        revoke go to that tenant) and the file of its spec.
+        revoke go to that tenant) and the file of its spec. An answer that names no
+        scope granted ``requested_scope`` (RFC 6749 §5.1; a refresh, §6: the same as before).
+        ``account`` (a refresh) is whose token it is, whatever the answer says or leaves out.
         """
         token = read_token_response(
             self.spec,
             response,
             client_id=self.client.client_id,
             now=now,
-            default_account=default_account,
+            default_account=account or default_account,
+            requested_scope=requested_scope,
+            account_required=account is None,
         )
         return attrs.evolve(
             token, connection=dict(connection or {}), kept=dict(kept or {}), spec_source=self._spec_file

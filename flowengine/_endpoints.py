@@ -38,23 +38,25 @@ def with_params(endpoint: str, query: str, authorization: AuthorizationRequest) 
 class Endpoints:
     """The endpoint templates of one engine (the spec's, re-pointed), filled on demand."""
 
-    def __init__(self, spec: FlowSpec, templates: Mapping[str, str]) -> None:
+    def __init__(self, spec: FlowSpec, templates: Mapping[str, str], client_id: str) -> None:
         self.spec = spec
         self.templates = dict(templates)
+        self.client_id = client_id
 
     def filled(self, connection: Mapping[str, str]) -> dict[str, str]:
         """Every endpoint the connection values fill completely, filled (not judged)."""
-        return _variables.endpoints_for(self.templates, connection)
+        return _variables.endpoints_for(self.templates, {**connection, "client_id": self.client_id})
 
     def for_flow(self, connection: Mapping[str, str]) -> dict[str, str]:
         """Every endpoint the connection values fill, each judged: what a flow is bound to."""
-        names = [n for n, t in self.templates.items() if set(safe_variables(t)) <= set(connection)]
+        known = {*connection, "client_id"}
+        names = [n for n, t in self.templates.items() if set(safe_variables(t)) <= known]
         return {name: self.url(name, connection) for name in names}
 
     def url(self, name: str, values: Mapping[str, str | None]) -> str:
         """The endpoint ``name`` filled from ``values`` and judged (``connection_invalid``)."""
         template = self.templates[name]
-        url = _variables.fill_endpoint(template, values)
+        url = _variables.fill_endpoint(template, {**values, "client_id": self.client_id})
         if url is None:
             wanted = ", ".join(safe_variables(template))
             raise ConfigError(

@@ -104,8 +104,13 @@ class TokenRequest:
 
     params: Mapping[str, str]
     endpoint: str = "token"
-    encoding: Literal["json", "form"] = "form"
+    #: ``query`` puts the parameters in the URL's query and sends no body.
+    encoding: Literal["json", "form", "query"] = "form"
     client_auth: Literal["body", "basic"] = "body"
+    #: GitHub revokes with ``DELETE``; everything else is a POST.
+    method: Literal["POST", "GET", "DELETE"] = "POST"
+    #: Extra headers, as templates (Dropbox revokes with ``Authorization: Bearer {token}``).
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen

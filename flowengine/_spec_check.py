@@ -21,6 +21,7 @@ __all__ = ["SPEC_NAME", "check_names", "check_spec", "endpoint_problem", "overri
 #: What a spec name looks like (it names files, store keys and URL paths).
 SPEC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _HOST = re.compile(r"^[a-z0-9.-]+$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 
 
 _Problem = Callable[[str, str], SpecProblem]
@@ -103,7 +104,8 @@ def _check_declared(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
 def _check_endpoints(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     """Endpoints are URLs (their variables filled with stand-ins) whose variables exist there."""
     declared: dict[str, ConnectionVariable | KeptParameter] = {**spec.connection, **spec.callback.keep}
-    samples = _variables.sample_values(declared.items())
+    samples = {**_variables.sample_values(declared.items()), "client_id": "x"}
+    known = {*declared, "client_id"}
     authorization = spec.authorization
     for name, url in spec.endpoints.items():
         try:
@@ -113,7 +115,7 @@ def _check_endpoints(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]
             continue
         here = _variables.available(spec, f"endpoint:{name}")
         for var in names:
-            if var not in declared:
+            if var not in known:
                 yield problem(
                     f"$.endpoints.{name}",
                     f"{{{var}}} names no connection variable or kept callback parameter "
@@ -121,7 +123,7 @@ def _check_endpoints(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]
                 )
             elif var not in here:
                 yield problem(f"$.endpoints.{name}", f"{{{var}}} has no value yet when this endpoint is used")
-        if any(var not in declared for var in names):
+        if any(var not in known for var in names):
             continue
         in_fragment = (
             authorization is not None
@@ -170,6 +172,9 @@ def _check_requests(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
         yield from _check_params(
             spec, f"$.grants.{grant}.params", request.params, problem, place=f"grant:{grant}"
         )
+        yield from _check_params(
+            spec, f"$.grants.{grant}.headers", request.headers, problem, place=f"grant:{grant}"
+        )
     requests = {f"$.grants.{grant}": request for grant, request in spec.grants.items()}
     if spec.revocation is not None:
         requests["$.revocation"] = spec.revocation
@@ -178,9 +183,18 @@ def _check_requests(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
         yield from _check_params(
             spec, "$.revocation.params", spec.revocation.params, problem, place="revocation"
         )
-        if not any("token" in _safe_vars(t) for t in spec.revocation.params.values()):
-            yield problem("$.revocation.params", "no parameter sends the {token} to revoke")
+        yield from _check_params(
+            spec, "$.revocation.headers", spec.revocation.headers, problem, place="revocation"
+        )
+        sent = [*spec.revocation.params.values(), *spec.revocation.headers.values()]
+        if not any("token" in _safe_vars(t) for t in sent):
+            yield problem("$.revocation.params", "no parameter sends the {token} to revoke (nor any header)")
     for where, request in requests.items():
+        for header in request.headers:
+            if not _HEADER_NAME.match(header) or header.lower() in ("content-type", "content-length", "host"):
+                yield problem(f"{where}.headers.{header}", "not a header a spec may set")
+            elif header.lower() == "authorization" and request.client_auth == "basic":
+                yield problem(f"{where}.headers.{header}", "client_auth is basic: it sets Authorization")
         if request.client_auth == "basic" and any(
             "client_secret" in _safe_vars(t) for t in request.params.values()
         ):
@@ -288,7 +302,7 @@ def override_problem(spec: FlowSpec, name: str, url: str) -> str | None:
     if extra:
         return f"names variable(s) {extra} that the spec's endpoint does not"
     declared: dict[str, ConnectionVariable | KeptParameter] = {**spec.connection, **spec.callback.keep}
-    filled = _templates.render(url, _variables.sample_values(declared.items())) or url
+    filled = _templates.render(url, {**_variables.sample_values(declared.items()), "client_id": "x"}) or url
     authorization = spec.authorization
     fragment_ok = (
         authorization is not None

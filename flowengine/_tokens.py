@@ -53,9 +53,10 @@ def build_token_request(
 def build_request(
     rule: TokenRequest, url: str, values: Mapping[str, str | None], user_agent: str = "flowengine"
 ) -> HttpRequest:
-    """A POST to a token-style endpoint (token, revocation) as ``rule`` encodes and authenticates it."""
+    """A request to a token-style endpoint (token, revocation) as ``rule`` encodes and authenticates it."""
     params = render_params(rule.params, values)
     headers = {"accept": "application/json", "user-agent": user_agent}
+    headers.update({name.lower(): value for name, value in render_params(rule.headers, values).items()})
     if rule.client_auth == "basic":
         # RFC 6749 §2.3.1 and Appendix B: both parts form-urlencoded before Base64.
         user = quote_plus(values.get("client_id") or "", safe="*")
@@ -64,10 +65,12 @@ def build_request(
     if rule.encoding == "json":
         headers["content-type"] = "application/json"
         body = json.dumps(params, separators=(",", ":")).encode()
+    elif rule.encoding == "query":
+        url, body = (f"{url}{'&' if '?' in url else '?'}{urlencode(params)}" if params else url), b""
     else:
         headers["content-type"] = "application/x-www-form-urlencoded"
         body = urlencode(params).encode()
-    return HttpRequest("POST", url, headers, body)
+    return HttpRequest(rule.method, url, headers, body)
 
 
 def _json_body(response: HttpResponse) -> Any:
@@ -133,11 +136,16 @@ def read_token_response(
     client_id: str,
     now: float,
     default_account: AccountRef | None = None,
+    requested_scope: str | None = None,
+    account_required: bool = True,
 ) -> Token:
     """Read a token response; raise ``ProviderError`` with a stable code if it is not a token.
 
     ``default_account`` names the account when the spec reads none from the answer
     (a flow's subject, or the flow itself); without it, the client (a grant's token).
+    An answer without a scope granted what was asked (``requested_scope``, RFC 6749
+    §5.1), else the spec's ``default_scope``. ``account_required=False`` (a refresh,
+    whose account is known) lets an answer leave out the account fields.
     """
     body = _token_body(spec, response, now)
     status = response.status
@@ -161,7 +169,8 @@ def read_token_response(
         scope = spec.scope_separator.join(scope)
     if scope is not None and not isinstance(scope, str):
         raise _invalid(f"{rules.scope} is not a string", status)
-    account = _account(spec, body, default_account or AccountRef("client", client_id), status)
+    default = default_account or AccountRef("client", client_id)
+    account = _account(spec, body, default, status) if account_required else default
     # Never let the leeway put expiry before receipt: a short-lived token keeps half its life.
     leeway = min(rules.leeway, expires_in / 2) if expires_in is not None else 0
     known = [rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope]
@@ -174,7 +183,7 @@ def read_token_response(
         obtained_at=now,
         expires_at=None if expires_in is None else now + expires_in - leeway,
         refresh_token=refresh_token,
-        scope=scope if scope is not None else rules.default_scope,
+        scope=scope if scope is not None else requested_scope or rules.default_scope,
         client_id=client_id,
         header_scheme=spec.usage.header_scheme,
         extra=_without(body, known),

@@ -85,16 +85,18 @@ class TokenOperations:
         if grant == "authorization_code":
             raise ConfigError("the authorization_code grant needs a person: use start() and callback()")
         values = self.core.connection(connection)
+        scope = scope or self.core.default_scope()
         request, sent = self.core.token_request(
-            grant,
-            {**self.declared_inputs(inputs), **values, "scope": scope or self.core.default_scope()},
+            grant, {**self.declared_inputs(inputs), **values, "scope": scope}
         )
         default = None if subject is None else AccountRef("subject", subject)
         token = await self.send_with_retry(
             request,
             f"{grant} grant",
             sent,
-            lambda r: self.core.read_token(r, self.clock(), default_account=default, connection=values),
+            lambda r: self.core.read_token(
+                r, self.clock(), default_account=default, connection=values, requested_scope=scope
+            ),
         )
         await self._saver.save_token(token)
         return token
@@ -157,7 +159,12 @@ class TokenOperations:
                 "refresh",
                 sent,
                 lambda r: self.core.read_token(
-                    r, self.clock(), connection=current.connection, kept=current.kept
+                    r,
+                    self.clock(),
+                    connection=current.connection,
+                    kept=current.kept,
+                    requested_scope=current.scope,
+                    account=current.account,
                 ),
             )
         except InvalidGrantError:

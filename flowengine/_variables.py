@@ -44,7 +44,9 @@ URL_SAFE_VALUE = re.compile(r"[A-Za-z0-9._~:-]+")
 VALUE_MAX = 256
 
 _PKCE = frozenset({"code_challenge", "code_challenge_method", "code_verifier"})
-_CLIENT = frozenset({"client_id", "client_secret"})
+#: What the client registration gives every token request (``redirect_uri``: the client's own,
+#: which the code exchange replaces with the flow's).
+_CLIENT = frozenset({"client_id", "client_secret", "redirect_uri"})
 #: Grants whose requests come after a callback, so kept callback values exist for them.
 _AFTER_CALLBACK = frozenset({"authorization_code", "refresh_token"})
 
@@ -73,7 +75,8 @@ def available(spec: FlowSpec, place: str) -> frozenset[str]:
     if place.startswith("endpoint:"):
         users = [p for p in request_places(spec) if _endpoint_of(spec, p) == place[len("endpoint:") :]]
         after_callback = bool(users) and all(p in _after_callback_places() for p in users)
-        return connection | kept if after_callback else connection
+        # The client id is no secret and is known before anything (Checkr's /authorize/{client_id}).
+        return frozenset({"client_id"}) | connection | (kept if after_callback else frozenset())
     raise ValueError(f"unknown place {place!r}")
 
 
