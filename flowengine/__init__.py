@@ -46,7 +46,7 @@ from flowengine._retry import RetryPolicy, parse_retry_after
 from flowengine._sandbox import Sandbox
 from flowengine._security import digest, digests_equal, fingerprint, is_loopback
 from flowengine._spec import FlowSpec
-from flowengine._spec_load import load_spec
+from flowengine._spec_load import load_spec, spec_document
 from flowengine._store import Lease, Store
 from flowengine._sync import Engine
 from flowengine.hookspecs import hookimpl
@@ -107,4 +107,5 @@ __all__ = [
     "open_store",
     "open_transport",
     "parse_retry_after",
+    "spec_document",
 ]

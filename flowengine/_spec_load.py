@@ -32,7 +32,7 @@ from flowengine._spec_sources import (
     resolve_extends,
 )
 
-__all__ = ["load_spec", "spec_from_mapping"]
+__all__ = ["load_spec", "spec_document", "spec_from_mapping"]
 
 
 class _WrongType(TypeError):
@@ -286,6 +286,26 @@ def _from_document(
     return attrs.evolve(spec, source=source), bases
 
 
+def spec_document(spec: FlowSpec) -> dict[str, Any]:
+    """The document ``load_spec`` reads back into an equal spec: plain data, ready for JSON or YAML.
+
+    ``extends`` is already resolved in it; a preset machine is written as
+    ``{preset, ttl}``. For sending a spec elsewhere (a sandbox in another process).
+    """
+    data: dict[str, Any] = _converter.unstructure(spec)
+    data.pop("source", None)
+    machine = spec.machine
+    if machine is not None and machine.preset is not None:
+        # As written: a preset reference if it still is the preset, else the machine written out.
+        preset = expand_preset(MachineSpec(ttl=machine.ttl, preset=machine.preset))
+        data["machine"] = (
+            {"preset": machine.preset, "ttl": machine.ttl}
+            if machine == preset
+            else {**data["machine"], "preset": None}
+        )
+    return data
+
+
 def load_spec(
     spec: str | Path | Mapping[str, Any] | FlowSpec,
     *,
@@ -300,18 +320,7 @@ def load_spec(
     ``names`` = (guard names, action names) also checks the names ``when:``/``do:`` use.
     """
     if isinstance(spec, FlowSpec):
-        data = _converter.unstructure(spec)
-        data.pop("source", None)
-        machine = spec.machine
-        if machine is not None and machine.preset is not None:
-            # As written: a preset reference if it still is the preset, else the machine written out.
-            preset = expand_preset(MachineSpec(ttl=machine.ttl, preset=machine.preset))
-            data["machine"] = (
-                {"preset": machine.preset, "ttl": machine.ttl}
-                if machine == preset
-                else {**data["machine"], "preset": None}
-            )
-        spec_from_mapping(data, source=spec.source, names=names)
+        spec_from_mapping(spec_document(spec), source=spec.source, names=names)
         return spec  # the same object: compiled machines are cached per spec
     if isinstance(spec, Mapping):
         return _from_document(dict(spec), "<mapping>", names, None)[0]

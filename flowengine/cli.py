@@ -45,6 +45,7 @@ from flowengine._cli_common import (
     store_option,
     store_url,
 )
+from flowengine._cli_connection import connection_option, parse_connection, resolve_connection
 from flowengine._credentials import (
     ClientSettings,
     config_path,
@@ -74,6 +75,7 @@ __all__ = [
     "cli",
     "complete_spec",
     "config_path",
+    "connection_option",
     "default_store_url",
     "describe_spec",
     "env_prefix",
@@ -83,10 +85,12 @@ __all__ = [
     "load_config",
     "main",
     "opened_store",
+    "parse_connection",
     "parse_duration",
     "print_error",
     "readable_by_others",
     "resolve_client",
+    "resolve_connection",
     "run_command",
     "sandbox_url",
     "spec_argument",

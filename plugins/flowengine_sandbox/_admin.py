@@ -13,7 +13,15 @@ from flowengine_sandbox.faults import FaultPlan
 from flowengine_sandbox.settings import SandboxSettings
 from flowengine_sandbox.state import TokenKind
 
-__all__ = ["ADJUSTABLE_SETTINGS", "expire_tokens", "fault_plan", "reset", "token_requests", "update_settings"]
+__all__ = [
+    "ADJUSTABLE_SETTINGS",
+    "expire_tokens",
+    "fault_plan",
+    "register_spec",
+    "reset",
+    "token_requests",
+    "update_settings",
+]
 
 ADJUSTABLE_SETTINGS = (
     "consent",
@@ -102,3 +110,19 @@ def _public_settings(settings: SandboxSettings) -> dict[str, object]:
         for client in settings.clients.values()
     ]
     return public
+
+
+async def register_spec(request: Request) -> JSONResponse:
+    """POST /_sandbox/specs: emulate the spec in the JSON body (``spec_document``); answer its base URL.
+
+    The spec is judged as ``load_spec`` judges any; a spec of the same name replaces the one before.
+    """
+    from flowengine import SpecError, load_spec
+
+    document = await read_json_object(request)
+    try:
+        spec = load_spec(document)
+    except SpecError as exc:
+        raise invalid_request("; ".join(str(p) for p in exc.problems)[:500]) from None
+    request.app.state.sandbox_specs[spec.name] = spec
+    return JSONResponse({"name": spec.name, "base": str(request.base_url).rstrip("/") + f"/_e/{spec.name}"})
