@@ -57,6 +57,7 @@ from flowengine._credentials import (
 from flowengine._errors import ConfigError, FlowError, PluginError, SpecError
 from flowengine._graph import render_graph
 from flowengine._machine import compile_flow
+from flowengine._records import Token
 from flowengine._spec import FlowSpec
 from flowengine._spec_load import load_spec
 
@@ -95,6 +96,7 @@ __all__ = [
     "sandbox_url",
     "spec_argument",
     "spec_folders",
+    "spec_for_token",
     "spec_names",
     "store_option",
     "store_url",
@@ -146,6 +148,28 @@ def spec_argument(ref: str, *, names: tuple[set[str], set[str]] | None = None) -
             "the path of a YAML file",
             code="spec_not_found",
         ) from None
+
+
+def spec_for_token(token: Token, spec_ref: str | None = None) -> FlowSpec:
+    """The spec to refresh or revoke ``token`` with: ``spec_ref`` (``--spec``) when given, else the
+    file its spec came from (``token.spec_source``) when it is still there, else the spec
+    named ``token.provider``.
+
+    A spec whose ``name:`` is not the token's provider cannot be the token's
+    (``ConfigError``): it would file the refreshed token under another name.
+    """
+    if spec_ref is not None:
+        spec = spec_argument(spec_ref)
+    elif token.spec_source is not None and Path(token.spec_source).is_file():
+        spec = load_spec(Path(token.spec_source))
+    else:
+        spec = spec_argument(token.provider)
+    if spec.name != token.provider:
+        raise ConfigError(
+            f"the spec {spec.source} is named {spec.name!r}, "
+            f"but the token {token.key} is of {token.provider!r}"
+        )
+    return spec
 
 
 def spec_names() -> list[str]:
