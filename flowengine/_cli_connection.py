@@ -56,7 +56,7 @@ def resolve_connection(
     """
     values = dict(given)
     for name, rule in spec.connection.items():
-        if name in values or rule.default is not None:
+        if name in values or rule.default is not None or not rule.required:
             continue
         about = f" ({rule.description})" if rule.description else ""
         if sandbox and rule.example is not None:

@@ -67,6 +67,8 @@ class ConnectionVariable:
     description: str = ""
     example: str | None = None
     default: str | None = None
+    #: ``false``: the flow may start without it (parameters naming it are then left out).
+    required: bool = True
 
 
 @attrs.frozen

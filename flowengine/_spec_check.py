@@ -123,6 +123,10 @@ def _check_endpoints(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]
                 )
             elif var not in here:
                 yield problem(f"$.endpoints.{name}", f"{{{var}}} has no value yet when this endpoint is used")
+            elif var in spec.connection and not spec.connection[var].required:
+                yield problem(
+                    f"$.endpoints.{name}", f"{{{var}}} is optional: an endpoint cannot do without it"
+                )
         if any(var not in known for var in names):
             continue
         in_fragment = (

@@ -37,9 +37,10 @@ __all__ = [
     "url_problem",
 ]
 
-#: What a value put into an endpoint may hold: nothing that ends a host, starts a path,
-#: query or fragment, or carries user information (``/ ? # @ \`` and spaces).
-URL_SAFE_VALUE = re.compile(r"[A-Za-z0-9._~:-]+")
+#: What a value put into an endpoint may hold: nothing that starts a query or fragment or
+#: carries user information (``? # @ \`` and spaces). A ``/`` may extend a path (a
+#: tenant's base URL, ``api.example.com/fhir/r4``), never change the host (``fill_endpoint``).
+URL_SAFE_VALUE = re.compile(r"[A-Za-z0-9._~:/-]+")
 #: The longest value a connection variable or kept parameter may have.
 VALUE_MAX = 256
 
@@ -128,12 +129,30 @@ def url_problem(url: str, judge: Callable[[str], str | None]) -> str | None:
 
 
 def fill_endpoint(template: str, values: Mapping[str, str | None]) -> str | None:
-    """The endpoint with its variables filled, or None when a value is missing or not URL-safe."""
-    for name in endpoint_variables(template):
+    """The endpoint with its variables filled, or None when a value is missing or not URL-safe.
+
+    A value may hold a ``/`` only where the URL's host stays what the value's part
+    before its first ``/`` makes it: ``{subdomain}.zendesk.com`` never becomes
+    ``evil.example/`` followed by the rest.
+    """
+    names = endpoint_variables(template)
+    for name in names:
         value = values.get(name)
         if value is None or not URL_SAFE_VALUE.fullmatch(value):
             return None
-    return _templates.render(template, values)
+    url = _templates.render(template, values)
+    if url is not None and any("/" in (values.get(name) or "") for name in names):
+        cut = {name: (values.get(name) or "").split("/", 1)[0] for name in names}
+        if _host(_templates.render(template, {**values, **cut}) or "") != _host(url):
+            return None
+    return url
+
+
+def _host(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc.lower()
+    except ValueError:
+        return None
 
 
 def endpoints_for(templates: Mapping[str, str], values: Mapping[str, str | None]) -> dict[str, str]:
@@ -175,6 +194,8 @@ def connection_values(spec: FlowSpec, given: Mapping[str, str] | None) -> dict[s
     for name, rule in spec.connection.items():
         raw = given.get(name, rule.default)
         about = f" ({rule.description})" if rule.description else ""
+        if raw is None and not rule.required:
+            continue  # an optional variable without a value: parameters naming it are left out
         if raw is None:
             raise ConfigError(
                 f"spec {spec.name!r} needs the connection value {name!r}{about}",

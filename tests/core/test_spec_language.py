@@ -569,3 +569,43 @@ def test_a_default_token_type_must_be_an_accepted_one() -> None:
     assert "$.token.default_token_type: 'mac' is not one of token_types" in problems(
         lambda d: d.update(token={"default_token_type": "mac"})
     )
+
+
+def fhir(d: dict[str, Any]) -> None:
+    d["connection"] = {
+        "base": {
+            "pattern": r"[a-zA-Z0-9.-]+\.patientfusion\.com/.*",
+            "example": "api.patientfusion.com/fhir/",
+        },
+        "launch": {"pattern": "[A-Za-z0-9-]+", "required": False},
+    }
+    d["endpoints"]["authorize"] = "https://{base}/authorize"
+    d["endpoints"]["token"] = "https://{base}/token"
+    d["authorization"]["params"]["launch"] = "{launch}"
+
+
+async def test_a_value_may_extend_a_path_but_never_change_the_host() -> None:
+    eng = engine(spec_with(fhir), Provider())
+    flow = await eng.start(connection={"base": "api.patientfusion.com/fhir/r4/v1/118b"})
+    assert (flow.authorization_url or "").startswith(
+        "https://api.patientfusion.com/fhir/r4/v1/118b/authorize?"
+    )
+    assert "launch" not in query(flow.authorization_url or "")  # optional, not given: left out
+    with_launch = await eng.start(connection={"base": "api.patientfusion.com/x", "launch": "abc"})
+    assert query(with_launch.authorization_url or "")["launch"] == "abc"
+
+    def lax(d: dict[str, Any]) -> None:
+        zendesk(d)
+        d["connection"]["subdomain"]["pattern"] = ".+"
+
+    with pytest.raises(ConfigError) as info:
+        await engine(spec_with(lax), Provider()).start(connection={"subdomain": "evil.example/x"})
+    assert info.value.code == "connection_invalid"
+
+
+def test_an_optional_connection_variable_cannot_be_part_of_an_endpoint() -> None:
+    def optional_host(d: dict[str, Any]) -> None:
+        zendesk(d)
+        d["connection"]["subdomain"]["required"] = False
+
+    assert any("is optional: an endpoint cannot do without it" in p for p in problems(optional_host))
