@@ -90,10 +90,8 @@ def _check_declared(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
             yield problem(path, f"{name!r} is already a variable (built in, or an input)")
         elif path.startswith("$.callback") and name in spec.connection:
             yield problem(path, f"{name!r} is already a connection variable")
-        try:
-            re.compile(rule.pattern)
-        except re.error as exc:
-            yield problem(f"{path}.pattern", f"not a regular expression: {exc}")
+        if _variables.compiled(rule.pattern) is None:
+            yield problem(f"{path}.pattern", "not a regular expression")
             continue
         for what in ("default", "example"):
             value = getattr(rule, what)

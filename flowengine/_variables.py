@@ -15,6 +15,7 @@ no value can turn ``https://{subdomain}.zendesk.com`` into another host.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ __all__ = [
     "URL_SAFE_VALUE",
     "VALUE_MAX",
     "available",
+    "compiled",
     "connection_values",
     "endpoint_variables",
     "endpoints_for",
@@ -107,14 +109,24 @@ def endpoint_variables(template: str) -> tuple[str, ...]:
     return _templates.variables(template)
 
 
+@functools.lru_cache(maxsize=512)
+def compiled(pattern: str) -> re.Pattern[str] | None:
+    """The pattern compiled, or None when it is not a regular expression (validation says so)."""
+    try:
+        return re.compile(pattern)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return None
+
+
 def matched_value(rule: ConnectionVariable | KeptParameter, value: str) -> str | None:
     """The value to use when ``value`` matches the rule's whole pattern (its first group, if it has one)."""
-    if len(value) > VALUE_MAX:
+    pattern = compiled(rule.pattern)
+    if len(value) > VALUE_MAX or pattern is None:
         return None
-    match = re.fullmatch(rule.pattern, value)
+    match = pattern.fullmatch(value)
     if match is None:
         return None
-    return match.group(1) if match.re.groups else value
+    return match.group(1) if pattern.groups else value
 
 
 def url_problem(url: str, judge: Callable[[str], str | None]) -> str | None:

@@ -60,6 +60,7 @@ from flowengine._machine import compile_flow
 from flowengine._records import Token
 from flowengine._spec import FlowSpec
 from flowengine._spec_load import load_spec
+from flowengine._spec_sources import named_specs
 
 __all__ = [
     "EXIT_DENIED",
@@ -305,11 +306,7 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
 
 def _spec_entries() -> list[tuple[str, Path]]:
     """Every named spec that ``load_spec(NAME)`` finds, and the file that wins for it."""
-    seen: dict[str, Path] = {}
-    for folder in _plugins.spec_paths():
-        for path in sorted(folder.glob("*.yaml")):
-            seen.setdefault(path.stem, path)
-    return list(seen.items())
+    return named_specs(_plugins.spec_paths())
 
 
 @spec.command("list")

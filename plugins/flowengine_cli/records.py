@@ -136,6 +136,10 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
             "token_key",
         ):
             click.echo(f"{key + ':':<16}{summary[key] if summary[key] is not None else '-'}")
+        for key in ("connection", "kept"):
+            if summary[key]:
+                values = ", ".join(f"{name}={printable(value)}" for name, value in summary[key].items())
+                click.echo(f"{key + ':':<16}{values}")
         if flow.error:
             said = printable(flow.error.description or flow.error.message)
             click.echo(f"{'error:':<16}{flow.error.code}: {said}")
