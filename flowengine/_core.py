@@ -242,7 +242,7 @@ class FlowCore:
         if reason is not None:
             raise error(reason, code=ErrorCode.WRONG_PROVIDER, flow_id=flow.id)
         # Flows stored before endpoints were recorded carry none; every flow since carries its own.
-        if flow.endpoints and self.urls.filled(flow.connection) != flow.endpoints:
+        if self.urls.bound_elsewhere(flow.connection, flow.endpoints):
             raise CallbackError(
                 "this flow was started at other endpoints (another tenant, or another deployment) "
                 "than this engine's: its code goes nowhere else",

@@ -47,11 +47,27 @@ class Endpoints:
         """Every endpoint the connection values fill completely, filled (not judged)."""
         return _variables.endpoints_for(self.templates, {**connection, "client_id": self.client_id})
 
+    def tenant_endpoints(self) -> list[str]:
+        """The endpoints whose spec URL a connection value is part of: where tenants differ."""
+        declared = set(self.spec.connection)
+        return [n for n, t in self.spec.endpoints.items() if declared & set(safe_variables(t))]
+
     def for_flow(self, connection: Mapping[str, str]) -> dict[str, str]:
-        """Every endpoint the connection values fill, each judged: what a flow is bound to."""
+        """The tenant's endpoints as the connection values fill them, judged: what a flow is bound to.
+
+        Only endpoints that differ between tenants bind a flow; the others may be
+        re-pointed (a token endpoint that was down, then fixed) without orphaning it.
+        Every endpoint the values fill is judged, bound or not.
+        """
         known = {*connection, "client_id"}
         names = [n for n, t in self.templates.items() if set(safe_variables(t)) <= known]
-        return {name: self.url(name, connection) for name in names}
+        judged = {name: self.url(name, connection) for name in names}
+        return {name: judged[name] for name in self.tenant_endpoints() if name in judged}
+
+    def bound_elsewhere(self, connection: Mapping[str, str], bound: Mapping[str, str]) -> bool:
+        """True when this engine fills a flow's tenant endpoints otherwise than the flow recorded."""
+        filled = self.filled(connection)
+        return any(filled.get(name) != url for name, url in bound.items())
 
     def url(self, name: str, values: Mapping[str, str | None]) -> str:
         """The endpoint ``name`` filled from ``values`` and judged (``connection_invalid``)."""
