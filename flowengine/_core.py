@@ -18,14 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 import attrs
 
 from flowengine import _callbacks, _security, _variables
 from flowengine._callbacks import CallbackParams
 from flowengine._client import Client
-from flowengine._endpoints import Endpoints, safe_variables, with_params
+from flowengine._endpoints import Endpoints, encode_query, safe_variables, with_params
 from flowengine._errors import (
     CallbackError,
     ConfigError,
@@ -158,7 +157,7 @@ class FlowCore:
             "code_challenge_method": "S256" if challenge else None,
         }
         endpoint = self.endpoint_url(authorization.endpoint, begin.connection)
-        query = urlencode(render_params(authorization.params, values))
+        query = encode_query(render_params(authorization.params, values), authorization.unescaped)
         flow = Flow(
             id=fresh.flow_id,
             spec=self.spec.name,

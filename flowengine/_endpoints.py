@@ -9,14 +9,19 @@ or scheme of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote_plus
 
 from flowengine import _templates, _variables
 from flowengine._errors import ConfigError, ErrorCode
 from flowengine._spec import AuthorizationRequest, FlowSpec
 from flowengine._spec_check import endpoint_problem
 
-__all__ = ["Endpoints", "safe_variables", "with_params"]
+__all__ = ["Endpoints", "encode_query", "safe_variables", "with_params"]
+
+#: What an ``unescaped`` parameter keeps as it is: characters some providers refuse to
+#: see percent-encoded (``user:read``, ``a,b``), none of which ends a query parameter.
+_KEPT_AS_IS = ":/,@!$'()*;"
 
 
 def safe_variables(template: str) -> tuple[str, ...]:
@@ -25,6 +30,19 @@ def safe_variables(template: str) -> tuple[str, ...]:
         return _templates.variables(template)
     except _templates.TemplateError:
         return ()
+
+
+def encode_query(params: Mapping[str, str], unescaped: Iterable[str] = ()) -> str:
+    """``params`` as a query string; the ``unescaped`` ones keep ``: / , @ ! $ ' ( ) * ;`` as they are.
+
+    Every value still has ``& = # % ?`` and spaces escaped (a space as ``+``), so no
+    value can add a parameter or end the query.
+    """
+    keep = set(unescaped)
+    return "&".join(
+        f"{quote_plus(name)}={quote_plus(value, safe=_KEPT_AS_IS if name in keep else '')}"
+        for name, value in params.items()
+    )
 
 
 def with_params(endpoint: str, query: str, authorization: AuthorizationRequest) -> str:

@@ -98,6 +98,8 @@ class AuthorizationRequest:
     default_scopes: tuple[str, ...] = ()
     #: ``fragment``: the parameters go after the endpoint's ``#`` (Apollo's single-page app).
     params_in: Literal["query", "fragment"] = "query"
+    #: Parameters whose ``: / , @`` ... are sent as they are, for providers that refuse them escaped.
+    unescaped: tuple[str, ...] = ()
 
 
 @attrs.frozen

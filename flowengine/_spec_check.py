@@ -153,6 +153,9 @@ def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
             yield problem("$.grants", "an authorization request needs the authorization_code grant")
         if not authorization.scope_separator:
             yield problem("$.authorization.scope_separator", "must not be empty")
+        for name in authorization.unescaped:
+            if name not in authorization.params:
+                yield problem("$.authorization.unescaped", f"no parameter named {name!r}")
         return
     if spec.machine is not None:
         yield problem("$.machine", "a machine needs an authorization request to start its flows")

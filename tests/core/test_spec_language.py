@@ -609,3 +609,12 @@ def test_an_optional_connection_variable_cannot_be_part_of_an_endpoint() -> None
         d["connection"]["subdomain"]["required"] = False
 
     assert any("is optional: an endpoint cannot do without it" in p for p in problems(optional_host))
+
+
+async def test_unescaped_parameters_keep_their_colons_and_commas_but_cannot_add_a_parameter() -> None:
+    spec = spec_with(lambda d: d["authorization"].update(unescaped=["scope"], scope_separator=","))
+    flow = await engine(spec, Provider()).start(scope=["user:read", "repo&admin=1"])
+    raw_query = urlsplit(flow.authorization_url or "").query
+    assert "scope=user:read,repo%26admin%3D1&" in raw_query
+    assert query(flow.authorization_url or "")["scope"] == "user:read,repo&admin=1"
+    assert "unescaped" in problems(lambda d: d["authorization"].update(unescaped=["scopes"]))[0]
