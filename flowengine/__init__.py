@@ -53,7 +53,7 @@ from flowengine._retry import RetryPolicy, parse_retry_after
 from flowengine._sandbox import Sandbox
 from flowengine._security import digest, digests_equal, fingerprint, is_loopback
 from flowengine._spec import FlowSpec
-from flowengine._spec_load import load_spec
+from flowengine._spec_load import load_spec, spec_document
 from flowengine._store import Lease, Store
 from flowengine._sync import Engine
 from flowengine._urls import WebUrl, parse_web_url
@@ -129,4 +129,5 @@ __all__ = [
     "parse_retry_after",
     "parse_web_url",
     "read_rate_feedback",
+    "spec_document",
 ]

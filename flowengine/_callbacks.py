@@ -42,6 +42,8 @@ class CallbackParams:
     error_reason: str | None = None
     error_description: str | None = None
     iss: str | None = None
+    #: The parameters the spec keeps (``callback.keep``), by parameter name, as they came.
+    kept: dict[str, str] = attrs.field(factory=dict)
 
 
 def _pairs(data: CallbackInput) -> list[tuple[str, str]]:
@@ -95,19 +97,24 @@ def parse_callback(data: CallbackInput, rules: CallbackRules) -> CallbackParams:
         "iss": rules.iss,
     }
     wanted = {name: field for field, name in names.items() if name}
+    keep = {rule.param or name for name, rule in rules.keep.items()}
     seen: dict[str, list[str]] = {}
     for key, value in _pairs(data):
-        field = wanted.get(key)
+        field = wanted.get(key) or (f"kept:{key}" if key in keep else None)
         if field is not None:
             seen.setdefault(field, []).append(value)
     values: dict[str, str | None] = {}
+    kept: dict[str, str] = {}
     for field, found in seen.items():
         if len(found) > 1 and rules.repeated == "reject":
-            raise CallbackError(
-                f"the callback repeats the {names[field]!r} parameter", code="repeated_parameter"
-            )
-        values[field] = found[-1] or None
-    return CallbackParams(**values)
+            name = names.get(field) or field.removeprefix("kept:")
+            raise CallbackError(f"the callback repeats the {name!r} parameter", code="repeated_parameter")
+        if field.startswith("kept:"):
+            if found[-1]:
+                kept[field.removeprefix("kept:")] = found[-1]
+        else:
+            values[field] = found[-1] or None
+    return CallbackParams(**values, kept=kept)
 
 
 def callback_state(callback: CallbackInput, spec: FlowSpec) -> str | None:

@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     LISTEN_FAILED = "listen_failed"
     CREDENTIALS_MISSING = "credentials_missing"
     GRAPHVIZ_MISSING = "graphviz_missing"
+    CONNECTION_INVALID = "connection_invalid"
     TOKEN_ENDPOINT_MISMATCH = "token_endpoint_mismatch"
     URL_INVALID = "url_invalid"
     STORE_NOT_SHARED = "store_not_shared"
@@ -56,6 +57,7 @@ class ErrorCode(StrEnum):
     WRONG_PROVIDER = "wrong_provider"
     ISSUER_MISMATCH = "issuer_mismatch"
     REPEATED_PARAMETER = "repeated_parameter"
+    ENDPOINTS_MISMATCH = "endpoints_mismatch"
     # FlowStateError
     INVALID_TRANSITION = "invalid_transition"
     FLOW_UNKNOWN = "flow_unknown"

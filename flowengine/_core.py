@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 import attrs
 
-from flowengine import _callbacks, _security
+from flowengine import _callbacks, _security, _variables
 from flowengine._callbacks import CallbackParams
 from flowengine._client import Client
+from flowengine._endpoints import Endpoints, encode_query, safe_variables, with_params
 from flowengine._errors import (
     CallbackError,
     ConfigError,
@@ -82,8 +82,15 @@ class FlowCore:
         self.spec = spec
         self.compiled = compiled
         self.client = client
+        #: Endpoint templates by name: the spec's, re-pointed where the engine was told to.
         self.endpoints = dict(endpoints)
         self.user_agent = user_agent
+        self.urls = Endpoints(spec, self.endpoints, client.client_id)
+        authorization = spec.authorization
+        self._sends_nonce = authorization is not None and any(
+            "nonce" in safe_variables(t) for t in authorization.params.values()
+        )
+        self._spec_file = None if spec.source.startswith("<") else spec.source
 
     def step(self, flow: Flow | None, event: Input, now: float) -> Step:
         """Feed one input to a flow (None only with ``Begin``); the Step says what follows."""
@@ -129,17 +136,20 @@ class FlowCore:
         authorization, machine = self.parts()
         fresh = begin.secrets
         challenge = _security.pkce_challenge(fresh.verifier) if fresh.verifier else None
+        scope = begin.scope or self.default_scope()
         values = {
             **begin.inputs,
+            **begin.connection,
             "client_id": self.client.client_id,
             "redirect_uri": begin.redirect_uri,
-            "scope": begin.scope,
+            "scope": scope,
             "state": fresh.state,
+            "nonce": fresh.nonce,
             "code_challenge": challenge,
             "code_challenge_method": "S256" if challenge else None,
         }
-        endpoint = self.endpoints[authorization.endpoint]
-        query = urlencode(render_params(authorization.params, values))
+        endpoint = self.endpoint_url(authorization.endpoint, begin.connection)
+        query = encode_query(render_params(authorization.params, values), authorization.unescaped)
         flow = Flow(
             id=fresh.flow_id,
             spec=self.spec.name,
@@ -149,21 +159,41 @@ class FlowCore:
             client_id=self.client.client_id,
             redirect_uri=begin.redirect_uri,
             state_hash=_security.digest(fresh.state),
-            scope=begin.scope,
+            scope=scope,
             session_hash=_security.digest(begin.session) if begin.session is not None else None,
             subject=begin.subject,
             code_verifier=fresh.verifier,
+            connection=dict(begin.connection),
+            endpoints=self.urls.for_flow(begin.connection),
+            nonce_hash=_security.digest(fresh.nonce) if fresh.nonce and self._sends_nonce else None,
             history=(HistoryEntry(now, "start", "", machine.initial),),
         )
-        shown = attrs.evolve(flow, authorization_url=f"{endpoint}{'&' if '?' in endpoint else '?'}{query}")
+        shown = attrs.evolve(flow, authorization_url=with_params(endpoint, query, authorization))
         return Step(shown, (SaveFlow(flow, None),), event="start", source="")
+
+    def default_scope(self) -> str | None:
+        """The scope asked for when the caller names none (``authorization.default_scopes``)."""
+        authorization = self.spec.authorization
+        if authorization is None or not authorization.default_scopes:
+            return None
+        return authorization.scope_separator.join(authorization.default_scopes)
+
+    def connection(self, given: Mapping[str, str] | None) -> dict[str, str]:
+        """The spec's connection values from ``given``: checked, with defaults (``connection_invalid``)."""
+        values = _variables.connection_values(self.spec, given)
+        self.urls.for_flow(values)  # every endpoint they fill must be a good URL
+        return values
+
+    def endpoint_url(self, name: str, values: Mapping[str, str | None]) -> str:
+        """The endpoint ``name`` filled from ``values``, judged (``connection_invalid``)."""
+        return self.urls.url(name, values)
 
     # --- callback ----------------------------------------------------------------------
 
     def _callback(self, flow: Flow, callback: Callback, now: float) -> Step:
         """Act on a callback, or refuse it (``CallbackError``) having changed nothing."""
         params = callback.params
-        self.check_owner(flow, CallbackError)
+        self.check_owner(flow)
         if flow.session_hash is not None and not _security.digests_equal(
             flow.session_hash, _security.digest(callback.session) if callback.session is not None else None
         ):
@@ -172,6 +202,8 @@ class FlowCore:
             )
         self._check_issuer(params.iss, flow.id)
         this_callback = _callbacks.callback_digest(params)
+        needed = bool(params.code) and not params.error
+        kept = _variables.kept_values(self.spec, params.kept, needed=needed) if self.spec.kept_names else {}
         if flow.state != self.compiled.initial:
             if flow.callback_digest is None and flow.history[-1].event == "expire":
                 raise _expired(flow)
@@ -182,9 +214,11 @@ class FlowCore:
             expired = self._expire(flow, now)
             return attrs.evolve(expired, error=_expired(flow))
         error = _callbacks.callback_error(params, self.spec.callback)
-        return self._fire(flow, "callback", now, params=params, error=error, callback_digest=this_callback)
+        return self._fire(
+            flow, "callback", now, params=params, error=error, callback_digest=this_callback, kept=kept
+        )
 
-    def check_owner(self, flow: Flow, error: type[FlowError]) -> None:
+    def check_owner(self, flow: Flow) -> None:
         """Refuse a flow that is not this engine's to finish (SECURITY.md 4).
 
         Engines of one spec may share a store with different clients (production
@@ -197,7 +231,15 @@ class FlowCore:
         elif flow.client_id != self.client.client_id:
             reason = "this callback belongs to a flow of another client of this provider"
         if reason is not None:
-            raise error(reason, code=ErrorCode.WRONG_PROVIDER, flow_id=flow.id)
+            raise CallbackError(reason, code=ErrorCode.WRONG_PROVIDER, flow_id=flow.id)
+        # Flows stored before endpoints were recorded carry none; every flow since carries its own.
+        if self.urls.bound_elsewhere(flow.connection, flow.endpoints):
+            raise CallbackError(
+                "this flow was started at other endpoints (another tenant, or another deployment) "
+                "than this engine's: its code goes nowhere else",
+                code=ErrorCode.ENDPOINTS_MISMATCH,
+                flow_id=flow.id,
+            )
 
     def _check_issuer(self, iss: str | None, flow_id: str) -> None:
         expected = self.spec.issuer
@@ -218,7 +260,7 @@ class FlowCore:
 
     def _exchange(self, flow: Flow, now: float) -> Step:
         """Begin the exchange: move to the machine's in-flight state, then send the code once."""
-        self.check_owner(flow, FlowStateError)
+        self.check_owner(flow)
         if self.compiled.is_final(flow):
             return Step(flow)
         if self.compiled.can_fire(flow.state, "answer"):
@@ -233,9 +275,12 @@ class FlowCore:
     def exchange_request(self, flow: Flow) -> tuple[HttpRequest, tuple[str, ...]]:
         """The token request that spends the flow's code, and the secrets it carries."""
         values = {
+            **flow.connection,
+            **flow.kept,
             "code": flow.code,
             "code_verifier": flow.code_verifier,
             "redirect_uri": flow.redirect_uri,
+            "scope": flow.scope,
         }
         return self.token_request("authorization_code", values)
 
@@ -249,6 +294,9 @@ class FlowCore:
                 grant="authorization_code",
                 sent=answer.sent_secrets,
                 default_account=self.default_account(flow),
+                connection=flow.connection,
+                kept=flow.kept,
+                requested_scope=flow.scope,
             )
         except ProviderError as exc:
             error = exc
@@ -267,8 +315,8 @@ class FlowCore:
             "authorization": token.authorization_header(),
             "user-agent": self.user_agent,
         }
-        request = HttpRequest("GET", self.endpoints[rule.userinfo], headers)
-        return SendRequest(request, (token.access_token,))
+        url = self.endpoint_url(rule.userinfo, {**token.connection, **token.kept})
+        return SendRequest(HttpRequest("GET", url, headers), (token.access_token,))
 
     def with_account(self, token: Token, response: HttpResponse | None, default: AccountRef) -> Token:
         """``token`` filed under the account the userinfo answer names.
@@ -321,14 +369,41 @@ class FlowCore:
             )
         filled = self.client_values(values)
         rule = self.spec.grants[grant]
-        request = build_token_request(
-            self.spec, grant, self.endpoints[rule.endpoint], filled, self.user_agent
-        )
+        url = self.endpoint_url(rule.endpoint, filled)
+        request = build_token_request(self.spec, grant, url, filled, self.user_agent)
         return request, tuple(sorted(_security.sent_secrets(filled, request)))
 
+    def grant_url(self, grant: str, values: Mapping[str, str | None]) -> str:
+        """Where ``grant``'s requests go, for the connection and kept values in ``values``."""
+        return self.endpoint_url(self.spec.grants[grant].endpoint, self.client_values(values))
+
+    def check_token_endpoint(self, token: Token) -> None:
+        """Refuse to send ``token``'s secrets to a token endpoint other than the one that issued it.
+
+        A token obtained from one server (a sandbox, staging, another tenant) and
+        refreshed against another would hand its refresh token to a stranger, and the
+        stranger's ``invalid_grant`` would mark a healthy grant dead.
+        """
+        values = {**token.connection, **token.kept}
+        ours = {self.grant_url(grant, values) for grant in self.spec.grants}
+        if token.token_endpoint is not None and token.token_endpoint not in ours:
+            here = sorted(ours)[0]
+            raise ConfigError(
+                f"{token.key} was issued by the token endpoint at {_origin(token.token_endpoint)}; "
+                f"this engine's is {_origin(here)} (a sandbox's token refreshed without --sandbox, "
+                "or the other way round?)",
+                code=ErrorCode.TOKEN_ENDPOINT_MISMATCH,
+            )
+
     def client_values(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
-        """Template values with the client's id and secret added."""
-        return {"client_id": self.client.client_id, "client_secret": self.client.client_secret, **values}
+        """Template values with the client's id, secret and registered redirect URI added."""
+        client = self.client
+        return {
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "redirect_uri": client.redirect_uri,
+            **values,
+        }
 
     def read_token(
         self,
@@ -338,11 +413,19 @@ class FlowCore:
         grant: str,
         sent: tuple[str, ...] = (),
         default_account: AccountRef | None = None,
+        connection: Mapping[str, str] | None = None,
+        kept: Mapping[str, str] | None = None,
+        requested_scope: str | None = None,
+        account: AccountRef | None = None,
     ) -> Token:
-        """A token from the answer to ``grant``'s request, or the ``ProviderError`` it amounts to.
+        """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to.
 
+        The token keeps the connection and kept values it was obtained with (refresh and
+        revoke go to that tenant) and the file of its spec. An answer that names no
+        scope granted ``requested_scope`` (RFC 6749 §5.1; a refresh, §6: the same as before).
+        ``account`` (a refresh) is whose token it is, whatever the answer says or leaves out.
         ``sent``: the secrets the request carried, scrubbed from whatever the answer echoes
-        back (SECURITY.md 28).
+        back (SECURITY.md 28). The token remembers the token endpoint that issued it.
         """
         token = read_token_response(
             self.spec,
@@ -350,30 +433,18 @@ class FlowCore:
             client_id=self.client.client_id,
             now=now,
             sent=sent,
-            default_account=default_account,
+            default_account=account or default_account,
+            requested_scope=requested_scope,
+            account_required=account is None,
         )
-        return attrs.evolve(token, token_endpoint=self.token_url(grant))
-
-    def token_url(self, grant: str) -> str:
-        """Where ``grant``'s requests go."""
-        return self.endpoints[self.spec.grants[grant].endpoint]
-
-    def check_token_endpoint(self, token: Token) -> None:
-        """Refuse to send ``token``'s secrets to a token endpoint other than the one that issued it.
-
-        A token obtained from one server (a sandbox, staging, another tenant) and
-        refreshed against another would hand its refresh token to a stranger, and the
-        stranger's ``invalid_grant`` would mark a healthy grant dead.
-        """
-        ours = {self.token_url(grant) for grant in self.spec.grants}
-        if token.token_endpoint is not None and token.token_endpoint not in ours:
-            here = self.token_url(next(iter(self.spec.grants)))
-            raise ConfigError(
-                f"{token.key} was issued by the token endpoint at {_origin(token.token_endpoint)}; "
-                f"this engine's is {_origin(here)} (a sandbox's token refreshed without --sandbox, "
-                "or the other way round?)",
-                code=ErrorCode.TOKEN_ENDPOINT_MISMATCH,
-            )
+        values = {**(connection or {}), **(kept or {})}
+        return attrs.evolve(
+            token,
+            connection=dict(connection or {}),
+            kept=dict(kept or {}),
+            spec_source=self._spec_file,
+            token_endpoint=self.grant_url(grant, values),
+        )
 
     # --- plumbing ----------------------------------------------------------------------
 
@@ -387,6 +458,7 @@ class FlowCore:
         token: Token | None = None,
         error: FlowError | None = None,
         callback_digest: str | None = None,
+        kept: Mapping[str, str] | None = None,
     ) -> Step:
         """Fire ``event`` on the machine and build the flow it leads to, with the intents to save it."""
         ctx = TransitionContext(self.spec, flow, event, params=params, token=token, error=error)
@@ -396,6 +468,8 @@ class FlowCore:
             now, event, flow.state, dest, recorded.code if isinstance(recorded, ErrorInfo) else None
         )
         extra: dict[str, Any] = {"callback_digest": callback_digest} if callback_digest is not None else {}
+        if kept:
+            extra["kept"] = dict(kept)
         moved = attrs.evolve(
             flow,
             state=dest,
@@ -413,11 +487,11 @@ class FlowCore:
         return Step(moved, intents, event=event, source=flow.state)
 
 
+def _expired(flow: Flow) -> CallbackError:
+    return CallbackError("the flow expired before its callback", code=ErrorCode.FLOW_EXPIRED, flow_id=flow.id)
+
+
 def _origin(url: str) -> str:
     """``scheme://host[:port]`` of a URL: enough to tell servers apart, without its path."""
     scheme, _, rest = url.partition("://")
     return f"{scheme}://{rest.split('/', 1)[0]}"
-
-
-def _expired(flow: Flow) -> CallbackError:
-    return CallbackError("the flow expired before its callback", code=ErrorCode.FLOW_EXPIRED, flow_id=flow.id)

@@ -43,7 +43,7 @@ from flowengine._records import Flow, Token
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
 from flowengine._spec import FlowSpec
-from flowengine._spec_check import endpoint_problem
+from flowengine._spec_check import override_problem
 from flowengine._spec_load import load_spec
 from flowengine._steps import (
     AccountAnswer,
@@ -121,7 +121,8 @@ class AsyncEngine(TokenOperations):
         clock: Clock | Callable[[], float] = SystemClock(),
         plugin_manager: pluggy.PluginManager | None = None,
     ) -> None:
-        self.spec = spec if isinstance(spec, FlowSpec) else load_spec(spec)
+        # A FlowSpec built by hand never met load_spec's checks: it meets them here (the same object).
+        self.spec = load_spec(spec)
         self.compiled = _compile(self.spec, plugin_manager)
         self.client = client
         self.store: Store = _plugins.open_store(store, plugin_manager) if isinstance(store, str) else store
@@ -141,15 +142,11 @@ class AsyncEngine(TokenOperations):
 
     def _endpoints(self, overrides: Mapping[str, str]) -> dict[str, str]:
         merged = dict(self.spec.endpoints)
-        for name, url in merged.items():  # a FlowSpec built by hand never met load_spec's checks
-            if name not in overrides and (reason := endpoint_problem(url, local_ok=self.spec.local_only)):
-                raise ConfigError(f"endpoint {name!r}: {reason}")
         for name, url in overrides.items():
             if name not in merged:
                 known = ", ".join(sorted(merged))
                 raise ConfigError(f"the spec has no endpoint {name!r} to re-point (it has {known})")
-            # local_ok: an override may use http://, which endpoint_problem allows on loopback only.
-            reason = endpoint_problem(url, local_ok=True)
+            reason = override_problem(self.spec, name, url)
             if reason:
                 raise ConfigError(f"endpoint {name!r}: {reason}")
             merged[name] = url
@@ -172,6 +169,7 @@ class AsyncEngine(TokenOperations):
         redirect_uri: str | None = None,
         inputs: Mapping[str, str] | None = None,
         subject: str | None = None,
+        connection: Mapping[str, str] | None = None,
     ) -> Flow:
         """Begin a flow: store it in its initial state and return it with its ``authorization_url``.
 
@@ -181,6 +179,11 @@ class AsyncEngine(TokenOperations):
         authorization request (e.g. a ``login_hint``); they are not stored.
         ``subject`` says who the person is in your application: the token is
         filed under it when the provider's answer names no account.
+        ``connection`` gives the spec's connection variables (``{"subdomain":
+        "acme"}``): checked against their patterns, stored with the flow, and the
+        flow is bound to the endpoints they fill (``ConfigError``
+        ``connection_invalid`` otherwise). With no ``scope``, the spec's
+        ``default_scopes`` are asked for.
         """
         authorization, _machine = self.core.parts()
         redirect_uri = redirect_uri or self.client.redirect_uri
@@ -199,6 +202,7 @@ class AsyncEngine(TokenOperations):
             session=session,
             subject=subject,
             inputs=self.declared_inputs(inputs),
+            connection=self.core.connection(connection),
         )
         step = self.core.step(None, begin, self.clock())
         await self._apply(step)
@@ -251,7 +255,7 @@ class AsyncEngine(TokenOperations):
         flow = await self.get(flow_id)
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r}", code=ErrorCode.FLOW_UNKNOWN, flow_id=flow_id)
-        self.core.check_owner(flow, FlowStateError)
+        self.core.check_owner(flow)
         return await self._exchange(flow)
 
     async def _exchange(self, flow: Flow) -> Flow:

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from flowengine._bounded import cap
 from flowengine._codes import ErrorCode
 
 __all__ = [
@@ -104,12 +105,25 @@ class SpecProblem:
 
 
 class SpecError(FlowError):
-    """A spec could not be loaded or compiled; ``problems`` lists every finding."""
+    """A spec could not be loaded or compiled; ``problems`` lists every finding.
+
+    At most ``MAX_PROBLEMS`` are kept (then one more says how many were left out), each
+    path and message cut to a readable length: a hostile spec cannot make the report
+    itself huge (SECURITY.md 25).
+    """
 
     code = ErrorCode.SPEC_INVALID
+    MAX_PROBLEMS = 50
 
     def __init__(self, problems: Sequence[SpecProblem]) -> None:
-        self.problems = tuple(problems)
+        kept = [
+            SpecProblem(cap(p.path, 200), cap(p.message, 300), cap(p.source, 200))
+            for p in problems[: self.MAX_PROBLEMS]
+        ]
+        if len(problems) > self.MAX_PROBLEMS:
+            more = len(problems) - self.MAX_PROBLEMS
+            kept.append(SpecProblem("$", f"and {more} more problem(s) not listed", kept[0].source))
+        self.problems = tuple(kept)
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"{len(self.problems)} problem(s) in spec:\n{lines}")
 
@@ -266,6 +280,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.LISTEN_FAILED,
         ErrorCode.CREDENTIALS_MISSING,
         ErrorCode.GRAPHVIZ_MISSING,
+        ErrorCode.CONNECTION_INVALID,
         ErrorCode.TOKEN_ENDPOINT_MISMATCH,
         ErrorCode.URL_INVALID,
         ErrorCode.STORE_NOT_SHARED,
@@ -297,6 +312,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.WRONG_PROVIDER,
         ErrorCode.ISSUER_MISMATCH,
         ErrorCode.REPEATED_PARAMETER,
+        ErrorCode.ENDPOINTS_MISMATCH,
     ),
     FlowStateError: (
         ErrorCode.INVALID_TRANSITION,

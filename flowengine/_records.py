@@ -118,6 +118,14 @@ class Flow:
     callback_digest: str | None = attrs.field(default=None, repr=False)
     #: How the flow ended (set when it enters a final state, from the spec's machine).
     outcome: Outcome | None = None
+    #: The spec's connection values this flow was started with (``start(connection=...)``).
+    connection: dict[str, str] = attrs.field(factory=dict)
+    #: The endpoints those values resolve to: the only ones its code may be sent to (SECURITY.md 4).
+    endpoints: dict[str, str] = attrs.field(factory=dict)
+    #: Callback parameters the spec keeps (``callback.keep``), once the callback came.
+    kept: dict[str, str] = attrs.field(factory=dict)
+    #: SHA-256 of the ``{nonce}`` the authorization request sent, when it sent one.
+    nonce_hash: str | None = attrs.field(default=None, repr=False)
     #: Who the caller says the person is (``start(subject=...)``); names the token when the
     #: provider's answer names no account (SECURITY.md 32).
     subject: str | None = None
@@ -170,11 +178,23 @@ class Token:
     #: The token endpoint that issued it: its refresh token is never sent anywhere else.
     token_endpoint: str | None = None
     extra: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    #: The connection values of the flow that obtained it: refresh and revoke go to that tenant.
+    connection: dict[str, str] = attrs.field(factory=dict)
+    #: The callback parameters the spec keeps (QuickBooks' ``realmId``), from that flow.
+    kept: dict[str, str] = attrs.field(factory=dict)
+    #: The file of the spec that obtained it, when it was loaded from a file (``flowengine tokens
+    #: refresh`` reads it again from there); None for a spec given as text or a mapping.
+    spec_source: str | None = None
 
     @property
     def key(self) -> str:
-        """The store key: one token per provider and account."""
-        return f"{self.provider}:{self.account}"
+        """The store key: one token per provider, tenant and account.
+
+        ``podio:user:1001``; with connection or kept values, each comes after an
+        ``@`` (``zendesk@acme:user:42``), so tokens of two tenants never share a key.
+        """
+        where = "".join(f"@{value}" for value in (*self.connection.values(), *self.kept.values()))
+        return f"{self.provider}{where}:{self.account}"
 
     @property
     def fingerprint(self) -> str:

@@ -15,10 +15,13 @@ from flowengine._records import Outcome
 
 __all__ = [
     "BUILTIN_VARIABLES",
+    "DEFAULT_KEPT_PATTERN",
     "AccountRule",
     "AuthorizationRequest",
     "CallbackRules",
+    "ConnectionVariable",
     "FlowSpec",
+    "KeptParameter",
     "MachineSpec",
     "RedirectRules",
     "TokenRequest",
@@ -42,8 +45,46 @@ BUILTIN_VARIABLES = frozenset(
         "refresh_token",
         "token",
         "token_type_hint",
+        "nonce",
     }
 )
+
+#: What a kept callback parameter must look like when its spec gives no pattern: URL-safe
+#: characters only, so that it can never change the shape of a URL it is put in.
+DEFAULT_KEPT_PATTERN = r"[A-Za-z0-9._~-]{1,256}"
+
+
+@attrs.frozen
+class ConnectionVariable:
+    """A value given per connection (a tenant's subdomain, a region), and the pattern it must match.
+
+    The pattern is matched against the whole value; when it has a group, the value
+    used is what its first group matched (``https://([a-z0-9-]+)\\.zendesk\\.com`` takes
+    ``acme`` from a pasted URL). ``description`` is shown in prompts and docs.
+    """
+
+    pattern: str
+    description: str = ""
+    example: str | None = None
+    default: str | None = None
+    #: ``false``: the flow may start without it (parameters naming it are then left out).
+    required: bool = True
+
+
+@attrs.frozen
+class KeptParameter:
+    """A callback parameter kept on the flow and its token (QuickBooks' ``realmId``).
+
+    ``param`` is the callback's parameter name when it is not the variable's own
+    (Zoho's ``accounts-server``); ``pattern`` is matched as for a connection variable
+    and is what makes a value from a callback safe to put in a URL.
+    """
+
+    param: str | None = None
+    pattern: str = DEFAULT_KEPT_PATTERN
+    description: str = ""
+    example: str | None = None
+    default: str | None = None
 
 
 @attrs.frozen
@@ -53,6 +94,12 @@ class AuthorizationRequest:
     params: Mapping[str, str]
     endpoint: str = "authorize"
     scope_separator: str = " "
+    #: Scopes asked for when ``start()`` is given none.
+    default_scopes: tuple[str, ...] = ()
+    #: ``fragment``: the parameters go after the endpoint's ``#`` (Apollo's single-page app).
+    params_in: Literal["query", "fragment"] = "query"
+    #: Parameters whose ``: / , @`` ... are sent as they are, for providers that refuse them escaped.
+    unescaped: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -61,8 +108,13 @@ class TokenRequest:
 
     params: Mapping[str, str]
     endpoint: str = "token"
-    encoding: Literal["json", "form"] = "form"
+    #: ``query`` puts the parameters in the URL's query and sends no body.
+    encoding: Literal["json", "form", "query"] = "form"
     client_auth: Literal["body", "basic"] = "body"
+    #: GitHub revokes with ``DELETE``; everything else is a POST.
+    method: Literal["POST", "GET", "DELETE"] = "POST"
+    #: Extra headers, as templates (Dropbox revokes with ``Authorization: Bearer {token}``).
+    headers: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -78,6 +130,8 @@ class CallbackRules:
     iss_required: bool = False
     repeated: Literal["last", "reject"] = "reject"
     denied_errors: tuple[str, ...] = ("access_denied",)
+    #: Callback parameters kept on the flow and its token, by variable name.
+    keep: Mapping[str, KeptParameter] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -96,12 +150,17 @@ class AccountRule:
 
 @attrs.frozen
 class TokenResponseRules:
-    """How a token response is read."""
+    """How a token response is read; every field is a dotted path (``authed_user.access_token``)."""
 
     access_token: str = "access_token"
     token_type: str = "token_type"
     token_types: tuple[str, ...] = ("bearer",)
+    #: The token type when the answer has none (Shopify, Figma); None: the answer must say.
+    default_token_type: str | None = None
     expires_in: str = "expires_in"
+    expires_in_unit: Literal["seconds", "milliseconds"] = "seconds"
+    #: Where an absolute expiry is (epoch seconds, or an ISO 8601 time); preferred to expires_in.
+    expires_at: str | None = None
     refresh_token: str = "refresh_token"
     scope: str = "scope"
     default_scope: str | None = None
@@ -175,6 +234,8 @@ class FlowSpec:
     issuer: str | None = None
     pkce: bool = False
     inputs: tuple[str, ...] = ()
+    #: Values given per connection (``start(connection=...)``), usable in endpoints and parameters.
+    connection: Mapping[str, ConnectionVariable] = attrs.field(factory=dict)
     redirect: RedirectRules = RedirectRules()
     callback: CallbackRules = CallbackRules()
     token: TokenResponseRules = TokenResponseRules()
@@ -189,5 +250,10 @@ class FlowSpec:
 
     @property
     def variables(self) -> frozenset[str]:
-        """Every variable name templates of this spec may use."""
-        return BUILTIN_VARIABLES | frozenset(self.inputs)
+        """Every variable name templates of this spec may use (somewhere)."""
+        return BUILTIN_VARIABLES | frozenset(self.inputs) | frozenset(self.connection) | self.kept_names
+
+    @property
+    def kept_names(self) -> frozenset[str]:
+        """The variables callbacks fill (``callback.keep``)."""
+        return frozenset(self.callback.keep)

@@ -9,19 +9,28 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 
-from flowengine import _templates
+from flowengine import _templates, _variables
 from flowengine._bounded import shown
 from flowengine._errors import SpecProblem
 from flowengine._presets import KINDS, PRESETS
 from flowengine._records import Outcome
-from flowengine._spec import BUILTIN_VARIABLES, FlowSpec, MachineSpec
+from flowengine._spec import BUILTIN_VARIABLES, ConnectionVariable, FlowSpec, KeptParameter, MachineSpec
 from flowengine._urls import UrlRefused, judge
 
-__all__ = ["MAX_FLOW_TTL", "MAX_LEEWAY", "SPEC_NAME", "check_names", "check_spec", "endpoint_problem"]
+__all__ = [
+    "MAX_FLOW_TTL",
+    "MAX_LEEWAY",
+    "SPEC_NAME",
+    "check_names",
+    "check_spec",
+    "endpoint_problem",
+    "override_problem",
+]
 
 #: What a spec name looks like (it names files, store keys and URL paths).
 SPEC_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _HOST = re.compile(r"^[a-z0-9.-]+$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,64}$")
 _SCHEME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,40}")  # an RFC 9110 token
 #: Bounds on what a spec may ask for (SECURITY.md 33): a flow waits a day at most for its
 #: callback, and a token is treated as expired at most an hour early.
@@ -40,15 +49,13 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
 
     if not SPEC_NAME.match(spec.name):
         yield problem("$.name", f"{spec.name!r} is not a name (lowercase letters, digits, _ . -)")
-    for name, url in spec.endpoints.items():
-        reason = endpoint_problem(url, local_ok=spec.local_only)
-        if reason:
-            yield problem(f"$.endpoints.{name}", reason)
     for name in spec.inputs:
         if not name.isidentifier():
             yield problem("$.inputs", f"{name!r} is not a valid variable name")
         elif name in BUILTIN_VARIABLES:
             yield problem("$.inputs", f"{name!r} is built in; do not declare it")
+    yield from _check_declared(spec, problem)
+    yield from _check_endpoints(spec, problem)
     yield from _check_legs(spec, problem)
     yield from _check_requests(spec, problem)
     yield from _check_pkce(spec, problem)
@@ -58,9 +65,10 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
 
 
 def _check_params(
-    spec: FlowSpec, path: str, params: Mapping[str, str], problem: _Problem
+    spec: FlowSpec, path: str, params: Mapping[str, str], problem: _Problem, *, place: str
 ) -> Iterable[SpecProblem]:
-    """Templates that are malformed or name a variable the spec does not know."""
+    """Templates that are malformed, name an unknown variable, or one that never has a value there."""
+    here = _variables.available(spec, place)
     for key, template in params.items():
         try:
             names = _templates.variables(template)
@@ -70,6 +78,80 @@ def _check_params(
         for var in names:
             if var not in spec.variables:
                 yield problem(f"{path}.{key}", f"template names unknown variable {var!r}")
+            elif var not in here:
+                yield problem(f"{path}.{key}", f"{{{var}}} never has a value in {_PLACES.get(place, place)}")
+
+
+_PLACES = {
+    "authorization": "the authorization request",
+    "revocation": "a revocation request",
+    "grant:authorization_code": "the code exchange",
+    "grant:refresh_token": "a refresh request",
+}
+
+
+def _check_declared(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """Connection variables and kept callback parameters: names that are free, patterns that work."""
+    taken = BUILTIN_VARIABLES | frozenset(spec.inputs)
+    rules: list[tuple[str, str, ConnectionVariable | KeptParameter]] = [
+        *((f"$.connection.{n}", n, r) for n, r in spec.connection.items()),
+        *((f"$.callback.keep.{n}", n, r) for n, r in spec.callback.keep.items()),
+    ]
+    for path, name, rule in rules:
+        if not name.isidentifier():
+            yield problem(path, f"{name!r} is not a valid variable name")
+        elif name in taken:
+            yield problem(path, f"{name!r} is already a variable (built in, or an input)")
+        elif path.startswith("$.callback") and name in spec.connection:
+            yield problem(path, f"{name!r} is already a connection variable")
+        if _variables.compiled(rule.pattern) is None:
+            yield problem(f"{path}.pattern", "not a regular expression")
+            continue
+        for what in ("default", "example"):
+            value = getattr(rule, what)
+            if value is not None and _variables.matched_value(rule, value) is None:
+                yield problem(f"{path}.{what}", f"{value[:60]!r} does not match the pattern")
+
+
+def _check_endpoints(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """Endpoints are URLs (their variables filled with stand-ins) whose variables exist there."""
+    declared: dict[str, ConnectionVariable | KeptParameter] = {**spec.connection, **spec.callback.keep}
+    samples = {**_variables.sample_values(declared.items()), "client_id": "x"}
+    known = {*declared, "client_id"}
+    authorization = spec.authorization
+    for name, url in spec.endpoints.items():
+        try:
+            names = _variables.endpoint_variables(url)
+        except _templates.TemplateError as exc:
+            yield problem(f"$.endpoints.{name}", str(exc))
+            continue
+        here = _variables.available(spec, f"endpoint:{name}")
+        for var in names:
+            if var not in known:
+                yield problem(
+                    f"$.endpoints.{name}",
+                    f"{{{var}}} names no connection variable or kept callback parameter "
+                    "(declare it under connection:, or write {{ }} for a literal brace)",
+                )
+            elif var not in here:
+                yield problem(f"$.endpoints.{name}", f"{{{var}}} has no value yet when this endpoint is used")
+            elif var in spec.connection and not spec.connection[var].required:
+                yield problem(
+                    f"$.endpoints.{name}", f"{{{var}}} is optional: an endpoint cannot do without it"
+                )
+        if any(var not in known for var in names):
+            continue
+        in_fragment = (
+            authorization is not None
+            and authorization.endpoint == name
+            and authorization.params_in == "fragment"
+        )
+        filled = _templates.render(url, samples) or url
+        reason = endpoint_problem(filled, local_ok=spec.local_only, fragment_ok=in_fragment)
+        if reason:
+            yield problem(f"$.endpoints.{name}", reason)
+        elif in_fragment and "#" not in filled:
+            yield problem(f"$.endpoints.{name}", "params_in is fragment: the endpoint must have a # part")
 
 
 def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
@@ -78,11 +160,16 @@ def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     if authorization is not None:
         if authorization.endpoint not in spec.endpoints:
             yield problem("$.authorization.endpoint", f"no endpoint named {authorization.endpoint!r}")
-        yield from _check_params(spec, "$.authorization.params", authorization.params, problem)
+        yield from _check_params(
+            spec, "$.authorization.params", authorization.params, problem, place="authorization"
+        )
         if "authorization_code" not in spec.grants:
             yield problem("$.grants", "an authorization request needs the authorization_code grant")
         if not authorization.scope_separator:
             yield problem("$.authorization.scope_separator", "must not be empty")
+        for name in authorization.unescaped:
+            if name not in authorization.params:
+                yield problem("$.authorization.unescaped", f"no parameter named {name!r}")
         return
     if spec.machine is not None:
         yield problem("$.machine", "a machine needs an authorization request to start its flows")
@@ -101,16 +188,32 @@ def _check_requests(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     for grant, request in spec.grants.items():
         if request.endpoint not in spec.endpoints:
             yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
-        yield from _check_params(spec, f"$.grants.{grant}.params", request.params, problem)
+        yield from _check_params(
+            spec, f"$.grants.{grant}.params", request.params, problem, place=f"grant:{grant}"
+        )
+        yield from _check_params(
+            spec, f"$.grants.{grant}.headers", request.headers, problem, place=f"grant:{grant}"
+        )
     requests = {f"$.grants.{grant}": request for grant, request in spec.grants.items()}
     if spec.revocation is not None:
         requests["$.revocation"] = spec.revocation
         if spec.revocation.endpoint not in spec.endpoints:
             yield problem("$.revocation.endpoint", f"no endpoint named {spec.revocation.endpoint!r}")
-        yield from _check_params(spec, "$.revocation.params", spec.revocation.params, problem)
-        if not any("token" in _safe_vars(t) for t in spec.revocation.params.values()):
-            yield problem("$.revocation.params", "no parameter sends the {token} to revoke")
+        yield from _check_params(
+            spec, "$.revocation.params", spec.revocation.params, problem, place="revocation"
+        )
+        yield from _check_params(
+            spec, "$.revocation.headers", spec.revocation.headers, problem, place="revocation"
+        )
+        sent = [*spec.revocation.params.values(), *spec.revocation.headers.values()]
+        if not any("token" in _safe_vars(t) for t in sent):
+            yield problem("$.revocation.params", "no parameter sends the {token} to revoke (nor any header)")
     for where, request in requests.items():
+        for header in request.headers:
+            if not _HEADER_NAME.match(header) or header.lower() in ("content-type", "content-length", "host"):
+                yield problem(f"{where}.headers.{header}", "not a header a spec may set")
+            elif header.lower() == "authorization" and request.client_auth == "basic":
+                yield problem(f"{where}.headers.{header}", "client_auth is basic: it sets Authorization")
         if request.client_auth == "basic" and any(
             "client_secret" in _safe_vars(t) for t in request.params.values()
         ):
@@ -156,15 +259,31 @@ def _check_rules(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
             yield problem(f"$.token.rate_limit_status[{i}]", "must be an HTTP status from 100 to 599")
     if not _SCHEME.fullmatch(spec.usage.header_scheme):
         yield problem("$.usage.header_scheme", "must be one word of visible characters (Bearer, OAuth2)")
+    account = spec.token.account
+    if account is not None and account.userinfo is not None and account.userinfo not in spec.endpoints:
+        yield problem("$.token.account.userinfo", f"no endpoint named {account.userinfo!r}")
     if spec.issuer is not None and not spec.callback.iss:
         yield problem("$.callback.iss", "issuer is set: name the callback parameter that carries it")
     if spec.callback.iss_required and spec.issuer is None:
         yield problem("$.callback.iss_required", "iss_required needs the spec's issuer to compare with")
     if not spec.token.token_types:
         yield problem("$.token.token_types", "list at least one accepted token type")
-    account = spec.token.account
-    if account is not None and account.userinfo is not None and account.userinfo not in spec.endpoints:
-        yield problem("$.token.account.userinfo", f"no endpoint named {account.userinfo!r}")
+    default_type = spec.token.default_token_type
+    if default_type is not None and default_type.lower() not in {t.lower() for t in spec.token.token_types}:
+        yield problem("$.token.default_token_type", f"{default_type!r} is not one of token_types")
+    for name, path in _token_paths(spec):
+        if not path or any(not part for part in path.split(".")):
+            yield problem(f"$.token.{name}", f"{path!r} is not a field name or dotted path")
+    if spec.authorization is not None and any(not s.strip() for s in spec.authorization.default_scopes):
+        yield problem("$.authorization.default_scopes", "a scope must not be empty")
+
+
+def _token_paths(spec: FlowSpec) -> Iterable[tuple[str, str]]:
+    rules = spec.token
+    for name in ("access_token", "token_type", "expires_in", "refresh_token", "scope", "expires_at"):
+        value = getattr(rules, name)
+        if value is not None:
+            yield name, value
 
 
 def _safe_vars(template: str) -> tuple[str, ...]:
@@ -174,20 +293,54 @@ def _safe_vars(template: str) -> tuple[str, ...]:
         return ()
 
 
-def endpoint_problem(url: str, *, local_ok: bool) -> str | None:
+def endpoint_problem(url: str, *, local_ok: bool, fragment_ok: bool = False) -> str | None:
     """Why ``url`` is not an acceptable endpoint, or None when it is (SECURITY.md 11, 27).
 
     The URL is judged as a browser reads it (``flowengine._urls``); ``http://`` is
-    accepted only when ``local_ok`` and only on a loopback host.
+    accepted only when ``local_ok`` and only on a loopback host. A fragment only when
+    ``fragment_ok`` (an authorization endpoint whose parameters go after its ``#``,
+    ``params_in: fragment``): the part before it is judged, the fragment is held to
+    the same characters.
     """
+    base, hash_sign, fragment = url.partition("#") if isinstance(url, str) else (url, "", "")
+    if hash_sign and not fragment_ok:
+        return "an endpoint must not have a fragment (except with params_in: fragment)"
     try:
-        parsed = judge(url)
+        parsed = judge(base)
+        if (fragment and not fragment.isprintable()) or any(c in fragment for c in " \\\t"):
+            raise UrlRefused("holds characters after its # that browsers read differently")
     except UrlRefused as exc:
         return f"{shown(url, 120)} {exc.reason}"
     if parsed.scheme == "http" and not (local_ok and parsed.loopback):
         only = "only https:// is allowed, or http:// on loopback with local_only"
         return f"{shown(url, 120)} uses http://; {only}"
     return None
+
+
+def override_problem(spec: FlowSpec, name: str, url: str) -> str | None:
+    """Why ``url`` cannot re-point the spec's endpoint ``name`` at run time, or None.
+
+    An override may use ``http://`` on loopback (a sandbox), and the variables of the
+    endpoint it replaces, and no others (the sandbox keeps a tenant's host in its path).
+    """
+    try:
+        names = _variables.endpoint_variables(url)
+    except _templates.TemplateError as exc:
+        return str(exc)
+    allowed = set(_safe_vars(spec.endpoints[name]))
+    extra = sorted(set(names) - allowed)
+    if extra:
+        return f"names variable(s) {extra} that the spec's endpoint does not"
+    declared: dict[str, ConnectionVariable | KeptParameter] = {**spec.connection, **spec.callback.keep}
+    filled = _templates.render(url, {**_variables.sample_values(declared.items()), "client_id": "x"}) or url
+    authorization = spec.authorization
+    fragment_ok = (
+        authorization is not None
+        and authorization.endpoint == name
+        and (authorization.params_in == "fragment")
+    )
+    # local_ok: an override may use http://, which endpoint_problem allows on loopback only.
+    return endpoint_problem(filled, local_ok=True, fragment_ok=fragment_ok)
 
 
 def check_names(spec: FlowSpec, guards: Collection[str], actions: Collection[str]) -> list[SpecProblem]:

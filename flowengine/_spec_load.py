@@ -21,13 +21,20 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from flowengine import _yaml
 from flowengine._bounded import cap, shown
-from flowengine._errors import PluginError, SpecError, SpecProblem
+from flowengine._errors import SpecError, SpecProblem
 from flowengine._presets import expand_preset
 from flowengine._records import Outcome
 from flowengine._spec import FlowSpec, MachineSpec, TransitionSpec
 from flowengine._spec_check import SPEC_NAME, check_names, check_spec
+from flowengine._spec_sources import (
+    extends_label,
+    find_named,
+    parse_yaml,
+    read_document,
+    resolve_extends,
+)
 
-__all__ = ["load_spec", "spec_from_mapping"]
+__all__ = ["load_spec", "spec_document", "spec_from_mapping"]
 
 
 class _WrongType(TypeError):
@@ -169,28 +176,12 @@ def _flatten(exc: BaseException, path: str) -> list[tuple[str, str]]:
         return [(path, "required key missing")]
     if isinstance(exc, _WrongType):
         return [(path, str(exc))]
-    return [(path, f"invalid value ({type(exc).__name__}: {cap(str(exc), _MAX_MESSAGE)})")]
+    return [(path, f"invalid value ({type(exc).__name__}: {cap(str(exc), 300)})")]
 
 
 _Names = tuple[Collection[str], Collection[str]] | None
-#: A report lists this many problems at most, each message and path cut to a readable length.
-MAX_PROBLEMS = 50
-_MAX_MESSAGE = 300
+#: A key quoted in a problem's path is cut to this length.
 _MAX_KEY = 80
-
-
-def _refuse(problems: Iterable[SpecProblem]) -> SpecError:
-    """The SpecError for ``problems``: at most MAX_PROBLEMS of them, each cut short (SECURITY.md 25)."""
-    kept: list[SpecProblem] = []
-    more = 0
-    for p in problems:
-        if len(kept) < MAX_PROBLEMS:
-            kept.append(SpecProblem(cap(p.path, 200), cap(p.message, _MAX_MESSAGE), cap(p.source, 200)))
-        else:
-            more += 1
-    if more:
-        kept.append(SpecProblem("$", f"and {more} more problem(s) not listed", kept[0].source))
-    return SpecError(kept)
 
 
 def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = None) -> FlowSpec:
@@ -201,25 +192,36 @@ def spec_from_mapping(data: Any, *, source: str = "<mapping>", names: _Names = N
     """
     if not isinstance(data, dict):
         got = "an empty document" if data is None else type(data).__name__
-        raise _refuse([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
+        raise SpecError([SpecProblem("$", f"a spec is a mapping, got {got}", source)])
     try:
-        _yaml.check_tree(data)
+        _yaml.check_tree(data)  # a mapping made in Python met no bounded reader
     except _yaml.YamlRefused as exc:
-        raise _refuse([SpecProblem(exc.where, exc.message, source)]) from None
+        raise SpecError([SpecProblem(exc.where, exc.message, source)]) from None
+    data = _shorthands(data)
     shape = [SpecProblem(path, message, source) for path, message in _machine_shape(data.get("machine"))]
     try:
         spec = _converter.structure(data, FlowSpec)
     except Exception as exc:
         problems = [SpecProblem(path, message, source) for path, message in _flatten(exc, "$")]
         meaning = [] if shape else _meaning_despite_unknown_keys(data, source, names)
-        raise _refuse([*shape, *problems, *meaning]) from None
+        raise SpecError([*shape, *problems, *meaning]) from None
     if shape:
-        raise _refuse(shape)
+        raise SpecError(shape)
     spec = _with_machine(attrs.evolve(spec, source=source))
     problems = _meaning(spec, names)
     if problems:
-        raise _refuse(problems)
+        raise SpecError(problems)
     return spec
+
+
+def _shorthands(data: dict[Any, Any]) -> dict[Any, Any]:
+    """The document with its short forms written out: ``callback.keep: [realmId]`` is a mapping."""
+    callback = data.get("callback")
+    if isinstance(callback, dict) and isinstance(callback.get("keep"), list):
+        keep = callback["keep"]
+        if all(isinstance(name, str) for name in keep):
+            data = {**data, "callback": {**callback, "keep": {name: {} for name in keep}}}
+    return data
 
 
 def _with_machine(spec: FlowSpec) -> FlowSpec:
@@ -272,29 +274,45 @@ def _machine_shape(machine: Any) -> list[tuple[str, str]]:
 
 
 def _from_text(text: str, source: str, names: _Names = None) -> FlowSpec:
-    try:
-        data = _yaml.load(text)
-    except _yaml.YamlRefused as exc:
-        raise _refuse([SpecProblem(exc.where, exc.message, source)]) from None
-    return spec_from_mapping(data, source=source, names=names)
+    spec, _bases = _from_document(parse_yaml(text, source), source, names, None)
+    return spec
 
 
-def _looks_like_text(spec: str) -> bool:
-    """True for YAML text rather than a name or a path (a path check that fails is not a path)."""
-    if not spec.strip() or "\n" in spec or len(spec) > 4096 or "\0" in spec:
-        return True
-    try:
-        return ":" in spec and not Path(spec).exists()
-    except (OSError, ValueError):
-        return True
+def _from_document(
+    data: Any, source: str, names: _Names, path: Path | None
+) -> tuple[FlowSpec, tuple[str, ...]]:
+    """A parsed document, its ``extends`` resolved, structured and judged; and the files it extends.
+
+    Problems of a spec built on others name every file involved
+    (``child.yaml (extends base.yaml)``); the spec's ``source`` stays its own file.
+    """
+    folder = path.parent if path is not None else Path.cwd()
+    chain = (path,) if path is not None else ()
+    data, bases = resolve_extends(data, source, folder=folder, search_paths=None, chain=chain)
+    if not bases:
+        return spec_from_mapping(data, source=source, names=names), ()
+    spec = spec_from_mapping(data, source=extends_label(source, bases), names=names)
+    return attrs.evolve(spec, source=source), bases
 
 
-def _is_file(path: Path) -> bool:
-    """``path.is_file()``, False for a name the system cannot even look up (too long, say)."""
-    try:
-        return path.is_file()
-    except (OSError, ValueError):
-        return False
+def spec_document(spec: FlowSpec) -> dict[str, Any]:
+    """The document ``load_spec`` reads back into an equal spec: plain data, ready for JSON or YAML.
+
+    ``extends`` is already resolved in it; a preset machine is written as
+    ``{preset, ttl}``. For sending a spec elsewhere (a sandbox in another process).
+    """
+    data: dict[str, Any] = _converter.unstructure(spec)
+    data.pop("source", None)
+    machine = spec.machine
+    if machine is not None and machine.preset is not None:
+        # As written: a preset reference if it still is the preset, else the machine written out.
+        preset = expand_preset(MachineSpec(ttl=machine.ttl, preset=machine.preset))
+        data["machine"] = (
+            {"preset": machine.preset, "ttl": machine.ttl}
+            if machine == preset
+            else {**data["machine"], "preset": None}
+        )
+    return data
 
 
 def load_spec(
@@ -311,28 +329,15 @@ def load_spec(
     ``names`` = (guard names, action names) also checks the names ``when:``/``do:`` use.
     """
     if isinstance(spec, FlowSpec):
-        data = _converter.unstructure(spec)
-        data.pop("source", None)
-        machine = spec.machine
-        if machine is not None and machine.preset is not None:
-            # As written: a preset reference if it still is the preset, else the machine written out.
-            preset = expand_preset(MachineSpec(ttl=machine.ttl, preset=machine.preset))
-            data["machine"] = (
-                {"preset": machine.preset, "ttl": machine.ttl}
-                if machine == preset
-                else {**data["machine"], "preset": None}
-            )
-        spec_from_mapping(data, source=spec.source, names=names)
+        spec_from_mapping(spec_document(spec), source=spec.source, names=names)
         return spec  # the same object: compiled machines are cached per spec
     if isinstance(spec, Mapping):
-        return spec_from_mapping(dict(spec), names=names)
+        return _from_document(dict(spec), "<mapping>", names, None)[0]
     if isinstance(spec, Path):
         return _from_file(spec, names)
     if not isinstance(spec, str):
         got = type(spec).__name__
-        raise _refuse(
-            [SpecProblem("$", f"a spec is a name, a path, YAML text or a mapping, not {got}", "<spec>")]
-        )
+        raise SpecError([SpecProblem("$", f"a spec is a name, a path, YAML text or a mapping, not {got}")])
     if _looks_like_text(spec):
         return _from_text(spec, "<text>", names)
     if SPEC_NAME.match(spec) and not spec.endswith((".yaml", ".yml")):
@@ -340,49 +345,50 @@ def load_spec(
             from flowengine._plugins import spec_paths
 
             search_paths = spec_paths()
-        folders = list(search_paths)
-        for folder in folders:
-            candidate = Path(folder) / f"{spec}.yaml"
-            if _is_file(candidate):
-                found = _from_file(candidate, names)
-                if found.name != spec:
-                    # Flows and tokens are recorded under `name:`; a mismatch would file them elsewhere.
-                    message = f"the spec found as {spec!r} must say name: {spec}, not {found.name!r}"
-                    raise _refuse([SpecProblem("$.name", message, str(candidate))])
-                return found
-        where = ", ".join(str(f) for f in folders) or "no folders"
-        raise PluginError(f"no spec named {spec!r} (looked in {where})", code="spec_not_found")
+        return _from_file(find_named(spec, search_paths), names)
     return _from_file(Path(spec), names)
 
 
 #: Specs read from files, by (path, mtime, size, names): a spec that did not change on
 #: disk is the same FlowSpec object, so its compiled machine is reused too.
-_file_cache: dict[tuple[str, int, int, object], FlowSpec] = {}
+#: The files a cached spec extends are checked too: a changed base makes a new FlowSpec.
+_file_cache: dict[tuple[str, int, int, object], tuple[FlowSpec, tuple[tuple[str, int, int], ...]]] = {}
 
 
-def _from_file(path: Path, names: _Names = None) -> FlowSpec:
+def _looks_like_text(spec: str) -> bool:
+    """True for YAML text rather than a name or a path (a path check that fails is not a path)."""
+    if not spec.strip() or "\n" in spec or len(spec) > 4096 or "\0" in spec:
+        return True
+    try:
+        return ":" in spec and not Path(spec).exists()
+    except (OSError, ValueError):
+        return True
+
+
+def _stat(path: Path) -> tuple[str, int, int]:
     try:
         stat = path.stat()
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         why = getattr(exc, "strerror", None) or str(exc)
-        raise _refuse([SpecProblem("$", f"cannot read: {why}", str(path))]) from None
+        raise SpecError([SpecProblem("$", f"cannot read: {why}", str(path))]) from None
     if stat.st_size > _yaml.MAX_SPEC_BYTES:
         message = f"the file is larger than {_yaml.MAX_SPEC_BYTES // 1024} KiB"
-        raise _refuse([SpecProblem("$", message, str(path))])
-    known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
-    key = (str(path), stat.st_mtime_ns, stat.st_size, known)
-    cached = _file_cache.get(key)
-    if cached is None:
-        cached = _file_cache[key] = _read_file(path, names)
-    return cached
+        raise SpecError([SpecProblem("$", message, str(path))])
+    return str(path), stat.st_mtime_ns, stat.st_size
 
 
-def _read_file(path: Path, names: _Names) -> FlowSpec:
+def _unchanged(stats: tuple[tuple[str, int, int], ...]) -> bool:
     try:
-        with path.open("rb") as file:  # no more than the limit, whatever the file grew to since
-            text = file.read(_yaml.MAX_SPEC_BYTES + 1).decode("utf-8")
-    except OSError as exc:
-        raise _refuse([SpecProblem("$", f"cannot read: {exc.strerror}", str(path))]) from None
-    except UnicodeDecodeError:
-        raise _refuse([SpecProblem("$", "not UTF-8 text", str(path))]) from None
-    return _from_text(text, str(path), names)
+        return all(_stat(Path(name)) == (name, mtime, size) for name, mtime, size in stats)
+    except SpecError:
+        return False
+
+
+def _from_file(path: Path, names: _Names = None) -> FlowSpec:
+    known = None if names is None else (frozenset(names[0]), frozenset(names[1]))
+    key = (*_stat(path), known)
+    cached = _file_cache.get(key)
+    if cached is None or not _unchanged(cached[1]):
+        spec, bases = _from_document(read_document(path), str(path), names, path)
+        cached = _file_cache[key] = (spec, tuple(_stat(Path(base)) for base in bases))
+    return cached[0]

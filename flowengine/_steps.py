@@ -100,17 +100,19 @@ class FlowSecrets:
     flow_id: str
     state: str = attrs.field(repr=False)
     verifier: str | None = attrs.field(default=None, repr=False)
+    #: The ``{nonce}`` the authorization request may send; the flow keeps only its digest.
+    nonce: str | None = attrs.field(default=None, repr=False)
 
     @classmethod
     def draw(cls, pkce: bool) -> FlowSecrets:
-        """Fresh values: a 128-bit flow id, 256-bit ``state`` and PKCE verifier (SECURITY.md 1, 2).
+        """Fresh values: a 128-bit flow id, 256-bit ``state``, nonce and PKCE verifier (SECURITY.md 1, 2).
 
         The id is hex: it never starts with ``-``, which a command line would read as an option.
         """
         import secrets
 
         verifier = _security.new_verifier() if pkce else None
-        return cls(secrets.token_hex(16), _security.new_state(), verifier)
+        return cls(secrets.token_hex(16), _security.new_state(), verifier, _security.new_state())
 
 
 @attrs.frozen(slots=True)
@@ -123,6 +125,8 @@ class Begin:
     session: str | None = attrs.field(default=None, repr=False)
     subject: str | None = None
     inputs: Mapping[str, str] = attrs.field(factory=dict, repr=False)
+    #: The spec's connection values, checked (``FlowCore.connection``).
+    connection: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen(slots=True)

@@ -74,11 +74,17 @@ class Engine:
         redirect_uri: str | None = None,
         inputs: Mapping[str, str] | None = None,
         subject: str | None = None,
+        connection: Mapping[str, str] | None = None,
     ) -> Flow:
         """See ``AsyncEngine.start``."""
         return self._runner.run(
             self.engine.start(
-                scope=scope, session=session, redirect_uri=redirect_uri, inputs=inputs, subject=subject
+                scope=scope,
+                session=session,
+                redirect_uri=redirect_uri,
+                inputs=inputs,
+                subject=subject,
+                connection=connection,
             )
         )
 
@@ -95,10 +101,18 @@ class Engine:
         self._runner.run(self.engine.revoke(token, hint=hint))
 
     def grant(
-        self, grant: str, inputs: Mapping[str, str] | None = None, *, subject: str | None = None
+        self,
+        grant: str,
+        inputs: Mapping[str, str] | None = None,
+        *,
+        subject: str | None = None,
+        connection: Mapping[str, str] | None = None,
+        scope: str | None = None,
     ) -> Token:
         """See ``AsyncEngine.grant``."""
-        return self._runner.run(self.engine.grant(grant, inputs, subject=subject))
+        return self._runner.run(
+            self.engine.grant(grant, inputs, subject=subject, connection=connection, scope=scope)
+        )
 
     def refresh(self, token: Token | str) -> Token:
         """See ``AsyncEngine.refresh``."""

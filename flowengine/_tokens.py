@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
 import attrs
 
 from flowengine import _templates
-from flowengine._bounded import parse_json
+from flowengine._answer import Unreadable, answer_body, dig, expires_in_seconds, seconds_until
 from flowengine._errors import ProviderError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._records import AccountRef, Token
@@ -40,8 +39,6 @@ __all__ = [
 ]
 
 _MAX_MESSAGE = 300
-#: Ten years: an ``expires_in`` beyond it is nonsense, not a long-lived token.
-_MAX_EXPIRES_IN = 10 * 365 * 86400
 #: Visible ASCII, no space: RFC 6750's b64token and every real token fit, and nothing in it can
 #: end a header line (CR, LF) or be read differently by another HTTP stack (SECURITY.md 29).
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
@@ -67,9 +64,10 @@ def build_token_request(
 def build_request(
     rule: TokenRequest, url: str, values: Mapping[str, str | None], user_agent: str = "flowengine"
 ) -> HttpRequest:
-    """A POST to a token-style endpoint (token, revocation) as ``rule`` encodes and authenticates it."""
+    """A request to a token-style endpoint (token, revocation) as ``rule`` encodes and authenticates it."""
     params = render_params(rule.params, values)
     headers = {"accept": "application/json", "user-agent": user_agent}
+    headers.update({name.lower(): value for name, value in render_params(rule.headers, values).items()})
     if rule.client_auth == "basic":
         # RFC 6749 §2.3.1 and Appendix B: both parts form-urlencoded before Base64.
         user = quote_plus(values.get("client_id") or "", safe="*")
@@ -78,56 +76,68 @@ def build_request(
     if rule.encoding == "json":
         headers["content-type"] = "application/json"
         body = json.dumps(params, separators=(",", ":")).encode()
+    elif rule.encoding == "query":
+        url, body = (f"{url}{'&' if '?' in url else '?'}{urlencode(params)}" if params else url), b""
     else:
         headers["content-type"] = "application/x-www-form-urlencoded"
         body = urlencode(params).encode()
-    return HttpRequest("POST", url, headers, body)
-
-
-class _Unreadable:
-    """A body that is not usable JSON, and why (not JSON at all, or nested too deeply)."""
-
-    def __init__(self, why: str) -> None:
-        self.why = why
-        self.deep = "nested deeper" in why
+    return HttpRequest(rule.method, url, headers, body)
 
 
 def _json_body(response: HttpResponse) -> Any:
-    try:
-        return parse_json(response.body)
-    except ValueError as exc:
-        return _Unreadable(str(exc))
-
-
-def _dig(data: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = data
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
+    """What the answer carries: JSON, a form or a query string (``_answer``), else ``Unreadable``."""
+    return answer_body(response.body, response.content_type)
 
 
 def _invalid(message: str, status: int) -> ProviderError:
     return ProviderError(message, code="invalid_token_response", status=status)
 
 
-def _expires_in(raw: Any, status: int) -> int | None:
-    """Seconds until expiry: ints, integral strings and finite floats are accepted."""
-    if raw is None:
-        return None
-    value: float
-    if isinstance(raw, bool):
-        raise _invalid("expires_in is a boolean, not a number of seconds", status)
-    if isinstance(raw, int | float):
-        value = raw
-    elif isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit() and len(raw.strip()) <= 12:
-        value = int(raw.strip())
-    else:
-        raise _invalid("expires_in is not a number of seconds", status)
-    if (isinstance(value, float) and not math.isfinite(value)) or value < 0 or value > _MAX_EXPIRES_IN:
-        raise _invalid("expires_in is negative, not finite, or absurdly large", status)
-    return int(value)
+def _expires_in(spec: FlowSpec, body: Mapping[str, Any], now: float, status: int) -> int | None:
+    """Seconds until expiry: from ``expires_at`` when the spec names it and the answer has it."""
+    rules = spec.token
+    why = ""
+    try:
+        if rules.expires_at is not None:
+            left = seconds_until(dig(body, rules.expires_at), now)
+            if left is not None:
+                return left
+        return expires_in_seconds(dig(body, rules.expires_in), rules.expires_in_unit)
+    except ValueError as exc:
+        why = str(exc)
+    raise _invalid(why, status)  # outside the except: a typed refusal, not a ValueError in disguise
+
+
+def _without(body: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """``body`` without the fields read from it (nested ones too): the token's ``extra``."""
+    out = dict(body)
+    for path in paths:
+        if path in out:
+            del out[path]
+            continue
+        head, _, rest = path.partition(".")
+        if rest and isinstance(out.get(head), Mapping):
+            inner = _without(out[head], [rest])
+            if inner:
+                out[head] = inner
+            else:
+                del out[head]
+    return out
+
+
+def _token_body(spec: FlowSpec, response: HttpResponse, now: float) -> dict[str, Any]:
+    """The answer's JSON object, or the ``ProviderError`` the answer amounts to."""
+    body = _json_body(response)
+    status = response.status
+    if not 200 <= status < 300:
+        raise _error_for(spec, response, body, now)
+    says_error = isinstance(body, dict) and isinstance(body.get("error"), str)
+    if says_error and not dig(body, spec.token.access_token):
+        raise _error_for(spec, response, body, now)  # a 200 that says "error": believe the error
+    if not isinstance(body, dict):
+        kind = body.why if isinstance(body, Unreadable) else "JSON that is not an object"
+        raise _invalid(f"the token endpoint answered {status} with {kind}", status)
+    return body
 
 
 def _finish(error: ProviderError, sent: Collection[str]) -> ProviderError:
@@ -139,6 +149,12 @@ def _finish(error: ProviderError, sent: Collection[str]) -> ProviderError:
     return error
 
 
+def _header_safe(value: str, what: str, status: int) -> str:
+    if not _HEADER_SAFE.fullmatch(value):
+        raise _invalid(f"the {what} holds characters that are not visible ASCII (unsafe in a header)", status)
+    return value
+
+
 def read_token_response(
     spec: FlowSpec,
     response: HttpResponse,
@@ -147,6 +163,8 @@ def read_token_response(
     now: float,
     sent: Collection[str] = (),
     default_account: AccountRef | None = None,
+    requested_scope: str | None = None,
+    account_required: bool = True,
 ) -> Token:
     """Read a token response; raise ``ProviderError`` with a stable code if it is not a token.
 
@@ -154,11 +172,21 @@ def read_token_response(
     them survives in the error's message or body, nor in ``token.extra``, whatever the
     provider echoed back. ``default_account`` names the account when the spec reads
     none from the answer (a flow's subject, or the flow itself); without it, the
-    client (a grant's token).
+    client (a grant's token). An answer without a scope granted what was asked
+    (``requested_scope``, RFC 6749 §5.1), else the spec's ``default_scope``.
+    ``account_required=False`` (a refresh, whose account is known) lets an answer
+    leave out the account fields.
     """
-    default = default_account or AccountRef("client", client_id)
     try:
-        token = _read_token(spec, response, client_id=client_id, now=now, default=default)
+        token = _read_token(
+            spec,
+            response,
+            client_id=client_id,
+            now=now,
+            default_account=default_account,
+            requested_scope=requested_scope,
+            account_required=account_required,
+        )
     except ProviderError as exc:
         raise _finish(exc, sent) from None
     if sent and token.extra:
@@ -166,63 +194,48 @@ def read_token_response(
     return token
 
 
-def _header_safe(value: str, what: str, status: int) -> str:
-    if not _HEADER_SAFE.fullmatch(value):
-        raise _invalid(f"the {what} holds characters that are not visible ASCII (unsafe in a header)", status)
-    return value
-
-
-def _token_body(spec: FlowSpec, response: HttpResponse, now: float) -> dict[str, Any]:
-    """The answer's JSON object, or the ``ProviderError`` the answer amounts to."""
-    body = _json_body(response)
-    status = response.status
-    if not 200 <= status < 300:
-        raise _error_for(spec, response, body, now)
-    says_error = isinstance(body, dict) and isinstance(body.get("error"), str)
-    if says_error and not body.get(spec.token.access_token):
-        raise _error_for(spec, response, body, now)  # a 200 that says "error": believe the error
-    if not isinstance(body, dict):
-        if isinstance(body, _Unreadable) and body.deep:
-            kind = f"{body.why}"
-        elif isinstance(body, _Unreadable):
-            kind = f"a {response.content_type or 'untyped'} body"
-        else:
-            kind = "JSON that is not an object"
-        raise _invalid(f"the token endpoint answered {status} with {kind}", status)
-    return body
-
-
 def _read_token(
-    spec: FlowSpec, response: HttpResponse, *, client_id: str, now: float, default: AccountRef
+    spec: FlowSpec,
+    response: HttpResponse,
+    *,
+    client_id: str,
+    now: float,
+    default_account: AccountRef | None,
+    requested_scope: str | None,
+    account_required: bool,
 ) -> Token:
     body = _token_body(spec, response, now)
     status = response.status
     rules = spec.token
-    access_token = body.get(rules.access_token)
+    access_token = dig(body, rules.access_token)
     if not isinstance(access_token, str) or not access_token:
         raise _invalid(f"the token response has no {rules.access_token}", status)
     _header_safe(access_token, "access token", status)
-    token_type = body.get(rules.token_type)
+    token_type = dig(body, rules.token_type)
+    if token_type is None or token_type == "":
+        token_type = rules.default_token_type
     if not isinstance(token_type, str):
         raise _invalid(f"the token response has no {rules.token_type}", status)
     _header_safe(token_type, "token_type", status)
     if token_type.lower() not in {t.lower() for t in rules.token_types}:
         raise _invalid(f"token_type {token_type[:40]!r} is not one of {list(rules.token_types)}", status)
-    expires_in = _expires_in(body.get(rules.expires_in), status)
-    refresh_token = body.get(rules.refresh_token)
+    expires_in = _expires_in(spec, body, now, status)
+    refresh_token = dig(body, rules.refresh_token)
     if refresh_token is not None and (not isinstance(refresh_token, str) or not refresh_token):
         raise _invalid(f"{rules.refresh_token} is not a string", status)
     if refresh_token is not None:
         _header_safe(refresh_token, "refresh token", status)
-    scope = body.get(rules.scope)
+    scope = dig(body, rules.scope)
     if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
         scope = spec.scope_separator.join(scope)
     if scope is not None and not isinstance(scope, str):
         raise _invalid(f"{rules.scope} is not a string", status)
-    account = _account(spec, body, default, status)
+    default = default_account or AccountRef("client", client_id)
+    account = _account(spec, body, default, status) if account_required else default
     # Never let the leeway put expiry before receipt: a short-lived token keeps half its life.
     leeway = min(rules.leeway, expires_in / 2) if expires_in is not None else 0
-    known = {rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope}
+    known = [rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope]
+    known += [rules.expires_at] if rules.expires_at else []
     return Token(
         provider=spec.name,
         account=account,
@@ -231,10 +244,10 @@ def _read_token(
         obtained_at=now,
         expires_at=None if expires_in is None else now + expires_in - leeway,
         refresh_token=refresh_token,
-        scope=scope if scope is not None else rules.default_scope,
+        scope=scope if scope is not None else requested_scope or rules.default_scope,
         client_id=client_id,
         header_scheme=spec.usage.header_scheme,
-        extra={k: v for k, v in body.items() if k not in known},
+        extra=_without(body, known),
     )
 
 
@@ -259,10 +272,10 @@ def _account(spec: FlowSpec, body: Mapping[str, Any], default: AccountRef, statu
 
 def account_in(rule: AccountRule, body: Mapping[str, Any], where: str, status: int) -> AccountRef:
     """The account ``rule`` reads from a JSON object (a token answer, a userinfo answer)."""
-    account_id = _dig(body, rule.id)
+    account_id = dig(body, rule.id)
     if isinstance(account_id, bool) or not isinstance(account_id, str | int) or account_id == "":
         raise _invalid(f"{where} has no account id at {rule.id}", status)
-    account_type = _dig(body, rule.type) if rule.type else rule.default_type
+    account_type = dig(body, rule.type) if rule.type else rule.default_type
     if not isinstance(account_type, str) or not account_type:
         raise _invalid(f"{where} has no account type at {rule.type}", status)
     return AccountRef(account_type, account_id)
@@ -281,7 +294,6 @@ def read_account_response(rule: AccountRule, response: HttpResponse) -> AccountR
 
 
 def _error_for(spec: FlowSpec, response: HttpResponse, body: Any, now: float) -> ProviderError:
-    """The error an answer reports; its message is whole, ``_finish`` scrubs and then cuts it."""
     status = response.status
     info: dict[str, Any] = body if isinstance(body, dict) else {}
     error = info.get("error") if isinstance(info.get("error"), str) else None

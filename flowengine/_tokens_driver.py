@@ -69,24 +69,44 @@ class TokenOperations:
         self._inflight: dict[str, asyncio.Future[Any]] = {}
 
     async def grant(
-        self, grant: str, inputs: Mapping[str, str] | None = None, *, subject: str | None = None
+        self,
+        grant: str,
+        inputs: Mapping[str, str] | None = None,
+        *,
+        subject: str | None = None,
+        connection: Mapping[str, str] | None = None,
+        scope: str | None = None,
     ) -> Token:
         """Run a non-interactive grant (client credentials, Podio's ``app`` or ``password``); store its token.
 
-        ``inputs`` gives the spec's declared inputs (``app_id``, ``app_token``, …).
-        Safe to retry, so connection errors, 5xx and rate limits are retried with
-        backoff per ``retry``. Not for ``authorization_code`` (use start/callback).
-        ``subject`` files the token under that name when the answer names no account.
+        ``inputs`` gives the spec's declared inputs (``app_id``, ``app_token``, …),
+        ``connection`` its connection variables, ``scope`` the ``{scope}`` (else the
+        spec's default scopes). Safe to retry, so connection errors, 5xx and rate
+        limits are retried with backoff per ``retry``. Not for ``authorization_code``
+        (use start/callback). ``subject`` files the token under that name when the
+        answer names no account.
         """
         if grant == "authorization_code":
             raise ConfigError("the authorization_code grant needs a person: use start() and callback()")
-        request, sent = self.core.token_request(grant, self.declared_inputs(inputs))
+        values = self.core.connection(connection)
+        scope = scope or self.core.default_scope()
+        request, sent = self.core.token_request(
+            grant, {**self.declared_inputs(inputs), **values, "scope": scope}
+        )
         default = None if subject is None else AccountRef("subject", subject)
         token = await self.send_with_retry(
             request,
             "grant",
             sent,
-            lambda r: self.core.read_token(r, self.clock(), grant=grant, sent=sent, default_account=default),
+            lambda r: self.core.read_token(
+                r,
+                self.clock(),
+                grant=grant,
+                sent=sent,
+                default_account=default,
+                connection=values,
+                requested_scope=scope,
+            ),
         )
         ask = self.core.account_request(token)
         if ask is not None:
@@ -146,13 +166,23 @@ class TokenOperations:
         if not current.refresh_token:
             raise FlowStateError("this token has no refresh token", code=ErrorCode.NO_REFRESH_TOKEN)
         self.core.check_token_endpoint(current)
-        request, sent = self.core.token_request("refresh_token", {"refresh_token": current.refresh_token})
+        values = {**current.connection, **current.kept, "refresh_token": current.refresh_token}
+        request, sent = self.core.token_request("refresh_token", values)
         try:
             fresh = await self.send_with_retry(
                 request,
                 "refresh",
                 sent,
-                lambda r: self.core.read_token(r, self.clock(), grant="refresh_token", sent=sent),
+                lambda r: self.core.read_token(
+                    r,
+                    self.clock(),
+                    grant="refresh_token",
+                    sent=sent,
+                    connection=current.connection,
+                    kept=current.kept,
+                    requested_scope=current.scope,
+                    account=current.account,
+                ),
             )
         except InvalidGrantError:
             again = await store_call(self.store.get_token(current.key))
@@ -208,8 +238,11 @@ class TokenOperations:
         if not value:
             code = ErrorCode.NO_REFRESH_TOKEN if hint == "refresh_token" else ErrorCode.NO_ACCESS_TOKEN
             raise FlowStateError(f"this token has no {hint}", code=code)
-        values = self.core.client_values({"token": value, "token_type_hint": hint})
-        request = build_request(rule, self.core.endpoints[rule.endpoint], values, self.core.user_agent)
+        values = self.core.client_values(
+            {**current.connection, **current.kept, "token": value, "token_type_hint": hint}
+        )
+        url = self.core.endpoint_url(rule.endpoint, values)
+        request = build_request(rule, url, values, self.core.user_agent)
         sent = tuple(sorted(sent_secrets(values, request)))  # scrubbed from what comes back
         await self.send_with_retry(
             request,

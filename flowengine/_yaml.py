@@ -7,7 +7,8 @@ recursion; a 5,000-digit integer raises ``ValueError``. Here every document is
 checked while it is read: its size, its nesting depth, the number of nodes it
 would have with every alias expanded (counted while composing, so a bomb fails
 before it is built), a node that contains itself, and the length of numbers.
-Duplicate keys are refused too, rather than the last one silently winning.
+Duplicate keys are refused too, rather than the last one silently winning; merge keys
+(``<<``) are honoured, their values counted like any other.
 A mapping made in Python goes through ``check_tree``, the same limits after the fact.
 """
 
@@ -121,10 +122,15 @@ def _number(kind: str, construct: Any) -> Any:
 
 
 def _mapping(loader: _BoundedLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    """A mapping, its merge keys (``<<: *defaults``) applied; a key written twice in it is refused.
+
+    Keys a ``<<`` brings in are not duplicates of the mapping's own: the YAML
+    merge-key rule says the mapping's own key wins, and so it does.
+    """
     seen: set[Any] = set()
     for key_node, _value in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
-            raise _Limited(None, None, "merge keys (<<) are not supported in specs", key_node.start_mark)
+            continue
         if not isinstance(key_node, yaml.ScalarNode):
             raise _Limited(
                 None, None, "a key must be a plain value, not a list or mapping", key_node.start_mark
@@ -133,6 +139,7 @@ def _mapping(loader: _BoundedLoader, node: yaml.MappingNode) -> dict[Any, Any]:
         if key in seen:
             raise _Limited(None, None, f"duplicate key {str(key)[:80]!r}", key_node.start_mark)
         seen.add(key)
+    loader.flatten_mapping(node)  # merged keys first, then the mapping's own: dict() keeps the last
     return dict(loader.construct_pairs(node))
 
 

@@ -45,6 +45,7 @@ from flowengine._cli_common import (
     store_option,
     store_url,
 )
+from flowengine._cli_connection import connection_option, parse_connection, resolve_connection
 from flowengine._credentials import (
     ClientSettings,
     config_path,
@@ -56,8 +57,10 @@ from flowengine._credentials import (
 from flowengine._errors import ConfigError, FlowError, PluginError, SpecError
 from flowengine._graph import render_graph
 from flowengine._machine import compile_flow
+from flowengine._records import Token
 from flowengine._spec import FlowSpec
 from flowengine._spec_load import load_spec
+from flowengine._spec_sources import named_specs
 
 __all__ = [
     "EXIT_DENIED",
@@ -74,6 +77,7 @@ __all__ = [
     "cli",
     "complete_spec",
     "config_path",
+    "connection_option",
     "default_store_url",
     "describe_spec",
     "env_prefix",
@@ -83,14 +87,17 @@ __all__ = [
     "load_config",
     "main",
     "opened_store",
+    "parse_connection",
     "parse_duration",
     "print_error",
     "readable_by_others",
     "resolve_client",
+    "resolve_connection",
     "run_command",
     "sandbox_url",
     "spec_argument",
     "spec_folders",
+    "spec_for_token",
     "spec_names",
     "store_option",
     "store_url",
@@ -142,6 +149,28 @@ def spec_argument(ref: str, *, names: tuple[set[str], set[str]] | None = None) -
             "the path of a YAML file",
             code="spec_not_found",
         ) from None
+
+
+def spec_for_token(token: Token, spec_ref: str | None = None) -> FlowSpec:
+    """The spec to refresh or revoke ``token`` with: ``spec_ref`` (``--spec``) when given, else the
+    file its spec came from (``token.spec_source``) when it is still there, else the spec
+    named ``token.provider``.
+
+    A spec whose ``name:`` is not the token's provider cannot be the token's
+    (``ConfigError``): it would file the refreshed token under another name.
+    """
+    if spec_ref is not None:
+        spec = spec_argument(spec_ref)
+    elif token.spec_source is not None and Path(token.spec_source).is_file():
+        spec = load_spec(Path(token.spec_source))
+    else:
+        spec = spec_argument(token.provider)
+    if spec.name != token.provider:
+        raise ConfigError(
+            f"the spec {spec.source} is named {spec.name!r}, "
+            f"but the token {token.key} is of {token.provider!r}"
+        )
+    return spec
 
 
 def spec_names() -> list[str]:
@@ -277,11 +306,7 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
 
 def _spec_entries() -> list[tuple[str, Path]]:
     """Every named spec that ``load_spec(NAME)`` finds, and the file that wins for it."""
-    seen: dict[str, Path] = {}
-    for folder in _plugins.spec_paths():
-        for path in sorted(folder.glob("*.yaml")):
-            seen.setdefault(path.stem, path)
-    return list(seen.items())
+    return named_specs(_plugins.spec_paths())
 
 
 @spec.command("list")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from flowengine import AsyncEngine, Client, ConfigError, FlowError, FlowSpec, RetryPolicy, open_sandbox
+from flowengine import AsyncEngine, Client, ConfigError, FlowError, FlowSpec, RetryPolicy, Token, open_sandbox
 from flowengine.cli import (
     EXIT_FAILED,
     EXIT_OK,
@@ -33,6 +33,7 @@ from flowengine.cli import (
     run_command,
     sandbox_url,
     spec_argument,
+    spec_for_token,
     store_option,
     store_url,
 )
@@ -335,8 +336,12 @@ def batch_refresh(
 
     async def work() -> int:
         async def make_run(batch: Batch, stack: contextlib.AsyncExitStack) -> BatchRun:
-            names = list(dict.fromkeys(providers)) or await _providers_in_store(settings.store)
-            specs = [spec_argument(name) for name in names]
+            stored = await _providers_in_store(settings.store)
+            names = list(dict.fromkeys(providers)) or sorted(stored)
+            # A provider's spec: the file its tokens came from, when there is one, else its name.
+            specs = [
+                spec_for_token(stored[name]) if name in stored else spec_argument(name) for name in names
+            ]
             engines = await _engines(settings, batch, stack, specs, sandbox_url)
             key = json.dumps(["refresh", sorted(names), within])
             return batch.refresh(
@@ -348,9 +353,10 @@ def batch_refresh(
     sys.exit(run_command(work))
 
 
-async def _providers_in_store(url: str) -> list[str]:
+async def _providers_in_store(url: str) -> dict[str, Token]:
+    """One stored token per provider (to find its spec by), by provider name."""
     async with opened_store(url, reading=True) as store:
-        return sorted({token.provider for token in await store.list_tokens()})
+        return {token.provider: token for token in await store.list_tokens()}
 
 
 @batch.command("exchange")

@@ -60,7 +60,8 @@ def _exchange_item(item_id: str, data: Any) -> ExchangeItem:
 
 
 def read_grant_file(path: Path, spec: FlowSpec) -> list[GrantItem]:
-    """One item per CSV row; the header names the spec's inputs (``app_id,app_token``).
+    """One item per CSV row; the header names the spec's inputs (``app_id,app_token``) and
+    connection variables (``subdomain``), in any order.
 
     A header naming something the spec does not declare is a ``ConfigError``
     (a typo would otherwise fail every row); a short row fails as ``input_invalid``.
@@ -68,11 +69,12 @@ def read_grant_file(path: Path, spec: FlowSpec) -> list[GrantItem]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [name.strip() for name in reader.fieldnames or []]
-        unknown = sorted(set(columns) - set(spec.inputs))
+        unknown = sorted(set(columns) - set(spec.inputs) - set(spec.connection))
         if not columns or unknown:
-            declared = ", ".join(spec.inputs) or "none"
+            declared = ", ".join([*spec.inputs, *spec.connection]) or "none"
             raise ConfigError(
-                f"{path}: the CSV header must name inputs of spec {spec.name!r} ({declared}); "
+                f"{path}: the CSV header must name inputs or connection variables of spec "
+                f"{spec.name!r} ({declared}); "
                 f"unknown: {', '.join(unknown) or 'no header'}"
             )
         items = []
@@ -82,5 +84,6 @@ def read_grant_file(path: Path, spec: FlowSpec) -> list[GrantItem]:
             if None in row or any(not value for value in values.values()):
                 items.append(GrantItem(item_id, {}, invalid="a value is missing, or the row has extra cells"))
                 continue
-            items.append(GrantItem(item_id, values))
+            connection = {name: values.pop(name) for name in list(values) if name in spec.connection}
+            items.append(GrantItem(item_id, values, connection=connection))
     return items

@@ -53,6 +53,8 @@ class GrantItem:
     id: str
     inputs: Mapping[str, str] = attrs.field(repr=False)
     invalid: str | None = None
+    #: The spec's connection variables this row gives (the tenant the grant is for).
+    connection: Mapping[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -112,7 +114,8 @@ def refresh_job(
         entries: list[dict[str, Any]] = []
         if keys is not None:
             for token_key in dict.fromkeys(keys):
-                engine = by_name.get(token_key.partition(":")[0])
+                # provider[@tenant...]:type:id: the provider is what comes before either.
+                engine = by_name.get(token_key.partition(":")[0].partition("@")[0])
                 token = await engine.get_token(token_key) if engine else None
                 entries.append(
                     {"id": token_key, "provider": engine.spec.name if engine else None}
@@ -270,7 +273,7 @@ def grant_job(engine: AsyncEngine, grant: str, items: Sequence[GrantItem], *, ke
             if item.invalid:
                 return ItemResult(item_id, "failed", error="input_invalid", message=item.invalid)
             try:
-                token = await engine.grant(grant, item.inputs)
+                token = await engine.grant(grant, item.inputs, connection=item.connection)
             except FlowError as exc:
                 if _passthrough(exc):
                     raise

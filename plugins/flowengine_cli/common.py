@@ -80,6 +80,8 @@ def flow_summary(flow: Flow) -> dict[str, Any]:
         "scope": flow.scope,
         "granted_scope": flow.granted_scope,
         "account": None if flow.account is None else {"type": flow.account.type, "id": flow.account.id},
+        "connection": dict(flow.connection),
+        "kept": dict(flow.kept),
         "token_key": flow.token_key,
         "token_fingerprint": flow.token_fingerprint,
         "error": None
@@ -98,6 +100,9 @@ def token_summary(token: Token) -> dict[str, Any]:
         "key": token.key,
         "provider": token.provider,
         "account": {"type": token.account.type, "id": token.account.id},
+        "connection": dict(token.connection),
+        "kept": dict(token.kept),
+        "spec_source": token.spec_source,
         "fingerprint": token.fingerprint,
         "token_type": token.token_type,
         "scope": token.scope,

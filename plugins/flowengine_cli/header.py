@@ -33,13 +33,13 @@ __all__ = ["choose_token", "token"]
 
 
 def choose_token(tokens: list[Token], spec_name: str, account: str | None) -> Token:
-    """The token of ``spec_name`` for ``account`` (``user:1001``, or ``1001``), or its only token.
+    """The token of ``spec_name`` for ``account`` (``user:1001``, ``1001``, or a whole key), or its only one.
 
     Several tokens and no account is a ``ConfigError`` listing their keys: picking
     one silently could act as the wrong person.
     """
     if account is not None:
-        found = [t for t in tokens if account in (str(t.account), str(t.account.id))]
+        found = [t for t in tokens if account in (str(t.account), str(t.account.id), t.key)]
     else:
         found = tokens
     if len(found) == 1:
@@ -121,7 +121,7 @@ def token_header(
                         code="no_refresh_token",
                     )
                 async with await refreshing_engine(
-                    current, backend, sandbox=where, client_id=client_id
+                    current, backend, sandbox=where, client_id=client_id, spec_ref=spec_ref
                 ) as engine:
                     current = await engine.refresh(current)
         value = current.authorization_header()

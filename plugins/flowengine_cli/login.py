@@ -54,12 +54,15 @@ from flowengine.cli import (
     ClientSettings,
     Interrupted,
     complete_spec,
+    connection_option,
     fail,
     format_duration,
     opened_store,
+    parse_connection,
     parse_duration,
     print_error,
     resolve_client,
+    resolve_connection,
     run_command,
     sandbox_url,
     spec_argument,
@@ -149,6 +152,8 @@ class LoginOptions:
     open_browser: bool = True
     redirect_uri: str | None = None
     port: int | None = None
+    #: The spec's connection values (``--connection``), checked by the engine at start.
+    connection: dict[str, str] = attrs.field(factory=dict)
 
 
 @contextmanager
@@ -179,7 +184,9 @@ async def _login_emulated(spec: FlowSpec, options: LoginOptions) -> int:
             spec, client=sandbox.client, store=options.store, endpoints=sandbox.endpoints
         ) as engine:
             started = time.monotonic()
-            flow = options.pending.flow = await engine.start(scope=options.scope)
+            flow = options.pending.flow = await engine.start(
+                scope=options.scope, connection=options.connection
+            )
             assert flow.authorization_url is not None
             where = flow.authorization_url.split("?", 1)[0]
             how = "the sandbox answers Grant" if options.approve else "the sandbox answers Deny"
@@ -302,7 +309,9 @@ async def _wait_loopback(
             given = urlsplit(options.redirect_uri)
             netloc = given.netloc if given.port is not None else f"{given.netloc}:{listener.port}"
             redirect_uri = given._replace(netloc=netloc).geturl()
-        flow = options.pending.flow = await engine.start(scope=options.scope, redirect_uri=redirect_uri)
+        flow = options.pending.flow = await engine.start(
+            scope=options.scope, redirect_uri=redirect_uri, connection=options.connection
+        )
         flow_box.append(flow)
         assert flow.authorization_url is not None
         where = flow.authorization_url.split("?", 1)[0]
@@ -348,7 +357,9 @@ async def _wait_paste(
     presenter: TerminalPresenter,
     redirect_uri: str,
 ) -> Flow:
-    flow = options.pending.flow = await engine.start(scope=options.scope, redirect_uri=redirect_uri)
+    flow = options.pending.flow = await engine.start(
+        scope=options.scope, redirect_uri=redirect_uri, connection=options.connection
+    )
     assert flow.authorization_url is not None
     where = flow.authorization_url.split("?", 1)[0]
     opened = options.open_browser and _open_browser(flow.authorization_url)
@@ -480,6 +491,7 @@ def _given(ctx: click.Context, name: str) -> bool:
     help="With --sandbox alone: what the emulated person answers on the consent page.",
 )
 @click.option("--scope", help="Scopes to ask for, space-separated (Podio: 'user:read space:all').")
+@connection_option
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print the final flow as one JSON document.")
 @click.pass_context
@@ -496,6 +508,7 @@ def login(
     sandbox: bool,
     approve: bool,
     scope: str | None,
+    connection: tuple[str, ...],
     store: str | None,
     as_json: bool,
 ) -> None:
@@ -512,6 +525,10 @@ def login(
     (or a test) answer its consent page. FLOWENGINE_SANDBOX_URL selects a
     sandbox that is already running (`flowengine sandbox serve`).
 
+    A spec with connection variables (a tenant's subdomain) takes them as
+    --connection NAME=VALUE, else asks on a terminal; the sandbox uses the
+    spec's examples for those not given.
+
     \b
     Exit codes: 0 exchanged, 2 usage or invalid spec, 3 denied, 4 failed,
     5 timed out waiting for the person, 130 cancelled with Ctrl-C, 143 with SIGTERM.
@@ -519,13 +536,24 @@ def login(
     Examples:
       flowengine login podio --sandbox --approve
       flowengine login github --client-id Iv1.0123
+      flowengine login zendesk --connection subdomain=acme --client-id my-app
       flowengine login podio --paste --redirect-uri https://example.com/flowengine/callback
     """
     wait = parse_duration(timeout)
     if wait <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--timeout")
     _check_flags(ctx, sandbox=sandbox, mode=mode, has_client=bool(client_id or client_secret))
-    flags = _Flags(spec_ref, mode, redirect_uri, port, wait, no_browser, client_id, client_secret)
+    flags = _Flags(
+        spec_ref,
+        mode,
+        redirect_uri,
+        port,
+        wait,
+        no_browser,
+        client_id,
+        client_secret,
+        parse_connection(connection),
+    )
     sys.exit(_run_login(flags, sandbox=sandbox, approve=approve, scope=scope, store=store, as_json=as_json))
 
 
@@ -541,6 +569,7 @@ class _Flags:
     no_browser: bool
     client_id: str | None
     client_secret: str | None
+    connection: dict[str, str] = attrs.field(factory=dict)
 
 
 def _run_login(
@@ -554,8 +583,11 @@ def _run_login(
         pending = Pending(store_url(store))
         if sandbox:
             sandbox_url()  # a malformed FLOWENGINE_SANDBOX_URL is said before anything starts
+        connection = resolve_connection(spec, flags.connection, sandbox=sandbox)
         if sandbox and flags.mode is None:
-            emulated = LoginOptions("emulated", scope, pending.store, as_json, pending, approve=approve)
+            emulated = LoginOptions(
+                "emulated", scope, pending.store, as_json, pending, approve=approve, connection=connection
+            )
             return run_command(lambda: _login_emulated(spec, emulated), cancelled=pending.interrupted)
         settings = (
             None
@@ -581,6 +613,7 @@ def _run_login(
         open_browser=not flags.no_browser,
         redirect_uri=redirect,
         port=flags.port,
+        connection=connection,
     )
     client = settings.client if settings else None
     return run_command(lambda: _login_interactive(spec, options, client), cancelled=pending.interrupted)

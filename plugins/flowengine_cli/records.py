@@ -28,13 +28,13 @@ from flowengine.cli import (
     resolve_client,
     run_command,
     sandbox_url,
-    spec_argument,
+    spec_for_token,
     store_option,
 )
 
 from .common import flow_summary, print_table, printable, token_summary
 
-__all__ = ["flows", "refresh_client", "refreshing_engine", "tokens"]
+__all__ = ["flows", "refresh_client", "refreshing_engine", "spec_option", "tokens"]
 
 
 def _ago(when: float | None, now: float) -> str:
@@ -136,6 +136,10 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
             "token_key",
         ):
             click.echo(f"{key + ':':<16}{summary[key] if summary[key] is not None else '-'}")
+        for key in ("connection", "kept"):
+            if summary[key]:
+                values = ", ".join(f"{name}={printable(value)}" for name, value in summary[key].items())
+                click.echo(f"{key + ':':<16}{values}")
         if flow.error:
             said = printable(flow.error.description or flow.error.message)
             click.echo(f"{'error:':<16}{flow.error.code}: {said}")
@@ -267,14 +271,21 @@ def refresh_client(token: Token, spec: FlowSpec, client_id: str | None = None) -
 
 
 async def refreshing_engine(
-    token: Token, backend: Store, *, sandbox: str | None, client_id: str | None = None
+    token: Token,
+    backend: Store,
+    *,
+    sandbox: str | None,
+    client_id: str | None = None,
+    spec_ref: str | None = None,
 ) -> AsyncEngine:
     """An engine on ``backend`` that can refresh ``token``: the sandbox's at ``sandbox``, or the provider's.
 
-    The sandbox is checked first (``sandbox_unreachable`` at once, with a hint,
-    rather than a connection error from deep in the refresh).
+    The spec is ``--spec`` when given, else the file the token's spec came from, else
+    the spec named by the token's provider (``spec_for_token``). The sandbox is
+    checked first (``sandbox_unreachable`` at once, with a hint, rather than a
+    connection error from deep in the refresh).
     """
-    spec = spec_argument(token.provider)
+    spec = spec_for_token(token, spec_ref)
     if sandbox is not None:
         with open_sandbox(spec, sandbox) as box:  # entering a sandbox at a URL checks that it answers
             client, endpoints = box.client, dict(box.endpoints)
@@ -294,15 +305,24 @@ sandbox_option = click.option(
 client_id_option = click.option(
     "--client-id", help="The client id (default: the token's; secret from env, config or a prompt)."
 )
+spec_option = click.option(
+    "--spec",
+    "spec_ref",
+    metavar="SPEC",
+    help="The spec (name or file) to use (default: the file the token's spec came from, else its name).",
+)
 
 
 @tokens.command("refresh")
 @click.argument("key")
 @sandbox_option
 @client_id_option
+@spec_option
 @store_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-def tokens_refresh(key: str, sandbox: bool, client_id: str | None, store: str | None, as_json: bool) -> None:
+def tokens_refresh(
+    key: str, sandbox: bool, client_id: str | None, spec_ref: str | None, store: str | None, as_json: bool
+) -> None:
     """Refresh a stored token now and store the new one.
 
     Credentials come from FLOWENGINE_<SPEC>_CLIENT_ID and _CLIENT_SECRET, the
@@ -318,7 +338,9 @@ def tokens_refresh(key: str, sandbox: bool, client_id: str | None, store: str | 
         where = running_sandbox(sandbox, "tokens refresh")
         async with opened_store(store, reading=True) as backend:
             token = await _stored_token(backend, key)
-            async with await refreshing_engine(token, backend, sandbox=where, client_id=client_id) as engine:
+            async with await refreshing_engine(
+                token, backend, sandbox=where, client_id=client_id, spec_ref=spec_ref
+            ) as engine:
                 fresh = await engine.refresh(token)
         if as_json:
             _emit(token_summary(fresh))
@@ -337,9 +359,10 @@ def tokens_refresh(key: str, sandbox: bool, client_id: str | None, store: str | 
 )
 @sandbox_option
 @client_id_option
+@spec_option
 @store_option
 def tokens_revoke(
-    key: str, hint: str | None, sandbox: bool, client_id: str | None, store: str | None
+    key: str, hint: str | None, sandbox: bool, client_id: str | None, spec_ref: str | None, store: str | None
 ) -> None:
     """Revoke a token at the provider (RFC 7009), then delete it here.
 
@@ -357,13 +380,15 @@ def tokens_revoke(
         where = running_sandbox(sandbox, "tokens revoke")
         async with opened_store(store, reading=True) as backend:
             token = await _stored_token(backend, key)
-            if spec_argument(token.provider).revocation is None:
+            if spec_for_token(token, spec_ref).revocation is None:
                 raise ConfigError(
                     f"spec {token.provider!r} names no revocation endpoint, so the token cannot be revoked "
                     f"at the provider from here; `flowengine tokens delete {key}` forgets it in this store",
                     code="revocation_unsupported",
                 )
-            async with await refreshing_engine(token, backend, sandbox=where, client_id=client_id) as engine:
+            async with await refreshing_engine(
+                token, backend, sandbox=where, client_id=client_id, spec_ref=spec_ref
+            ) as engine:
                 await engine.revoke(token, hint=hint)
         click.echo(f"revoked {key} at the provider and deleted it here")
 

@@ -18,6 +18,7 @@ __all__ = [
     "expire_tokens",
     "fault_plan",
     "register_apps",
+    "register_spec",
     "reset",
     "token_requests",
     "update_settings",
@@ -134,3 +135,19 @@ def _public_settings(settings: SandboxSettings) -> dict[str, object]:
         for client in settings.clients.values()
     ]
     return public
+
+
+async def register_spec(request: Request) -> JSONResponse:
+    """POST /_sandbox/specs: emulate the spec in the JSON body (``spec_document``); answer its base URL.
+
+    The spec is judged as ``load_spec`` judges any; a spec of the same name replaces the one before.
+    """
+    from flowengine import SpecError, load_spec
+
+    document = await read_json_object(request)
+    try:
+        spec = load_spec(document)
+    except SpecError as exc:
+        raise invalid_request("; ".join(str(p) for p in exc.problems)[:500]) from None
+    request.app.state.sandbox_specs[spec.name] = spec
+    return JSONResponse({"name": spec.name, "base": str(request.base_url).rstrip("/") + f"/_e/{spec.name}"})

@@ -1,4 +1,9 @@
-"""The sandbox as a Starlette app: a fake Podio authorization server."""
+"""The sandbox as a Starlette app: a fake Podio authorization server, and any spec's provider.
+
+Podio's own routes (``/oauth/...``, ``/user/status``) keep its rate limits and
+error envelope; every other spec registered with the app is emulated from the spec
+itself under ``/_e/`` (``_emulator``).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from flowengine_sandbox._admin import (
     expire_tokens,
     fault_plan,
     register_apps,
+    register_spec,
     reset,
     token_requests,
     update_settings,
 )
 from flowengine_sandbox._authorize import authorize_decision, authorize_page
+from flowengine_sandbox._emulator import emulated
 from flowengine_sandbox._resource import user_status
 from flowengine_sandbox._token import token_form, token_json
 from flowengine_sandbox._web import PodioError, handle_podio_error
@@ -43,6 +50,8 @@ def create_app(settings: SandboxSettings | None = None, state: SandboxState | No
         Route("/_sandbox/faults", fault_plan, methods=["GET", "POST"]),
         Route("/_sandbox/counters", counters, methods=["GET"]),
         Route("/_sandbox/apps", register_apps, methods=["POST"]),
+        Route("/_sandbox/specs", register_spec, methods=["POST"]),
+        Route("/_e/{spec}/{endpoint}/{rest:path}", emulated, methods=["GET", "POST", "DELETE"]),
     ]
     app = Starlette(
         routes=routes,
@@ -54,4 +63,5 @@ def create_app(settings: SandboxSettings | None = None, state: SandboxState | No
     app.add_middleware(RateLimiting)
     app.state.sandbox_settings = SandboxSettings() if settings is None else settings
     app.state.sandbox_state = SandboxState() if state is None else state
+    app.state.sandbox_specs = {}  # name -> FlowSpec, for the specs emulated under /_e/
     return app

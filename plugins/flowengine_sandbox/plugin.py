@@ -1,8 +1,11 @@
 """Hook implementations: the sandbox as a ``flowengine_sandbox`` and ``flowengine sandbox serve``.
 
-The sandbox stands in for any spec whose endpoints are on ``podio.com``: each
-named endpoint is re-pointed at the same path on the sandbox, so a spec keeps
-its real URLs and ``--sandbox`` swaps only the host.
+The sandbox stands in for any spec. A spec whose endpoints are on ``podio.com``
+gets Podio's emulation (its paths, rate limits and error envelope): each named
+endpoint is re-pointed at the same path on the sandbox. Any other spec is
+emulated from the spec itself (``SpecSandbox``): each endpoint is re-pointed at
+``/_e/SPEC/ENDPOINT/`` followed by its own host and path, so a tenant's host
+(``{subdomain}.zendesk.com``) still names the tenant on loopback.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from flowengine import Client, FlowError, FlowSpec, PluginError, hookimpl, is_loopback
+from flowengine import Client, FlowError, FlowSpec, PluginError, hookimpl, is_loopback, spec_document
 
 if TYPE_CHECKING:  # every plugin loads with `flowengine --help`: keep imports for when they are used
     import click
@@ -22,7 +25,7 @@ if TYPE_CHECKING:  # every plugin loads with `flowengine --help`: keep imports f
     from .server import SandboxServer
     from .settings import SandboxSettings
 
-__all__ = ["PodioSandbox", "flowengine_commands", "flowengine_sandbox"]
+__all__ = ["PodioSandbox", "SpecSandbox", "flowengine_commands", "flowengine_sandbox"]
 
 EMULATED_DOMAIN = "podio.com"
 #: Where the sandbox's registered client is sent back to. Nothing needs to listen
@@ -43,8 +46,8 @@ class _NoTraceWhileConsenting(logging.Filter):
 logging.getLogger("httpcore.http11").addFilter(_NoTraceWhileConsenting())
 
 
-class PodioSandbox:
-    """A Podio emulator for one spec: started here, or the one running at ``url``."""
+class _Sandbox:
+    """A provider emulator for one spec: started here, or the one running at ``url``."""
 
     def __init__(self, spec: FlowSpec, url: str | None = None, settings: SandboxSettings | None = None):
         from .settings import SandboxSettings
@@ -62,9 +65,9 @@ class PodioSandbox:
         return self._url
 
     @property
-    def endpoints(self) -> Mapping[str, str]:
-        """Every endpoint of the spec, re-pointed at the same path on the sandbox."""
-        return {name: self.url + urlsplit(url).path for name, url in self.spec.endpoints.items()}
+    def endpoints(self) -> Mapping[str, str]:  # pragma: no cover - each emulator re-points its own way
+        """Every endpoint of the spec, re-pointed at the sandbox."""
+        raise NotImplementedError
 
     @property
     def client(self) -> Client:
@@ -85,12 +88,12 @@ class PodioSandbox:
         """
         import httpx
 
-        form = dict(parse_qsl(urlsplit(authorization_url).query, keep_blank_values=True))
+        page, form = _consent_form(authorization_url)
         form["decision"] = "grant" if approve else "deny"
         quiet = _CONSENTING.set(True)  # the redirect's Location carries the code: no DEBUG trace of it
         try:
             async with httpx.AsyncClient(trust_env=False) as http:
-                response = await http.post(f"{self.url}/oauth/authorize", data=form)
+                response = await http.post(self.consent_url(page), data=form)
         finally:
             _CONSENTING.reset(quiet)
         location = response.headers.get("location")
@@ -104,18 +107,27 @@ class PodioSandbox:
             )
         return str(location)
 
-    def __enter__(self) -> PodioSandbox:
+    def consent_url(self, page: str) -> str:
+        """Where the consent form is posted, given the authorization URL's address."""
+        return page
+
+    def __enter__(self) -> _Sandbox:
         import httpx
 
         if self._url is None:
             from .server import SandboxServer  # uvicorn is imported only when a sandbox starts
 
             self.server = SandboxServer(self.settings)
+            self.server.app.state.sandbox_specs[self.spec.name] = self.spec
             self.server.start()
             self._url = self.server.url
         else:
             self._check_running(httpx)
+            self._register(httpx)
         return self
+
+    def _register(self, httpx: Any) -> None:
+        """Tell the running sandbox about the spec (Podio's emulation needs no telling)."""
 
     def _check_running(self, httpx: Any) -> None:
         """A flowengine sandbox answers at ``url``, or ``sandbox_unreachable`` says what does not.
@@ -148,6 +160,58 @@ class PodioSandbox:
             self._url = None
 
 
+class PodioSandbox(_Sandbox):
+    """Podio's emulation, for a spec whose endpoints are on podio.com: its own paths and limits."""
+
+    @property
+    def endpoints(self) -> Mapping[str, str]:
+        """Every endpoint of the spec, re-pointed at the same path on the sandbox."""
+        return {name: self.url + urlsplit(url).path for name, url in self.spec.endpoints.items()}
+
+    def consent_url(self, page: str) -> str:
+        """Podio's consent form is posted to its authorization endpoint."""
+        return f"{self.url}/oauth/authorize"
+
+    def __enter__(self) -> PodioSandbox:
+        super().__enter__()
+        return self
+
+
+class SpecSandbox(_Sandbox):
+    """Any spec's provider, emulated from the spec itself (``_emulator``)."""
+
+    @property
+    def endpoints(self) -> Mapping[str, str]:
+        """Every endpoint as ``/_e/SPEC/ENDPOINT/HOST/PATH`` on the sandbox, its variables kept."""
+        base = f"{self.url}/_e/{self.spec.name}"
+        return {name: f"{base}/{name}/{url.split('://', 1)[-1]}" for name, url in self.spec.endpoints.items()}
+
+    def _register(self, httpx: Any) -> None:
+        """Send the spec to the running sandbox, which emulates it from then on."""
+        answer = httpx.post(
+            f"{self._url}/_sandbox/specs", json=spec_document(self.spec), timeout=5, trust_env=False
+        )
+        if answer.status_code != 200:
+            raise PluginError(
+                f"the sandbox at {self._url} refused the spec {self.spec.name!r} (HTTP {answer.status_code})",
+                code="sandbox_refused",
+            )
+
+    def __enter__(self) -> SpecSandbox:
+        super().__enter__()
+        return self
+
+
+def _consent_form(authorization_url: str) -> tuple[str, dict[str, str]]:
+    """The page's address and the request's parameters (after ``#`` for a fragment-style URL)."""
+    address, _, fragment = authorization_url.partition("#")
+    if fragment:
+        query = fragment.partition("?")[2]
+    else:
+        address, _, query = address.partition("?")
+    return address.partition("?")[0], dict(parse_qsl(query, keep_blank_values=True))
+
+
 def emulates(spec: FlowSpec) -> bool:
     """True when the spec's endpoints are Podio's."""
     for url in spec.endpoints.values():
@@ -158,9 +222,9 @@ def emulates(spec: FlowSpec) -> bool:
 
 
 @hookimpl
-def flowengine_sandbox(spec: FlowSpec, url: str | None) -> PodioSandbox | None:
-    """A Podio sandbox for Podio specs: the running one at ``url``, or a new local one."""
-    return PodioSandbox(spec, url) if emulates(spec) else None
+def flowengine_sandbox(spec: FlowSpec, url: str | None) -> _Sandbox:
+    """A sandbox for ``spec``: Podio's emulation for Podio's specs, else the spec's own."""
+    return PodioSandbox(spec, url) if emulates(spec) else SpecSandbox(spec, url)
 
 
 @hookimpl
@@ -172,7 +236,7 @@ def flowengine_commands(cli: click.Group) -> None:
 
     @cli.group()
     def sandbox() -> None:
-        """Run the local Podio emulator."""
+        """Run the local provider emulator (Podio's, and any spec's)."""
 
     @sandbox.command("serve")
     @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to bind.")
@@ -191,7 +255,7 @@ def flowengine_commands(cli: click.Group) -> None:
         help="Show the consent page, or answer it automatically.",
     )
     def serve(host: str, port: int, consent: str) -> None:
-        """Serve the Podio sandbox until Ctrl-C.
+        """Serve the sandbox (Podio, and any spec a command points at it) until Ctrl-C.
 
         \b
         Point later commands at it with FLOWENGINE_SANDBOX_URL:

@@ -75,6 +75,8 @@ class Grant:
     scope: str
     ref_type: RefType
     ref_id: int
+    #: Where it was granted (an emulated spec and tenant host); tokens answer only there.
+    audience: str = ""
 
 
 @define
@@ -91,6 +93,8 @@ class AuthorizationCode:
     # Tokens issued from this code share its family: replaying the code revokes them.
     family: str = field(factory=lambda: secrets.token_hex(8))
     used: bool = False
+    #: Where the code was issued (an emulated spec and tenant host); redeemable only there.
+    audience: str = ""
 
 
 @frozen
@@ -205,6 +209,15 @@ class SandboxState:
             else:
                 kept = refresh_token
             return self._issue(token.grant, token.family, now, access_ttl, refresh_ttl, refresh_token=kept)
+
+    def revoke(self, value: str) -> bool:
+        """Revoke a token (RFC 7009): a refresh token takes its whole family with it. False if unknown."""
+        with self._lock:
+            refresh = self._tokens["refresh"].get(value)
+            if refresh is not None:
+                self._revoke_family(refresh.family)
+                return True
+            return self._tokens["access"].pop(value, None) is not None
 
     def access_token(self, value: str) -> AccessTokenInfo | None:
         """Return what an access token stands for and until when, or None if unknown."""

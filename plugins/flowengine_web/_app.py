@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from flowengine_web._hooks import OnToken, Render, Subject, SuccessUrl, deliver_once, resolve
+from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessUrl, deliver_once, resolve
 from flowengine_web._http import SECURITY_HEADERS, SecurityHeadersMiddleware, wants_json
 from flowengine_web._outcome import flow_json, outcome_of
 from flowengine_web._pages import Page, PageKind, SpecLink, describe_error, render_html
@@ -90,8 +90,10 @@ class _Frontend:
         render: Render | None,
         title: str,
         subject: Subject | None = None,
+        connection: Connection | None = None,
     ) -> None:
         self.engines = dict(engines)
+        self.connection = connection
         self.sessions = sessions
         self.scopes = dict(scopes)
         self.base_url = base_url
@@ -235,6 +237,7 @@ class _Frontend:
                 session=sid,
                 redirect_uri=self.redirect_uri(request, name),
                 subject=await resolve(self.subject(request)) if self.subject is not None else None,
+                connection=await self.connection_values(request, name, engine),
             )
         except FlowError as exc:
             log.warning("web: cannot start a %s flow: %s", name, exc)
@@ -256,6 +259,19 @@ class _Frontend:
                 response = Response(status_code=302, headers={"Location": url})
         self.sessions.issue(request, response, sid)
         return response
+
+    async def connection_values(self, request: Request, name: str, engine: AsyncEngine) -> dict[str, str]:
+        """The flow's connection values: the host's ``connection`` hook, else the query's.
+
+        ``/auth/zendesk?subdomain=acme``: each query parameter named like a connection
+        variable of the spec; the engine checks them against their patterns.
+        """
+        if self.connection is not None:
+            given = await resolve(self.connection(request, name))
+            if given is not None:
+                return dict(given)
+        declared = engine.spec.connection
+        return {key: value for key, value in request.query_params.items() if key in declared}
 
     async def callback(self, request: Request) -> Response:
         """``GET /auth/{spec}/callback``: finish the flow, then 303 to its clean result URL."""
@@ -405,6 +421,7 @@ def create_app(
     title: str = "flowengine",
     cookie_name: str = "flowengine_session",
     close_engines: bool = False,
+    connection: Connection | None = None,
 ) -> Starlette:
     """A Starlette app serving the authorization flows of ``engines``; mount it anywhere.
 
@@ -418,9 +435,11 @@ def create_app(
     ``success_url(request, flow)`` where to send the person after success (same
     origin; None for the built-in page); ``subject(request)`` who the person is in
     your app (their tokens are filed under it when the provider names no account);
-    ``render(request, page)`` a Response or HTML for any page (None for the default).
-    ``home=False`` drops the home page; ``close_engines=True`` closes the engines when the app shuts down
-    (lifespan runs only for the outermost app).
+    ``render(request, page)`` a Response or HTML for any page (None for the default);
+    ``connection(request, name)`` the connection values a flow starts with (None: the
+    query's, ``/auth/zendesk?subdomain=acme``). ``home=False`` drops the home page;
+    ``close_engines=True`` closes the engines when the app shuts down (lifespan runs
+    only for the outermost app).
     """
     named = _named(engines)
     unknown = sorted(set(scopes or {}) - set(named))
@@ -436,6 +455,7 @@ def create_app(
         render=render,
         title=title,
         subject=subject,
+        connection=connection,
     )
     routes = [
         Route("/auth/{spec}", frontend.start, methods=["GET"]),

@@ -17,7 +17,16 @@ from urllib.parse import urlsplit
 import attrs
 import click
 from flowengine import AsyncEngine, Client, ConfigError, FlowError, FlowSpec, PluginError, open_sandbox
-from flowengine.cli import fail, sandbox_url, spec_argument, store_option, store_url
+from flowengine.cli import (
+    connection_option,
+    fail,
+    parse_connection,
+    resolve_connection,
+    sandbox_url,
+    spec_argument,
+    store_option,
+    store_url,
+)
 
 __all__ = ["web"]
 
@@ -67,6 +76,7 @@ def web() -> None:
     "FLOWENGINE_CLIENT_SECRET only, never from the command line.",
 )
 @click.option("--registered-domain", help="Without --sandbox: refuse redirect URIs off this domain.")
+@connection_option
 def serve(
     spec_refs: tuple[str, ...],
     store: str | None,
@@ -77,12 +87,17 @@ def serve(
     base_url: str | None,
     client_id: str | None,
     registered_domain: str | None,
+    connection: tuple[str, ...],
 ) -> None:
     """Serve the web frontend with uvicorn until Ctrl-C (no access log: URLs carry codes).
 
     Sessions are signed with FLOWENGINE_WEB_SECRET: give every worker the same
     one, and a store they share (redis://, postgresql://), so that a flow
     started on one worker can finish on another.
+
+    A spec's connection variables come from the start URL's query
+    (/auth/zendesk?subdomain=acme), else --connection NAME=VALUE, else (with
+    --sandbox) the spec's examples.
 
     \b
     Example (open the printed URL and click "Try to authorize"):
@@ -109,7 +124,8 @@ def serve(
             sock = _listen(stack, host, port)
             public = base_url or (f"http://127.0.0.1:{sock.getsockname()[1]}" if sandbox else None)
             engines = plan.engines(stack, registered_domain)
-            app = _app(engines, secret_key, scope, public)
+            defaults = _connection_defaults(plan.specs, parse_connection(connection), sandbox)
+            app = _app(engines, secret_key, scope, public, defaults)
         except FlowError as exc:
             fail(exc)
         shown = (public or _url_of(sock)).rstrip("/")
@@ -143,8 +159,33 @@ def _url_of(sock: socket.socket) -> str:
     return url_of(sock)
 
 
-def _app(engines: dict[str, AsyncEngine], secret_key: str, scope: str | None, public: str | None) -> Any:
+def _connection_defaults(
+    specs: list[FlowSpec], given: dict[str, str], sandbox: bool
+) -> dict[str, dict[str, str]]:
+    """Per spec, the connection values a start URL without them gets: --connection, else the examples."""
+    defaults: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        mine = {name: value for name, value in given.items() if name in spec.connection}
+        try:
+            defaults[spec.name] = resolve_connection(spec, mine, sandbox=sandbox, prompt=False)
+        except ConfigError:
+            defaults[spec.name] = mine  # the start URL's query must name the rest
+    return defaults
+
+
+def _app(
+    engines: dict[str, AsyncEngine],
+    secret_key: str,
+    scope: str | None,
+    public: str | None,
+    defaults: dict[str, dict[str, str]],
+) -> Any:
     from flowengine_web._app import create_app
+
+    def connection(request: Any, name: str) -> dict[str, str]:
+        declared = engines[name].spec.connection
+        asked = {key: value for key, value in request.query_params.items() if key in declared}
+        return {**defaults.get(name, {}), **asked}
 
     return create_app(
         engines,
@@ -152,6 +193,7 @@ def _app(engines: dict[str, AsyncEngine], secret_key: str, scope: str | None, pu
         scopes=dict.fromkeys(engines, scope) if scope else None,
         base_url=public,
         close_engines=True,
+        connection=connection,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar, cast
 
 from flowengine import AsyncEngine, Flow, FlowError, FlowStateError, StoreError, Token
@@ -19,7 +19,16 @@ from starlette.responses import Response
 
 from flowengine_web._pages import Page
 
-__all__ = ["ON_TOKEN_WINDOW", "OnToken", "Render", "Subject", "SuccessUrl", "deliver_once", "resolve"]
+__all__ = [
+    "ON_TOKEN_WINDOW",
+    "Connection",
+    "OnToken",
+    "Render",
+    "Subject",
+    "SuccessUrl",
+    "deliver_once",
+    "resolve",
+]
 
 log = logging.getLogger("flowengine.web")
 _T = TypeVar("_T")
@@ -32,6 +41,9 @@ SuccessUrl = Callable[[Request, Flow], Awaitable[str | None] | str | None]
 #: Passed to ``start(subject=...)``: the token is filed under it when the provider's
 #: answer names no account (SECURITY.md 32).
 Subject = Callable[[Request], Awaitable[str | None] | str | None]
+#: ``connection(request, spec_name)``: the connection values a flow starts with (a tenant's
+#: subdomain, from the signed-in user, a header, the host name...), or None for the query's.
+Connection = Callable[[Request, str], Awaitable[Mapping[str, str] | None] | Mapping[str, str] | None]
 #: ``render(request, page)``: a Response, an HTML string, or None for the default page.
 Render = Callable[[Request, Page], Awaitable[Response | str | None] | Response | str | None]
 

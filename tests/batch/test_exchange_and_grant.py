@@ -221,3 +221,33 @@ def test_progress_bar_and_lines(sandbox: SandboxFixture, store_url: str, tmp_pat
     assert "2/2" in bar.stderr and "granted 2" in bar.stderr
     lines = flowengine(*common, "--progress", "lines", env=env)
     assert sorted(lines.stderr.splitlines()[:2]) == ["granted row 1", "granted row 2"]
+
+
+def test_grant_rows_name_their_tenant_in_connection_columns(
+    sandbox: SandboxFixture, store_url: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "tenanted.yaml"
+    spec.write_text(
+        "name: tenanted\n"
+        "connection: {site: {pattern: '[a-z]+', description: the tenant}}\n"
+        "endpoints: {token: 'https://{site}.tenanted.example/oauth/token'}\n"
+        "grants:\n"
+        "  client_credentials:\n"
+        "    client_auth: basic\n"
+        "    params: {grant_type: client_credentials, scope: '{scope}'}\n"
+    )
+    rows = tmp_path / "sites.csv"
+    rows.write_text("site\nacme\nbeta\nEVIL.example/\n")
+    env = {"FLOWENGINE_SANDBOX_URL": sandbox.server.url}
+    report_path = tmp_path / "granted.json"
+    result = flowengine(
+        "batch", "grant", str(spec), str(rows), "--sandbox", "--store", store_url,
+        "--report", str(report_path), env=env,
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr
+    by_row = {item["item"]: item for item in json.loads(report_path.read_text())["items"]}
+    assert by_row["row 1"]["token_key"].startswith("tenanted@acme:")
+    assert by_row["row 2"]["token_key"].startswith("tenanted@beta:")
+    assert by_row["row 3"]["error"] == "connection_invalid"
+    paths = [r.path for r in sandbox.token_requests()]
+    assert [p.split("/")[4] for p in paths] == ["acme.tenanted.example", "beta.tenanted.example"]

@@ -213,8 +213,16 @@ async def test_flowengine_sandbox(podio_spec: fe.FlowSpec) -> None:
         .replace("podio.com", "example.com")
         .replace("name: podio", "name: x")
     )
+    # Any other spec is emulated from the spec itself, under /_e/SPEC/ENDPOINT/HOST/PATH.
+    with plugins.open_sandbox(other) as emulated:
+        assert emulated.endpoints["token"] == f"{emulated.url}/_e/x/token/api.example.com/oauth/token/v2"
+        async with fe.AsyncEngine(other, client=emulated.client, endpoints=emulated.endpoints) as engine:
+            flow = await engine.start()
+            callback = await emulated.consent(flow.authorization_url or "", approve=True)
+            assert (await engine.callback(callback)).state == "exchanged"
+    pm = fe.new_plugin_manager(load_entry_points=False)  # no sandbox plugin: nothing emulates anything
     with pytest.raises(fe.PluginError) as caught:
-        plugins.open_sandbox(other)
+        plugins.open_sandbox(other, pm=pm)
     assert caught.value.code == "sandbox_unsupported"
 
 

@@ -21,7 +21,7 @@ PUBLIC = [
     "__version__", "callback_state", "codec_for", "digest", "digests_equal", "fingerprint",
     "get_plugin_manager", "hookimpl", "is_loopback", "lazy_exports", "load_spec", "make_private_folder",
     "new_plugin_manager", "new_store_key", "open_sandbox", "open_store", "open_transport",
-    "parse_retry_after", "parse_web_url", "read_rate_feedback",
+    "parse_retry_after", "parse_web_url", "read_rate_feedback", "spec_document",
 ]  # fmt: skip
 
 #: The public submodules; every other module of the package is private (underscored).

@@ -526,7 +526,7 @@ def test_sec11_yaml_norway_problem_is_refused() -> None:
         pytest.param(
             lambda d: d["grants"]["authorization_code"].update(encoding="xml"),
             "$.grants.authorization_code.encoding",
-            "expected one of 'json', 'form', got 'xml'",
+            "expected one of 'json', 'form', 'query', got 'xml'",
             id="encoding",
         ),
         pytest.param(

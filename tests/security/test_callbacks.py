@@ -162,6 +162,53 @@ async def test_sec4_callback_of_another_client_is_rejected_before_its_code_goes_
         assert_nothing_sent(sandbox)
 
 
+async def test_sec4_callback_of_another_tenants_endpoints_is_rejected_before_its_code_goes_anywhere() -> None:
+    """Engines of one spec whose endpoints a tenant fills differently never finish each other's flows."""
+    from flowengine.testing import MockTransport, json_response
+
+    spec = fe.load_spec(
+        {
+            "name": "tenanted",
+            "connection": {"subdomain": {"pattern": "[a-z0-9-]+"}},
+            "endpoints": {
+                "authorize": "https://{subdomain}.example.com/oauth/authorize",
+                "token": "https://{subdomain}.example.com/oauth/token",
+            },
+            "authorization": {
+                "params": {"client_id": "{client_id}", "redirect_uri": "{redirect_uri}", "state": "{state}"}
+            },
+            "grants": {
+                "authorization_code": {"params": {"code": "{code}", "redirect_uri": "{redirect_uri}"}}
+            },
+        }
+    )
+    sent: list[fe.HttpRequest] = []
+
+    def provider(request: fe.HttpRequest) -> fe.HttpResponse:
+        sent.append(request)
+        return json_response({"access_token": "at", "token_type": "bearer"})
+
+    store = MemoryStore()
+    client = fe.Client("cid", "secret", "https://app.example/cb")
+    staging = {"token": "https://{subdomain}.staging.example.com/oauth/token"}
+    async with (
+        fe.AsyncEngine(spec, client=client, store=store, transport=MockTransport(provider)) as a,
+        fe.AsyncEngine(
+            spec, client=client, store=store, transport=MockTransport(provider), endpoints=staging
+        ) as b,
+    ):
+        flow = await a.start(connection={"subdomain": "acme"})
+        callback = {"code": "c0de", "state": query_of(flow.authorization_url or "")["state"]}
+        with pytest.raises(fe.CallbackError) as caught:
+            await b.callback(callback)
+        assert caught.value.code == "endpoints_mismatch"
+        await _assert_untouched(a, flow)
+        assert sent == []
+        done = await a.callback(callback)
+        assert done.outcome == "granted"
+        assert [r.url for r in sent] == ["https://acme.example.com/oauth/token"]
+
+
 @pytest.fixture
 async def two_provider_site(sandbox: SandboxFixture) -> AsyncIterator[httpx.AsyncClient]:
     """A web app serving two specs on one store, and a browser for it."""

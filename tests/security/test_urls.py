@@ -115,9 +115,9 @@ def test_sec27_the_public_judge_refuses_it_and_no_host_of_it_is_loopback(url: st
 def test_sec27_a_hand_built_spec_cannot_smuggle_an_endpoint_past_the_engine() -> None:
     spec = fe.load_spec("podio")
     smuggled = attrs.evolve(spec, endpoints={**spec.endpoints, "token": DISAGREEING["backslash-userinfo"]})
-    with pytest.raises(fe.ConfigError) as caught:
+    with pytest.raises(fe.SpecError) as caught:  # the engine judges a hand-built spec as load_spec does
         fe.AsyncEngine(smuggled, client=fe.Client("cid"))
-    assert "token" in caught.value.message
+    assert [p.path for p in caught.value.problems] == ["$.endpoints.token"]
 
 
 @pytest.mark.parametrize("url", AGREEING.values(), ids=AGREEING.keys())

@@ -1,0 +1,110 @@
+"""A spec's endpoints as an engine uses them: re-pointed, filled per connection, judged.
+
+Endpoints are templates (``https://{subdomain}.zendesk.com/oauth/tokens``). A
+flow is bound to the URLs its connection values fill (SECURITY.md 4): the
+callback and the exchange refuse an engine that would fill them otherwise. Each
+filled URL is judged as the spec's own are, so no value can make another host
+or scheme of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote_plus
+
+from flowengine import _templates, _variables
+from flowengine._errors import ConfigError, ErrorCode
+from flowengine._spec import AuthorizationRequest, FlowSpec
+from flowengine._spec_check import endpoint_problem
+
+__all__ = ["Endpoints", "encode_query", "safe_variables", "with_params"]
+
+#: What an ``unescaped`` parameter keeps as it is: characters some providers refuse to
+#: see percent-encoded (``user:read``, ``a,b``), none of which ends a query parameter.
+_KEPT_AS_IS = ":/,@!$'()*;"
+
+
+def safe_variables(template: str) -> tuple[str, ...]:
+    """The variables a template names (none when it is malformed: validation reported that)."""
+    try:
+        return _templates.variables(template)
+    except _templates.TemplateError:
+        return ()
+
+
+def encode_query(params: Mapping[str, str], unescaped: Iterable[str] = ()) -> str:
+    """``params`` as a query string; the ``unescaped`` ones keep ``: / , @ ! $ ' ( ) * ;`` as they are.
+
+    Every value still has ``& = # % ?`` and spaces escaped (a space as ``+``), so no
+    value can add a parameter or end the query.
+    """
+    keep = set(unescaped)
+    return "&".join(
+        f"{quote_plus(name)}={quote_plus(value, safe=_KEPT_AS_IS if name in keep else '')}"
+        for name, value in params.items()
+    )
+
+
+def with_params(endpoint: str, query: str, authorization: AuthorizationRequest) -> str:
+    """The authorization URL: the parameters after ``?`` (or ``&``), in the fragment when the spec says."""
+    if authorization.params_in == "fragment":
+        base, _, fragment = endpoint.partition("#")
+        return f"{base}#{fragment}{'&' if '?' in fragment else '?'}{query}"
+    return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+
+class Endpoints:
+    """The endpoint templates of one engine (the spec's, re-pointed), filled on demand."""
+
+    def __init__(self, spec: FlowSpec, templates: Mapping[str, str], client_id: str) -> None:
+        self.spec = spec
+        self.templates = dict(templates)
+        self.client_id = client_id
+
+    def filled(self, connection: Mapping[str, str]) -> dict[str, str]:
+        """Every endpoint the connection values fill completely, filled (not judged)."""
+        return _variables.endpoints_for(self.templates, {**connection, "client_id": self.client_id})
+
+    def tenant_endpoints(self) -> list[str]:
+        """The endpoints whose spec URL a connection value is part of: where tenants differ."""
+        declared = set(self.spec.connection)
+        return [n for n, t in self.spec.endpoints.items() if declared & set(safe_variables(t))]
+
+    def for_flow(self, connection: Mapping[str, str]) -> dict[str, str]:
+        """The tenant's endpoints as the connection values fill them, judged: what a flow is bound to.
+
+        Only endpoints that differ between tenants bind a flow; the others may be
+        re-pointed (a token endpoint that was down, then fixed) without orphaning it.
+        Every endpoint the values fill is judged, bound or not.
+        """
+        known = {*connection, "client_id"}
+        names = [n for n, t in self.templates.items() if set(safe_variables(t)) <= known]
+        judged = {name: self.url(name, connection) for name in names}
+        return {name: judged[name] for name in self.tenant_endpoints() if name in judged}
+
+    def bound_elsewhere(self, connection: Mapping[str, str], bound: Mapping[str, str]) -> bool:
+        """True when this engine fills a flow's tenant endpoints otherwise than the flow recorded."""
+        filled = self.filled(connection)
+        return any(filled.get(name) != url for name, url in bound.items())
+
+    def url(self, name: str, values: Mapping[str, str | None]) -> str:
+        """The endpoint ``name`` filled from ``values`` and judged (``connection_invalid``)."""
+        template = self.templates[name]
+        url = _variables.fill_endpoint(template, {**values, "client_id": self.client_id})
+        if url is None:
+            wanted = ", ".join(safe_variables(template))
+            raise ConfigError(
+                f"endpoint {name!r} needs URL-safe values for {wanted}", code=ErrorCode.CONNECTION_INVALID
+            )
+        authorization = self.spec.authorization
+        in_fragment = (
+            authorization is not None
+            and authorization.endpoint == name
+            and authorization.params_in == "fragment"
+        )
+        reason = _variables.url_problem(
+            url, lambda u: endpoint_problem(u, local_ok=True, fragment_ok=in_fragment)
+        )
+        if reason is not None:
+            raise ConfigError(f"endpoint {name!r}: {reason}", code=ErrorCode.CONNECTION_INVALID)
+        return url
