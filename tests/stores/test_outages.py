@@ -1,0 +1,180 @@
+"""Store outages through a fault proxy of our own (SECURITY.md 20 and 23, the store's part).
+
+Each networked store (Redis, PostgreSQL) is opened through ``FaultProxy`` with
+short timeouts (``backend.via``), then the proxy cuts, refuses or blackholes
+while the test watches: every call must fail promptly with ``StoreError``
+(``store_unavailable``), never hang, and the same store object must work
+again once the proxy restores, without a restart. Leases taken before an
+outage can be renewed and released after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import attrs
+import flowengine as fe
+import pytest
+from flowengine import _plugins as plugins
+
+from tests.stores.backends import BACKENDS, Backend, require
+from tests.stores.test_conformance import make_flow, make_token
+from tests.support.faultproxy import FaultProxy
+
+# Every timeout through the proxy is 0.5 s (PostgreSQL's connect: 2 s). A call gets this long
+# to fail: an upper bound far above them, never a window.
+BOUND = 15.0
+# psycopg_pool waits 1 s, then 2 s... before reconnecting (capped by command_timeout): the
+# first calls after an outage may still fail, each within 0.5 s. A count, not a time.
+RECOVERY_CALLS = 20
+
+Call = Callable[[fe.Store], Awaitable[object]]
+CALLS: dict[str, Call] = {
+    "get": lambda s: s.get("flow-1"),
+    "get_by_state": lambda s: s.get_by_state(make_flow(1).state_hash),
+    "list_flows": lambda s: s.list_flows(),
+    "compare_and_set": lambda s: s.compare_and_set(attrs.evolve(make_flow(1), version=2), 1),
+    "put_token": lambda s: s.put_token(make_token(2)),
+    "get_token": lambda s: s.get_token(make_token(1).key),
+    "acquire": lambda s: s.acquire("refresh:outage", 30),
+}
+
+
+pytestmark = pytest.mark.slow  # each test waits out a few 0.5 s timeouts
+
+NETWORKED = [backend for backend in BACKENDS if backend.upstream is not None]
+
+
+@pytest.fixture(params=NETWORKED, ids=[backend.name for backend in NETWORKED])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Only the stores with a server to lose (this overrides conftest's every-backend fixture)."""
+    backend: Backend = request.param
+    require(backend)
+    return backend
+
+
+@pytest.fixture
+async def proxy(backend: Backend) -> AsyncIterator[FaultProxy]:
+    assert backend.upstream is not None
+    async with FaultProxy(backend.upstream) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+async def proxied(backend: Backend, store_url: str, proxy: FaultProxy) -> AsyncIterator[fe.Store]:
+    store = plugins.open_store(backend.via(store_url, proxy.host, proxy.port))
+    await store.create(make_flow(1))  # connected, pooled, migrated before any fault
+    await store.put_token(make_token(1))
+    yield store
+    await proxy.restore()
+    await store.aclose()
+
+
+async def _fails_fast(store: fe.Store, name: str) -> fe.StoreError:
+    with pytest.raises(fe.StoreError) as caught:
+        async with asyncio_timeout(BOUND):
+            await CALLS[name](store)
+    assert caught.value.code == "store_unavailable", (name, caught.value)
+    assert caught.value.retryable
+    return caught.value
+
+
+async def _works(store: fe.Store) -> None:
+    """The store answers again: after at most a few failed calls (a pool's reconnect backoff)."""
+    for _ in range(RECOVERY_CALLS):
+        try:
+            async with asyncio_timeout(BOUND):
+                flow = await store.get("flow-1")
+            break
+        except fe.StoreError as exc:
+            assert exc.code == "store_unavailable"
+    else:
+        pytest.fail(f"the store did not recover in {RECOVERY_CALLS} calls")
+    assert flow == make_flow(1)
+    assert await store.get_token(make_token(1).key) == make_token(1)
+    lease = await store.acquire("refresh:after", 30)
+    assert lease is not None
+    await store.release(lease)
+
+
+@pytest.mark.parametrize("outage", ["blackhole", "refuse", "cut"])
+async def test_sec23_every_call_fails_fast_during_an_outage_and_works_after_it(
+    proxied: fe.Store, proxy: FaultProxy, outage: str
+) -> None:
+    if outage == "blackhole":
+        await proxy.blackhole()
+    elif outage == "refuse":
+        await proxy.refuse()
+    for name in CALLS:
+        if outage == "cut":
+            await proxy.cut()  # each call meets connections that died under it
+            proxy.cut_on_next("up")  # and a cut as its request goes out
+        await _fails_fast(proxied, name)
+    await proxy.restore()
+    await _works(proxied)  # the same store object: its pool recovered by itself
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+async def test_sec23_a_cut_mid_operation_leaves_the_old_or_the_new_record_and_a_working_store(
+    proxied: fe.Store, proxy: FaultProxy, direction: str
+) -> None:
+    new = attrs.evolve(make_token(1), access_token="access-new")
+    struck = proxy.cut_on_next(direction)
+    try:
+        async with asyncio_timeout(BOUND):
+            await proxied.put_token(new)
+    except fe.StoreError as exc:
+        assert exc.code == "store_unavailable"
+    assert struck.is_set()  # the cut happened during the call
+    stored = await proxied.get_token(new.key)
+    assert stored in (make_token(1), new)  # never half-written
+    if direction == "up" and stored == make_token(1):
+        await proxied.put_token(new)  # what was lost on the way can be written again
+    assert await proxied.get_token(new.key) == new
+
+
+async def test_sec23_a_lease_taken_before_an_outage_is_renewed_and_released_after_it(
+    proxied: fe.Store, proxy: FaultProxy, backend: Backend, store_url: str
+) -> None:
+    lease = await proxied.acquire("refresh:held", 30)
+    assert lease is not None
+    await proxy.blackhole()
+    for attempt in (proxied.renew(lease, 30), proxied.release(lease)):
+        with pytest.raises(fe.StoreError):
+            async with asyncio_timeout(BOUND):
+                await attempt
+    await proxy.restore()
+    renewed = await proxied.renew(lease, 30)  # still its holder's: the outage took nothing
+    assert renewed is not None
+    other = backend.open(store_url, lambda: 0.0)
+    try:
+        assert await other.acquire("refresh:held", 30) is None
+        await proxied.release(renewed)  # its first try may meet a dead pooled connection
+        assert await other.acquire("refresh:held", 30) is not None
+    finally:
+        await other.aclose()
+
+
+async def test_sec23_the_proxy_itself_relays_cuts_refuses_and_blackholes(
+    proxied: fe.Store, proxy: FaultProxy
+) -> None:
+    """The fault proxy does what it says: the suite above is only as good as it is."""
+    accepted = proxy.accepted
+    assert proxy.open >= 1 and accepted >= 1
+    assert await proxy.cut() >= 1 and proxy.open == 0
+    await _works(proxied)
+    assert proxy.accepted > accepted  # the store had to reconnect
+    await proxy.refuse()
+    await _fails_fast(proxied, "get")
+    assert proxy.open == 0
+    await proxy.restore()
+    await proxy.blackhole()
+    await _fails_fast(proxied, "get")
+    await proxy.restore()
+    await _works(proxied)
+
+
+def asyncio_timeout(seconds: float) -> object:
+    import asyncio
+
+    return asyncio.timeout(seconds)
