@@ -81,16 +81,16 @@ async def _fails_fast(store: fe.Store, name: str) -> fe.StoreError:
 
 async def _works(store: fe.Store) -> None:
     """The store answers again: after at most a few failed calls (a pool's reconnect backoff)."""
-    for _ in range(RECOVERY_CALLS):
+    failures: list[str] = []
+    flow: fe.Flow | None = None
+    while flow is None and len(failures) < RECOVERY_CALLS:
         try:
             async with asyncio_timeout(BOUND):
                 flow = await store.get("flow-1")
-            break
         except fe.StoreError as exc:
-            assert exc.code == "store_unavailable"
-    else:
-        pytest.fail(f"the store did not recover in {RECOVERY_CALLS} calls")
-    assert flow == make_flow(1)
+            failures.append(exc.code)
+    assert set(failures) <= {"store_unavailable"}
+    assert flow == make_flow(1), f"the store did not recover in {RECOVERY_CALLS} calls"
     assert await store.get_token(make_token(1).key) == make_token(1)
     lease = await store.acquire("refresh:after", 30)
     assert lease is not None
@@ -120,11 +120,13 @@ async def test_sec23_a_cut_mid_operation_leaves_the_old_or_the_new_record_and_a_
 ) -> None:
     new = attrs.evolve(make_token(1), access_token="access-new")
     struck = proxy.cut_on_next(direction)
+    codes: list[str] = []
     try:
         async with asyncio_timeout(BOUND):
             await proxied.put_token(new)
     except fe.StoreError as exc:
-        assert exc.code == "store_unavailable"
+        codes.append(exc.code)
+    assert codes in ([], ["store_unavailable"])
     assert struck.is_set()  # the cut happened during the call
     stored = await proxied.get_token(new.key)
     assert stored in (make_token(1), new)  # never half-written
