@@ -10,6 +10,7 @@ outage can be renewed and released after it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import attrs
@@ -72,7 +73,7 @@ async def proxied(backend: Backend, store_url: str, proxy: FaultProxy) -> AsyncI
 
 async def _fails_fast(store: fe.Store, name: str) -> fe.StoreError:
     with pytest.raises(fe.StoreError) as caught:
-        async with asyncio_timeout(BOUND):
+        async with asyncio.timeout(BOUND):
             await CALLS[name](store)
     assert caught.value.code == "store_unavailable", (name, caught.value)
     assert caught.value.retryable
@@ -85,7 +86,7 @@ async def _works(store: fe.Store) -> None:
     flow: fe.Flow | None = None
     while flow is None and len(failures) < RECOVERY_CALLS:
         try:
-            async with asyncio_timeout(BOUND):
+            async with asyncio.timeout(BOUND):
                 flow = await store.get("flow-1")
         except fe.StoreError as exc:
             failures.append(exc.code)
@@ -122,7 +123,7 @@ async def test_sec23_a_cut_mid_operation_leaves_the_old_or_the_new_record_and_a_
     struck = proxy.cut_on_next(direction)
     codes: list[str] = []
     try:
-        async with asyncio_timeout(BOUND):
+        async with asyncio.timeout(BOUND):
             await proxied.put_token(new)
     except fe.StoreError as exc:
         codes.append(exc.code)
@@ -143,7 +144,7 @@ async def test_sec23_a_lease_taken_before_an_outage_is_renewed_and_released_afte
     await proxy.blackhole()
     for attempt in (proxied.renew(lease, 30), proxied.release(lease)):
         with pytest.raises(fe.StoreError):
-            async with asyncio_timeout(BOUND):
+            async with asyncio.timeout(BOUND):
                 await attempt
     await proxy.restore()
     renewed = await proxied.renew(lease, 30)  # still its holder's: the outage took nothing
@@ -174,9 +175,3 @@ async def test_sec23_the_proxy_itself_relays_cuts_refuses_and_blackholes(
     await _fails_fast(proxied, "get")
     await proxy.restore()
     await _works(proxied)
-
-
-def asyncio_timeout(seconds: float) -> object:
-    import asyncio
-
-    return asyncio.timeout(seconds)
