@@ -345,7 +345,8 @@ async def _inject(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive, se
             await app(scope, receive, send)
         else:
             answer = await _served(app, scope, receive)
-            await asyncio.sleep(fault.delay)
+            if await _until_disconnect(receive, fault.delay):
+                return  # the client gave up waiting: nobody is left to answer
             for message in answer:
                 await send(message)
         return
@@ -454,12 +455,14 @@ async def _relabelled(answer: list[Message], content_type: str, send: Send) -> N
         await send(message)
 
 
-async def _until_disconnect(receive: Receive, limit: float) -> None:
-    """Answer nothing until the client hangs up (it timed out) or ``limit`` seconds pass."""
+async def _until_disconnect(receive: Receive, limit: float) -> bool:
+    """Answer nothing until the client hangs up (True: it timed out) or ``limit`` seconds pass."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(limit):
             while (await receive())["type"] != "http.disconnect":
                 pass
+            return True
+    return False
 
 
 async def _broken_off(fault: Fault, send: Send) -> None:
