@@ -60,6 +60,7 @@ async def test_sec16_hundred_deliveries_across_ten_engines_send_one_token_reques
         await store.aclose()
 
 
+@pytest.mark.slow  # worker processes
 async def test_sec17_flow_started_in_one_process_completes_in_another(
     durable_backend: Backend, store_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec, tmp_path: Path
 ) -> None:
@@ -75,6 +76,7 @@ async def test_sec17_flow_started_in_one_process_completes_in_another(
         assert len(await engine.tokens()) == 1  # one sandbox user: one token, replaced
 
 
+@pytest.mark.slow  # worker processes
 async def test_four_processes_hammering_a_thousand_flows_exchange_each_once(
     durable_backend: Backend, store_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec, tmp_path: Path
 ) -> None:
@@ -102,6 +104,7 @@ async def test_four_processes_hammering_a_thousand_flows_exchange_each_once(
         assert Counter(f.state for f in flows) == Counter({"exchanged": 1000})
 
 
+@pytest.mark.slow  # worker processes
 async def test_sec18_twenty_refreshes_from_two_processes_send_one_request(
     durable_backend: Backend, store_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:
@@ -119,6 +122,7 @@ async def test_sec18_twenty_refreshes_from_two_processes_send_one_request(
     assert seen[0] != token.fingerprint
 
 
+@pytest.mark.slow  # worker processes
 async def test_sec21_a_worker_killed_mid_exchange_leaves_only_declared_states(
     durable_backend: Backend, store_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec, tmp_path: Path
 ) -> None:
