@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import flowengine as fe
+import pytest
 from flowengine import _plugins as plugins
 
 from tests.conftest import SandboxFixture
