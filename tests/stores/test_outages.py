@@ -158,6 +158,29 @@ async def test_sec23_a_lease_taken_before_an_outage_is_renewed_and_released_afte
         await other.aclose()
 
 
+async def test_sec23_a_lease_whose_holder_was_cut_off_runs_out_for_the_others(
+    proxied: fe.Store, proxy: FaultProxy, backend: Backend, store_url: str
+) -> None:
+    lease = await proxied.acquire("refresh:orphan", 10)
+    assert lease is not None
+    await proxy.refuse()  # its holder can no longer renew: as good as dead
+    with pytest.raises(fe.StoreError):
+        await proxied.renew(lease, 10)
+    other = backend.open(store_url, lambda: 0.0)
+    try:
+        assert await other.acquire("refresh:orphan", 10) is None  # it still blocks, for its ttl
+        assert backend.age_leases is not None
+        backend.age_leases(store_url, 11)  # 11 s of server time pass
+        taken = await other.acquire("refresh:orphan", 10)
+        assert taken is not None  # within seconds of its holder's end, not a minute
+        await proxy.restore()
+        await _works(proxied)
+        assert await proxied.renew(lease, 10) is None  # the old holder learns it lost the lease
+        assert await other.renew(taken, 10) is not None
+    finally:
+        await other.aclose()
+
+
 async def test_sec23_the_proxy_itself_relays_cuts_refuses_and_blackholes(
     proxied: fe.Store, proxy: FaultProxy
 ) -> None:
