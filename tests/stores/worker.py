@@ -42,7 +42,11 @@ async def main(store_url: str, sandbox_url: str, command: str, *args: str) -> No
         endpoints=sandbox.endpoints,
         store=store_url,
         transport=transport,
-        lease_ttl=10.0,  # outlives an exchange on a loaded machine; a killed worker's lease frees soon
+        # A worker that is to die holds short leases, so they free soon after its death; the
+        # others hold leases that outlive an exchange however loaded the machine (10 s did not:
+        # a slow holder lost its lease, and the next one failed the flow as interrupted). Once
+        # the engine renews its leases while it works, both can be short.
+        lease_ttl=10.0 if command == "hang" else 60.0,
     ) as engine:
         if command == "start":
             count, target = int(args[0]), Path(args[1])
