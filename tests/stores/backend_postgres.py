@@ -63,7 +63,7 @@ class PostgresBackend:
         return plugins.open_store(url)  # leases are timed by the database clock
 
     def via(self, url: str, host: str, port: int) -> str:
-        return url.replace(f"{HOST}:{PORT}", f"{host}:{port}", 1) + "&command_timeout=0.5&connect_timeout=2"
+        return url.replace(f"{HOST}:{PORT}", f"{host}:{port}", 1) + "&command_timeout=1&connect_timeout=2"
 
     def age_leases(self, url: str, seconds: float) -> None:
         """Move every lease's expiry ``seconds`` earlier, as if that much database time had passed."""

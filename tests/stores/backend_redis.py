@@ -60,7 +60,7 @@ class RedisBackend:
         return plugins.open_store(url)  # leases are timed by Redis itself
 
     def via(self, url: str, host: str, port: int) -> str:
-        return url.replace(f"{HOST}:{PORT}", f"{host}:{port}", 1) + "&timeout=0.5&connect_timeout=0.5"
+        return url.replace(f"{HOST}:{PORT}", f"{host}:{port}", 1) + "&timeout=1&connect_timeout=1"
 
     def age_leases(self, url: str, seconds: float) -> None:
         """Take ``seconds`` off every lease's time to live (gone when none is left)."""
