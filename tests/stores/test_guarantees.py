@@ -25,6 +25,7 @@ def worker(store_url: str, sandbox: SandboxFixture, *args: str) -> subprocess.Po
     return subprocess.Popen(
         [sys.executable, "-m", "tests.stores.worker", store_url, sandbox.server.url, *args],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -97,7 +98,8 @@ async def test_four_processes_hammering_a_thousand_flows_exchange_each_once(
         workers = [worker(store_url, sandbox, "deliver", str(urls), "25") for _ in range(4)]
         outcomes = [Counter(json.loads(finish(w))) for w in workers]
 
-        assert all(o == Counter({"exchanged": 1000}) for o in outcomes), outcomes
+        failed = {f.id: f.error.message for f in await engine.flows() if f.error}  # to say why
+        assert all(o == Counter({"exchanged": 1000}) for o in outcomes), (outcomes, failed)
         requests = sandbox.token_requests()
         assert len(requests) == 1000
         assert len({r.fields["code"] for r in requests}) == 1000
@@ -116,6 +118,14 @@ async def test_sec18_twenty_refreshes_from_two_processes_send_one_request(
     sandbox.server.state.expire("access", now=sandbox.settings.clock())
 
     first, second = (worker(store_url, sandbox, "refresh", token.key, "10") for _ in range(2))
+    for process in (first, second):  # both hold the expired token before either refreshes
+        assert process.stdout is not None and process.stdin is not None
+        line = await asyncio.to_thread(process.stdout.readline)
+        assert line == "ready\n", process.stderr.read() if process.stderr else line
+    for process in (first, second):
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
     seen = json.loads(finish(first)) + json.loads(finish(second))
 
     assert [r.grant_type for r in sandbox.token_requests()].count("refresh_token") == 1
