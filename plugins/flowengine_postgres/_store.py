@@ -226,18 +226,23 @@ class PostgresStore:
         try:
             return await asyncio.wait_for(asyncio.shield(task), self.url.command_timeout)
         except TimeoutError:
-            task.cancel()
-            self._stragglers.add(task)
-            task.add_done_callback(_forget(self._stragglers))
+            self._abandon(task)
             raise StoreError(
                 f"postgres store at {self.url.address} (schema {self.url.schema!r}) did not answer"
                 f" within {self.url.command_timeout:g} s (command_timeout)",
                 code="store_unavailable",
                 retryable=True,
             ) from None
-        except asyncio.CancelledError:
-            task.cancel()
+        except asyncio.CancelledError:  # the caller gave up: so does the work
+            self._abandon(task)
             raise
+
+    def _abandon(self, task: asyncio.Task[_T]) -> None:
+        """Cancel ``task`` and keep it until it ends, so that ``aclose`` can wait for it."""
+        task.cancel()
+        if not task.done():
+            self._stragglers.add(task)
+            task.add_done_callback(_forget(self._stragglers))
 
     async def _on_connection(self, work: _Work[_T]) -> _T:
         async with self._connection() as (conn, q):
