@@ -8,9 +8,12 @@ the request may have reached the server.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+import math
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
+
+from flowengine._errors import ConfigError
 
 __all__ = ["HttpRequest", "HttpResponse", "Transport", "TransportConfig"]
 
@@ -43,15 +46,36 @@ class HttpResponse:
         return self.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
+def _seconds(_instance: Any, attribute: attrs.Attribute[float], value: float) -> None:
+    """A duration must be a finite number of seconds above zero (``inf`` would mean: never)."""
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(
+            f"TransportConfig.{attribute.name} must be a positive, finite number of seconds, not {value!r}"
+        )
+
+
 @attrs.frozen
 class TransportConfig:
-    """Settings every transport honours."""
+    """Settings every transport honours.
 
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
+    ``timeout`` bounds each wait for the server (a read, a pooled connection)
+    and ``connect_timeout`` the TCP/TLS connect; neither stops a server that
+    trickles a byte just before each wait would end. ``request_deadline``
+    does: one request, from asking for a connection to the last byte of the
+    body, fails with ``transport_timeout`` once it has taken that long.
+    ``operation_deadline`` bounds one operation over all its attempts and
+    the backoff between them (a refresh retried four times, say); the
+    engine enforces it, a transport only sends one request at a time.
+    """
+
+    timeout: float = attrs.field(default=30.0, validator=_seconds)
+    connect_timeout: float = attrs.field(default=10.0, validator=_seconds)
     max_response_bytes: int = 1 << 20
     max_connections: int = 100
     user_agent: str = "flowengine"
+    request_deadline: float = attrs.field(default=60.0, validator=_seconds)
+    operation_deadline: float = attrs.field(default=120.0, validator=_seconds)
 
 
 @runtime_checkable

@@ -3,6 +3,14 @@
 A store keeps pending and finished flows, tokens, and short leases. It never
 decides anything: ``compare_and_set`` is the only way a flow changes, and two
 workers racing on one flow see exactly one winner.
+
+Leases are meant to be short and renewed: a holder takes one for a few seconds
+and ``renew``s it while its work goes on, so a lease left by a holder that died
+stops blocking the others within seconds. Which clock times a lease is the
+store's: the memory and SQLite stores keep time themselves (their ``clock``
+option, ``time.time`` by default, so tests can pass a fake one), Redis and
+PostgreSQL use their server's clock, so workers on hosts with skewed clocks
+still agree. ``Lease.expires_at`` is in that clock (Unix seconds).
 """
 
 from __future__ import annotations
@@ -80,6 +88,15 @@ class Store(Protocol):
 
     async def acquire(self, key: str, ttl: float) -> Lease | None:
         """Take the lease ``key`` for ``ttl`` seconds, or None while another holds it."""
+        ...
+
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        """Extend a held lease to ``ttl`` seconds from now: the renewed lease, or None.
+
+        None when the lease is no longer this holder's: it expired (by the
+        store's clock), was released, or was taken by another since. A holder
+        that gets None must stop acting as the only one.
+        """
         ...
 
     async def release(self, lease: Lease) -> None:

@@ -11,11 +11,15 @@ Like the httpx transport it never retries a POST (the engine decides what is
 safe to repeat; aiohttp itself re-sends only idempotent methods on a keep-alive
 connection the server had already closed), never follows redirects, keeps no
 cookies, asks for no compression (the size cap counts the bytes that arrive),
-and says whether a failed request may have reached the server.
+and says whether a failed request may have reached the server. Each request
+has a total deadline (``TransportConfig.request_deadline``) from asking for a
+connection to the last byte of the body: aiohttp's own timeouts are per read,
+so a server trickling a byte at a time would otherwise hold a request forever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import ssl
 from typing import TYPE_CHECKING
@@ -46,8 +50,10 @@ class AiohttpTransport:
     def _open(self) -> aiohttp.ClientSession:
         import aiohttp
 
+        from flowengine_aiohttp._wire import MarkingConnector
+
         config = self.config
-        connector = aiohttp.TCPConnector(
+        connector = MarkingConnector(
             limit=config.max_connections, limit_per_host=0, ssl=_ssl_context(), force_close=False
         )
         timeout = aiohttp.ClientTimeout(
@@ -66,13 +72,36 @@ class AiohttpTransport:
         )
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        """Send the request; read at most ``max_response_bytes`` of the answer."""
-        import aiohttp
-        from yarl import URL
+        """Send the request; read at most ``max_response_bytes`` of the answer, within the deadline.
+
+        Past ``request_deadline`` the request fails with ``transport_timeout``:
+        ``sent=False`` only while it had no connection yet (with a session you
+        passed in, which cannot tell, always ``sent=True``).
+        """
+        from flowengine_aiohttp._wire import ATTEMPT, Attempt
 
         session = self._session
         if session is None:
             session = self._session = self._open()
+        attempt = Attempt()
+        marker = ATTEMPT.set(attempt)
+        deadline = self.config.request_deadline
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._send(session, request)
+        except TimeoutError:  # the deadline's own: _send turns aiohttp's timeouts into TransportError
+            raise TransportError(
+                f"{_origin(request)} did not finish answering within {deadline:g} s",
+                code="transport_timeout",
+                sent=attempt.connected or not self._owns_session,
+            ) from None
+        finally:
+            ATTEMPT.reset(marker)
+
+    async def _send(self, session: aiohttp.ClientSession, request: HttpRequest) -> HttpResponse:
+        import aiohttp
+        from yarl import URL
+
         limit = self.config.max_response_bytes
         try:
             async with session.request(

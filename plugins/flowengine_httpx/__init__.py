@@ -3,7 +3,10 @@
 It never retries by itself (the engine decides what is safe to repeat) and
 never follows redirects (a token endpoint that redirects is answered as is).
 Errors say whether the request may have reached the server: a refused
-connection did not, a read timeout may have.
+connection did not, a read timeout may have. Each request has a total deadline
+(``TransportConfig.request_deadline``) from asking for a connection to the last
+byte of the body: httpx's own timeouts are per read, so a server trickling a
+byte at a time would otherwise hold a request forever.
 
 The pool is split into a few clients used in turn: httpcore's pool scans every
 connection and every waiting request on each request it assigns, so one pool
@@ -15,9 +18,10 @@ loads: importing it costs tens of milliseconds at every ``flowengine`` start.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowengine import HttpRequest, HttpResponse, TransportConfig, TransportError, hookimpl
 
@@ -37,6 +41,7 @@ class HttpxTransport:
         self, config: TransportConfig | None = None, client: httpx.AsyncClient | None = None
     ) -> None:
         self.config = config or TransportConfig()
+        self._owns_clients = client is None
         self._clients = [client] if client is not None else self._open()
         self._turn = itertools.cycle(self._clients)
 
@@ -61,13 +66,36 @@ class HttpxTransport:
         ]
 
     async def send(self, request: HttpRequest) -> HttpResponse:
-        """Send the request; read at most ``max_response_bytes`` of the answer."""
+        """Send the request; read at most ``max_response_bytes`` of the answer, within the deadline.
+
+        Past ``request_deadline`` the request fails with ``transport_timeout``:
+        ``sent=False`` only while no byte of it was written (httpcore's trace
+        says when its headers start to go out; with a client you passed in,
+        whose transport may not trace, always ``sent=True``).
+        """
+        attempt = _Attempt()
+        deadline = self.config.request_deadline
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._send(request, attempt)
+        except TimeoutError:  # the deadline's own: _send turns httpx's timeouts into TransportError
+            raise TransportError(
+                f"{_origin(request)} did not finish answering within {deadline:g} s",
+                code="transport_timeout",
+                sent=attempt.writing or not self._owns_clients,
+            ) from None
+
+    async def _send(self, request: HttpRequest, attempt: _Attempt) -> HttpResponse:
         import httpx
 
         limit = self.config.max_response_bytes
         try:
             async with next(self._turn).stream(
-                request.method, request.url, headers=request.headers, content=request.body
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=request.body,
+                extensions={"trace": attempt.trace},
             ) as response:
                 body = bytearray()
                 async for chunk in response.aiter_raw():
@@ -102,6 +130,20 @@ class HttpxTransport:
         """Close the pooled connections."""
         for client in self._clients:
             await client.aclose()
+
+
+class _Attempt:
+    """One request on its way: ``writing`` once httpcore starts sending its headers."""
+
+    __slots__ = ("writing",)
+
+    def __init__(self) -> None:
+        self.writing = False
+
+    async def trace(self, event: str, info: dict[str, Any]) -> None:
+        """httpcore's ``trace`` extension: called at the start and end of every step."""
+        if event.endswith(".send_request_headers.started"):
+            self.writing = True
 
 
 def _origin(request: HttpRequest) -> str:

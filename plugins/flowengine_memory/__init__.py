@@ -2,13 +2,17 @@
 
 Selected by the URL ``memory://``. Everything is lost when the process ends;
 use ``sqlite:///path`` (or Redis/PostgreSQL) for anything that must survive.
+Leases are timed by the store's ``clock`` (``time.time`` unless one is passed:
+``MemoryStore(clock=fake.now)`` in tests).
 """
 
 from __future__ import annotations
 
+import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 import attrs
 from flowengine import Flow, Lease, StoreError, Token, hookimpl
@@ -25,9 +29,13 @@ def _at_rest(flow: Flow) -> Flow:
 
 
 class MemoryStore:
-    """A Store kept in dictionaries; thread-safe, so several loops may share one."""
+    """A Store kept in dictionaries; thread-safe, so several loops may share one.
 
-    def __init__(self) -> None:
+    ``clock`` gives the time (Unix seconds) that leases are timed by.
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._flows: dict[str, Flow] = {}
         self._by_state: dict[str, str] = {}
@@ -114,15 +122,28 @@ class MemoryStore:
             return self._tokens.pop(key, None) is not None
 
     async def acquire(self, key: str, ttl: float) -> Lease | None:
-        """Take a lease unless a live one is held."""
-        now = time.monotonic()
+        """Take a lease unless a live one is held (by this store's clock)."""
+        _check_ttl(ttl)
         with self._lock:
+            now = self._clock()
             held = self._leases.get(key)
             if held is not None and held.expires_at > now:
                 return None
             lease = Lease(key, secrets.token_hex(8), now + ttl)
             self._leases[key] = lease
             return lease
+
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        """Extend the lease to ``ttl`` seconds from now while it is still ours and live."""
+        _check_ttl(ttl)
+        with self._lock:
+            now = self._clock()
+            held = self._leases.get(lease.key)
+            if held is None or held.token != lease.token or held.expires_at <= now:
+                return None
+            renewed = Lease(lease.key, lease.token, now + ttl)
+            self._leases[lease.key] = renewed
+            return renewed
 
     async def release(self, lease: Lease) -> None:
         """Give a lease back, if it is still ours."""
@@ -133,6 +154,11 @@ class MemoryStore:
 
     async def aclose(self) -> None:
         """Nothing to release."""
+
+
+def _check_ttl(ttl: float) -> None:
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"a lease needs a positive, finite ttl in seconds, not {ttl!r}")
 
 
 @hookimpl

@@ -7,9 +7,16 @@ with options in the query string:
   and migrated on first use; workers sharing a schema share flows and tokens;
 - ``key_file=PATH``: seal records with this Fernet key (else ``FLOWENGINE_KEY``);
 - ``min_size=``/``max_size=``: the connection pool's bounds (default 1 and 10);
+- ``command_timeout=SECONDS`` (default 5): the longest one store call may take,
+  waiting for a pooled connection included; past it the call fails with
+  ``store_unavailable`` at once (a server that accepts and never answers
+  cannot hold a caller longer);
 - libpq's ``connect_timeout`` (default 10 s, also the longest wait for a pooled
   connection), ``sslmode``, ``sslrootcert``, ``sslcert``, ``sslkey``,
   ``sslcrl`` and ``application_name``, passed through.
+
+The pool checks each connection as it hands it out, so after an outage calls
+work again without a restart. Leases are timed by the database clock.
 
 Importing this package does not import psycopg; the store does, on first use.
 """

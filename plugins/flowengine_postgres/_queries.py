@@ -50,6 +50,12 @@ _TEMPLATES: dict[str, str] = {
         " WHERE held.expires_at <= {db_now}"
         " RETURNING expires_at"
     ),
+    # Extend a lease only while its owner holds it and it has not run out (by the database clock).
+    "renew": (
+        "UPDATE {leases} SET expires_at = {db_now} + %(ttl)s"
+        " WHERE key = %(key)s AND owner = %(owner)s AND expires_at > {db_now}"
+        " RETURNING expires_at"
+    ),
     "release": "DELETE FROM {leases} WHERE key = %s AND owner = %s",
     "purge_leases": "DELETE FROM {leases} WHERE expires_at <= {db_now}",
 }
@@ -69,6 +75,7 @@ class Queries:
     get_token: sql.Composed
     delete_token: sql.Composed
     acquire: sql.Composed
+    renew: sql.Composed
     release: sql.Composed
     purge_leases: sql.Composed
     flows: sql.Identifier

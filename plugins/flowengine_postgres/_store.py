@@ -17,22 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 from flowengine import Flow, FlowError, Lease, RecordCodec, StoreError, Token, codec_for, digests_equal
 
 from flowengine_postgres._url import PostgresURL, parse_url
 
+_T = TypeVar("_T")
+
 if TYPE_CHECKING:
-    from psycopg import AsyncConnection
+    from psycopg import AsyncConnection, sql
+    from psycopg.abc import Params
     from psycopg.rows import TupleRow
     from psycopg_pool import AsyncConnectionPool
 
     from flowengine_postgres._queries import Queries
+
+    _Conn = AsyncConnection[TupleRow]
+    _Work = Callable[[_Conn, Queries], Awaitable[_T]]
 
 __all__ = ["PostgresStore"]
 
@@ -68,6 +75,34 @@ async def _close_with_the_loop(pool: AsyncConnectionPool[AsyncConnection[TupleRo
             await pool.close()
 
 
+async def _one(conn: _Conn, query: sql.Composed, params: Params) -> TupleRow | None:
+    return await (await conn.execute(query, params)).fetchone()
+
+
+async def _all(conn: _Conn, query: sql.Composed, params: Params) -> list[TupleRow]:
+    return await (await conn.execute(query, params)).fetchall()
+
+
+async def _count(conn: _Conn, query: sql.Composed, params: Params) -> int:
+    return (await conn.execute(query, params)).rowcount
+
+
+def _forget(tasks: set[asyncio.Task[object]]) -> Callable[[asyncio.Task[object]], None]:
+    """A done-callback: drop a finished straggler, read its outcome (none is "never retrieved")."""
+
+    def done(task: asyncio.Task[object]) -> None:
+        tasks.discard(task)
+        if not task.cancelled():
+            task.exception()
+
+    return done
+
+
+def _check_ttl(ttl: float) -> None:
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"a lease needs a positive, finite ttl in seconds, not {ttl!r}")
+
+
 def _flow_row(flow: Flow, codec: RecordCodec) -> tuple[object, ...]:
     """The flow's columns after ``id``, in the order the statements list them, record last."""
     return (
@@ -94,6 +129,8 @@ class PostgresStore:
         self._codec = codec
         self._open: _Open | None = None
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        # Calls past their command_timeout, still ending (see _run).
+        self._stragglers: set[asyncio.Task[object]] = set()
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
@@ -146,6 +183,10 @@ class PostgresStore:
             # One empty round trip per checkout: a connection the server dropped
             # (restart, failover, idle timeout) is replaced instead of failing a call.
             check=AsyncConnectionPool.check_connection,
+            # The pool retries a failed connect with a growing backoff (1 s, 2 s, 4 s...):
+            # giving up after command_timeout keeps it short, and the next call starts
+            # afresh, so once the server is back the pool reconnects within seconds.
+            reconnect_timeout=self.url.command_timeout,
             open=False,
         )
         try:
@@ -172,6 +213,40 @@ class PostgresStore:
             if error is None:
                 raise
             raise error from None
+
+    async def _run(self, work: _Work[_T]) -> _T:
+        """Run ``work`` on a pooled connection, within ``command_timeout`` seconds in all.
+
+        Past the deadline the caller gets ``store_unavailable`` at once. The work
+        itself is cancelled and left to end in the background: psycopg first asks
+        the server to cancel the query (5 s at most for that, 5 s more for the
+        answer), then closes a connection still busy rather than pool it.
+        """
+        task = asyncio.ensure_future(self._on_connection(work))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), self.url.command_timeout)
+        except TimeoutError:
+            self._abandon(task)
+            raise StoreError(
+                f"postgres store at {self.url.address} (schema {self.url.schema!r}) did not answer"
+                f" within {self.url.command_timeout:g} s (command_timeout)",
+                code="store_unavailable",
+                retryable=True,
+            ) from None
+        except asyncio.CancelledError:  # the caller gave up: so does the work
+            self._abandon(task)
+            raise
+
+    def _abandon(self, task: asyncio.Task[_T]) -> None:
+        """Cancel ``task`` and keep it until it ends, so that ``aclose`` can wait for it."""
+        task.cancel()
+        if not task.done():
+            self._stragglers.add(task)
+            task.add_done_callback(_forget(self._stragglers))
+
+    async def _on_connection(self, work: _Work[_T]) -> _T:
+        async with self._connection() as (conn, q):
+            return await work(conn, q)
 
     def _driver_error(self, exc: Exception) -> StoreError | None:
         """The StoreError for a psycopg or network failure; None for anything else (a bug)."""
@@ -204,10 +279,11 @@ class PostgresStore:
     async def create(self, flow: Flow) -> None:
         """Add a new flow; ``store_conflict`` if its id or its state digest is taken."""
         row = _flow_row(flow, self._codec)
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.create_flow, (flow.id, *row))
-            created = cur.rowcount == 1
-        if not created:
+
+        async def work(conn: _Conn, q: Queries) -> bool:
+            return (await conn.execute(q.create_flow, (flow.id, *row))).rowcount == 1
+
+        if not await self._run(work):
             raise StoreError(
                 f"flow {flow.id!r} already exists (its id or state is taken)",
                 code="store_conflict",
@@ -216,9 +292,7 @@ class PostgresStore:
 
     async def get(self, flow_id: str) -> Flow | None:
         """The flow with this id, or None; ``store_corrupt`` naming it when its record is damaged."""
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.get_flow, (flow_id,))
-            row = await cur.fetchone()
+        row = await self._run(lambda conn, q: _one(conn, q.get_flow, (flow_id,)))
         return None if row is None else self._codec.load_flow(row[0], flow_id)
 
     async def get_by_state(self, state_hash: str) -> Flow | None:
@@ -227,9 +301,7 @@ class PostgresStore:
         The index finds the row; the record's own digest is then compared in
         constant time, so a row whose column and record disagree is refused.
         """
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.get_flow_by_state, (state_hash,))
-            row = await cur.fetchone()
+        row = await self._run(lambda conn, q: _one(conn, q.get_flow_by_state, (state_hash,)))
         if row is None:
             return None
         flow = self._codec.load_flow(row[1], row[0])
@@ -244,9 +316,9 @@ class PostgresStore:
     async def list_flows(self, *, spec: str | None = None, state: str | None = None) -> list[Flow]:
         """Flows, oldest first, filtered in SQL; damaged records are skipped with a warning."""
         params = [value for value in (spec, state) if value is not None]
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.list_flows(spec=spec is not None, state=state is not None), params)
-            rows = await cur.fetchall()
+        rows = await self._run(
+            lambda conn, q: _all(conn, q.list_flows(spec=spec is not None, state=state is not None), params)
+        )
         flows: list[Flow] = []
         for flow_id, record in rows:
             try:
@@ -264,15 +336,16 @@ class PostgresStore:
         first UPDATE to commit changes the version and the others match no row.
         """
         row = _flow_row(flow, self._codec)
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.compare_and_set, (*row, flow.id, expected_version))
-            return cur.rowcount == 1
+        return (
+            await self._run(
+                lambda conn, q: _count(conn, q.compare_and_set, (*row, flow.id, expected_version))
+            )
+            == 1
+        )
 
     async def delete(self, flow_id: str) -> bool:
         """Remove a flow; True if there was one."""
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.delete_flow, (flow_id,))
-            return cur.rowcount == 1
+        return await self._run(lambda conn, q: _count(conn, q.delete_flow, (flow_id,))) == 1
 
     async def purge(self, now: float) -> int:
         """Remove flows whose ``expires_at`` is before ``now``; how many went.
@@ -280,25 +353,26 @@ class PostgresStore:
         Leases that ran out (by the database clock) are swept too, so keys such
         as ``exchange:<flow id>`` left by crashed workers do not pile up.
         """
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.purge_flows, (now,))
-            removed = cur.rowcount
+
+        async def work(conn: _Conn, q: Queries) -> int:
+            removed = await _count(conn, q.purge_flows, (now,))
             await conn.execute(q.purge_leases)
-        return removed
+            return removed
+
+        return await self._run(work)
 
     # -- tokens ----------------------------------------------------------------
 
     async def put_token(self, token: Token) -> None:
         """Insert or replace the token under ``token.key``."""
         record = self._codec.dump_token(token)
-        async with self._connection() as (conn, q):
-            await conn.execute(q.put_token, (token.key, token.provider, token.expires_at, record))
+        await self._run(
+            lambda conn, q: _count(conn, q.put_token, (token.key, token.provider, token.expires_at, record))
+        )
 
     async def get_token(self, key: str) -> Token | None:
         """The token under ``key``, or None; ``store_corrupt`` naming it when damaged or keyed otherwise."""
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.get_token, (key,))
-            row = await cur.fetchone()
+        row = await self._run(lambda conn, q: _one(conn, q.get_token, (key,)))
         return None if row is None else self._codec.load_token(row[0], key)
 
     async def list_tokens(
@@ -306,10 +380,8 @@ class PostgresStore:
     ) -> list[Token]:
         """Tokens by key, filtered in SQL (only the matches are decrypted); damaged ones skipped."""
         params = [value for value in (provider, expiring_before) if value is not None]
-        async with self._connection() as (conn, q):
-            query = q.list_tokens(provider=provider is not None, expiring_before=expiring_before is not None)
-            cur = await conn.execute(query, params)
-            rows = await cur.fetchall()
+        filters = {"provider": provider is not None, "expiring_before": expiring_before is not None}
+        rows = await self._run(lambda conn, q: _all(conn, q.list_tokens(**filters), params))
         tokens: list[Token] = []
         for key, record in rows:
             try:
@@ -322,9 +394,7 @@ class PostgresStore:
 
     async def delete_token(self, key: str) -> bool:
         """Remove a token; True if there was one."""
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.delete_token, (key,))
-            return cur.rowcount == 1
+        return await self._run(lambda conn, q: _count(conn, q.delete_token, (key,))) == 1
 
     # -- leases ----------------------------------------------------------------
 
@@ -335,16 +405,32 @@ class PostgresStore:
         the database clock, so workers with skewed clocks agree on expiry.
         ``Lease.expires_at`` is in that clock (Unix seconds).
         """
+        _check_ttl(ttl)
         owner = secrets.token_urlsafe(16)
-        async with self._connection() as (conn, q):
-            cur = await conn.execute(q.acquire, {"key": key, "owner": owner, "ttl": float(ttl)})
-            row = await cur.fetchone()
+        params = {"key": key, "owner": owner, "ttl": float(ttl)}
+        row = await self._run(lambda conn, q: _one(conn, q.acquire, params))
         return None if row is None else Lease(key, owner, float(row[0]))
 
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        """Extend the lease to ``ttl`` seconds from now (database clock) while it is ours and live."""
+        _check_ttl(ttl)
+        params = {"key": lease.key, "owner": lease.token, "ttl": float(ttl)}
+        row = await self._run(lambda conn, q: _one(conn, q.renew, params))
+        return None if row is None else Lease(lease.key, lease.token, float(row[0]))
+
     async def release(self, lease: Lease) -> None:
-        """Give a lease back; a no-op when it ran out and another worker took it since."""
-        async with self._connection() as (conn, q):
-            await conn.execute(q.release, (lease.key, lease.token))
+        """Give a lease back; a no-op when it ran out and another worker took it since.
+
+        Tried twice: releasing is idempotent, and the first try after an
+        outage may meet a connection the outage killed.
+        """
+        for attempt in range(2):
+            try:
+                await self._run(lambda conn, q: _count(conn, q.release, (lease.key, lease.token)))
+                return
+            except StoreError as exc:
+                if attempt == 1 or exc.code != "store_unavailable":
+                    raise
 
     async def aclose(self) -> None:
         """Close the pool (in the loop that opened it); the store reconnects if used again."""
@@ -358,6 +444,10 @@ class PostgresStore:
         self._open = None
         if opened is None or opened.loop.is_closed():
             return
+        for straggler in list(self._stragglers):
+            straggler.cancel()  # a second cancel: psycopg closes the connection at once
+        if self._stragglers:
+            await asyncio.wait(list(self._stragglers))
         try:
             await opened.pool.close()
         except Exception as exc:

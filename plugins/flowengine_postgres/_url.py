@@ -7,6 +7,7 @@ parts of the URL, never from the URL itself, so a password cannot leak into one.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -19,7 +20,7 @@ __all__ = ["SCHEMES", "PostgresURL", "parse_url"]
 SCHEMES = frozenset({"postgresql", "postgres"})
 
 # Options flowengine reads itself.
-_STORE_OPTIONS = frozenset({"schema", "key_file", "min_size", "max_size"})
+_STORE_OPTIONS = frozenset({"schema", "key_file", "min_size", "max_size", "command_timeout"})
 # libpq connection parameters passed through as they are: timeouts and TLS are
 # deployment matters. Anything else is refused, so a typo (``shema=``) cannot
 # silently put a worker on another schema than its peers.
@@ -27,6 +28,7 @@ _LIBPQ_OPTIONS = frozenset(
     {"connect_timeout", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "application_name"}
 )
 _DEFAULT_CONNECT_TIMEOUT = 10
+_DEFAULT_COMMAND_TIMEOUT = 5.0
 
 # Unquoted-identifier characters only, so the name needs no escaping anywhere.
 # 63 bytes is NAMEDATALEN - 1: PostgreSQL would silently truncate a longer name,
@@ -52,6 +54,7 @@ class PostgresURL:
     min_size: int = 1
     max_size: int = 10
     libpq: dict[str, str] = attrs.field(factory=dict)
+    command_timeout: float = _DEFAULT_COMMAND_TIMEOUT
 
     @property
     def address(self) -> str:
@@ -89,6 +92,19 @@ def _int_option(options: dict[str, str], name: str, default: int, minimum: int) 
     if not raw.isdigit() or int(raw) < minimum:
         raise _invalid(f"{name}={raw!r} is not a whole number >= {minimum}")
     return int(raw)
+
+
+def _seconds_option(options: dict[str, str], name: str, default: float) -> float:
+    raw = options.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise _invalid(f"{name}={raw!r} is not a positive number of seconds")
+    return value
 
 
 def _options(query: str) -> dict[str, str]:
@@ -158,4 +174,5 @@ def parse_url(url: str) -> PostgresURL:
         min_size=min_size,
         max_size=max_size,
         libpq={name: value for name, value in options.items() if name in _LIBPQ_OPTIONS},
+        command_timeout=_seconds_option(options, "command_timeout", _DEFAULT_COMMAND_TIMEOUT),
     )

@@ -3,8 +3,12 @@
 Selected by ``redis://[[user]:password@]host[:port][/db]`` (``rediss://`` for TLS),
 with options in the query: ``prefix=`` (key prefix, default ``flowengine:``),
 ``retention=`` (seconds a flow outlives its ``expires_at`` before Redis drops it
-by itself, default 3600), ``timeout=`` (socket timeout in seconds, default 5)
-and ``key_file=`` (or ``FLOWENGINE_KEY``) to encrypt records at rest.
+by itself, default 3600), ``timeout=`` (seconds to wait for each reply, default
+5), ``connect_timeout=`` (seconds to wait for a new connection, default 5) and
+``key_file=`` (or ``FLOWENGINE_KEY``) to encrypt records at rest. A server that
+is down, refuses or stops answering fails each call with ``store_unavailable``
+within those bounds, and the pool reconnects by itself once it is back. Leases
+are timed by the Redis server (``SET NX PX``, renewed with ``PEXPIRE``).
 
 redis-py is imported only when a Redis URL is opened: every installed plugin
 is asked about every store URL, and most processes never use this one.

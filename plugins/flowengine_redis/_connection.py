@@ -27,7 +27,7 @@ __all__ = ["Connection", "driver_errors"]
 class Connection:
     """One client (one connection pool) with the store's scripts, bound to the loop it was made in."""
 
-    __slots__ = ("cas", "create", "delete_flow", "loop", "read_flows", "redis", "release")
+    __slots__ = ("acquire", "cas", "create", "delete_flow", "loop", "read_flows", "redis", "release", "renew")
 
     def __init__(self, options: RedisOptions) -> None:
         self.loop = asyncio.get_running_loop()
@@ -39,7 +39,7 @@ class Connection:
             password=options.password,
             ssl=options.ssl,
             socket_timeout=options.timeout,
-            socket_connect_timeout=options.timeout,
+            socket_connect_timeout=options.connect_timeout,
             # No driver retries: a retried create or compare-and-set whose first attempt did
             # land would report a conflict or a lost race for a write that happened. The engine
             # owns the retry policy; a dead pooled connection is still replaced on checkout.
@@ -52,6 +52,8 @@ class Connection:
         self.delete_flow: AsyncScript = self.redis.register_script(_scripts.DELETE_FLOW)
         self.read_flows: AsyncScript = self.redis.register_script(_scripts.READ_FLOWS)
         self.release: AsyncScript = self.redis.register_script(_scripts.RELEASE)
+        self.acquire: AsyncScript = self.redis.register_script(_scripts.ACQUIRE)
+        self.renew: AsyncScript = self.redis.register_script(_scripts.RENEW)
 
 
 @contextlib.contextmanager

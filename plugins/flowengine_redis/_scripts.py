@@ -8,7 +8,7 @@ a prefix inside the script), as Redis requires for scripts to be correct.
 
 from __future__ import annotations
 
-__all__ = ["CAS", "CREATE", "DELETE_FLOW", "READ_FLOWS", "RELEASE"]
+__all__ = ["ACQUIRE", "CAS", "CREATE", "DELETE_FLOW", "READ_FLOWS", "RELEASE", "RENEW"]
 
 # KEYS: flow hash, state key, flows index, expiry index.
 # ARGV: id, spec, state, state_hash, version, created_at, expires_at, blob, native expiry (ms, 0 = none).
@@ -96,4 +96,21 @@ return result
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
+"""
+
+# KEYS: lease key. ARGV: owner token, ttl (ms). Takes the lease unless another holds it, timed by
+# Redis's own expiry; returns the server's TIME (seconds, microseconds) when taken, else false.
+ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return redis.call('TIME') end
+return false
+"""
+
+# KEYS: lease key. ARGV: owner token, ttl (ms). Extends the lease only while this owner still holds
+# it (an expired lease is already gone from Redis); returns the server's TIME when renewed, else false.
+RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return redis.call('TIME')
+end
+return false
 """

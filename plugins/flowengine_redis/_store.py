@@ -354,21 +354,35 @@ class RedisStore:
         """Take the lease ``key`` for ``ttl`` seconds (``SET NX PX``), or None while another holds it.
 
         Redis expires the lease itself, so a worker that dies holding it blocks
-        the others for at most ``ttl``. ``expires_at`` is on this machine's wall clock.
+        the others for at most ``ttl``. ``expires_at`` is on the Redis server's clock.
         """
-        if not math.isfinite(ttl):
-            raise ValueError(f"a lease needs a finite ttl, not {ttl!r}")
-        token = secrets.token_urlsafe(16)
+        token, ttl_ms = secrets.token_urlsafe(16), _ttl_ms(ttl)
         with self._driver_errors():
-            taken = await self._conn().redis.set(
-                self._lease_key(key), token, nx=True, px=max(1, math.ceil(ttl * 1000))
-            )
-        return Lease(key, token, time.time() + ttl) if taken else None
+            taken = await self._conn().acquire(keys=[self._lease_key(key)], args=[token, ttl_ms])
+        return Lease(key, token, _server_time(taken) + ttl) if taken else None
+
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        """Extend the lease to ``ttl`` seconds from now while this owner holds it; else None."""
+        ttl_ms = _ttl_ms(ttl)
+        with self._driver_errors():
+            renewed = await self._conn().renew(keys=[self._lease_key(lease.key)], args=[lease.token, ttl_ms])
+        return Lease(lease.key, lease.token, _server_time(renewed) + ttl) if renewed else None
 
     async def release(self, lease: Lease) -> None:
-        """Give the lease back, unless it expired and another owner took it since."""
-        with self._driver_errors():
-            await self._conn().release(keys=[self._lease_key(lease.key)], args=[lease.token])
+        """Give the lease back, unless it expired and another owner took it since.
+
+        Tried twice: releasing is idempotent (a script deletes the key only for
+        its owner), and the first try after an outage may meet a pooled
+        connection the outage killed.
+        """
+        for attempt in range(2):
+            try:
+                with self._driver_errors():
+                    await self._conn().release(keys=[self._lease_key(lease.key)], args=[lease.token])
+                return
+            except StoreError:
+                if attempt == 1:
+                    raise
 
     async def aclose(self) -> None:
         """Close this store's connection pool; the next call would open a new one."""
@@ -386,6 +400,18 @@ class RedisStore:
     @property
     def _where(self) -> str:
         return f"{self.options.address} (prefix {self.options.prefix!r})"
+
+
+def _ttl_ms(ttl: float) -> int:
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"a lease needs a positive, finite ttl in seconds, not {ttl!r}")
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _server_time(reply: Any) -> float:
+    """Redis's ``TIME`` reply (seconds, microseconds) as Unix seconds."""
+    seconds, micros = reply
+    return int(seconds) + int(micros) / 1_000_000
 
 
 def _text(raw: object) -> str:

@@ -12,13 +12,21 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import attrs
 from flowengine import ConfigError
 
-__all__ = ["DEFAULT_PREFIX", "DEFAULT_RETENTION", "DEFAULT_TIMEOUT", "RedisOptions", "parse_redis_url"]
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_PREFIX",
+    "DEFAULT_RETENTION",
+    "DEFAULT_TIMEOUT",
+    "RedisOptions",
+    "parse_redis_url",
+]
 
 SCHEMES = ("redis", "rediss")
 DEFAULT_PREFIX = "flowengine:"
 DEFAULT_RETENTION = 3600.0
 DEFAULT_TIMEOUT = 5.0
-_OPTIONS = ("key_file", "prefix", "retention", "timeout")
+DEFAULT_CONNECT_TIMEOUT = 5.0
+_OPTIONS = ("connect_timeout", "key_file", "prefix", "retention", "timeout")
 
 
 @attrs.frozen(slots=True)
@@ -26,7 +34,9 @@ class RedisOptions:
     """Where the Redis server is and how the store lays out its keys there.
 
     ``address`` is the URL without credentials or options: it is what error
-    messages and ``repr`` show, so a password never reaches a log.
+    messages and ``repr`` show, so a password never reaches a log. ``timeout``
+    bounds each wait for a reply (a server that stops answering fails the call
+    with ``store_unavailable`` after it), ``connect_timeout`` each new connection.
     """
 
     host: str
@@ -39,6 +49,7 @@ class RedisOptions:
     retention: float = DEFAULT_RETENTION
     timeout: float = DEFAULT_TIMEOUT
     key_file: str | None = None
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
 
     @property
     def address(self) -> str:
@@ -55,7 +66,7 @@ class RedisOptions:
 def parse_redis_url(url: str) -> RedisOptions | None:
     """The options of a ``redis://``/``rediss://`` URL; None for any other scheme.
 
-    ``redis://[[user]:password@]host[:port][/db][?prefix=P&retention=S&timeout=S&key_file=PATH]``.
+    ``redis://[[user]:password@]host[:port][/db][?prefix=P&retention=S&timeout=S&connect_timeout=S&key_file=PATH]``.
     Host, port and db default to ``localhost``, 6379 and 0 as in every Redis
     client. An unknown or repeated option is refused rather than ignored: a
     mistyped ``prefx=`` would otherwise silently mix two deployments' keys.
@@ -102,6 +113,7 @@ def parse_redis_url(url: str) -> RedisOptions | None:
         retention=_seconds(options, "retention", DEFAULT_RETENTION, shown),
         timeout=_seconds(options, "timeout", DEFAULT_TIMEOUT, shown),
         key_file=options.get("key_file") or None,
+        connect_timeout=_seconds(options, "connect_timeout", DEFAULT_CONNECT_TIMEOUT, shown),
     )
 
 

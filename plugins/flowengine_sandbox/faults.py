@@ -14,7 +14,11 @@ So the sandbox itself fails, over real loopback HTTP, when a test asks it to:
 - ``html``: an HTML page instead of JSON (a proxy's error page, a login page);
 - ``endless``: a 200 whose body never ends (bounded here by ``max_bytes``);
 - ``content_type``: the real answer under a wrong ``Content-Type``;
-- ``respond``: any status, content type and body the test writes.
+- ``respond``: any status, content type and body the test writes;
+- ``trickle``: the answer arrives one byte every ``interval`` seconds, its
+  ``part`` ``"body"`` (the default) or its ``"headers"`` (status line and
+  headers: needs the sandbox server, see ``_trickle.py``), for ``delay``
+  seconds at most (30 by default); no single read ever waits long.
 
 Each ``Fault`` applies to requests whose path starts with one of its ``paths``
 (the token endpoints by default; ``/_sandbox/`` never), to the next ``times``
@@ -44,6 +48,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from attrs import asdict, field, frozen, validators
 
+from flowengine_sandbox._trickle import TrickleLog, WireAccess, trickle
+
 if TYPE_CHECKING:  # Starlette is imported only when the sandbox serves (settings.py imports this)
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -55,6 +61,8 @@ __all__ = [
     "FaultPlan",
     "InjectedFault",
     "Stage",
+    "TricklePart",
+    "WireAccess",
 ]
 
 FaultKind = Literal[
@@ -67,7 +75,9 @@ FaultKind = Literal[
     "endless",
     "content_type",
     "respond",
+    "trickle",
 ]
+TricklePart = Literal["headers", "body"]
 Stage = Literal["before", "after"]
 STAGES: tuple[Stage, ...] = ("before", "after")
 _KINDS: tuple[str, ...] = get_args(FaultKind)
@@ -80,8 +90,9 @@ _DEFAULT_STAGE: dict[str, Stage] = {
     "reset": "after",
     "endless": "after",
     "content_type": "after",
+    "trickle": "after",
 }
-_DEFAULT_STATUS = {"status": 503, "rate_limit": 420, "html": 200, "respond": 200}
+_DEFAULT_STATUS = {"status": 503, "rate_limit": 420, "html": 200, "respond": 200, "trickle": 200}
 _ERROR_NAMES = {
     400: "invalid_request",
     401: "unauthorized",
@@ -107,6 +118,11 @@ def _status(_instance: Any, attribute: Any, value: object) -> None:
 def _seconds(_instance: Any, attribute: Any, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
         raise ValueError(f"{attribute.name} must be a number of seconds from 0 to 3600, got {value!r}")
+
+
+def _interval(_instance: Any, attribute: Any, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise ValueError(f"{attribute.name} must be a number of seconds above 0, at most 3600, got {value!r}")
 
 
 def _share(_instance: Any, _attribute: Any, value: object) -> None:
@@ -147,6 +163,8 @@ class Fault:
     body: str | None = field(default=None, validator=validators.optional(validators.instance_of(str)))
     headers: Mapping[str, str] = field(factory=dict, converter=dict, validator=_headers)
     max_bytes: int = field(default=64 << 20, validator=_count)
+    part: TricklePart = field(default="body", validator=validators.in_(("headers", "body")))
+    interval: float = field(default=1.0, validator=_interval)
 
     @property
     def effective_stage(self) -> Stage:
@@ -211,6 +229,8 @@ class FaultPlan:
         self._seed = seed
         self._rng = random.Random(seed)  # noqa: S311 - reproducible, not secret
         self._injected: list[InjectedFault] = []
+        #: Every trickle fault's outcome (bytes trickled, whether the client hung up).
+        self.trickles = TrickleLog()
         self.add(*faults)
 
     @property
@@ -240,6 +260,7 @@ class FaultPlan:
             self._faults.clear()
             self._left.clear()
             self._injected.clear()
+            self.trickles = TrickleLog()
             self._rng = random.Random(self._seed)  # noqa: S311
 
     def pick(self, method: str, path: str) -> Fault | None:
@@ -273,6 +294,7 @@ class FaultPlan:
                     for fault, left in zip(self._faults, self._left, strict=True)
                 ],
                 "injected": [asdict(entry) for entry in self._injected],
+                "trickled": [asdict(entry) for entry in self.trickles.records()],
             }
 
     @classmethod
@@ -323,7 +345,8 @@ async def _inject(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive, se
             await app(scope, receive, send)
         else:
             answer = await _served(app, scope, receive)
-            await asyncio.sleep(fault.delay)
+            if await _until_disconnect(receive, fault.delay):
+                return  # the client gave up waiting: nobody is left to answer
             for message in answer:
                 await send(message)
         return
@@ -339,6 +362,10 @@ async def _inject(fault: Fault, app: ASGIApp, scope: Scope, receive: Receive, se
         await _broken_off(fault, send)
     elif fault.kind == "endless":
         await _endless(fault, receive, send)
+    elif fault.kind == "trickle":
+        answer = answer or _as_messages(*_answer_of(fault, scope))
+        record = await trickle(fault.part, fault.interval, fault.delay or 30.0, answer, scope, receive, send)
+        scope["app"].state.sandbox_settings.faults.trickles.add(record)
     else:
         status, headers, body = _answer_of(fault, scope)
         await _respond(send, status, headers, body)
@@ -359,10 +386,19 @@ def _answer_of(fault: Fault, scope: Scope) -> tuple[int, dict[str, str], bytes]:
     elif fault.kind == "html":
         headers["content-type"] = fault.content_type or "text/html; charset=utf-8"
         body = (fault.body if fault.body is not None else _HTML).encode()
-    else:  # respond
+    else:  # respond, or a trickle at stage "before": the body the test wrote, or an empty object
         headers["content-type"] = fault.content_type if fault.content_type is not None else "application/json"
-        body = (fault.body or "").encode("utf-8", "surrogateescape")
+        body = (fault.body or ("{}" if fault.kind == "trickle" else "")).encode("utf-8", "surrogateescape")
     return status, headers, body
+
+
+def _as_messages(status: int, headers: Mapping[str, str], body: bytes) -> list[Message]:
+    """An answer as the ASGI messages an endpoint would have sent (what a trickle reads)."""
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return [
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": body},
+    ]
 
 
 def _envelope(error: str, description: str, scope: Scope) -> dict[str, object]:
@@ -419,12 +455,14 @@ async def _relabelled(answer: list[Message], content_type: str, send: Send) -> N
         await send(message)
 
 
-async def _until_disconnect(receive: Receive, limit: float) -> None:
-    """Answer nothing until the client hangs up (it timed out) or ``limit`` seconds pass."""
+async def _until_disconnect(receive: Receive, limit: float) -> bool:
+    """Answer nothing until the client hangs up (True: it timed out) or ``limit`` seconds pass."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(limit):
             while (await receive())["type"] != "http.disconnect":
                 pass
+            return True
+    return False
 
 
 async def _broken_off(fault: Fault, send: Send) -> None:

@@ -92,7 +92,9 @@ class _Sandbox:
         form["decision"] = "grant" if approve else "deny"
         quiet = _CONSENTING.set(True)  # the redirect's Location carries the code: no DEBUG trace of it
         try:
-            async with httpx.AsyncClient(trust_env=False) as http:
+            # 30 s, not httpx's 5: a sandbox serving hundreds of flows on a loaded machine may take
+            # seconds to accept a connection (the 5 s default failed a suite under a second run).
+            async with httpx.AsyncClient(trust_env=False, timeout=30.0) as http:
                 response = await http.post(self.consent_url(page), data=form)
         finally:
             _CONSENTING.reset(quiet)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flowengine.serving import AppServer, bind, serve_app_forever, url_of
 
 from flowengine_sandbox.app import create_app
+from flowengine_sandbox.faults import WireAccess
 from flowengine_sandbox.settings import SandboxSettings
 from flowengine_sandbox.state import SandboxState
 
@@ -29,7 +30,8 @@ class SandboxServer(AppServer):
     ) -> None:
         self.settings = SandboxSettings() if settings is None else settings
         self.state = SandboxState() if state is None else state
-        super().__init__(create_app(self.settings, self.state), host, port)
+        # WireAccess: the trickle fault of headers writes to the connection itself (faults.py).
+        super().__init__(WireAccess(create_app(self.settings, self.state)), host, port)
 
     def __enter__(self) -> SandboxServer:
         self.start()
@@ -50,4 +52,4 @@ def serve_forever(host: str = "127.0.0.1", port: int = 0, settings: SandboxSetti
         for client in settings.clients.values():
             print(f"  client_id {client.client_id}: redirect URIs on {client.registered_domain}", flush=True)
 
-    serve_app_forever(create_app(settings), sock, announce)
+    serve_app_forever(WireAccess(create_app(settings)), sock, announce)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import math
 import secrets
 import sqlite3
 import time
@@ -56,6 +57,11 @@ _LIST_TOKENS = {  # keyed by (provider given, expiring_before given)
 }
 
 
+def _check_ttl(ttl: float) -> None:
+    if not (math.isfinite(ttl) and ttl > 0):
+        raise ValueError(f"a lease needs a positive, finite ttl in seconds, not {ttl!r}")
+
+
 def _utf8(text: object) -> bytes:
     # Bytes, not str: compare_digest refuses non-ASCII str, and damaged records may hold any.
     return str(text).encode("utf-8", "surrogatepass")
@@ -67,18 +73,26 @@ class SQLiteStore:
     Safe for several asyncio tasks, several event loops, several store objects
     and several processes on one host sharing the file. The file is opened on
     first use, not when the store is made, and closed by ``aclose()``; a
-    closed store refuses further calls.
+    closed store refuses further calls. ``clock`` (Unix seconds, ``time.time``
+    by default) times leases: every process sharing the file must use the same.
     """
 
-    def __init__(self, target: SQLiteTarget, codec: RecordCodec | None = None) -> None:
+    def __init__(
+        self,
+        target: SQLiteTarget,
+        codec: RecordCodec | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._target = target
         self._codec = codec if codec is not None else codec_for(target.options)
         self._worker = Worker(target)
+        self._clock = clock
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
+    def from_url(cls, url: str, *, clock: Callable[[], float] = time.time) -> SQLiteStore:
         """The store for a ``sqlite://`` URL; ``ConfigError`` when the URL or its key is wrong."""
-        return cls(parse_url(url))
+        return cls(parse_url(url), clock=clock)
 
     @property
     def path(self) -> Path:
@@ -254,13 +268,13 @@ class SQLiteStore:
         """Remove flows whose ``expires_at`` is before ``now``; how many went.
 
         Leases that have run out (left by a worker that died holding one) go
-        too; they are judged by the wall clock, as they were written.
+        too; they are judged by the store's clock, as they were written.
         """
 
         def work(conn: sqlite3.Connection) -> int:
             with immediate(conn):
                 removed = conn.execute("DELETE FROM flows WHERE expires_at < ?", (now,)).rowcount
-                conn.execute("DELETE FROM leases WHERE expires_at <= ?", (time.time(),))
+                conn.execute("DELETE FROM leases WHERE expires_at <= ?", (self._clock(),))
             if removed:
                 self._forget()
             return removed
@@ -323,18 +337,19 @@ class SQLiteStore:
         """Take the lease ``key`` for ``ttl`` seconds, or None while a live one is held.
 
         Read and write happen in one ``BEGIN IMMEDIATE`` transaction, so two
-        processes cannot both see the lease free. Expiry is wall-clock time
-        (``time.time()``), the one clock every process on the host shares and
-        that still means something after a reboot.
+        processes cannot both see the lease free. Expiry is on the store's
+        clock (``time.time()`` by default), the one clock every process on the
+        host shares and that still means something after a reboot.
 
         If the caller is cancelled while the worker is taking the lease, the
         lease is given back at once rather than left blocking others for ``ttl``.
         """
+        _check_ttl(ttl)
         owner = secrets.token_urlsafe(16)
 
         def work(conn: sqlite3.Connection) -> Lease | None:
             with immediate(conn):
-                now = time.time()  # read under the lock: waiting for it must not age the lease
+                now = self._clock()  # read under the lock: waiting for it must not age the lease
                 row = conn.execute("SELECT expires_at FROM leases WHERE key = ?", (key,)).fetchone()
                 if row is not None and row[0] > now:
                     return None
@@ -352,6 +367,25 @@ class SQLiteStore:
             # queued now runs after the take, and matches nothing if the take never happened.
             self._worker.run_later(lambda conn: self._delete_lease(conn, key, owner))
             raise
+
+    async def renew(self, lease: Lease, ttl: float) -> Lease | None:
+        """Extend the lease to ``ttl`` seconds from now, if it is still ours and live; else None.
+
+        One conditional ``UPDATE`` under SQLite's write lock: a lease that
+        expired, or was released or taken since, matches no row.
+        """
+        _check_ttl(ttl)
+
+        def work(conn: sqlite3.Connection) -> Lease | None:
+            with immediate(conn):
+                now = self._clock()
+                renewed = conn.execute(
+                    "UPDATE leases SET expires_at = ? WHERE key = ? AND owner = ? AND expires_at > ?",
+                    (now + ttl, lease.key, lease.token, now),
+                ).rowcount
+            return Lease(lease.key, lease.token, now + ttl) if renewed == 1 else None
+
+        return await self._worker.run(work)
 
     async def release(self, lease: Lease) -> None:
         """Give a lease back; a no-op when it expired and another owner has it now."""

@@ -6,11 +6,14 @@ The full sizes (2,000 and 10,000 tokens) are in ``benchmarks/batch.py``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import flowengine as fe
 import pytest
 
 from flowengine_batch import Batch, RateLimit
+from flowengine_batch._limits import Permit
 from flowengine_sandbox.faults import Fault, FaultPlan
 from tests.batch.conftest import FAST_RETRY, app_engine, refresh_tokens_of, seed_tokens, successful_refreshes
 from tests.conftest import SandboxFixture
@@ -29,6 +32,20 @@ TYPED = {
     "invalid_token_response",
     "provider_error",
 }
+
+
+def count_held_back(batch: Batch) -> Callable[[], int]:
+    """Count the calls that found the client's budget spent when they asked (the limit binding)."""
+    limiter, acquire = batch.limiter, batch.limiter.acquire
+    count = 0
+
+    async def counting(client_id: str, account: str | None, **options: Any) -> Permit:
+        nonlocal count
+        count += limiter.wait_time(client_id, None) > 0  # None: the client bucket alone
+        return await acquire(client_id, account, **options)
+
+    limiter.acquire = counting  # type: ignore[method-assign]
+    return lambda: count
 
 
 def ten_percent_faults(seed: int) -> FaultPlan:
@@ -55,9 +72,12 @@ async def test_200_tokens_with_10_percent_faults_each_once_within_the_limits(
     sandbox.settings.rate_limit = 3  # per app and key: binds on an app that is retried fast
     sandbox.settings.client_rate_limit = 40  # per key: binds on the whole run
     sandbox.settings.faults = ten_percent_faults(seed=3)
+    # More workers than the client limit has slots: the limit binds by construction, however
+    # fast or slow the machine is (a count of calls per half second would depend on that).
     batch = Batch(
-        concurrency=32, account_limit=RateLimit(3, 0.5), client_limit=RateLimit(40, 0.5), retry=FAST_RETRY
+        concurrency=48, account_limit=RateLimit(3, 0.5), client_limit=RateLimit(40, 0.5), retry=FAST_RETRY
     )
+    held_back = count_held_back(batch)
     async with app_engine(batch, sandbox, store_url) as engine:
         before = await refresh_tokens_of(engine, keys)
         report = await batch.refresh(engine).wait()
@@ -87,7 +107,7 @@ async def test_200_tokens_with_10_percent_faults_each_once_within_the_limits(
     assert ledger.peak("client") <= 40
     assert ledger.peak("account") <= 3
     assert ledger.rejected() == 0
-    assert ledger.peak("client") >= 30, "the client limit was reached, so it was tested"
+    assert held_back(), "the client limit held calls back, so it was tested"
 
 
 async def test_per_account_limit_spaces_the_retries_of_one_account(

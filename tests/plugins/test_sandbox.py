@@ -17,6 +17,7 @@ import pytest
 from flowengine_sandbox.app import create_app
 from flowengine_sandbox.consent import consent
 from flowengine_sandbox.errors import SandboxError
+from flowengine_sandbox.faults import Fault, FaultPlan
 from flowengine_sandbox.server import SandboxServer
 from flowengine_sandbox.settings import RegisteredClient, SandboxSettings
 from flowengine_sandbox.state import SandboxState, fingerprint
@@ -887,3 +888,34 @@ async def test_apps_registered_over_http_can_use_the_app_grant(podio: httpx.Asyn
     assert_error(await token(podio, **fields, app_id="3000", app_token="token-3001"), 400, "invalid_grant")
     for bad in ({"apps": {"x": "t"}}, {"apps": {"1": 5}}, {"apps": []}, {"apps": {}, "more": 1}):
         assert (await podio.post("/_sandbox/apps", json=bad)).status_code == 400, bad
+
+
+# -- the trickle fault (SECURITY.md 24) -----------------------------------------------------------
+
+
+async def test_a_trickle_is_set_over_http_like_any_fault(podio: httpx.AsyncClient) -> None:
+    plan = {"faults": [{"kind": "trickle", "part": "headers", "interval": 0.5, "times": 1}]}
+    shown = (await podio.post("/_sandbox/faults", json=plan)).json()
+    assert shown["faults"][0] | {"part": "headers", "interval": 0.5, "stage": None} == shown["faults"][0]
+    for bad in ({"kind": "trickle", "part": "footer"}, {"kind": "trickle", "interval": 0}):
+        refused = await podio.post("/_sandbox/faults", json={"faults": [bad]})
+        assert refused.status_code == 400, bad
+
+
+async def test_a_trickled_body_arrives_whole_when_the_client_waits_for_it(
+    podio: httpx.AsyncClient, settings: SandboxSettings
+) -> None:
+    settings.faults = FaultPlan([Fault("trickle", part="body", interval=0.001)])
+    answer = await podio.post("/oauth/token", data={"grant_type": "password"})
+    assert answer.json() is not None  # the endpoint's own answer, a byte at a time
+    [record] = settings.faults.trickles.records()
+    assert (record.part, record.client_left) == ("body", False)
+    assert record.trickled == record.total == len(answer.content)
+
+
+async def test_a_trickle_of_headers_needs_a_real_connection_and_says_so(
+    podio: httpx.AsyncClient, settings: SandboxSettings
+) -> None:
+    settings.faults = FaultPlan([Fault("trickle", part="headers")])
+    answer = await podio.post("/oauth/token", data={"grant_type": "password"})
+    assert answer.status_code == 501 and "real connection" in answer.text

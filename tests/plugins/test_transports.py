@@ -7,8 +7,9 @@ size cap, no redirects followed, no cookies kept) is one test run on both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import flowengine as fe
 import pytest
@@ -17,6 +18,7 @@ from flowengine import _plugins as plugins
 import flowengine_aiohttp
 from flowengine_aiohttp import AiohttpTransport
 from flowengine_httpx import HttpxTransport
+from flowengine_sandbox.faults import Fault, FaultPlan
 from tests.conftest import SandboxFixture
 
 TransportClass = type[AiohttpTransport] | type[HttpxTransport]
@@ -213,3 +215,128 @@ async def test_a_whole_flow_through_the_sandbox(
         assert token is not None
         assert (await engine.refresh(token)).access_token != token.access_token
     assert [r.grant_type for r in sandbox.token_requests()] == ["authorization_code", "refresh_token"]
+
+
+# --- SECURITY.md 24: a total deadline per request -----------------------------------------------
+
+# Per-read timeout far above the gap between trickled bytes, so only the total deadline can stop it.
+TRICKLING = fe.TransportConfig(timeout=5.0, request_deadline=0.3)
+GAP = 0.05  # seconds between trickled bytes
+BOUND = 20.0  # an upper bound far above the deadline, never a window: the trickles below last ~100 s
+
+
+class Trickler:
+    """A raw server answer trickled a byte per GAP; ``left`` is set when the client hangs up."""
+
+    def __init__(self, head: bytes, body: bytes, *, slow_part: str) -> None:
+        self.head, self.body, self.slow_part = head, body, slow_part
+        self.left = asyncio.Event()
+        self.trickled = 0
+
+    async def handler(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        watcher = asyncio.create_task(self._watch(reader))
+        fast, slow = (b"", self.head + self.body) if self.slow_part == "headers" else (self.head, self.body)
+        writer.write(fast)
+        for byte in slow:
+            if self.left.is_set():
+                break
+            writer.write(bytes([byte]))
+            self.trickled += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.left.wait(), GAP)  # the server's pace, not a test window
+        watcher.cancel()
+        writer.close()
+
+    async def _watch(self, reader: asyncio.StreamReader) -> None:
+        while await reader.read(1024):
+            pass
+        self.left.set()
+
+
+def _trickler(slow_part: str) -> Trickler:
+    body = b'{"access_token": "' + b"x" * 1900 + b'"}'
+    head = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Pad: "
+        + b"p" * 1900
+        + b"\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    return Trickler(head, body, slow_part=slow_part)
+
+
+@pytest.mark.parametrize("slow_part", ["headers", "body"])
+async def test_sec24_a_trickling_server_fails_the_request_at_the_deadline(
+    raw_server: Callable[[Handler], Awaitable[str]], transport_class: TransportClass, slow_part: str
+) -> None:
+    trickler = _trickler(slow_part)
+    url = await raw_server(trickler.handler)
+    transport = transport_class(TRICKLING)
+    async with asyncio.timeout(BOUND):
+        with pytest.raises(fe.TransportError) as caught:
+            await transport.send(fe.HttpRequest("POST", url, {}, b"grant_type=refresh_token"))
+        await trickler.left.wait()  # the client hung up: the deadline ended it, not the server
+    await transport.aclose()
+    assert caught.value.code == "transport_timeout"
+    assert caught.value.sent is True  # its headers and body had gone out
+    assert "0.3 s" in caught.value.message
+    assert trickler.trickled < len(trickler.head + trickler.body) // 2  # cut off, not waited out
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+async def test_sec24_the_sandbox_trickle_fault_is_cut_by_the_deadline(
+    sandbox: SandboxFixture, transport_class: TransportClass, part: str
+) -> None:
+    sandbox.settings.faults = FaultPlan([Fault("trickle", part=part, interval=GAP, times=1)])
+    transport = transport_class(TRICKLING)
+    async with asyncio.timeout(BOUND):
+        with pytest.raises(fe.TransportError) as caught:
+            await transport.send(
+                fe.HttpRequest("POST", sandbox.endpoints["token"], {}, b"grant_type=refresh_token")
+            )
+        [record] = await asyncio.to_thread(sandbox.settings.faults.trickles.wait, 1, BOUND)
+    await transport.aclose()
+    assert (caught.value.code, caught.value.sent) == ("transport_timeout", True)
+    assert record.part == part and record.client_left
+    assert record.trickled < record.total
+
+
+@pytest.fixture
+def unanswered_port() -> Iterator[int]:
+    """A port whose listen queue is full: a new connection's SYN goes unanswered, connect hangs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = int(listener.getsockname()[1])
+        fillers = [socket.socket() for _ in range(4)]
+        for filler in fillers:
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield port
+        for filler in fillers:
+            filler.close()
+
+
+async def test_sec24_a_request_still_connecting_at_the_deadline_was_not_sent(
+    unanswered_port: int, transport_class: TransportClass
+) -> None:
+    transport = transport_class(fe.TransportConfig(connect_timeout=5.0, timeout=5.0, request_deadline=0.3))
+    async with asyncio.timeout(BOUND):
+        with pytest.raises(fe.TransportError) as caught:
+            await transport.send(fe.HttpRequest("POST", f"http://127.0.0.1:{unanswered_port}/token"))
+    await transport.aclose()
+    assert (caught.value.code, caught.value.sent) == ("transport_timeout", False), caught.value.message
+    assert "0.3 s" in caught.value.message  # the deadline's, not the connect timeout's
+
+
+@pytest.mark.parametrize("field", ["request_deadline", "operation_deadline", "timeout", "connect_timeout"])
+@pytest.mark.parametrize("value", [0, -1.0, float("inf"), float("nan")])
+def test_sec24_every_duration_is_finite_and_positive(field: str, value: float) -> None:
+    with pytest.raises(fe.ConfigError) as caught:
+        fe.TransportConfig(**{field: value})
+    assert field in caught.value.message
+
+
+def test_sec24_the_defaults_bound_every_request_and_operation() -> None:
+    config = fe.TransportConfig()
+    assert config.request_deadline == 60.0 and config.operation_deadline == 120.0

@@ -25,7 +25,9 @@ FAST = fe.RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.01)
 
 def _engine(sandbox: SandboxFixture, spec: fe.FlowSpec, **options: Any) -> fe.AsyncEngine:
     options.setdefault("retry", FAST)
-    options.setdefault("transport_config", fe.TransportConfig(timeout=0.5, max_response_bytes=256 * 1024))
+    # 2 s: far above what a normal answer takes on a loaded machine (0.5 s was a timing window:
+    # a retry after a fault could time out too); faults meant to time out last far longer.
+    options.setdefault("transport_config", fe.TransportConfig(timeout=2.0, max_response_bytes=256 * 1024))
     return fe.AsyncEngine(spec, client=sandbox.client, endpoints=sandbox.endpoints, **options)
 
 
@@ -38,8 +40,15 @@ EXCHANGE_FAULTS: list[Any] = [
     pytest.param(Fault("rate_limit", status=429), "rate_limited", id="429"),
     pytest.param(Fault("reset"), "transport_error", id="reset-mid-body"),
     pytest.param(Fault("reset", stage="before"), "transport_error", id="reset-unprocessed"),
-    pytest.param(Fault("read_timeout", delay=5), "transport_timeout", id="read-timeout"),
-    pytest.param(Fault("latency", stage="after", delay=2), "transport_timeout", id="late-answer"),
+    pytest.param(
+        Fault("read_timeout", delay=30), "transport_timeout", id="read-timeout", marks=pytest.mark.slow
+    ),
+    pytest.param(
+        Fault("latency", stage="after", delay=30),
+        "transport_timeout",
+        id="late-answer",
+        marks=pytest.mark.slow,
+    ),
     pytest.param(Fault("endless"), "response_too_large", id="endless-body"),
     pytest.param(Fault("html", status=200), "invalid_token_response", id="html-200"),
     pytest.param(Fault("html", status=502), "provider_unavailable", id="html-502"),
@@ -124,6 +133,7 @@ async def _token(engine: fe.AsyncEngine, sandbox: SandboxFixture) -> fe.Token:
     return token
 
 
+@pytest.mark.slow  # waits out one 2 s read timeout
 async def test_sec19_refresh_retries_with_backoff_and_passes_retry_after_on(
     sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:
@@ -135,7 +145,7 @@ async def test_sec19_refresh_retries_with_backoff_and_passes_retry_after_on(
             Fault("status", status=503, times=1),
             Fault("rate_limit", retry_after=7, times=1),
             Fault("reset", stage="before", times=1),
-            Fault("read_timeout", stage="before", delay=5, times=1),
+            Fault("read_timeout", stage="before", delay=30, times=1),
         )
         fresh = await engine.refresh(token)
     assert fresh.access_token != token.access_token

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import flowengine as fe
+from flowengine import _plugins as plugins
 
 HOST, PORT, DBNAME, USER = "127.0.0.1", 5432, "test", "postgres"
 SERVER = f"postgresql://{USER}@{HOST}:{PORT}/{DBNAME}"
@@ -25,7 +29,10 @@ def connect() -> Any:
     """A sync autocommit connection to the test database."""
     import psycopg
 
-    return psycopg.connect(host=HOST, port=PORT, dbname=DBNAME, user=USER, autocommit=True, connect_timeout=2)
+    # 10 s: a bound for a loaded machine (2 s timed out under a second full run), not a window.
+    return psycopg.connect(
+        host=HOST, port=PORT, dbname=DBNAME, user=USER, autocommit=True, connect_timeout=10
+    )
 
 
 @functools.cache
@@ -44,12 +51,29 @@ def _reason_unavailable() -> str | None:
 class PostgresBackend:
     name = "postgres"
     durable = True
+    upstream = (HOST, PORT)
 
     def unavailable(self) -> str | None:
         return _reason_unavailable()
 
     def new_url(self, tmp_path: Path) -> str:
         return f"{SERVER}?schema=fe_test_{uuid.uuid4().hex}"
+
+    def open(self, url: str, clock: Callable[[], float]) -> fe.Store:
+        return plugins.open_store(url)  # leases are timed by the database clock
+
+    def via(self, url: str, host: str, port: int) -> str:
+        return url.replace(f"{HOST}:{PORT}", f"{host}:{port}", 1) + "&command_timeout=1&connect_timeout=2"
+
+    def age_leases(self, url: str, seconds: float) -> None:
+        """Move every lease's expiry ``seconds`` earlier, as if that much database time had passed."""
+        from psycopg import sql
+
+        query = sql.SQL("UPDATE {} SET expires_at = expires_at - %s").format(
+            sql.Identifier(schema_of(url), "leases")
+        )
+        with connect() as conn:
+            conn.execute(query, (seconds,))
 
     def cleanup(self, url: str) -> None:
         from psycopg import sql

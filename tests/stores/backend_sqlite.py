@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+
+from flowengine_sqlite import SQLiteStore
 
 # Bytes no codec writes: neither JSON nor a sealed record.
 DAMAGE = b"\xff\x00not a record{"
@@ -30,12 +33,20 @@ def _execute(url: str, sql: str, params: tuple[object, ...]) -> None:
 class SQLiteBackend:
     name = "sqlite"
     durable = True
+    age_leases = None  # the store's clock times its leases
+    upstream = None
 
     def unavailable(self) -> str | None:
         return None  # sqlite3 is in the standard library
 
     def new_url(self, tmp_path: Path) -> str:
         return f"sqlite://{tmp_path / f'store-{uuid.uuid4().hex}.db'}"
+
+    def open(self, url: str, clock: Callable[[], float]) -> SQLiteStore:
+        return SQLiteStore.from_url(url, clock=clock)
+
+    def via(self, url: str, host: str, port: int) -> str:
+        raise NotImplementedError("the SQLite store has no server")
 
     def cleanup(self, url: str) -> None:
         for file in _siblings(db_path(url)):

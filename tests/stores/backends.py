@@ -13,7 +13,17 @@ Each module defines ``BACKEND``, an object with:
   the backend keeps objects, not bytes);
 - ``raw_dump(url) -> bytes``: every byte the backend holds for this URL (the
   file, every key's value, every row), to prove what is and is not encrypted
-  (None when the backend keeps objects, not bytes).
+  (None when the backend keeps objects, not bytes);
+- ``open(url, clock) -> Store``: the store, timing its leases by ``clock`` when
+  it keeps time itself (memory, SQLite);
+- ``age_leases(url, seconds)``: for a store timed by its server (Redis,
+  PostgreSQL), make every lease under ``url`` ``seconds`` closer to expiry,
+  as if that much server time had passed; None for a store that keeps time
+  itself (advance the clock instead);
+- ``upstream``: ``(host, port)`` of the server a networked store talks to,
+  so a fault proxy can sit in between (None for memory and SQLite), and
+  ``via(url, host, port)``: the same store URL pointed at the proxy, with
+  short timeouts so an outage fails a call fast.
 
 When ``CI=true`` an unavailable service fails the test loudly; elsewhere it skips.
 """
@@ -26,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+import flowengine as fe
 import pytest
 
 
@@ -35,8 +46,14 @@ class Backend(Protocol):
     corrupt_flow: Callable[[str, str], None] | None
     corrupt_token: Callable[[str, str], None] | None
     raw_dump: Callable[[str], bytes] | None
+    age_leases: Callable[[str, float], None] | None
+    upstream: tuple[str, int] | None
 
     def unavailable(self) -> str | None: ...
+
+    def open(self, url: str, clock: Callable[[], float]) -> fe.Store: ...
+
+    def via(self, url: str, host: str, port: int) -> str: ...
 
     def new_url(self, tmp_path: Path) -> str: ...
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import flowengine as fe
 import pytest
-from flowengine import _plugins as plugins
 
 from tests.stores.backends import BACKENDS, Backend, require
+from tests.support.clock import FakeClock
 
 
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
@@ -34,7 +34,24 @@ def store_url(backend: Backend, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(store_url: str) -> AsyncIterator[fe.Store]:
-    store = plugins.open_store(store_url)
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(backend: Backend, store_url: str, clock: FakeClock) -> AsyncIterator[fe.Store]:
+    store = backend.open(store_url, clock.now)
     yield store
     await store.aclose()
+
+
+@pytest.fixture
+def time_passes(backend: Backend, store_url: str, clock: FakeClock) -> Callable[[float], None]:
+    """Let ``seconds`` pass for the store's leases: its clock, or its server's lease records."""
+
+    def passes(seconds: float) -> None:
+        clock.advance(seconds)
+        if backend.age_leases is not None:
+            backend.age_leases(store_url, seconds)
+
+    return passes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import attrs
 import flowengine as fe
@@ -12,6 +13,7 @@ from flowengine import digest
 from flowengine._codec import KEY_ENV, new_store_key
 
 from tests.stores.backends import Backend
+from tests.support.clock import FakeClock
 
 
 def make_flow(
@@ -113,18 +115,77 @@ async def test_tokens_put_get_list_delete(store: fe.Store) -> None:
     assert await store.get_token(one.key) is None
 
 
-async def test_leases_are_exclusive_and_expire(store: fe.Store) -> None:
+async def test_leases_are_exclusive_and_expire(store: fe.Store, time_passes: Callable[[float], None]) -> None:
     first = await store.acquire("refresh:x", 30)
     assert first is not None
     assert await store.acquire("refresh:x", 30) is None
     assert await store.acquire("refresh:y", 30) is not None
     await store.release(first)
-    second = await store.acquire("refresh:x", 0.05)
+    second = await store.acquire("refresh:x", 30)
     assert second is not None
     await store.release(first)  # a stale release does not free someone else's lease
     assert await store.acquire("refresh:x", 30) is None
-    await asyncio.sleep(0.06)  # the lease's own expiry is the behaviour under test
+    time_passes(20)  # (a server-timed lease keeps 10 s of slack for a slow machine)
+    assert await store.acquire("refresh:x", 30) is None
+    time_passes(11)
     assert await store.acquire("refresh:x", 30) is not None
+
+
+async def test_a_renewed_lease_outlives_its_first_ttl(
+    store: fe.Store, time_passes: Callable[[float], None]
+) -> None:
+    lease = await store.acquire("refresh:r", 10)
+    assert lease is not None
+    time_passes(6)
+    renewed = await store.renew(lease, 10)
+    assert renewed is not None
+    assert (renewed.key, renewed.token) == (lease.key, lease.token)
+    assert renewed.expires_at > lease.expires_at
+    time_passes(6)  # past the first ttl, within the renewed one
+    assert await store.acquire("refresh:r", 10) is None
+    again = await store.renew(renewed, 10)  # a heartbeat: renewed as often as needed
+    assert again is not None
+    time_passes(11)  # the holder died: no more heartbeats, and the lease runs out
+    assert await store.renew(again, 10) is None
+    assert await store.acquire("refresh:r", 10) is not None
+
+
+async def test_renew_refuses_a_lease_that_is_not_the_holders(store: fe.Store) -> None:
+    lease = await store.acquire("exchange:n", 30)
+    assert lease is not None
+    await store.release(lease)
+    assert await store.renew(lease, 30) is None  # released: nothing to renew
+    other = await store.acquire("exchange:n", 30)
+    assert other is not None
+    assert await store.renew(lease, 30) is None  # another holder's now
+    assert await store.renew(other, 30) is not None
+    assert await store.acquire("exchange:n", 30) is None  # the other holder's lease stands
+
+
+@pytest.mark.parametrize("ttl", [0, -1.0, float("inf"), float("nan")])
+async def test_a_lease_needs_a_positive_finite_ttl(store: fe.Store, ttl: float) -> None:
+    with pytest.raises(ValueError, match="ttl"):
+        await store.acquire("refresh:t", ttl)
+    lease = await store.acquire("refresh:t", 30)
+    assert lease is not None
+    with pytest.raises(ValueError, match="ttl"):
+        await store.renew(lease, ttl)
+
+
+async def test_sec34_lease_expiry_follows_the_store_clock_without_real_waiting(
+    backend: Backend, store: fe.Store, clock: FakeClock
+) -> None:
+    if backend.age_leases is not None:
+        pytest.skip(f"the {backend.name} store times leases by its server's clock")
+    lease = await store.acquire("refresh:clock", 3600)
+    assert lease is not None
+    assert lease.expires_at == clock.now() + 3600  # the injected clock, not time.time()
+    await clock.sleep(3599)  # an hour, in no time at all
+    assert await store.acquire("refresh:clock", 3600) is None
+    await clock.sleep(2)
+    taken = await store.acquire("refresh:clock", 3600)
+    assert taken is not None and taken.expires_at == clock.now() + 3600
+    assert await store.renew(lease, 3600) is None
 
 
 async def test_concurrent_acquire_has_one_winner(store: fe.Store) -> None:

@@ -28,6 +28,7 @@ def worker(store_url: str, sandbox: SandboxFixture, *args: str) -> subprocess.Po
     return subprocess.Popen(
         [sys.executable, "-m", "tests.stores.worker", store_url, sandbox.server.url, *args],
         cwd=ROOT,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -64,6 +65,7 @@ async def test_sec16_hundred_deliveries_across_ten_engines_send_one_token_reques
         await store.aclose()
 
 
+@pytest.mark.slow  # worker processes
 async def test_sec17_flow_started_in_one_process_completes_in_another(
     durable_backend: Backend, store_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec, tmp_path: Path
 ) -> None:
@@ -79,6 +81,7 @@ async def test_sec17_flow_started_in_one_process_completes_in_another(
         assert len(await engine.tokens()) == 1  # one sandbox user: one token, replaced
 
 
+@pytest.mark.slow  # worker processes
 async def test_four_processes_hammering_a_thousand_flows_exchange_each_once(
     durable_backend: Backend, store_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec, tmp_path: Path
 ) -> None:
@@ -98,7 +101,8 @@ async def test_four_processes_hammering_a_thousand_flows_exchange_each_once(
         workers = [worker(store_url, sandbox, "deliver", str(urls), "25") for _ in range(4)]
         outcomes = [Counter(json.loads(finish(w))) for w in workers]
 
-        assert all(o == Counter({"exchanged": 1000}) for o in outcomes), outcomes
+        failed = {f.id: f.error.message for f in await engine.flows() if f.error}  # to say why
+        assert all(o == Counter({"exchanged": 1000}) for o in outcomes), (outcomes, failed)
         requests = sandbox.token_requests()
         assert len(requests) == 1000
         assert len({r.fields["code"] for r in requests}) == 1000
@@ -106,6 +110,7 @@ async def test_four_processes_hammering_a_thousand_flows_exchange_each_once(
         assert Counter(f.state for f in flows) == Counter({"exchanged": 1000})
 
 
+@pytest.mark.slow  # worker processes
 async def test_sec18_twenty_refreshes_from_two_processes_send_one_request(
     durable_backend: Backend, store_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:
@@ -116,6 +121,14 @@ async def test_sec18_twenty_refreshes_from_two_processes_send_one_request(
     sandbox.server.state.expire("access", now=sandbox.settings.clock())
 
     first, second = (worker(store_url, sandbox, "refresh", token.key, "10") for _ in range(2))
+    for process in (first, second):  # both hold the expired token before either refreshes
+        assert process.stdout is not None and process.stdin is not None
+        line = await asyncio.to_thread(process.stdout.readline)
+        assert line == "ready\n", process.stderr.read() if process.stderr else line
+    for process in (first, second):
+        assert process.stdin is not None
+        process.stdin.write("go\n")
+        process.stdin.flush()
     seen = json.loads(finish(first)) + json.loads(finish(second))
 
     assert [r.grant_type for r in sandbox.token_requests()].count("refresh_token") == 1
@@ -123,6 +136,7 @@ async def test_sec18_twenty_refreshes_from_two_processes_send_one_request(
     assert seen[0] != token.fingerprint
 
 
+@pytest.mark.slow  # worker processes
 async def test_sec21_a_worker_killed_mid_exchange_leaves_only_declared_states(
     durable_backend: Backend, store_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec, tmp_path: Path
 ) -> None:

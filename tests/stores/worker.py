@@ -3,7 +3,8 @@
 Commands:
   start N FILE        start N podio flows, let the sandbox approve them, write the callback URLs to FILE
   deliver FILE [C]    deliver every callback URL of FILE, C at a time (default 50); print outcome counts
-  refresh KEY N       N concurrent refreshes of the stored token KEY; print the distinct fingerprints
+  refresh KEY N       read the token KEY, print "ready", and on a line from stdin refresh it N times
+                      at once; print the distinct fingerprints
   hang FILE           deliver the callbacks, but freeze after each token response (to be SIGKILLed)
 """
 
@@ -42,7 +43,11 @@ async def main(store_url: str, sandbox_url: str, command: str, *args: str) -> No
         endpoints=sandbox.endpoints,
         store=store_url,
         transport=transport,
-        lease_ttl=10.0,  # outlives an exchange on a loaded machine; a killed worker's lease frees soon
+        # A worker that is to die holds short leases, so they free soon after its death; the
+        # others hold leases that outlive an exchange however loaded the machine (10 s did not:
+        # a slow holder lost its lease, and the next one failed the flow as interrupted). Once
+        # the engine renews its leases while it works, both can be short.
+        lease_ttl=10.0 if command == "hang" else 60.0,
     ) as engine:
         if command == "start":
             count, target = int(args[0]), Path(args[1])
@@ -67,8 +72,15 @@ async def main(store_url: str, sandbox_url: str, command: str, *args: str) -> No
             outcomes = await asyncio.gather(*(deliver(url) for url in urls))
             print(json.dumps(Counter(outcomes)), flush=True)
         elif command == "refresh":
+            # Read the expired token, say so, and refresh it on "go": callers that hold the old
+            # token get the new one however late they ask (asking by key after another process
+            # finished would rightly refresh again: the race would depend on the machine's load).
             key, count = args[0], int(args[1])
-            tokens = await asyncio.gather(*(engine.refresh(key) for _ in range(count)))
+            held = await engine.get_token(key)
+            assert held is not None
+            print("ready", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+            tokens = await asyncio.gather(*(engine.refresh(held) for _ in range(count)))
             print(json.dumps(sorted({t.fingerprint for t in tokens})), flush=True)
         else:
             raise SystemExit(f"unknown command {command!r}")
