@@ -27,6 +27,7 @@ async def _callbacks(sandbox: SandboxFixture, store: str) -> tuple[list[str], st
     return approved, denied, authorized.id
 
 
+@pytest.mark.slow
 async def test_exchange_finishes_recorded_callbacks_once(
     sandbox: SandboxFixture, store_url: str, tmp_path: Path
 ) -> None:
@@ -125,6 +126,7 @@ async def test_an_exchange_that_sent_nothing_is_tried_again(sandbox: SandboxFixt
     assert (result.outcome, result.requests) == ("exchanged", 2)
 
 
+@pytest.mark.slow
 async def test_grant_runs_the_app_grant_for_every_row(
     sandbox: SandboxFixture, store_url: str, tmp_path: Path
 ) -> None:
@@ -195,6 +197,7 @@ def test_sandbox_refresh_and_exchange_need_a_running_sandbox(job: list[str], tmp
     assert "FLOWENGINE_SANDBOX_URL" in result.stderr
 
 
+@pytest.mark.slow
 def test_refresh_needs_a_selection_and_a_valid_rate(tmp_path: Path) -> None:
     store = f"sqlite:///{tmp_path / 's.db'}"
     assert flowengine("batch", "refresh", "--store", store).returncode == 2
@@ -210,6 +213,7 @@ def test_an_empty_store_is_nothing_to_do(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["counts"] == {}
 
 
+@pytest.mark.slow
 def test_progress_bar_and_lines(sandbox: SandboxFixture, store_url: str, tmp_path: Path) -> None:
     register_apps(sandbox, 2)
     apps_csv = tmp_path / "apps.csv"
@@ -223,6 +227,7 @@ def test_progress_bar_and_lines(sandbox: SandboxFixture, store_url: str, tmp_pat
     assert sorted(lines.stderr.splitlines()[:2]) == ["granted row 1", "granted row 2"]
 
 
+@pytest.mark.slow
 def test_grant_rows_name_their_tenant_in_connection_columns(
     sandbox: SandboxFixture, store_url: str, tmp_path: Path
 ) -> None:

@@ -77,6 +77,7 @@ def test_a_secret_in_a_file_others_can_read_is_warned_about(capsys: pytest.Captu
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.slow
 async def test_login_with_credentials_from_the_config_file(
     sandbox: SandboxFixture, env: dict[str, str], running: list[Running], tmp_path: Path
 ) -> None:

@@ -40,6 +40,7 @@ def test_curl_with_the_header_answers_200(sandbox: SandboxFixture, env: dict[str
     assert [r.grant_type for r in sandbox.token_requests()] == ["authorization_code"]  # no refresh needed
 
 
+@pytest.mark.slow
 @needs_curl
 def test_a_token_about_to_expire_is_refreshed_first(sandbox: SandboxFixture, env: dict[str, str]) -> None:
     sandbox.settings.access_ttl = 60  # expires_at = now + 30 s (leeway): inside the 60 s default

@@ -30,6 +30,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.slow
 def test_login_sandbox_approve_starts_its_own_sandbox_and_exits_0() -> None:
     result = run("login", "podio", "--sandbox", "--approve")
     assert result.returncode == 0, result.stderr
@@ -40,6 +41,7 @@ def test_login_sandbox_approve_starts_its_own_sandbox_and_exits_0() -> None:
     assert not SECRET_LIKE.search(result.stdout + result.stderr)
 
 
+@pytest.mark.slow
 def test_sec13_login_output_holds_no_code_or_token(sandbox: SandboxFixture) -> None:
     result = run("login", "podio", "--sandbox", env={"FLOWENGINE_SANDBOX_URL": sandbox.server.url})
     assert result.returncode == 0, result.stderr

@@ -226,6 +226,7 @@ def test_token_commands_say_when_no_sandbox_answers(
     assert "<" not in said, "the other server's HTML page is not dumped"
 
 
+@pytest.mark.slow
 def test_login_against_something_that_is_not_a_sandbox_says_so(not_a_sandbox: str) -> None:
     result = run("login", "podio", "--sandbox", env={"FLOWENGINE_SANDBOX_URL": not_a_sandbox})
     assert result.returncode == 2

@@ -95,6 +95,7 @@ def test_graph_image_without_graphviz_says_what_to_install(tmp_path: Path) -> No
     assert "apt-get install graphviz" in err
 
 
+@pytest.mark.slow
 def test_shell_completion_offers_commands_spec_names_and_formats() -> None:
     def complete(words: str, cword: int) -> list[str]:
         done = subprocess.run(

@@ -123,6 +123,7 @@ def _worker(store_url: str, sandbox: SandboxFixture, *args: str) -> subprocess.P
     )
 
 
+@pytest.mark.slow
 async def test_sec17_a_flow_started_in_one_process_completes_in_another(
     durable_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:
@@ -142,6 +143,7 @@ async def test_sec17_a_flow_started_in_one_process_completes_in_another(
     assert token_attempts(sandbox) == 3
 
 
+@pytest.mark.slow
 async def test_sec18_twenty_refreshes_across_two_processes_send_one_request(
     durable_url: str, sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:

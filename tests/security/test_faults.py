@@ -153,6 +153,7 @@ async def test_sec19_refresh_retries_with_backoff_and_passes_retry_after_on(
     assert token_attempts(sandbox) == 1 + 5
 
 
+@pytest.mark.slow
 async def test_sec19_refresh_waits_as_long_as_retry_after_says(
     sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:

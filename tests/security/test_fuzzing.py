@@ -168,6 +168,7 @@ def callback_inputs(draw: st.DrawFn, state: str) -> str | dict[str, Any]:
     return prefix + query + fragment
 
 
+@pytest.mark.slow
 @given(data=st.data(), spec_name=st.sampled_from(sorted(SPECS)), bind_session=st.booleans())
 def test_sec12_any_callback_is_a_flow_or_a_flow_error(
     data: st.DataObject, spec_name: str, bind_session: bool
@@ -280,6 +281,7 @@ def _check_token(token: fe.Token, spec: fe.FlowSpec) -> None:
     assert token.refresh_token is None or (isinstance(token.refresh_token, str) and token.refresh_token)
 
 
+@pytest.mark.slow
 @given(status=statuses, head=headers, body=token_bodies)
 def test_sec12_any_token_response_to_an_exchange_is_a_token_or_a_failed_flow(
     status: int, head: dict[str, str], body: bytes
@@ -306,6 +308,7 @@ def test_sec12_any_token_response_to_an_exchange_is_a_token_or_a_failed_flow(
     _run(scenario())
 
 
+@pytest.mark.slow
 @given(status=statuses, head=headers, body=token_bodies)
 def test_sec12_any_token_response_to_a_refresh_keeps_a_usable_token(
     status: int, head: dict[str, str], body: bytes
@@ -440,6 +443,7 @@ async def _drive(spec: fe.FlowSpec) -> None:
         await engine.aclose()
 
 
+@pytest.mark.slow
 @given(document=st.one_of(mutated_podio(), mangled_yaml()))
 def test_sec12_any_spec_document_loads_or_is_spec_invalid(document: dict[str, Any] | str) -> None:
     try:
@@ -512,6 +516,7 @@ def nested_json(draw: st.DrawFn) -> bytes:
     return body.encode()
 
 
+@pytest.mark.slow
 @given(body=nested_json(), status=st.sampled_from([200, 400, 401, 500]), refresh=st.booleans())
 def test_sec26_any_nested_token_answer_is_a_token_or_a_typed_error(
     body: bytes, status: int, refresh: bool
@@ -566,6 +571,7 @@ def huge_callbacks(draw: st.DrawFn) -> Any:
     return "?" + "&".join(pieces * (min(n, 20_000) // len(pieces) + 1))
 
 
+@pytest.mark.slow
 @given(callback=huge_callbacks())
 def test_sec26_any_huge_or_nested_callback_is_a_callback_error(callback: Any) -> None:
     async def scenario() -> None:
@@ -608,6 +614,7 @@ def hostile_spec_texts(draw: st.DrawFn) -> str:
 
 
 #: Each example reads up to 64 KiB of YAML: a quarter of the profile's examples (50 in ci) is plenty.
+@pytest.mark.slow
 @settings(max_examples=max(25, settings.default.max_examples // 4))
 @given(text=hostile_spec_texts())
 def test_sec26_any_deep_or_huge_spec_document_is_spec_invalid_with_a_bounded_report(text: str) -> None:
@@ -707,6 +714,7 @@ def _other_readings(url: str) -> set[tuple[str, int | None]]:
     }
 
 
+@pytest.mark.slow
 @given(url=urls())
 def test_sec26_any_url_is_refused_with_a_typed_error_or_read_alike_everywhere(url: str) -> None:
     """SECURITY.md 26 and 27: a URL the judge accepts means the same host to every reader we use."""

@@ -185,6 +185,7 @@ async def _refused(leaks: Leaks, where: str, call: Any) -> None:
         leaks.show(where, result)
 
 
+@pytest.mark.slow
 async def test_sec13_every_engine_path_at_debug_shows_no_secret(
     sandbox: SandboxFixture, leaks: Leaks, observed: Any, tmp_path: Path
 ) -> None:
@@ -423,6 +424,7 @@ async def _stored_secrets(sandbox: SandboxFixture, store: str) -> set[str]:
     return {secret for secret in found if len(secret) >= 8}
 
 
+@pytest.mark.slow
 async def test_sec13_cli_output_at_debug_shows_no_secret(sandbox: SandboxFixture, tmp_path: Path) -> None:
     store = f"sqlite://{tmp_path / 'cli.db'}"
     env = {"FLOWENGINE_SANDBOX_URL": sandbox.server.url, "FLOWENGINE_STORE": store}
@@ -456,6 +458,7 @@ async def test_sec13_cli_output_at_debug_shows_no_secret(sandbox: SandboxFixture
     assert not leaked
 
 
+@pytest.mark.slow
 async def test_sec13_sandbox_login_at_debug_shows_no_code(sandbox: SandboxFixture, tmp_path: Path) -> None:
     store = f"sqlite://{tmp_path / 'cli.db'}"
     env = {"FLOWENGINE_SANDBOX_URL": sandbox.server.url, "FLOWENGINE_STORE": store}
@@ -468,6 +471,7 @@ async def test_sec13_sandbox_login_at_debug_shows_no_code(sandbox: SandboxFixtur
 # --- 14: no access log on the listeners that receive codes -------------------------------------------------
 
 
+@pytest.mark.slow
 async def test_sec14_cli_loopback_listener_writes_no_access_log(
     sandbox: SandboxFixture, tmp_path: Path
 ) -> None:
@@ -481,6 +485,7 @@ async def test_sec14_cli_loopback_listener_writes_no_access_log(
     assert not re.search(r"\b(GET|POST) /", printed), "an access log line"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["web", "sandbox"])
 async def test_sec14_the_web_and_sandbox_servers_write_no_access_log(
     sandbox: SandboxFixture, tmp_path: Path, command: str

@@ -153,6 +153,7 @@ def test_sec11_the_engine_refuses_a_broken_spec_too(tmp_path: Path) -> None:
     assert f"{spec_file}: $.machine.transitions[2].dest: unknown state 'exchnged'" in str(caught.value)
 
 
+@pytest.mark.slow
 def test_sec11_spec_validate_prints_every_problem_and_exits_2(tmp_path: Path) -> None:
     data = podio_data()
     data["machine"]["transitions"][2]["dest"] = "exchnged"

@@ -26,6 +26,7 @@ def _bits(value: str) -> int:
     return len(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))) * 8
 
 
+@pytest.mark.slow
 async def test_sec1_ten_thousand_flows_get_ten_thousand_states_of_at_least_128_bits() -> None:
     engine = fe.AsyncEngine(
         "podio",

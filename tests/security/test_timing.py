@@ -53,6 +53,7 @@ def _sleeps() -> set[tuple[str, str]]:
     return found
 
 
+@pytest.mark.slow
 def test_sec34_no_test_sleeps_and_hopes() -> None:
     unexplained = _sleeps() - set(ALLOWED_SLEEPS)
     assert not unexplained, (

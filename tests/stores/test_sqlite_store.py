@@ -540,6 +540,7 @@ async def race(url: str, what: str, arg: float, processes: int = 2) -> list[dict
 # machine's load, so no assertion may depend on it; what they claim holds however they interleave.
 
 
+@pytest.mark.slow
 async def test_two_processes_racing_compare_and_set_on_one_flow_have_exactly_one_winner(
     url: str, store: SQLiteStore
 ) -> None:
@@ -551,6 +552,7 @@ async def test_two_processes_racing_compare_and_set_on_one_flow_have_exactly_one
     assert sorted(first["won"] + second["won"]) == list(range(2, final.version + 1))  # no update lost
 
 
+@pytest.mark.slow
 async def test_leases_are_exclusive_across_processes(url: str, store: SQLiteStore) -> None:
     await store.put_token(attrs.evolve(make_token(1), extra={"count": 0}))
     first, second = await race(url, "mutex", 150)
@@ -558,6 +560,7 @@ async def test_leases_are_exclusive_across_processes(url: str, store: SQLiteStor
     assert token is not None and token.extra["count"] == first["won"] + second["won"] == 300
 
 
+@pytest.mark.slow
 async def test_a_lease_outlives_its_process_until_it_expires(url: str, store: SQLiteStore) -> None:
     before = time.time()
     (held,) = await race(url, "hold", 30, processes=1)

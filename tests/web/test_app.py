@@ -67,6 +67,7 @@ def test_a_sync_starlette_testclient_drives_it(sandbox: SandboxFixture, podio_sp
     assert len(sandbox.token_requests()) == 1
 
 
+@pytest.mark.slow
 async def test_mounted_in_fastapi(engine: fe.AsyncEngine, make_browser: object) -> None:
     fastapi = pytest.importorskip("fastapi", reason="FastAPI is not a dependency; mounting needs only ASGI")
     host = fastapi.FastAPI()

@@ -46,6 +46,7 @@ def test_web_serve_usage_errors_exit_2(runner: CliRunner, args: list[str], messa
     assert message in result.output
 
 
+@pytest.mark.slow
 async def test_web_serve_with_its_own_sandbox_runs_a_whole_flow() -> None:
     server = ServeProcess(
         "--spec", "podio", "--store", "memory://", "--port", "0", "--sandbox", "--scope", "user:read"
@@ -75,6 +76,7 @@ async def test_web_serve_with_its_own_sandbox_runs_a_whole_flow() -> None:
     assert "/auth/podio/callback" not in errors and "GET /" not in errors + output  # no access log
 
 
+@pytest.mark.slow
 def test_web_serve_uses_a_running_sandbox(sandbox: SandboxFixture) -> None:
     server = ServeProcess(
         "--spec",
