@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import attrs
 
 from flowengine import _security
+from flowengine._answer import answer_body
 from flowengine._client import Client
 from flowengine._client_auth import ClientKey, client_secret_jwt, private_key_jwt
 from flowengine._endpoints import Endpoints
@@ -190,9 +191,15 @@ class TokenRequests:
             account_required=account is None,
         )
         values = {**(connection or {}), **(kept or {})}
-        extra = token.extra
-        if self.spec.openid is not None and not keep_id_token and "id_token" in extra:
-            extra = {name: value for name, value in extra.items() if name != "id_token"}
+        extra = {name: value for name, value in token.extra.items() if name != "id_token"}
+        if self.spec.openid is None:
+            extra = token.extra
+        elif keep_id_token:
+            # Read from the answer itself: ``extra`` was scrubbed of the request's secrets, and a
+            # JWT's base64 may happen to begin like one (the client id in HTTP Basic's).
+            body = answer_body(response.body, response.content_type)
+            if isinstance(body, dict) and "id_token" in body:
+                extra["id_token"] = body["id_token"]
         return attrs.evolve(
             token,
             connection=dict(connection or {}),

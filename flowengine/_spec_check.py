@@ -332,7 +332,7 @@ def override_problem(spec: FlowSpec, name: str, url: str) -> str | None:
         names = _variables.endpoint_variables(url)
     except _templates.TemplateError as exc:
         return str(exc)
-    allowed = set(_safe_vars(spec.endpoints[name]))
+    allowed = set(_safe_vars(spec.endpoints.get(name, "")))  # a discovered endpoint has none
     extra = sorted(set(names) - allowed)
     if extra:
         return f"names variable(s) {extra} that the spec's endpoint does not"
