@@ -18,7 +18,7 @@ from flowengine._answer import answer_body
 from flowengine._client import Client
 from flowengine._client_auth import ClientKey, client_secret_jwt, private_key_jwt
 from flowengine._endpoints import Endpoints
-from flowengine._errors import ConfigError, ErrorCode
+from flowengine._errors import ConfigError, DiscoveryError, ErrorCode
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._records import AccountRef, Token
 from flowengine._spec import FlowSpec, TokenRequest
@@ -39,7 +39,16 @@ class TokenRequests:
     _spec_file: str | None
 
     def endpoint_url(self, name: str, values: Mapping[str, str | None]) -> str:
-        """The endpoint ``name`` filled from ``values``, judged (``connection_invalid``)."""
+        """The endpoint ``name`` filled from ``values``, judged (``connection_invalid``).
+
+        An endpoint the spec leaves to discovery and the issuer's metadata does not name is
+        ``discovery_endpoint_missing``: only the request that needs it fails.
+        """
+        if name not in self.urls.templates:
+            raise DiscoveryError(
+                f"the issuer's metadata names no {name!r} endpoint (write it in the spec's endpoints)",
+                code="discovery_endpoint_missing",
+            )
         return self.urls.url(name, values)
 
     def token_request(

@@ -30,7 +30,6 @@ from flowengine._errors import ConfigError, ErrorCode, FlowError, IdTokenError, 
 from flowengine._http import HttpRequest, HttpResponse, TransportConfig
 from flowengine._jwks import JwksCache, JwsHeader, KeysFound, SigningKey
 from flowengine._machine import CompiledFlow
-from flowengine._oidc_errors import DiscoveryError
 from flowengine._records import Flow, Token
 from flowengine._spec import DISCOVERED_ENDPOINTS, FlowSpec
 from flowengine._steps import AccountAnswer, KeysAnswer, ResolveKeys, SendRequest, Step
@@ -135,13 +134,9 @@ class OpenIdOperations:
             raise ConfigError("the spec's issuer needs connection values", code=ErrorCode.CONNECTION_INVALID)
         check_issuer(issuer)
         metadata = await self.discover(issuer)
+        # An endpoint the metadata lacks fails only the request that needs it (a provider
+        # without a device endpoint still logs people in): ``discovery_endpoint_missing``.
         endpoints = {**_discovered_templates(metadata), **self.endpoints}
-        missing = sorted(self._undiscovered - set(endpoints))
-        if missing:
-            raise DiscoveryError(
-                f"the issuer's metadata names no endpoint for {', '.join(missing)} (write it in the spec)",
-                code="discovery_endpoint_missing",
-            )
         cached = self._cores.get(issuer)
         if cached is not None and cached.endpoints == endpoints and cached.metadata == metadata:
             return cached

@@ -19,7 +19,7 @@ MODULES = [
     "_oidc_userinfo",
     "_client_auth",
     "_core_openid",
-    "_oidc_driver",
+    "_core_tokens",
 ]
 
 
