@@ -54,9 +54,12 @@ class ActingClock(FakeClock):
         self._act, self._at = act, at
 
     async def sleep(self, seconds: float) -> None:
+        """As FakeClock's (time moves on at once, recorded in ``slept``), acting first when due."""
         if len(self.slept) + 1 == self._at:
             await asyncio.to_thread(self._act)
-        await super().sleep(seconds)
+        self.slept.append(seconds)
+        self.advance(max(seconds, 0.0))
+        await asyncio.sleep(0)
 
 
 async def nothing_stored(eng: fe.AsyncEngine, flow: fe.Flow) -> bool:

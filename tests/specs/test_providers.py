@@ -28,9 +28,6 @@ from urllib.parse import parse_qsl, unquote_plus, urlsplit
 
 import pytest
 import yaml
-from joserfc import jwt
-from joserfc.jwk import RSAKey
-
 from flowengine import (
     AccountRef,
     AsyncEngine,
@@ -43,6 +40,8 @@ from flowengine import (
     load_spec,
 )
 from flowengine.testing import FakeClock, MockTransport, json_response
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 SAMPLES = Path(__file__).parent / "samples"
 SPECS = Path(__file__).resolve().parents[2] / "specs"
