@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import flowengine as fe
@@ -95,4 +96,6 @@ def test_a_browser_login_with_a_spoiled_id_token_fails_and_keeps_no_token(
     assert "id_token_invalid_signature" in tab.page.locator("main").inner_text()
     tab.shot("oidc-3-spoiled-failed")
     assert [r.path for r in provider.received()] == ["/token"]
-    assert asyncio.run(engine.store.list_tokens(provider="authlib-oidc")) == []  # a memory store
+    with ThreadPoolExecutor(1) as pool:  # Playwright's loop runs in this thread
+        stored = pool.submit(asyncio.run, engine.store.list_tokens(provider="authlib-oidc")).result()
+    assert stored == []
