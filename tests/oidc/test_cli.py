@@ -155,3 +155,11 @@ def test_the_qr_code_is_drawn_only_where_a_terminal_can_show_it(monkeypatch: Any
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.setenv("TERM", "dumb")
     assert qr_code(url, _Terminal(True, "utf-8")) is None
+
+
+def test_device_login_of_a_spec_without_a_device_section_exits_2() -> None:
+    _plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)
+    args = ["login", "github", "--device", "--sandbox", "--store", "memory://"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "device_unsupported" in result.output
