@@ -410,6 +410,7 @@ def describe_spec(loaded: FlowSpec) -> list[str]:
     for name, grant in loaded.grants.items():
         lines.append(f"  {name}: {grant.endpoint}, {grant.encoding}, client auth in {grant.client_auth}")
     lines.append(f"token use: Authorization: {loaded.usage.header_scheme} <access token>")
+    lines += _describe_openid(loaded)
     machine = loaded.machine
     if machine is not None:
         states = [
@@ -422,6 +423,21 @@ def describe_spec(loaded: FlowSpec) -> list[str]:
             guard = f" when {' and '.join(t.when)}" if t.when else ""
             action = f" do {', '.join(t.do)}" if t.do else ""
             lines.append(f"  {t.trigger}: {', '.join(t.source)} -> {t.dest}{guard}{action}")
+    return lines
+
+
+def _describe_openid(loaded: FlowSpec) -> list[str]:
+    """``spec show``'s lines for the issuer, discovery, OpenID Connect and the device grant."""
+    lines = [f"issuer: {loaded.issuer}"] if loaded.issuer else []
+    if loaded.discovery is not None:
+        lines.append(f"discovery: {loaded.discovery} (endpoints not written come from the issuer's metadata)")
+    if loaded.openid is not None:
+        rules = loaded.openid
+        extra = f"; userinfo at {rules.userinfo}" if rules.userinfo else ""
+        lines.append(f"openid: ID token checked with the keys at {rules.jwks}; account: sub in iss{extra}")
+    if loaded.device is not None:
+        device = loaded.device
+        lines.append(f"device: {device.endpoint}, polls with the {device.grant} grant (login --device)")
     return lines
 
 
