@@ -12,7 +12,7 @@ test with a ``FakeClock`` runs a ten-minute wait at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from flowengine._clock import Clock
@@ -43,7 +43,7 @@ class DeviceOperations:
 
     if TYPE_CHECKING:
 
-        async def core_for(self, connection: dict[str, str] | None) -> FlowCore: ...
+        async def core_for(self, connection: Mapping[str, str] | None) -> FlowCore: ...
 
         async def send_with_retry(
             self,
@@ -76,7 +76,7 @@ class DeviceOperations:
         *,
         scope: str | Sequence[str] | None = None,
         subject: str | None = None,
-        connection: dict[str, str] | None = None,
+        connection: Mapping[str, str] | None = None,
     ) -> Flow:
         """Begin a device flow (RFC 8628): the flow carries ``device.user_code`` and the URIs to show.
 

@@ -93,7 +93,7 @@ class Engine:
         *,
         scope: str | Sequence[str] | None = None,
         subject: str | None = None,
-        connection: dict[str, str] | None = None,
+        connection: Mapping[str, str] | None = None,
     ) -> Flow:
         """See ``AsyncEngine.start_device``."""
         return self._runner.run(self.engine.start_device(scope=scope, subject=subject, connection=connection))
