@@ -116,7 +116,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         auto_exchange: bool = True,
         retry: RetryPolicy = RetryPolicy(),
         transport_config: TransportConfig = TransportConfig(),
-        lease_ttl: float = 60.0,
+        lease_ttl: float = 15.0,
         save_deadline: float = 60.0,
         clock: Clock | Callable[[], float] = SystemClock(),
         plugin_manager: pluggy.PluginManager | None = None,
@@ -145,6 +145,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
             client_key=load_key(client),
         )
         self._saver = Saver(self.store, self.clock, deadline=save_deadline)
+        self._closed = False
         super().__init__()
         self._init_openid()
 
@@ -291,7 +292,8 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
             timer = self.time_request("exchange", send.request, 1, flow_id=flow_id)
             status = None
             try:
-                response = await self.send_once(send.request)
+                async with self.holding(lease):
+                    response = await self.send_once(send.request)
             except TransportError as exc:
                 answered = core.step(begun.flow, SendFailed(exc), self.clock())
             else:
@@ -406,7 +408,13 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         return bool(pm.hook.flowengine_present(flow=flow, step=step, detail=detail))
 
     async def aclose(self) -> None:
-        """Save what is still unsaved (within the deadline), then close the transport and the store."""
+        """Save what is still unsaved (within the deadline), then close the transport and the store.
+
+        Closing twice is harmless: the second time does nothing.
+        """
+        if self._closed:
+            return
+        self._closed = True
         try:
             await self._saver.flush()
         finally:

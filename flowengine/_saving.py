@@ -88,6 +88,11 @@ class Saver:
             lambda: store_call(self.store.compare_and_set(flow, expected_version))
         )
 
+    async def delete_token(self, key: str) -> None:
+        """Delete the token under ``key`` (a revoked one), retrying store failures until the deadline."""
+        self._unsaved.pop(key, None)
+        await self._until_deadline(lambda: store_call(self.store.delete_token(key)))
+
     async def flush(self) -> None:
         """Try once more (within the deadline) to save what is kept; called when the engine closes."""
         if self._background is not None:

@@ -10,8 +10,9 @@ provider answered until the store takes it (``Saver``, SECURITY.md 23).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
@@ -26,8 +27,9 @@ from flowengine._errors import (
     InvalidGrantError,
     ProviderError,
     TransportError,
+    TransportTimeoutError,
 )
-from flowengine._http import HttpRequest, HttpResponse, Transport
+from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._records import AccountRef, Token
 from flowengine._reporting import RequestTimer
 from flowengine._retry import RetryPolicy
@@ -64,6 +66,7 @@ class TokenOperations:
     clock: Clock
     retry: RetryPolicy
     lease_ttl: float
+    transport_config: TransportConfig
     _saver: Saver
     _pm: pluggy.PluginManager | None
 
@@ -155,9 +158,9 @@ class TokenOperations:
     @staticmethod
     def _refreshed_since(current: Token, seen: Token | None, asked_at: float) -> bool:
         """True when ``current`` is newer than what the caller had when it asked."""
-        if seen is not None and current.access_token != seen.access_token:
-            return True
-        return current.obtained_at >= asked_at
+        if seen is not None:  # the caller named the token it holds: is the stored one another?
+            return current.access_token != seen.access_token
+        return current.obtained_at >= asked_at  # asked by key: obtained since the call began
 
     async def _refresh_once(self, key: str, seen: Token | None, asked_at: float) -> Token:
         kept = self._saver.unsaved(key)
@@ -174,7 +177,8 @@ class TokenOperations:
                 raise _dead(key)
             if self._refreshed_since(current, seen, asked_at):
                 return current  # another caller or worker refreshed it while we waited
-            return await self._refresh_at_provider(current)
+            async with self.holding(lease):
+                return await self._refresh_at_provider(current)
         finally:
             await self.release(lease)
 
@@ -277,7 +281,7 @@ class TokenOperations:
             if stored is not None:
                 await self._saver.save_token(attrs.evolve(stored, expires_at=self.clock()))
             return
-        await store_call(self.store.delete_token(current.key))
+        await self._saver.delete_token(current.key)
 
     async def get_token(self, key: str) -> Token | None:
         """The current token under ``key`` (``provider:type:id``): kept unsaved here, else stored."""
@@ -313,24 +317,44 @@ class TokenOperations:
 
         ``what`` (``refresh``, ``grant``, ``revocation``) names it in logs and request events.
         """
+        deadline = self.clock() + self.transport_config.operation_deadline
+        sent = False  # whether any attempt may have reached the server
         for attempt in range(self.retry.attempts):
             timer = self.time_request(what, request, attempt + 1)
             status = None
             try:
-                response = await self.transport.send(request)
+                response = await self._within(deadline, what, self.transport.send(request))
                 status = response.status
                 result = read(response)
             except (ProviderError, TransportError) as exc:
+                sent = sent or not isinstance(exc, TransportError) or exc.sent
                 delay = self._retry_delay(exc, attempt)
                 timer.done(status=status, error=exc.code, retry_in=delay)
                 if delay is None:
                     raise
+                if self.clock() + delay >= deadline:
+                    raise self._past_deadline(what, sent) from exc
                 log.info("%s: %s; retrying in %.2fs", what, exc.code, delay)
                 await self.clock.sleep(delay)
             else:
                 timer.done(status=status, error=None)
                 return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _within(self, deadline: float, what: str, sending: Awaitable[HttpResponse]) -> HttpResponse:
+        """``sending``, cut off when the operation's deadline passes (SECURITY.md 24)."""
+        try:
+            async with asyncio.timeout(max(deadline - self.clock(), 0.0)):
+                return await sending
+        except TimeoutError:
+            raise self._past_deadline(what, True) from None
+
+    def _past_deadline(self, what: str, sent: bool) -> TransportTimeoutError:
+        limit = self.transport_config.operation_deadline
+        return TransportTimeoutError(
+            f"{what} did not succeed within its {limit:g} s deadline (TransportConfig.operation_deadline)",
+            sent=sent,
+        )
 
     def _retry_delay(self, exc: ProviderError | TransportError, attempt: int) -> float | None:
         """Seconds to wait before trying again, or None when this error must not be retried."""
@@ -350,6 +374,38 @@ class TokenOperations:
             future.add_done_callback(lambda _f: self._inflight.pop(key, None))
         result: _T = await asyncio.shield(future)
         return result
+
+    @contextlib.asynccontextmanager
+    async def holding(self, lease: Lease) -> AsyncIterator[None]:
+        """Keep ``lease`` alive while a provider request runs: renewed every third of its ttl.
+
+        Leases are short (``lease_ttl``), so one left by a worker that died stops
+        blocking the others within seconds; a live holder renews it. The heartbeat
+        waits in real time (the store's clock decides when a lease runs out, not an
+        engine's injected one). A store that is away cannot renew: the lease runs out on
+        its own, and the answer is kept until the store returns (SECURITY.md 23).
+        """
+        beat = asyncio.ensure_future(self._renew_every(lease))
+        try:
+            yield
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def _renew_every(self, lease: Lease) -> None:
+        current = lease
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            try:
+                renewed = await self.store.renew(current, self.lease_ttl)
+            except Exception as exc:  # the store is away: nothing to do but try again
+                log.info("could not renew lease %s (%s); trying again", lease.key, type(exc).__name__)
+                continue
+            if renewed is None:
+                log.warning("lease %s was lost while its request ran", lease.key)
+                return
+            current = renewed
 
     async def release(self, lease: Lease) -> None:
         """Give a lease back; if the store is away, it expires on its own."""

@@ -75,3 +75,43 @@ async def test_sec24_a_refresh_cut_at_its_deadline_is_retried_and_succeeds(
     assert fresh.access_token != token.access_token
     [record] = sandbox.settings.faults.trickles.records()
     assert record.client_left
+
+
+async def test_sec24_retries_stop_at_the_operation_deadline() -> None:
+    """A provider that keeps answering 503: the backoff would go on; the operation's deadline ends it."""
+    from flowengine.testing import FakeClock, MockTransport, json_response
+
+    clock = FakeClock()
+    busy = MockTransport(lambda _r: json_response({"error": "temporarily_unavailable"}, status=503))
+    config = fe.TransportConfig(operation_deadline=10.0)
+    retry = fe.RetryPolicy(attempts=50, base_delay=1.0, max_delay=4.0)
+    async with fe.AsyncEngine(
+        "podio-app", client=fe.Client("cid", "cs"), transport=busy, clock=clock,
+        transport_config=config, retry=retry,
+    ) as engine:  # fmt: skip
+        started = clock()
+        with pytest.raises(fe.TransportTimeoutError) as caught:
+            await engine.grant("app", {"app_id": "1", "app_token": "t"})
+    assert caught.value.code == "transport_timeout"
+    assert caught.value.sent  # the attempts reached the server
+    assert clock() - started <= 10.0  # never waited past the deadline
+    assert 1 < len(busy.sent) < 50
+
+
+async def test_sec24_a_request_that_never_answers_is_cut_at_the_operation_deadline() -> None:
+    """The transport's own deadline is longer: the operation's cuts the attempt short."""
+    never = asyncio.Event()
+
+    async def hang(_request: fe.HttpRequest) -> fe.HttpResponse:
+        await never.wait()
+        raise AssertionError("unreachable")
+
+    from flowengine.testing import MockTransport
+
+    config = fe.TransportConfig(request_deadline=60.0, operation_deadline=0.2)
+    async with fe.AsyncEngine(
+        "podio-app", client=fe.Client("cid", "cs"), transport=MockTransport(hang), transport_config=config
+    ) as engine:
+        with pytest.raises(fe.TransportTimeoutError):
+            async with asyncio.timeout(30):  # an upper bound far above the deadline, never a window
+                await engine.grant("app", {"app_id": "1", "app_token": "t"})

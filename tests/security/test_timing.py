@@ -26,6 +26,9 @@ ALLOWED_SLEEPS = {
         "kills a worker at a random moment: every moment must leave declared states"
     ),
     ("security/worker.py", "asyncio.sleep(0.01)"): "polls its own tasks until each froze: no deadline",
+    ("security/test_outage_proof.py", "super().sleep(seconds)"): (
+        "a FakeClock's own sleep: it moves fake time on, it does not wait"
+    ),
     ("fleet/services.py", "asyncio.sleep(every)"): (
         "polls what Celery workers in other processes have stored: no event crosses; bounded at 60 s"
     ),
