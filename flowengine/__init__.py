@@ -48,7 +48,7 @@ from flowengine._plugins import (
     open_transport,
 )
 from flowengine._ratelimit import RateFeedback, RateLimit, read_rate_feedback
-from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Outcome, Token
+from flowengine._records import AccountRef, DeviceAuthorization, ErrorInfo, Flow, HistoryEntry, Outcome, Token
 from flowengine._retry import RetryPolicy, parse_retry_after
 from flowengine._sandbox import Sandbox
 from flowengine._security import digest, digests_equal, fingerprint, is_loopback
@@ -68,6 +68,7 @@ __all__ = [
     "CallbackError",
     "Client",
     "ConfigError",
+    "DeviceAuthorization",
     "DiscoveryError",
     "Engine",
     "Enqueued",

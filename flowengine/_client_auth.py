@@ -152,7 +152,7 @@ def _import_pem(material: object, password: str | bytes | None) -> RSAKey | ECKe
     raise _bad_key("is not an RSA or EC key")
 
 
-def _claims(client_id: str, audience: str, now: float, lifetime: int) -> dict[str, Any]:
+def _claims(client_id: str, audience: str, now: float, lifetime: int, jti: str | None) -> dict[str, Any]:
     if not client_id:
         raise ConfigError("a client assertion needs a client id", code="client_auth_invalid")
     problem = url_problem(audience)
@@ -167,7 +167,7 @@ def _claims(client_id: str, audience: str, now: float, lifetime: int) -> dict[st
         "iss": client_id,
         "sub": client_id,
         "aud": audience,
-        "jti": secrets.token_urlsafe(32),
+        "jti": jti or secrets.token_urlsafe(32),
         "iat": issued,
         "exp": issued + lifetime,
     }
@@ -186,6 +186,7 @@ def client_secret_jwt(
     lifetime: int = 60,
     alg: str = "HS256",
     audience: str | None = None,
+    jti: str | None = None,
 ) -> dict[str, str]:
     """The form parameters authenticating ``client_id`` by an HMAC of its secret (``client_secret_jwt``).
 
@@ -205,7 +206,7 @@ def client_secret_jwt(
             f"client_secret_jwt with {alg} needs a secret of {HMAC_ALGORITHMS[alg]} bytes or more",
             code="client_secret_too_short",
         )
-    claims = _claims(client_id, audience or token_endpoint, now, lifetime)
+    claims = _claims(client_id, audience or token_endpoint, now, lifetime, jti)
     return _form(jwt.encode({"alg": alg}, claims, OctKey.import_key(secret), algorithms=[alg]))
 
 
@@ -217,10 +218,15 @@ def private_key_jwt(
     now: float,
     lifetime: int = 60,
     audience: str | None = None,
+    jti: str | None = None,
 ) -> dict[str, str]:
-    """The form parameters authenticating ``client_id`` by a private key (``private_key_jwt``)."""
+    """The form parameters authenticating ``client_id`` by a private key (``private_key_jwt``).
+
+    ``jti`` is the assertion's id (default: 256 fresh random bits); the engine's core takes it
+    from its caller, as it takes every random value.
+    """
     from joserfc import jwt
 
-    claims = _claims(client_id, audience or token_endpoint, now, lifetime)
+    claims = _claims(client_id, audience or token_endpoint, now, lifetime, jti)
     header = {"alg": key.alg, "kid": key.kid}
     return _form(jwt.encode(header, claims, key.key, algorithms=[key.alg]))

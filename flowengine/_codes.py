@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     TOKEN_ENDPOINT_MISMATCH = "token_endpoint_mismatch"
     URL_INVALID = "url_invalid"
     STORE_NOT_SHARED = "store_not_shared"
+    DEVICE_UNSUPPORTED = "device_unsupported"
     # PluginError
     PLUGIN_ERROR = "plugin_error"
     SPEC_NOT_FOUND = "spec_not_found"
@@ -75,6 +76,9 @@ class ErrorCode(StrEnum):
     EXCHANGE_INTERRUPTED = "exchange_interrupted"
     INVALID_GRANT = "invalid_grant"
     RATE_LIMITED = "rate_limited"
+    INVALID_DEVICE_RESPONSE = "invalid_device_response"
+    DEVICE_CODE_EXPIRED = "device_code_expired"
+    DEVICE_PENDING_TIMEOUT = "device_pending_timeout"
     # TransportError
     TRANSPORT_ERROR = "transport_error"
     RESPONSE_TOO_LARGE = "response_too_large"
@@ -99,8 +103,10 @@ class ErrorCode(StrEnum):
     DISCOVERY_UNAVAILABLE = "discovery_unavailable"
     DISCOVERY_ISSUER_MISMATCH = "discovery_issuer_mismatch"
     DISCOVERY_INSECURE_URL = "discovery_insecure_url"
+    DISCOVERY_ENDPOINT_MISSING = "discovery_endpoint_missing"
     JWKS_INVALID = "jwks_invalid"
     JWKS_UNAVAILABLE = "jwks_unavailable"
+    ID_TOKEN_MISSING = "id_token_missing"
     ID_TOKEN_MALFORMED = "id_token_malformed"
     ID_TOKEN_ALG_NOT_ALLOWED = "id_token_alg_not_allowed"
     ID_TOKEN_UNKNOWN_KEY = "id_token_unknown_key"

@@ -10,8 +10,10 @@ nothing. Randomness (the flow id, ``state``, the PKCE verifier) comes in with th
 ``Begin`` input, so every step is a function of its arguments.
 
 Token operations (refresh, grant, revoke) have no flow and no machine: the core
-builds their requests and reads their answers (``_tokens``), and the driver runs
-them.
+builds their requests and reads their answers (``_core_tokens``), and the driver runs
+them. OpenID Connect's ID token steps are in ``_core_openid``, the device flow's
+(RFC 8628) in ``_core_device``; a signed client assertion's ``jti`` comes in with its
+input too.
 """
 
 from __future__ import annotations
@@ -21,9 +23,14 @@ from typing import Any
 
 import attrs
 
-from flowengine import _callbacks, _security, _variables
+from flowengine import _callbacks, _security, _templates, _variables
 from flowengine._callbacks import CallbackParams
 from flowengine._client import Client
+from flowengine._client_auth import ClientKey
+from flowengine._core_device import DeviceSteps
+from flowengine._core_openid import OpenIdSteps
+from flowengine._core_tokens import TokenRequests
+from flowengine._discovery import ProviderMetadata
 from flowengine._endpoints import Endpoints, encode_query, safe_variables, with_params
 from flowengine._errors import (
     CallbackError,
@@ -42,24 +49,21 @@ from flowengine._steps import (
     AccountAnswer,
     Answer,
     Begin,
+    BeginDevice,
     Callback,
     Exchange,
     Expire,
     Input,
     Intent,
     Interrupt,
+    KeysAnswer,
     SaveFlow,
     SaveToken,
     SendFailed,
     SendRequest,
     Step,
 )
-from flowengine._tokens import (
-    build_token_request,
-    read_account_response,
-    read_token_response,
-    render_params,
-)
+from flowengine._tokens import read_account_response, render_params
 
 __all__ = ["FlowCore"]
 
@@ -67,8 +71,13 @@ __all__ = ["FlowCore"]
 # --- the core ----------------------------------------------------------------------------
 
 
-class FlowCore:
-    """The protocol of one spec's flows, for one client at given endpoints: pure functions."""
+class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
+    """The protocol of one spec's flows, for one client at given endpoints: pure functions.
+
+    ``device_compiled`` is the ``device`` preset compiled (for a spec with ``device:``);
+    ``metadata`` what discovery said about the issuer; ``client_key`` the client's key
+    for ``private_key_jwt``. The driver reads files and documents; the core only uses them.
+    """
 
     def __init__(
         self,
@@ -78,9 +87,15 @@ class FlowCore:
         endpoints: Mapping[str, str],
         *,
         user_agent: str = "flowengine",
+        device_compiled: CompiledFlow | None = None,
+        metadata: ProviderMetadata | None = None,
+        client_key: ClientKey | None = None,
     ) -> None:
         self.spec = spec
         self.compiled = compiled
+        self.device_compiled = device_compiled
+        self.metadata = metadata
+        self.client_key = client_key
         self.client = client
         #: Endpoint templates by name: the spec's, re-pointed where the engine was told to.
         self.endpoints = dict(endpoints)
@@ -96,19 +111,27 @@ class FlowCore:
         """Feed one input to a flow (None only with ``Begin``); the Step says what follows."""
         if isinstance(event, Begin):
             return self._begin(event, now)
+        if isinstance(event, BeginDevice):
+            return self.begin_device(event, now)
         if flow is None:
             raise FlowStateError(f"{type(event).__name__} needs a flow")
         match event:
             case Callback():
                 return self._callback(flow, event, now)
             case Exchange():
-                return self._exchange(flow, now)
+                return self._exchange(flow, now, event.assertion_id)
             case Answer():
-                return self._answer(flow, event, now)
+                return self.poll_answer(flow, event, now) if flow.device else self._answer(flow, event, now)
+            case KeysAnswer():
+                return self.with_keys(flow, event, now)
             case AccountAnswer():
+                if self.spec.openid is not None:
+                    return self.with_userinfo(flow, event, now)
                 token = self.with_account(event.token, event.response, self.default_account(flow))
                 return self._fire(flow, "answer", now, token=token)
             case SendFailed():
+                if flow.device is not None:
+                    return Step(flow, poll="pending")  # the device code is good until it expires
                 return self._send_failed(flow, event.error, now)
             case Interrupt():
                 error = ProviderError(
@@ -118,7 +141,7 @@ class FlowCore:
                 )
                 return self._fire(flow, "interrupt", now, error=error)
             case Expire():
-                return self._expire(flow, now)
+                return self.expire_device(flow, now) if flow.device else self._expire(flow, now)
         raise AssertionError(f"unknown input {event!r}")  # pragma: no cover
 
     # --- start -------------------------------------------------------------------------
@@ -184,10 +207,6 @@ class FlowCore:
         self.urls.for_flow(values)  # every endpoint they fill must be a good URL
         return values
 
-    def endpoint_url(self, name: str, values: Mapping[str, str | None]) -> str:
-        """The endpoint ``name`` filled from ``values``, judged (``connection_invalid``)."""
-        return self.urls.url(name, values)
-
     # --- callback ----------------------------------------------------------------------
 
     def _callback(self, flow: Flow, callback: Callback, now: float) -> Step:
@@ -200,7 +219,7 @@ class FlowCore:
             raise CallbackError(
                 "the callback comes from another session", code=ErrorCode.SESSION_MISMATCH, flow_id=flow.id
             )
-        self._check_issuer(params.iss, flow.id)
+        self._check_issuer(params.iss, flow)
         this_callback = _callbacks.callback_digest(params)
         needed = bool(params.code) and not params.error
         kept = _variables.kept_values(self.spec, params.kept, needed=needed) if self.spec.kept_names else {}
@@ -241,10 +260,12 @@ class FlowCore:
                 flow_id=flow.id,
             )
 
-    def _check_issuer(self, iss: str | None, flow_id: str) -> None:
-        expected = self.spec.issuer
-        if expected is None:
+    def _check_issuer(self, iss: str | None, flow: Flow) -> None:
+        flow_id = flow.id
+        issuer = self.spec.issuer
+        if issuer is None or not self.spec.callback.iss:
             return
+        expected = _templates.render(issuer, flow.connection) if "{" in issuer else issuer
         if iss is None and self.spec.callback.iss_required:
             raise CallbackError(
                 "the callback carries no issuer", code=ErrorCode.ISSUER_MISMATCH, flow_id=flow_id
@@ -258,7 +279,7 @@ class FlowCore:
 
     # --- exchange ----------------------------------------------------------------------
 
-    def _exchange(self, flow: Flow, now: float) -> Step:
+    def _exchange(self, flow: Flow, now: float, assertion_id: str | None = None) -> Step:
         """Begin the exchange: move to the machine's in-flight state, then send the code once."""
         self.check_owner(flow)
         if self.compiled.is_final(flow):
@@ -269,10 +290,12 @@ class FlowCore:
         if now >= flow.expires_at and self.compiled.can_fire(flow.state, "expire"):
             return self._expire(flow, now)
         begun = self._fire(flow, "exchange", now)
-        request, secrets_sent = self.exchange_request(flow)
+        request, secrets_sent = self.exchange_request(flow, now=now, assertion_id=assertion_id)
         return attrs.evolve(begun, intents=(*begun.intents, SendRequest(request, secrets_sent)))
 
-    def exchange_request(self, flow: Flow) -> tuple[HttpRequest, tuple[str, ...]]:
+    def exchange_request(
+        self, flow: Flow, *, now: float | None = None, assertion_id: str | None = None
+    ) -> tuple[HttpRequest, tuple[str, ...]]:
         """The token request that spends the flow's code, and the secrets it carries."""
         values = {
             **flow.connection,
@@ -282,7 +305,7 @@ class FlowCore:
             "redirect_uri": flow.redirect_uri,
             "scope": flow.scope,
         }
-        return self.token_request("authorization_code", values)
+        return self.token_request("authorization_code", values, now=now, assertion_id=assertion_id)
 
     def _answer(self, flow: Flow, answer: Answer, now: float) -> Step:
         token: Token | None = None
@@ -297,9 +320,12 @@ class FlowCore:
                 connection=flow.connection,
                 kept=flow.kept,
                 requested_scope=flow.scope,
+                keep_id_token=True,
             )
         except ProviderError as exc:
             error = exc
+        if token is not None and self.spec.openid is not None:
+            return self.await_keys(flow, token, now)  # its ID token is validated first
         ask = None if token is None else self.account_request(token)
         if ask is not None:
             return Step(flow, (ask,), held=token)  # the account comes from userinfo first
@@ -359,94 +385,13 @@ class FlowCore:
             return AccountRef("subject", flow.subject)
         return AccountRef("flow", flow.id)
 
-    def token_request(
-        self, grant: str, values: Mapping[str, str | None]
-    ) -> tuple[HttpRequest, tuple[str, ...]]:
-        """A request of ``grant`` with the client's credentials, and the secret values it carries."""
-        if grant not in self.spec.grants:
-            raise ConfigError(
-                f"spec {self.spec.name!r} has no {grant!r} grant", code=ErrorCode.GRANT_UNSUPPORTED
-            )
-        filled = self.client_values(values)
-        rule = self.spec.grants[grant]
-        url = self.endpoint_url(rule.endpoint, filled)
-        request = build_token_request(self.spec, grant, url, filled, self.user_agent)
-        return request, tuple(sorted(_security.sent_secrets(filled, request)))
-
-    def grant_url(self, grant: str, values: Mapping[str, str | None]) -> str:
-        """Where ``grant``'s requests go, for the connection and kept values in ``values``."""
-        return self.endpoint_url(self.spec.grants[grant].endpoint, self.client_values(values))
-
-    def check_token_endpoint(self, token: Token) -> None:
-        """Refuse to send ``token``'s secrets to a token endpoint other than the one that issued it.
-
-        A token obtained from one server (a sandbox, staging, another tenant) and
-        refreshed against another would hand its refresh token to a stranger, and the
-        stranger's ``invalid_grant`` would mark a healthy grant dead.
-        """
-        values = {**token.connection, **token.kept}
-        ours = {self.grant_url(grant, values) for grant in self.spec.grants}
-        if token.token_endpoint is not None and token.token_endpoint not in ours:
-            here = sorted(ours)[0]
-            raise ConfigError(
-                f"{token.key} was issued by the token endpoint at {_origin(token.token_endpoint)}; "
-                f"this engine's is {_origin(here)} (a sandbox's token refreshed without --sandbox, "
-                "or the other way round?)",
-                code=ErrorCode.TOKEN_ENDPOINT_MISMATCH,
-            )
-
-    def client_values(self, values: Mapping[str, str | None]) -> dict[str, str | None]:
-        """Template values with the client's id, secret and registered redirect URI added."""
-        client = self.client
-        return {
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
-            "redirect_uri": client.redirect_uri,
-            **values,
-        }
-
-    def read_token(
-        self,
-        response: HttpResponse,
-        now: float,
-        *,
-        grant: str,
-        sent: tuple[str, ...] = (),
-        default_account: AccountRef | None = None,
-        connection: Mapping[str, str] | None = None,
-        kept: Mapping[str, str] | None = None,
-        requested_scope: str | None = None,
-        account: AccountRef | None = None,
-    ) -> Token:
-        """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to.
-
-        The token keeps the connection and kept values it was obtained with (refresh and
-        revoke go to that tenant) and the file of its spec. An answer that names no
-        scope granted ``requested_scope`` (RFC 6749 §5.1; a refresh, §6: the same as before).
-        ``account`` (a refresh) is whose token it is, whatever the answer says or leaves out.
-        ``sent``: the secrets the request carried, scrubbed from whatever the answer echoes
-        back (SECURITY.md 28). The token remembers the token endpoint that issued it.
-        """
-        token = read_token_response(
-            self.spec,
-            response,
-            client_id=self.client.client_id,
-            now=now,
-            sent=sent,
-            default_account=account or default_account,
-            requested_scope=requested_scope,
-            account_required=account is None,
-        )
-        values = {**(connection or {}), **(kept or {})}
-        return attrs.evolve(
-            token,
-            connection=dict(connection or {}),
-            kept=dict(kept or {}),
-            spec_source=self._spec_file,
-            token_endpoint=self.grant_url(grant, values),
-        )
-
     # --- plumbing ----------------------------------------------------------------------
+
+    def machine_of(self, flow: Flow) -> CompiledFlow:
+        """The machine a flow runs on: the ``device`` preset for a device flow, else the spec's."""
+        if flow.device is not None and self.device_compiled is not None:
+            return self.device_compiled
+        return self.compiled
 
     def _fire(
         self,
@@ -462,7 +407,8 @@ class FlowCore:
     ) -> Step:
         """Fire ``event`` on the machine and build the flow it leads to, with the intents to save it."""
         ctx = TransitionContext(self.spec, flow, event, params=params, token=token, error=error)
-        dest = self.compiled.fire(ctx)
+        machine = self.machine_of(flow)
+        dest = machine.fire(ctx)
         recorded = ctx.changes.get("error")
         entry = HistoryEntry(
             now, event, flow.state, dest, recorded.code if isinstance(recorded, ErrorInfo) else None
@@ -474,7 +420,7 @@ class FlowCore:
             flow,
             state=dest,
             version=flow.version + 1,
-            outcome=self.compiled.outcome_of(dest),
+            outcome=machine.outcome_of(dest),
             history=(*flow.history, entry),
             **ctx.changes,
             **extra,
@@ -489,9 +435,3 @@ class FlowCore:
 
 def _expired(flow: Flow) -> CallbackError:
     return CallbackError("the flow expired before its callback", code=ErrorCode.FLOW_EXPIRED, flow_id=flow.id)
-
-
-def _origin(url: str) -> str:
-    """``scheme://host[:port]`` of a URL: enough to tell servers apart, without its path."""
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"

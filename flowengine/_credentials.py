@@ -186,6 +186,7 @@ def resolve_client(
     default_client_id: str | None = None,
     prompt: bool = True,
     environ: Mapping[str, str] | None = None,
+    require_secret: bool = True,
 ) -> ClientSettings:
     """The client for ``spec_name``: flags, then ``FLOWENGINE_<SPEC>_…``, then config, then a prompt.
 
@@ -194,6 +195,8 @@ def resolve_client(
     a terminal; otherwise a missing value is a ``ConfigError`` (``credentials_missing``)
     that names what is missing and where it can come from, so a script fails
     clearly instead of hanging. Ctrl-D at the prompt is the same error.
+    ``require_secret=False`` (a public client, or one that signs with a private key) asks for
+    no secret and takes one only when it is given.
     """
     lookup = _Lookup(spec_name, os.environ if environ is None else environ, load_config(spec_name))
     found_id, id_from = lookup.find(client_id, "client_id")
@@ -204,7 +207,7 @@ def resolve_client(
         if prompt and sys.stdin.isatty():
             if not found_id:
                 found_id, id_from = _ask(f"{spec_name} client id", secret=False), "the prompt"
-            if not secret and found_id:
+            if not secret and found_id and require_secret:
                 secret = _ask(f"{spec_name} client secret (not shown)", secret=True)
                 secret_from = "the prompt" if secret else ""
     except _EndOfInput:
@@ -212,10 +215,10 @@ def resolve_client(
         raise ConfigError(
             f"{message}; the prompt got end of input (Ctrl-D)", code="credentials_missing"
         ) from None
-    if not found_id or not secret:
+    if not found_id or (not secret and require_secret):
         raise ConfigError(_missing(spec_name, found_id, id_from, secret_from), code="credentials_missing")
     return ClientSettings(
-        Client(found_id, secret, registered_domain=lookup.find(None, "registered_domain")[0]),
+        Client(found_id, secret or None, registered_domain=lookup.find(None, "registered_domain")[0]),
         redirect_uri=lookup.find(redirect_uri, "redirect_uri")[0],
         scope=lookup.find(scope, "scope")[0],
     )

@@ -28,17 +28,18 @@ from flowengine import _callbacks, _plugins, _security
 from flowengine._client import Client
 from flowengine._clock import Clock, SystemClock, as_clock
 from flowengine._core import FlowCore
+from flowengine._device_driver import DeviceOperations
 from flowengine._errors import (
     CallbackError,
     ConfigError,
     ErrorCode,
     FlowStateError,
-    ProviderError,
     StoreError,
     TransportError,
 )
 from flowengine._http import Transport, TransportConfig
 from flowengine._machine import CompiledFlow, compile_flow
+from flowengine._oidc_driver import OpenIdOperations, device_view, load_key, new_assertion_id
 from flowengine._records import Flow, Token
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
@@ -46,7 +47,6 @@ from flowengine._spec import FlowSpec
 from flowengine._spec_check import override_problem
 from flowengine._spec_load import load_spec
 from flowengine._steps import (
-    AccountAnswer,
     Answer,
     Begin,
     Callback,
@@ -97,7 +97,7 @@ def _compile(spec: FlowSpec, pm: pluggy.PluginManager | None) -> CompiledFlow:
     return compile_flow(spec, guards=guards, actions=actions)
 
 
-class AsyncEngine(TokenOperations):
+class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
     """Runs flows of one spec against a store and a transport.
 
     ``store`` and ``transport`` are objects or, for the store, a URL that a
@@ -134,18 +134,26 @@ class AsyncEngine(TokenOperations):
         self.lease_ttl = lease_ttl
         self.clock: Clock = as_clock(clock)
         self._pm = plugin_manager
+        device = device_view(self.spec)
         self.core = FlowCore(
-            self.spec, self.compiled, client, self.endpoints, user_agent=transport_config.user_agent
+            self.spec,
+            self.compiled,
+            client,
+            self.endpoints,
+            user_agent=transport_config.user_agent,
+            device_compiled=_compile(device, plugin_manager) if device is not None else None,
+            client_key=load_key(client),
         )
         self._saver = Saver(self.store, self.clock, deadline=save_deadline)
         self._closed = False
         super().__init__()
+        self._init_openid()
 
     def _endpoints(self, overrides: Mapping[str, str]) -> dict[str, str]:
         merged = dict(self.spec.endpoints)
         for name, url in overrides.items():
-            if name not in merged:
-                known = ", ".join(sorted(merged))
+            if name not in self.spec.endpoint_names:
+                known = ", ".join(sorted(self.spec.endpoint_names))
                 raise ConfigError(f"the spec has no endpoint {name!r} to re-point (it has {known})")
             reason = override_problem(self.spec, name, url)
             if reason:
@@ -205,7 +213,8 @@ class AsyncEngine(TokenOperations):
             inputs=self.declared_inputs(inputs),
             connection=self.core.connection(connection),
         )
-        step = self.core.step(None, begin, self.clock())
+        core = await self.core_for(begin.connection)
+        step = core.step(None, begin, self.clock())
         await self._apply(step)
         log.debug("flow %s started (%s)", step.flow.id, self.spec.name)
         return step.flow
@@ -228,8 +237,9 @@ class AsyncEngine(TokenOperations):
             raise CallbackError(
                 "no flow is waiting for this state (unknown or purged)", code=ErrorCode.STATE_UNKNOWN
             )
+        core = await self.core_for(flow.connection)
         for _ in range(_CAS_ATTEMPTS):
-            step = self.core.step(flow, Callback(params, session), self.clock())
+            step = core.step(flow, Callback(params, session), self.clock())
             if await self._apply(step):
                 if step.error is not None:
                     raise step.error
@@ -256,7 +266,7 @@ class AsyncEngine(TokenOperations):
         flow = await self.get(flow_id)
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r}", code=ErrorCode.FLOW_UNKNOWN, flow_id=flow_id)
-        self.core.check_owner(flow)
+        (await self.core_for(flow.connection)).check_owner(flow)
         return await self._exchange(flow)
 
     async def _exchange(self, flow: Flow) -> Flow:
@@ -274,7 +284,8 @@ class AsyncEngine(TokenOperations):
             return await self._wait_for_outcome(flow_id)
         try:
             flow = await self._reload(flow_id)
-            begun = self.core.step(flow, Exchange(), self.clock())
+            core = await self.core_for(flow.connection)
+            begun = core.step(flow, Exchange(new_assertion_id()), self.clock())
             send = await self._apply_or_conflict(begun)
             if send is None:
                 return begun.flow  # final already, expired, or found interrupted
@@ -284,12 +295,12 @@ class AsyncEngine(TokenOperations):
                 async with self.holding(lease):
                     response = await self.send_once(send.request)
             except TransportError as exc:
-                answered = self.core.step(begun.flow, SendFailed(exc), self.clock())
+                answered = core.step(begun.flow, SendFailed(exc), self.clock())
             else:
                 status = response.status
-                answered = self.core.step(begun.flow, Answer(response, send.sent_secrets), self.clock())
-            if answered.held is not None:  # the token waits for its account: ask userinfo
-                answered = await self._with_account(begun.flow, answered)
+                answered = core.step(begun.flow, Answer(response, send.sent_secrets), self.clock())
+            # A held token waits for its ID token's keys, or for the userinfo that names its account.
+            answered = await self.settle(core, begun.flow, answered)
             timer.done(status=status, error=_error_code(answered))
             await self._apply_or_conflict(answered, answered=True)
             if answered.error is not None:
@@ -297,17 +308,6 @@ class AsyncEngine(TokenOperations):
             return answered.flow
         finally:
             await self.release(lease)
-
-    async def _with_account(self, flow: Flow, held: Step) -> Step:
-        """Send the userinfo request a held token waits for (safe to repeat), and step on."""
-        assert held.held is not None
-        ask = next(i for i in held.intents if isinstance(i, SendRequest))
-        try:
-            response = await self.send_with_retry(ask.request, "userinfo", ask.sent_secrets, lambda r: r)
-        except (ProviderError, TransportError) as exc:
-            log.warning("userinfo failed (%s): the token is filed under its flow", exc.code)
-            response = None
-        return self.core.step(flow, AccountAnswer(held.held, response), self.clock())
 
     async def _wait_for_outcome(self, flow_id: str) -> Flow:
         """Another worker holds the exchange lease: wait until the flow is final, within a deadline.
@@ -400,7 +400,7 @@ class AsyncEngine(TokenOperations):
 
     def is_final(self, flow: Flow) -> bool:
         """True when the flow can move no further."""
-        return self.compiled.is_final(flow)
+        return self.core.machine_of(flow).is_final(flow)
 
     def present(self, flow: Flow, step: str, **detail: Any) -> bool:
         """Hand a step to the ``flowengine_present`` UI hook; True if a presenter showed it."""

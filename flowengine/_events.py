@@ -42,7 +42,8 @@ def safe_url(url: str) -> str:
 class RequestEvent:
     """One attempt at one provider request: what, where, how it ended and how long it took.
 
-    ``purpose`` is ``exchange``, ``refresh``, ``grant`` or ``revocation``;
+    ``purpose`` is ``exchange``, ``refresh``, ``grant``, ``revocation``, ``userinfo``, ``discovery``,
+    ``jwks``, ``device_authorization`` or ``device_poll``;
     ``attempt`` counts from 1; ``status`` is None when no answer came;
     ``error`` is the error code the attempt ended with (None: it succeeded);
     ``retry_in`` is the wait before the driver tries again (None: it does not,

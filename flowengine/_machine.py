@@ -93,18 +93,21 @@ class TransitionContext:
         self._changes["account"] = account
 
     def record_token(self, token: Token) -> None:
-        """Point the flow at the token it obtained: key, fingerprint, account and granted scope."""
+        """Point the flow at the token it obtained: key, fingerprint, account, granted scope, claims."""
         self._changes.update(
             account=token.account,
             token_key=token.key,
             token_fingerprint=token.fingerprint,
             granted_scope=token.scope,
             error=None,
+            claims=dict(token.claims),
         )
 
     def forget_secrets(self) -> None:
-        """Drop the code and the PKCE verifier: nothing may send them again."""
+        """Drop the code, the PKCE verifier and a device code: nothing may send them again."""
         self._changes.update(code=None, code_verifier=None)
+        if self.flow.device is not None and self.flow.device.device_code is not None:
+            self._changes["device"] = attrs.evolve(self.flow.device, device_code=None)
 
 
 Guard = Callable[[TransitionContext], bool]

@@ -65,6 +65,10 @@ def _algorithms(value: Iterable[str]) -> tuple[str, ...]:
     return check_algorithms(value)
 
 
+def _audiences(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
+
+
 def _check_leeway(_: object, __: object, value: float) -> None:
     if not (isinstance(value, int | float) and 0 <= value <= MAX_LEEWAY):
         raise ConfigError(f"leeway must be between 0 and {MAX_LEEWAY:g} s", code="id_token_rules_invalid")
@@ -93,7 +97,7 @@ class IdTokenRules:
     algorithms: tuple[str, ...] = attrs.field(default=DEFAULT_ALGORITHMS, converter=_algorithms)
     leeway: float = attrs.field(default=60.0, validator=_check_leeway)
     max_age: int | None = attrs.field(default=None, validator=_check_max_age)
-    trusted_audiences: frozenset[str] = attrs.field(default=frozenset(), converter=frozenset)
+    trusted_audiences: frozenset[str] = attrs.field(default=frozenset(), converter=_audiences)
 
 
 @attrs.frozen(slots=True)

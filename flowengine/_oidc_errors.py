@@ -50,11 +50,13 @@ OIDC_CODES: dict[str, str] = {
     "discovery_unavailable": "the discovery endpoint answered 429 or 5xx (retryable)",
     "discovery_issuer_mismatch": "the document's issuer is not exactly the issuer asked for",
     "discovery_insecure_url": "an endpoint in the document is not https (http only on loopback) or is unsafe",
+    "discovery_endpoint_missing": "the spec uses an endpoint it does not write and the document lacks",
     # Key sets.
     "jwks_invalid": "the key set is not a bounded JSON object with a usable signing key",
     "jwks_unavailable": "the key set could not be fetched now (429/5xx, or a fetch is throttled)",
     # ID tokens.
     "id_token_rules_invalid": "an empty or unsupported allow-list, a leeway over 300 s, a negative max_age",
+    "id_token_missing": "the token answer of an openid flow carries no id_token",
     "id_token_malformed": "not a compact signed JWT with JSON header and claims (or an encrypted one)",
     "id_token_alg_not_allowed": "alg is none, an HMAC, or not on the allow-list",
     "id_token_unknown_key": "no key of the issuer's set matches kid/alg, even after the allowed refetch",

@@ -5,7 +5,8 @@ fires for that kind of flow (and which of them a machine must handle). A
 *preset* is the standard machine of a kind. A spec with an ``authorization``
 section and no ``machine`` gets the authorization-code preset; ``machine:
 {preset: authorization_code, ttl: 300}`` picks it explicitly with another ttl;
-a grant-only spec has no flows and no machine.
+a grant-only spec has no flows and no machine. A spec with a ``device`` section runs
+its device flows (RFC 8628) on the ``device`` preset, whatever its ``machine`` says.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import attrs
 from flowengine._records import Outcome
 from flowengine._spec import MachineSpec, TransitionSpec
 
-__all__ = ["AUTHORIZATION_CODE", "KINDS", "PRESETS", "FlowKind", "expand_preset"]
+__all__ = ["AUTHORIZATION_CODE", "DEVICE", "KINDS", "PRESETS", "FlowKind", "expand_preset"]
 
 AUTHORIZATION_CODE = "authorization_code"
+DEVICE = "device"
 
 
 @attrs.frozen
@@ -42,6 +44,14 @@ KINDS: dict[str, FlowKind] = {
             "expire": "a pending flow outlived its ttl",
         },
         required=frozenset({"callback", "exchange", "answer", "unsent", "interrupt"}),
+    ),
+    DEVICE: FlowKind(
+        DEVICE,
+        triggers={
+            "answer": "a poll of the token endpoint ended it: a token, a denial or another error",
+            "expire": "the device code expired (the provider said expired_token, or its lifetime ran out)",
+        },
+        required=frozenset({"answer", "expire"}),
     ),
 }
 
@@ -86,6 +96,39 @@ PRESETS: dict[str, MachineSpec] = {
         ),
         kind=AUTHORIZATION_CODE,
         preset=AUTHORIZATION_CODE,
+    ),
+    # RFC 8628: the device code was issued and the flow polls while the person decides
+    # elsewhere. A poll answered authorization_pending or slow_down moves nothing.
+    DEVICE: MachineSpec(
+        states=("requested", "granted", "denied", "expired", "failed"),
+        initial="requested",
+        final={
+            "granted": Outcome.GRANTED,
+            "denied": Outcome.DENIED,
+            "expired": Outcome.EXPIRED,
+            "failed": Outcome.FAILED,
+        },
+        transitions=(
+            _t(
+                "answer",
+                "requested",
+                "granted",
+                when=("token_received",),
+                do=("record_token", "save_token", "forget_secrets"),
+            ),
+            _t(
+                "answer",
+                "requested",
+                "denied",
+                when=("error_is_denial",),
+                do=("record_error", "forget_secrets"),
+            ),
+            _t("answer", "requested", "failed", do=("record_error", "forget_secrets")),
+            _t("expire", "requested", "expired", do=("record_error", "forget_secrets")),
+        ),
+        ttl=1800,
+        kind=DEVICE,
+        preset=DEVICE,
     ),
 }
 

@@ -19,6 +19,7 @@ from flowengine._errors import FlowError, ProviderError, StoreError
 
 __all__ = [
     "AccountRef",
+    "DeviceAuthorization",
     "ErrorInfo",
     "Flow",
     "HistoryEntry",
@@ -93,6 +94,23 @@ class HistoryEntry:
 
 
 @attrs.frozen(slots=True)
+class DeviceAuthorization:
+    """What a device authorization request answered (RFC 8628 §3.2): what the person is shown.
+
+    ``device_code`` is the device's credential for its polls: a secret like an authorization
+    code (never shown, encrypted at rest with the flow, forgotten once the flow ends). The
+    ``user_code`` and the verification URIs are for the person: shown, never secret.
+    """
+
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None = None
+    #: Seconds between polls the provider asked for (RFC 8628 §3.5: 5 when it says nothing).
+    interval: int = 5
+    device_code: str | None = attrs.field(default=None, repr=False)
+
+
+@attrs.frozen(slots=True)
 class Flow:
     """One authorization flow, from the redirect to the token.
 
@@ -135,13 +153,20 @@ class Flow:
     granted_scope: str | None = None
     error: ErrorInfo | None = None
     history: tuple[HistoryEntry, ...] = ()
+    #: A device flow's user code and verification URIs (RFC 8628); None for a redirect flow.
+    device: DeviceAuthorization | None = None
+    #: The validated ID token's claims (OpenID Connect), without ``nonce`` and ``at_hash``.
+    claims: dict[str, Any] = attrs.field(factory=dict, repr=False)
     authorization_url: str | None = attrs.field(default=None, repr=False, eq=False)
 
     def redacted(self) -> Flow:
-        """This flow without its secrets (code, verifier, URL): safe to hand to observers."""
-        if self.code is None and self.code_verifier is None and self.authorization_url is None:
+        """This flow without its secrets (code, verifier, device code, URL): safe to hand to observers."""
+        device_code = self.device is not None and self.device.device_code is not None
+        clean = self.code is None and self.code_verifier is None and self.authorization_url is None
+        if clean and not device_code:
             return self  # already clean (most transitions): records are frozen, so sharing is safe
-        return attrs.evolve(self, code=None, code_verifier=None, authorization_url=None)
+        device = attrs.evolve(self.device, device_code=None) if self.device is not None else None
+        return attrs.evolve(self, code=None, code_verifier=None, authorization_url=None, device=device)
 
     @property
     def pending(self) -> bool:
@@ -185,6 +210,8 @@ class Token:
     #: The file of the spec that obtained it, when it was loaded from a file (``flowengine tokens
     #: refresh`` reads it again from there); None for a spec given as text or a mapping.
     spec_source: str | None = None
+    #: OpenID Connect: the validated ID token's claims (and userinfo's), never ``nonce``/``at_hash``.
+    claims: dict[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def key(self) -> str:

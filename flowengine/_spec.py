@@ -16,13 +16,17 @@ from flowengine._records import Outcome
 __all__ = [
     "BUILTIN_VARIABLES",
     "DEFAULT_KEPT_PATTERN",
+    "DISCOVERED_ENDPOINTS",
     "AccountRule",
     "AuthorizationRequest",
     "CallbackRules",
+    "ClientAuth",
     "ConnectionVariable",
+    "DeviceRequest",
     "FlowSpec",
     "KeptParameter",
     "MachineSpec",
+    "OpenIdRules",
     "RedirectRules",
     "TokenRequest",
     "TokenResponseRules",
@@ -46,8 +50,24 @@ BUILTIN_VARIABLES = frozenset(
         "token",
         "token_type_hint",
         "nonce",
+        "device_code",
     }
 )
+
+#: Endpoint names a spec with ``discovery`` may use without writing them, and the field of the
+#: discovery document each is taken from (OpenID Connect Discovery §3, RFC 8414 §2).
+DISCOVERED_ENDPOINTS: Mapping[str, str] = {
+    "authorize": "authorization_endpoint",
+    "token": "token_endpoint",
+    "userinfo": "userinfo_endpoint",
+    "revoke": "revocation_endpoint",
+    "jwks": "jwks_uri",
+    "device": "device_authorization_endpoint",
+}
+
+#: How a client authenticates a token-style request: its secret in the body or in HTTP Basic,
+#: or a JWT it signs with its secret (HMAC) or its private key (RFC 7523 §2.2, OIDC Core §9).
+ClientAuth = Literal["body", "basic", "client_secret_jwt", "private_key_jwt"]
 
 #: What a kept callback parameter must look like when its spec gives no pattern: URL-safe
 #: characters only, so that it can never change the shape of a URL it is put in.
@@ -110,11 +130,39 @@ class TokenRequest:
     endpoint: str = "token"
     #: ``query`` puts the parameters in the URL's query and sends no body.
     encoding: Literal["json", "form", "query"] = "form"
-    client_auth: Literal["body", "basic"] = "body"
+    client_auth: ClientAuth = "body"
     #: GitHub revokes with ``DELETE``; everything else is a POST.
     method: Literal["POST", "GET", "DELETE"] = "POST"
     #: Extra headers, as templates (Dropbox revokes with ``Authorization: Bearer {token}``).
     headers: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class DeviceRequest(TokenRequest):
+    """The device authorization request (RFC 8628 §3.1), and the grant its polls send (§3.4)."""
+
+    endpoint: str = "device"
+    #: The grant (under ``grants:``) whose request a poll sends; its params carry ``{device_code}``.
+    grant: str = "device_code"
+
+
+@attrs.frozen
+class OpenIdRules:
+    """OpenID Connect on a spec's flows: a nonce per flow, and the ID token validated (Core §3.1.3.7).
+
+    ``jwks`` and ``userinfo`` name endpoints (written, or discovered). ``algorithms`` is the
+    allow-list (empty: RS256, ES256 and PS256, narrowed to what discovery says the issuer
+    signs with). ``issuer_claims`` fills variables of the spec's issuer template from the
+    token's own claims (Microsoft's multi-tenant ``{tenant}`` from ``tid``).
+    """
+
+    jwks: str = "jwks"
+    algorithms: tuple[str, ...] = ()
+    leeway: int = 60
+    max_age: int | None = None
+    userinfo: str | None = None
+    issuer_claims: Mapping[str, str] = attrs.field(factory=dict)
+    trusted_audiences: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -229,8 +277,17 @@ class FlowSpec:
     machine: MachineSpec | None = None
     #: How a token is revoked (RFC 7009), when the provider can.
     revocation: TokenRequest | None = None
+    #: The device authorization grant (RFC 8628), when the provider offers it.
+    device: DeviceRequest | None = None
+    #: OpenID Connect: a nonce per flow and the ID token validated; the account is ``sub`` in ``iss``.
+    openid: OpenIdRules | None = None
+    #: Take the endpoints the spec does not write from the issuer's metadata (``openid``:
+    #: OpenID Connect Discovery; ``oauth``: RFC 8414).
+    discovery: Literal["openid", "oauth"] | None = None
     description: str = ""
     local_only: bool = False
+    #: Who issues the tokens (RFC 9207's callback ``iss``, OpenID Connect's ``iss``): a URL, or a
+    #: template naming connection variables (``{issuer}`` in the generic ``oidc`` spec).
     issuer: str | None = None
     pkce: bool = False
     inputs: tuple[str, ...] = ()
@@ -257,3 +314,9 @@ class FlowSpec:
     def kept_names(self) -> frozenset[str]:
         """The variables callbacks fill (``callback.keep``)."""
         return frozenset(self.callback.keep)
+
+    @property
+    def endpoint_names(self) -> frozenset[str]:
+        """The endpoints requests may name: those written, and with ``discovery`` those discovered."""
+        discovered = frozenset(DISCOVERED_ENDPOINTS) if self.discovery is not None else frozenset()
+        return frozenset(self.endpoints) | discovered

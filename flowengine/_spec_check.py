@@ -15,6 +15,7 @@ from flowengine._errors import SpecProblem
 from flowengine._presets import KINDS, PRESETS
 from flowengine._records import Outcome
 from flowengine._spec import BUILTIN_VARIABLES, ConnectionVariable, FlowSpec, KeptParameter, MachineSpec
+from flowengine._spec_check_oidc import check_openid
 from flowengine._urls import UrlRefused, judge
 
 __all__ = [
@@ -60,6 +61,7 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
     yield from _check_requests(spec, problem)
     yield from _check_pkce(spec, problem)
     yield from _check_rules(spec, problem)
+    yield from check_openid(spec, problem, _check_params)
     if spec.machine is not None:
         yield from _check_machine(spec.machine, problem)
 
@@ -87,6 +89,7 @@ _PLACES = {
     "revocation": "a revocation request",
     "grant:authorization_code": "the code exchange",
     "grant:refresh_token": "a refresh request",
+    "device": "the device authorization request",
 }
 
 
@@ -158,7 +161,7 @@ def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     """The redirect leg and the machine come together; a grant-only spec has grants."""
     authorization = spec.authorization
     if authorization is not None:
-        if authorization.endpoint not in spec.endpoints:
+        if authorization.endpoint not in spec.endpoint_names:
             yield problem("$.authorization.endpoint", f"no endpoint named {authorization.endpoint!r}")
         yield from _check_params(
             spec, "$.authorization.params", authorization.params, problem, place="authorization"
@@ -186,7 +189,7 @@ def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
 def _check_requests(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     """Grants and revocation: endpoints that exist, templates that fill, one place for the secret."""
     for grant, request in spec.grants.items():
-        if request.endpoint not in spec.endpoints:
+        if request.endpoint not in spec.endpoint_names:
             yield problem(f"$.grants.{grant}.endpoint", f"no endpoint named {request.endpoint!r}")
         yield from _check_params(
             spec, f"$.grants.{grant}.params", request.params, problem, place=f"grant:{grant}"
@@ -197,7 +200,7 @@ def _check_requests(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     requests = {f"$.grants.{grant}": request for grant, request in spec.grants.items()}
     if spec.revocation is not None:
         requests["$.revocation"] = spec.revocation
-        if spec.revocation.endpoint not in spec.endpoints:
+        if spec.revocation.endpoint not in spec.endpoint_names:
             yield problem("$.revocation.endpoint", f"no endpoint named {spec.revocation.endpoint!r}")
         yield from _check_params(
             spec, "$.revocation.params", spec.revocation.params, problem, place="revocation"
@@ -214,13 +217,13 @@ def _check_requests(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
                 yield problem(f"{where}.headers.{header}", "not a header a spec may set")
             elif header.lower() == "authorization" and request.client_auth == "basic":
                 yield problem(f"{where}.headers.{header}", "client_auth is basic: it sets Authorization")
-        if request.client_auth == "basic" and any(
+        if request.client_auth != "body" and any(
             "client_secret" in _safe_vars(t) for t in request.params.values()
         ):
             yield problem(
                 f"{where}.params",
-                "client_auth is basic: the secret goes in the Authorization header, "
-                "not also in the body (RFC 6749 §2.3.1)",
+                f"client_auth is {request.client_auth}: the secret is never sent in the body as well "
+                "(RFC 6749 §2.3.1, RFC 7523 §2.2)",
             )
 
 
@@ -260,10 +263,12 @@ def _check_rules(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
     if not _SCHEME.fullmatch(spec.usage.header_scheme):
         yield problem("$.usage.header_scheme", "must be one word of visible characters (Bearer, OAuth2)")
     account = spec.token.account
-    if account is not None and account.userinfo is not None and account.userinfo not in spec.endpoints:
+    if account is not None and account.userinfo is not None and account.userinfo not in spec.endpoint_names:
         yield problem("$.token.account.userinfo", f"no endpoint named {account.userinfo!r}")
-    if spec.issuer is not None and not spec.callback.iss:
-        yield problem("$.callback.iss", "issuer is set: name the callback parameter that carries it")
+    if spec.issuer is not None and not spec.callback.iss and spec.openid is None and not spec.discovery:
+        yield problem(
+            "$.callback.iss", "issuer is set: name the callback parameter that carries it (or use openid)"
+        )
     if spec.callback.iss_required and spec.issuer is None:
         yield problem("$.callback.iss_required", "iss_required needs the spec's issuer to compare with")
     if not spec.token.token_types:
@@ -327,7 +332,7 @@ def override_problem(spec: FlowSpec, name: str, url: str) -> str | None:
         names = _variables.endpoint_variables(url)
     except _templates.TemplateError as exc:
         return str(exc)
-    allowed = set(_safe_vars(spec.endpoints[name]))
+    allowed = set(_safe_vars(spec.endpoints.get(name, "")))  # a discovered endpoint has none
     extra = sorted(set(names) - allowed)
     if extra:
         return f"names variable(s) {extra} that the spec's endpoint does not"

@@ -16,12 +16,14 @@ from flowengine import _security
 from flowengine._callbacks import CallbackParams
 from flowengine._errors import FlowError, TransportError
 from flowengine._http import HttpRequest, HttpResponse
-from flowengine._records import Flow, Token
+from flowengine._jwks import JwsHeader, SigningKey
+from flowengine._records import DeviceAuthorization, Flow, Token
 
 __all__ = [
     "AccountAnswer",
     "Answer",
     "Begin",
+    "BeginDevice",
     "Callback",
     "Exchange",
     "Expire",
@@ -29,6 +31,8 @@ __all__ = [
     "Input",
     "Intent",
     "Interrupt",
+    "KeysAnswer",
+    "ResolveKeys",
     "SaveFlow",
     "SaveToken",
     "SendFailed",
@@ -64,7 +68,19 @@ class SendRequest:
     sent_secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
 
 
-Intent = SaveFlow | SaveToken | SendRequest
+@attrs.frozen(slots=True)
+class ResolveKeys:
+    """Find the issuer's keys for this ID token header (``JwksCache``: fetched, or refetched once).
+
+    The driver answers with ``KeysAnswer``, handing back ``id_token`` (held here, never saved).
+    """
+
+    jwks_uri: str
+    header: JwsHeader
+    id_token: str = attrs.field(repr=False)
+
+
+Intent = SaveFlow | SaveToken | SendRequest | ResolveKeys
 
 
 @attrs.frozen(slots=True)
@@ -81,8 +97,10 @@ class Step:
     event: str | None = None
     source: str | None = None
     error: FlowError | None = None
-    #: A token the provider issued that waits for its account (a userinfo request is in the intents).
+    #: A token the provider issued that waits (for its ID token's keys, or its userinfo account).
     held: Token | None = attrs.field(default=None, repr=False)
+    #: A device flow's poll that changed nothing: ``pending`` (ask again) or ``slow_down`` (+5 s).
+    poll: str | None = None
 
     @property
     def moved(self) -> bool:
@@ -138,8 +156,26 @@ class Callback:
 
 
 @attrs.frozen(slots=True)
+class BeginDevice:
+    """Start a device flow (RFC 8628) from the device authorization answer the driver received."""
+
+    secrets: FlowSecrets
+    authorization: DeviceAuthorization = attrs.field(repr=False)
+    #: The device code's lifetime the provider gave (``expires_in``), in seconds.
+    expires_in: int
+    scope: str | None = None
+    subject: str | None = None
+    connection: Mapping[str, str] = attrs.field(factory=dict)
+
+
+@attrs.frozen(slots=True)
 class Exchange:
-    """Begin the code exchange (the driver holds the flow's exchange lease)."""
+    """Begin the code exchange (the driver holds the flow's exchange lease).
+
+    ``assertion_id``: a fresh ``jti`` for a signed client assertion (the core draws nothing).
+    """
+
+    assertion_id: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen(slots=True)
@@ -156,6 +192,18 @@ class AccountAnswer:
 
     token: Token = attrs.field(repr=False)
     response: HttpResponse | None = None
+    #: The issuer's keys, for a signed (``application/jwt``) OpenID userinfo answer.
+    keys: tuple[SigningKey, ...] = attrs.field(default=(), repr=False)
+
+
+@attrs.frozen(slots=True)
+class KeysAnswer:
+    """The keys ``ResolveKeys`` asked for, or why there are none (a ``JwksError``, an unknown key)."""
+
+    token: Token = attrs.field(repr=False)
+    id_token: str = attrs.field(repr=False)
+    keys: tuple[SigningKey, ...] = attrs.field(default=(), repr=False)
+    error: FlowError | None = None
 
 
 @attrs.frozen(slots=True)
@@ -175,4 +223,15 @@ class Expire:
     """The flow outlived its ttl."""
 
 
-Input = Begin | Callback | Exchange | Answer | AccountAnswer | SendFailed | Interrupt | Expire
+Input = (
+    Begin
+    | BeginDevice
+    | Callback
+    | Exchange
+    | Answer
+    | AccountAnswer
+    | KeysAnswer
+    | SendFailed
+    | Interrupt
+    | Expire
+)

@@ -88,6 +88,20 @@ class Engine:
             )
         )
 
+    def start_device(
+        self,
+        *,
+        scope: str | Sequence[str] | None = None,
+        subject: str | None = None,
+        connection: Mapping[str, str] | None = None,
+    ) -> Flow:
+        """See ``AsyncEngine.start_device``."""
+        return self._runner.run(self.engine.start_device(scope=scope, subject=subject, connection=connection))
+
+    def poll_device(self, flow: Flow | str, *, timeout: float | None = None) -> Flow:
+        """See ``AsyncEngine.poll_device``."""
+        return self._runner.run(self.engine.poll_device(flow, timeout=timeout))
+
     def callback(self, callback: CallbackInput, *, session: str | None = None) -> Flow:
         """See ``AsyncEngine.callback``."""
         return self._runner.run(self.engine.callback(callback, session=session))

@@ -21,7 +21,7 @@ import attrs
 
 from flowengine import _templates
 from flowengine._answer import Unreadable, answer_body, dig, expires_in_seconds, seconds_until
-from flowengine._errors import ProviderError
+from flowengine._errors import ConfigError, ProviderError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._records import AccountRef, Token
 from flowengine._retry import parse_retry_after
@@ -32,6 +32,7 @@ __all__ = [
     "account_in",
     "build_request",
     "build_token_request",
+    "error_response",
     "read_account_response",
     "read_revocation_response",
     "read_token_response",
@@ -62,10 +63,23 @@ def build_token_request(
 
 
 def build_request(
-    rule: TokenRequest, url: str, values: Mapping[str, str | None], user_agent: str = "flowengine"
+    rule: TokenRequest,
+    url: str,
+    values: Mapping[str, str | None],
+    user_agent: str = "flowengine",
+    *,
+    assertion: Mapping[str, str] | None = None,
 ) -> HttpRequest:
-    """A request to a token-style endpoint (token, revocation) as ``rule`` encodes and authenticates it."""
+    """A request to a token-style endpoint (token, revocation) as ``rule`` encodes and authenticates it.
+
+    ``assertion``: the ``client_assertion`` parameters of a signed client authentication
+    (``client_secret_jwt``, ``private_key_jwt``), added to the body.
+    """
     params = render_params(rule.params, values)
+    if rule.client_auth in ("client_secret_jwt", "private_key_jwt"):
+        if not assertion:
+            raise ConfigError(f"client_auth {rule.client_auth} needs a signed client assertion")
+        params.update(assertion)
     headers = {"accept": "application/json", "user-agent": user_agent}
     headers.update({name.lower(): value for name, value in render_params(rule.headers, values).items()})
     if rule.client_auth == "basic":
@@ -261,6 +275,13 @@ def read_revocation_response(
     if 200 <= response.status < 300:
         return
     raise _finish(_error_for(spec, response, _json_body(response), now), sent)
+
+
+def error_response(
+    spec: FlowSpec, response: HttpResponse, *, now: float, sent: Collection[str] = ()
+) -> ProviderError:
+    """The ``ProviderError`` a token-style endpoint's error answer amounts to, secrets scrubbed."""
+    return _finish(_error_for(spec, response, _json_body(response), now), sent)
 
 
 def _account(spec: FlowSpec, body: Mapping[str, Any], default: AccountRef, status: int) -> AccountRef:

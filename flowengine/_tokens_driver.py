@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import pluggy
@@ -34,15 +34,21 @@ from flowengine._records import AccountRef, Token
 from flowengine._reporting import RequestTimer
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
-from flowengine._security import sent_secrets
 from flowengine._spec import FlowSpec
 from flowengine._store import Lease, Store
-from flowengine._tokens import build_request, read_revocation_response
+from flowengine._tokens import read_revocation_response
 
 __all__ = ["TokenOperations"]
 
 log = logging.getLogger("flowengine")
 _T = TypeVar("_T")
+
+
+def _assertion_id() -> str:
+    """A fresh ``jti`` for a signed client assertion (RFC 7523: each assertion is good once)."""
+    import secrets
+
+    return secrets.token_urlsafe(32)
 
 
 def _dead(key: str) -> InvalidGrantError:
@@ -68,6 +74,10 @@ class TokenOperations:
     def transport(self) -> Transport:  # pragma: no cover - AsyncEngine defines it
         raise NotImplementedError
 
+    if TYPE_CHECKING:
+
+        async def core_for(self, connection: Mapping[str, str] | None) -> FlowCore: ...
+
     def __init__(self) -> None:
         self._inflight: dict[str, asyncio.Future[Any]] = {}
 
@@ -91,17 +101,23 @@ class TokenOperations:
         """
         if grant == "authorization_code":
             raise ConfigError("the authorization_code grant needs a person: use start() and callback()")
+        if self.spec.device is not None and grant == self.spec.device.grant:
+            raise ConfigError("the device grant needs a person: use start_device() and poll_device()")
         values = self.core.connection(connection)
-        scope = scope or self.core.default_scope()
-        request, sent = self.core.token_request(
-            grant, {**self.declared_inputs(inputs), **values, "scope": scope}
+        core = await self.core_for(values)
+        scope = scope or core.default_scope()
+        request, sent = core.token_request(
+            grant,
+            {**self.declared_inputs(inputs), **values, "scope": scope},
+            now=self.clock(),
+            assertion_id=_assertion_id(),
         )
         default = None if subject is None else AccountRef("subject", subject)
         token = await self.send_with_retry(
             request,
             "grant",
             sent,
-            lambda r: self.core.read_token(
+            lambda r: core.read_token(
                 r,
                 self.clock(),
                 grant=grant,
@@ -111,10 +127,10 @@ class TokenOperations:
                 requested_scope=scope,
             ),
         )
-        ask = self.core.account_request(token)
+        ask = core.account_request(token)
         if ask is not None:
             response = await self.send_with_retry(ask.request, "userinfo", ask.sent_secrets, lambda r: r)
-            token = self.core.with_account(token, response, token.account)
+            token = core.with_account(token, response, token.account)
         await self._saver.save_token(token)
         return token
 
@@ -169,15 +185,18 @@ class TokenOperations:
     async def _refresh_at_provider(self, current: Token) -> Token:
         if not current.refresh_token:
             raise FlowStateError("this token has no refresh token", code=ErrorCode.NO_REFRESH_TOKEN)
-        self.core.check_token_endpoint(current)
+        core = await self.core_for(current.connection)
+        core.check_token_endpoint(current)
         values = {**current.connection, **current.kept, "refresh_token": current.refresh_token}
-        request, sent = self.core.token_request("refresh_token", values)
+        request, sent = core.token_request(
+            "refresh_token", values, now=self.clock(), assertion_id=_assertion_id()
+        )
         try:
             fresh = await self.send_with_retry(
                 request,
                 "refresh",
                 sent,
-                lambda r: self.core.read_token(
+                lambda r: core.read_token(
                     r,
                     self.clock(),
                     grant="refresh_token",
@@ -195,7 +214,10 @@ class TokenOperations:
             await self._saver.save_token(attrs.evolve(current, dead=True))
             raise
         fresh = attrs.evolve(
-            fresh, account=current.account, refresh_token=fresh.refresh_token or current.refresh_token
+            fresh,
+            account=current.account,
+            refresh_token=fresh.refresh_token or current.refresh_token,
+            claims=current.claims,  # an OpenID token keeps the claims of its login
         )
         await self._saver.save_token(fresh)
         return fresh
@@ -237,17 +259,16 @@ class TokenOperations:
             hint = "refresh_token" if current.refresh_token else "access_token"
         if hint not in ("access_token", "refresh_token"):
             raise ConfigError(f"hint must be access_token or refresh_token, not {hint!r}")
-        self.core.check_token_endpoint(current)
+        core = await self.core_for(current.connection)
+        core.check_token_endpoint(current)
         value = current.refresh_token if hint == "refresh_token" else current.access_token
         if not value:
             code = ErrorCode.NO_REFRESH_TOKEN if hint == "refresh_token" else ErrorCode.NO_ACCESS_TOKEN
             raise FlowStateError(f"this token has no {hint}", code=code)
-        values = self.core.client_values(
-            {**current.connection, **current.kept, "token": value, "token_type_hint": hint}
-        )
-        url = self.core.endpoint_url(rule.endpoint, values)
-        request = build_request(rule, url, values, self.core.user_agent)
-        sent = tuple(sorted(sent_secrets(values, request)))  # scrubbed from what comes back
+        values = {**current.connection, **current.kept, "token": value, "token_type_hint": hint}
+        url = core.endpoint_url(rule.endpoint, core.client_values(values))
+        # ``sent``: every secret the request carries, scrubbed from what comes back.
+        request, sent = core.authenticated_request(rule, url, values, self.clock(), _assertion_id())
         await self.send_with_retry(
             request,
             "revocation",

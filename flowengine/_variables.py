@@ -73,6 +73,10 @@ def available(spec: FlowSpec, place: str) -> frozenset[str]:
         return _CLIENT | {"code", "redirect_uri", "scope"} | (pkce & {"code_verifier"}) | connection | kept
     if place == "grant:refresh_token":
         return _CLIENT | {"refresh_token"} | connection | kept
+    if place == "device":
+        return _CLIENT - {"redirect_uri"} | {"scope"} | connection
+    if spec.device is not None and place == f"grant:{spec.device.grant}":
+        return _CLIENT | {"device_code"} | connection
     if place.startswith("grant:"):
         return _CLIENT | {"scope"} | inputs | connection
     if place.startswith("endpoint:"):
@@ -91,6 +95,7 @@ def request_places(spec: FlowSpec) -> list[str]:
     """Every request of the spec, as a place (``authorization``, ``grant:NAME``, ``revocation``)."""
     places = ["authorization"] if spec.authorization is not None else []
     places += [f"grant:{name}" for name in spec.grants]
+    places += ["device"] if spec.device is not None else []
     return places + (["revocation"] if spec.revocation is not None else [])
 
 
@@ -101,6 +106,9 @@ def _endpoint_of(spec: FlowSpec, place: str) -> str:
     if place == "revocation":
         assert spec.revocation is not None
         return spec.revocation.endpoint
+    if place == "device":
+        assert spec.device is not None
+        return spec.device.endpoint
     return spec.grants[place[len("grant:") :]].endpoint
 
 

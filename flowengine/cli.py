@@ -217,6 +217,35 @@ def spec_validate(specs: tuple[str, ...], as_json: bool) -> None:
         sys.exit(EXIT_USAGE)
 
 
+@spec.command("from-issuer")
+@click.argument("issuer", metavar="ISSUER_URL")
+@click.option("--name", help="The spec's name (default: from the issuer's host).")
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write it here, not to stdout."
+)
+def spec_from_issuer(issuer: str, name: str | None, output: Path | None) -> None:
+    """Write a starting spec from an OpenID provider's discovery document.
+
+    Fetches ISSUER_URL/.well-known/openid-configuration (its issuer must be
+    ISSUER_URL exactly; https, http only on loopback) and writes its endpoints,
+    PKCE, client authentication, ID token algorithms, userinfo, revocation and
+    device grant as a spec, which validates. Exit 4 when the document cannot be
+    fetched or is refused (discovery_* codes).
+
+    \b
+    Example:
+      flowengine spec from-issuer https://accounts.google.com --name my-google -o my-google.yaml
+    """
+    from flowengine._spec_from_issuer import spec_from_issuer as write
+
+    text = run_command(lambda: write(issuer, name=name))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"{output}: written ({len(text.splitlines())} lines); `flowengine spec validate {output}`")
+
+
 GRAPH_FORMATS = ("mermaid", "dot", "svg", "png")
 
 
@@ -381,6 +410,7 @@ def describe_spec(loaded: FlowSpec) -> list[str]:
     for name, grant in loaded.grants.items():
         lines.append(f"  {name}: {grant.endpoint}, {grant.encoding}, client auth in {grant.client_auth}")
     lines.append(f"token use: Authorization: {loaded.usage.header_scheme} <access token>")
+    lines += _describe_openid(loaded)
     machine = loaded.machine
     if machine is not None:
         states = [
@@ -393,6 +423,21 @@ def describe_spec(loaded: FlowSpec) -> list[str]:
             guard = f" when {' and '.join(t.when)}" if t.when else ""
             action = f" do {', '.join(t.do)}" if t.do else ""
             lines.append(f"  {t.trigger}: {', '.join(t.source)} -> {t.dest}{guard}{action}")
+    return lines
+
+
+def _describe_openid(loaded: FlowSpec) -> list[str]:
+    """``spec show``'s lines for the issuer, discovery, OpenID Connect and the device grant."""
+    lines = [f"issuer: {loaded.issuer}"] if loaded.issuer else []
+    if loaded.discovery is not None:
+        lines.append(f"discovery: {loaded.discovery} (endpoints not written come from the issuer's metadata)")
+    if loaded.openid is not None:
+        rules = loaded.openid
+        extra = f"; userinfo at {rules.userinfo}" if rules.userinfo else ""
+        lines.append(f"openid: ID token checked with the keys at {rules.jwks}; account: sub in iss{extra}")
+    if loaded.device is not None:
+        device = loaded.device
+        lines.append(f"device: {device.endpoint}, polls with the {device.grant} grant (login --device)")
     return lines
 
 

@@ -84,6 +84,15 @@ def flow_summary(flow: Flow) -> dict[str, Any]:
         "kept": dict(flow.kept),
         "token_key": flow.token_key,
         "token_fingerprint": flow.token_fingerprint,
+        "claims": dict(flow.claims),
+        "device": None
+        if flow.device is None
+        else {
+            "user_code": flow.device.user_code,
+            "verification_uri": flow.device.verification_uri,
+            "verification_uri_complete": flow.device.verification_uri_complete,
+            "interval": flow.device.interval,
+        },
         "error": None
         if flow.error is None
         else {"code": flow.error.code, "message": flow.error.message, "description": flow.error.description},
@@ -181,7 +190,9 @@ def describe_result(flow: Flow) -> str:
     """One or two lines saying how a flow ended, for people."""
     if flow.token_fingerprint:
         scope = flow.granted_scope or "unknown"
-        lines = [f"Authorized as {flow.account}; token {flow.token_fingerprint}; scope {scope}."]
+        who = flow.claims.get("email") or flow.claims.get("preferred_username")  # an OpenID login's
+        named = f" ({printable(who)})" if isinstance(who, str) else ""
+        lines = [f"Authorized as {flow.account}{named}; token {flow.token_fingerprint}; scope {scope}."]
         if flow.missing_scopes:
             lines.append(f"Not granted: {' '.join(sorted(flow.missing_scopes))}.")
         return "\n".join(lines)

@@ -1,6 +1,6 @@
 """``flowengine login``: run a spec's authorization flow from the terminal.
 
-Three ways to bring the person's answer back:
+Four ways to bring the person's answer back:
 
 - **loopback** (RFC 8252): listen on ``127.0.0.1``, use
   ``http://127.0.0.1:PORT/callback`` as the redirect URI, open the browser and
@@ -9,7 +9,9 @@ Three ways to bring the person's answer back:
   registered with the API key: print the authorization URL and read the
   address the browser ends on, copied by the person;
 - **the sandbox plays the person** (``--sandbox`` alone): the local emulator
-  answers its own consent page, for demos and tests without a browser.
+  answers its own consent page, for demos and tests without a browser;
+- **device** (``--device``, RFC 8628; ``device.py``): print a user code and where to
+  enter it, and poll until the person approves on another device.
 
 Whatever the mode, the token goes to the store and only its fingerprint is shown.
 """
@@ -25,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -75,7 +78,7 @@ from .loopback import LoopbackListener, Reply
 
 __all__ = ["callback_problem", "login"]
 
-Mode = Literal["emulated", "loopback", "paste"]
+Mode = Literal["emulated", "loopback", "paste", "device"]
 
 DEFAULT_TIMEOUT = "5m"
 CALLBACK_PATH = "/callback"
@@ -458,6 +461,17 @@ def _given(ctx: click.Context, name: str) -> bool:
     help="Print the URL, then read the address the browser ends on (for redirect URIs off this machine).",
 )
 @click.option(
+    "--device",
+    "mode",
+    flag_value="device",
+    help="The device grant (RFC 8628): print a code to enter on another device, and poll; no browser here.",
+)
+@click.option(
+    "--private-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The client's private key (PEM or JWK file), for a spec whose requests use private_key_jwt.",
+)
+@click.option(
     "--redirect-uri",
     metavar="URL",
     help="The redirect URI registered with the provider (config: redirect_uri); off loopback: --paste.",
@@ -472,7 +486,8 @@ def _given(ctx: click.Context, name: str) -> bool:
     default=DEFAULT_TIMEOUT,
     show_default=True,
     metavar="DURATION",
-    help="How long to wait for the person (90s, 5m, 1h); exit 5 when it runs out.",
+    help="How long to wait for the person (90s, 5m, 1h); exit 5 when it runs out "
+    "(--device: until the code expires).",
 )
 @click.option("--no-browser", is_flag=True, help="Print the URL only; do not open a browser.")
 @click.option(
@@ -499,6 +514,7 @@ def login(
     ctx: click.Context,
     spec_ref: str,
     mode: str | None,
+    private_key: Path | None,
     redirect_uri: str | None,
     port: int | None,
     timeout: str,
@@ -529,20 +545,36 @@ def login(
     --connection NAME=VALUE, else asks on a terminal; the sandbox uses the
     spec's examples for those not given.
 
+    With --device (the device grant, RFC 8628) nothing listens and no browser opens
+    here: the command prints a user code and where to enter it (a QR code of the
+    link on a terminal that can show one), then polls at the provider's interval
+    until the person approves on any device; with --sandbox the sandbox approves
+    (or --deny denies).
+
     \b
-    Exit codes: 0 exchanged, 2 usage or invalid spec, 3 denied, 4 failed,
-    5 timed out waiting for the person, 130 cancelled with Ctrl-C, 143 with SIGTERM.
+    Exit codes: 0 exchanged or granted, 2 usage or invalid spec, 3 denied, 4 failed,
+    5 timed out waiting for the person (--device: the code expired),
+    130 cancelled with Ctrl-C, 143 with SIGTERM.
     \b
     Examples:
       flowengine login podio --sandbox --approve
       flowengine login github --client-id Iv1.0123
       flowengine login zendesk --connection subdomain=acme --client-id my-app
       flowengine login podio --paste --redirect-uri https://example.com/flowengine/callback
+      flowengine login google --device --client-id 1234.apps.googleusercontent.com
     """
     wait = parse_duration(timeout)
     if wait <= 0:
         raise click.BadParameter("must be more than 0 seconds", param_hint="--timeout")
-    _check_flags(ctx, sandbox=sandbox, mode=mode, has_client=bool(client_id or client_secret))
+    _check_flags(ctx, sandbox=sandbox, mode=mode, has_client=bool(client_id or client_secret or private_key))
+    if mode == "device":
+        from .device import clock_of
+
+        device = _DeviceFlags(wait if _given(ctx, "timeout") else None, approve, private_key, clock_of(ctx))
+        flags = _Flags(
+            spec_ref, mode, None, None, wait, True, client_id, client_secret, parse_connection(connection)
+        )
+        sys.exit(_run_device(flags, device, sandbox=sandbox, scope=scope, store=store, as_json=as_json))
     flags = _Flags(
         spec_ref,
         mode,
@@ -553,8 +585,68 @@ def login(
         client_id,
         client_secret,
         parse_connection(connection),
+        private_key,
     )
     sys.exit(_run_login(flags, sandbox=sandbox, approve=approve, scope=scope, store=store, as_json=as_json))
+
+
+@attrs.frozen
+class _DeviceFlags:
+    """What ``--device`` adds: the wait (None: until the code expires), the sandbox's answer, a key."""
+
+    timeout: float | None
+    approve: bool
+    private_key: Path | None
+    clock: object = None
+
+
+def _run_device(
+    flags: _Flags, device: _DeviceFlags, *, sandbox: bool, scope: str | None, store: str | None, as_json: bool
+) -> int:
+    """Load the spec and the client, then run a device login; its exit status."""
+    from .device import device_login, needs_secret
+
+    try:
+        spec = spec_argument(flags.spec_ref)
+        pending = Pending(store_url(store))
+        if sandbox:
+            sandbox_url()
+        connection = resolve_connection(spec, flags.connection, sandbox=sandbox)
+        client = None
+        if not sandbox:
+            settings = resolve_client(
+                spec.name,
+                client_id=flags.client_id,
+                client_secret=flags.client_secret,
+                scope=scope,
+                require_secret=needs_secret(spec),
+            )
+            client = attrs.evolve(settings.client, private_key=device.private_key)
+            scope = settings.scope
+    except FlowError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        click.echo("\nCancelled; nothing was stored.", err=True)
+        return EXIT_INTERRUPTED
+    options = LoginOptions("device", scope, pending.store, as_json, pending, approve=device.approve)
+
+    async def run() -> int:
+        with _presenting(as_json) as presenter:
+            return await device_login(
+                spec,
+                client=client,
+                store=pending.store,
+                scope=scope,
+                connection=connection,
+                timeout=device.timeout,
+                approve=device.approve,
+                clock=device.clock,
+                presenter=presenter,
+                pending=pending,
+                report=lambda engine, flow: _report(engine, flow, options, presenter),
+            )
+
+    return run_command(run, cancelled=pending.interrupted)
 
 
 @attrs.frozen
@@ -570,6 +662,7 @@ class _Flags:
     client_id: str | None
     client_secret: str | None
     connection: dict[str, str] = attrs.field(factory=dict)
+    private_key: Path | None = None
 
 
 def _run_login(
@@ -594,6 +687,10 @@ def _run_login(
             if sandbox
             else _client_settings(spec, flags.client_id, flags.client_secret, flags.redirect_uri, scope)
         )
+        if settings is not None and flags.private_key is not None:
+            settings = attrs.evolve(
+                settings, client=attrs.evolve(settings.client, private_key=flags.private_key)
+            )
     except FlowError as exc:
         fail(exc)
     except KeyboardInterrupt:  # Ctrl-C at a credentials prompt: nothing has started
@@ -621,6 +718,23 @@ def _run_login(
 
 def _check_flags(ctx: click.Context, *, sandbox: bool, mode: str | None, has_client: bool) -> None:
     """Refuse options that do not go together, before anything starts (click's usage errors)."""
+    if mode == "device":
+        for name in ("redirect_uri", "port"):
+            if _given(ctx, name):
+                raise click.UsageError(
+                    f"--{name.replace('_', '-')} has no use with --device: nothing listens"
+                )
+        if _given(ctx, "approve") and not sandbox:
+            raise click.UsageError(
+                "--approve/--deny apply only with --sandbox (the sandbox plays the person)"
+            )
+        if sandbox and has_client:
+            raise click.UsageError(
+                "--sandbox uses the sandbox's own client: leave out --client-id/--client-secret"
+            )
+        return
+    if _given(ctx, "private_key") and sandbox:
+        raise click.UsageError("--sandbox uses the sandbox's own client: leave out --private-key")
     if sandbox and mode is None:
         for name in ("redirect_uri", "port", "timeout", "no_browser", "client_id", "client_secret"):
             if _given(ctx, name):

@@ -34,6 +34,10 @@ ADJUSTABLE_SETTINGS = (
     "rate_limit",
     "client_rate_limit",
     "rate_limit_window",
+    "device",
+    "device_slow_down",
+    "device_interval",
+    "device_ttl",
 )
 
 

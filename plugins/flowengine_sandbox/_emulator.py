@@ -33,6 +33,8 @@ from starlette.responses import JSONResponse, Response
 
 from flowengine_sandbox._authorize import redirect_uri_problem, with_query
 from flowengine_sandbox._consent_page import consent_page
+from flowengine_sandbox._device import DeviceRefused, device_authorization, device_poll
+from flowengine_sandbox._openid import id_token_for, is_key_set, is_userinfo, key_set, userinfo
 from flowengine_sandbox._shapes import grant_of, kept_values, tenant_of, token_answer, variables_sent
 from flowengine_sandbox._token import s256
 from flowengine_sandbox._web import NO_STORE, settings_of, state_of
@@ -74,6 +76,14 @@ async def emulated(request: Request) -> Response:
         if authorization is not None and endpoint == authorization.endpoint and request.method != "DELETE":
             fields = await _fields(request) if request.method == "POST" else dict(request.query_params)
             return _authorize(request, spec, fields, audience)
+        if request.method == "GET" and is_key_set(spec, endpoint):
+            return key_set(request)
+        if request.method == "GET" and is_userinfo(spec, endpoint):
+            return userinfo(request, request.headers)
+        if spec.device is not None and endpoint == spec.device.endpoint and request.method == "POST":
+            fields = await _fields(request)
+            client = _client(request, spec.device, fields)
+            return device_authorization(request, spec, client, fields, audience)
         return await _token_or_revocation(request, spec, endpoint, audience)
     except _Refused as refused:
         return refused.response()
@@ -94,6 +104,7 @@ def _authorize(request: Request, spec: FlowSpec, fields: Mapping[str, str], audi
     if problem is not None:
         raise _Refused(400, "invalid_request", f"redirect_uri {problem}")
     state = fields.get(sent.get("state", "state"))
+    nonce = fields.get(sent.get("nonce", "nonce"))
     challenge = fields.get(sent.get("code_challenge", "code_challenge"))
     method = fields.get(sent.get("code_challenge_method", "code_challenge_method"))
     if (challenge or method) and (method != "S256" or not _S256_CHALLENGE.fullmatch(challenge or "")):
@@ -123,6 +134,7 @@ def _authorize(request: Request, spec: FlowSpec, fields: Mapping[str, str], audi
             code_challenge_method=method,
             expires_at=settings.clock() + settings.code_ttl,
             audience=audience,
+            nonce=nonce,
         )
     )
     return _redirect(redirect_uri, {spec.callback.code: code, **kept_values(spec)}, spec, state)
@@ -203,6 +215,8 @@ def _client(request: Request, rule: Any, fields: Mapping[str, str]) -> Registere
     if not client_id and secret:  # Stripe: the platform's secret key alone names the platform
         client_id = next((c.client_id for c in settings.clients.values() if c.client_secret == secret), "")
     client = settings.clients.get(client_id)
+    if client is not None and rule.client_auth == "body" and "client_secret" not in sent:
+        return client  # a public client (a device, a native app): the spec sends no secret here
     if client is None or not hmac.compare_digest(secret.encode(), client.client_secret.encode()):
         raise _Refused(
             401 if rule.client_auth == "basic" else 400, "invalid_client", "client authentication failed"
@@ -218,9 +232,12 @@ def _token(
     client = _client(request, rule, fields)
     sent = variables_sent(rule.params)
     now = settings.clock()
+    nonce = None
     try:
         if grant == "authorization_code":
-            issued = _redeem(request, fields, sent, client, audience)
+            issued, nonce = _redeem(request, fields, sent, client, audience)
+        elif spec.device is not None and grant == spec.device.grant:
+            issued = _poll(request, fields.get(sent.get("device_code", "device_code"), ""), client, audience)
         elif grant == "refresh_token":
             issued = state.refresh(
                 fields[sent["refresh_token"]],
@@ -243,6 +260,8 @@ def _token(
             )
     except GrantError as error:
         raise _Refused(400, "invalid_grant", error.description) from None
+    except DeviceRefused as refused:
+        raise _Refused(400, refused.error, refused.description) from None
     refreshable = "refresh_token" in spec.grants
     body = token_answer(
         spec,
@@ -253,7 +272,30 @@ def _token(
         user_id=issued.grant.ref_id,
         now=now,
     )
+    if spec.openid is not None and grant != "refresh_token":
+        body["id_token"] = id_token_for(
+            request,
+            spec,
+            audience=audience,
+            client_id=client.client_id,
+            access_token=issued.access_token,
+            nonce=nonce,
+        )
     return JSONResponse(body, headers=NO_STORE)
+
+
+def _poll(request: Request, device_code: str, client: RegisteredClient, audience: str) -> Any:
+    """A device poll (RFC 8628 §3.4): the tokens the approved device authorization buys."""
+    settings = settings_of(request)
+    device = device_poll(request, device_code, client, audience)
+    grant = Grant(client.client_id, device.scope, "user", settings.user.id, audience)
+    return state_of(request).issue_tokens(
+        grant,
+        family=secrets.token_hex(8),
+        now=settings.clock(),
+        access_ttl=settings.access_ttl,
+        refresh_ttl=settings.refresh_ttl,
+    )
 
 
 def _redeem(
@@ -262,7 +304,7 @@ def _redeem(
     sent: Mapping[str, str],
     client: RegisteredClient,
     audience: str,
-) -> Any:
+) -> tuple[Any, str | None]:
     settings, state = settings_of(request), state_of(request)
     code = state.take_code(fields.get(sent.get("code", "code"), ""))
     if code.client_id != client.client_id:
@@ -279,13 +321,14 @@ def _redeem(
     ):
         raise GrantError("code_verifier does not match the code_challenge")
     grant = Grant(client.client_id, code.scope, "user", code.user_id, audience)
-    return state.issue_tokens(
+    issued = state.issue_tokens(
         grant,
         family=code.family,
         now=settings.clock(),
         access_ttl=settings.access_ttl,
         refresh_ttl=settings.refresh_ttl,
     )
+    return issued, code.nonce
 
 
 def _revoke(request: Request, rule: Any, fields: Mapping[str, str]) -> Response:

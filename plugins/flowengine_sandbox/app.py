@@ -20,6 +20,7 @@ from flowengine_sandbox._admin import (
     update_settings,
 )
 from flowengine_sandbox._authorize import authorize_decision, authorize_page
+from flowengine_sandbox._device import device_decision, device_page
 from flowengine_sandbox._emulator import emulated
 from flowengine_sandbox._resource import user_status
 from flowengine_sandbox._token import token_form, token_json
@@ -51,6 +52,8 @@ def create_app(settings: SandboxSettings | None = None, state: SandboxState | No
         Route("/_sandbox/counters", counters, methods=["GET"]),
         Route("/_sandbox/apps", register_apps, methods=["POST"]),
         Route("/_sandbox/specs", register_spec, methods=["POST"]),
+        Route("/_e/{spec}/_device", device_page, methods=["GET"]),
+        Route("/_e/{spec}/_device", device_decision, methods=["POST"]),
         Route("/_e/{spec}/{endpoint}/{rest:path}", emulated, methods=["GET", "POST", "DELETE"]),
     ]
     app = Starlette(

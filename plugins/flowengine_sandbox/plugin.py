@@ -224,8 +224,14 @@ def emulates(spec: FlowSpec) -> bool:
 
 
 @hookimpl
-def flowengine_sandbox(spec: FlowSpec, url: str | None) -> _Sandbox:
-    """A sandbox for ``spec``: Podio's emulation for Podio's specs, else the spec's own."""
+def flowengine_sandbox(spec: FlowSpec, url: str | None) -> _Sandbox | None:
+    """A sandbox for ``spec``: Podio's emulation for Podio's specs, else the spec's own.
+
+    None for a spec that discovers its endpoints from an issuer given per connection (the
+    generic ``oidc`` spec): the sandbox emulates a provider from the endpoints a spec writes.
+    """
+    if spec.discovery is not None:
+        return None
     return PodioSandbox(spec, url) if emulates(spec) else SpecSandbox(spec, url)
 
 

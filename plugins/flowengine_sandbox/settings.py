@@ -18,7 +18,9 @@ from flowengine_sandbox.ratelimit import RateLimitLedger
 
 __all__ = [
     "CONSENT_MODES",
+    "DEVICE_DECISIONS",
     "Consent",
+    "DeviceDecision",
     "RegisteredClient",
     "SandboxApp",
     "SandboxSettings",
@@ -27,6 +29,10 @@ __all__ = [
 
 Consent = Literal["ask", "approve", "deny"]
 CONSENT_MODES: tuple[Consent, ...] = ("ask", "approve", "deny")
+#: What the next device poll hears (RFC 8628 §3.5): the person's decision at the verification
+#: page (``ask``), or approved, denied, or the device code expired, whatever the page said.
+DeviceDecision = Literal["ask", "approve", "deny", "expire"]
+DEVICE_DECISIONS: tuple[DeviceDecision, ...] = ("ask", "approve", "deny", "expire")
 
 
 @frozen
@@ -111,3 +117,10 @@ class SandboxSettings:
     rate_limits: RateLimitLedger = field(
         factory=RateLimitLedger, validator=validators.instance_of(RateLimitLedger)
     )
+    # The device grant (RFC 8628) of any spec that declares one: the decision the next poll
+    # hears, how many of the next polls are answered slow_down, the interval the
+    # device authorization answer asks for, and how long a device code lives.
+    device: DeviceDecision = field(default="ask", validator=validators.in_(DEVICE_DECISIONS))
+    device_slow_down: int = field(default=0, validator=_seconds)
+    device_interval: int = field(default=5, validator=_seconds)
+    device_ttl: int = field(default=600, validator=_seconds)

@@ -20,6 +20,7 @@ __all__ = [
     "AccessTokenInfo",
     "AuthorizationCode",
     "ClientAuth",
+    "DeviceCode",
     "Grant",
     "GrantError",
     "IssuedTokens",
@@ -95,6 +96,21 @@ class AuthorizationCode:
     used: bool = False
     #: Where the code was issued (an emulated spec and tenant host); redeemable only there.
     audience: str = ""
+    #: The authorization request's ``nonce`` (OpenID Connect), put in the ID token.
+    nonce: str | None = None
+
+
+@define
+class DeviceCode:
+    """A device authorization (RFC 8628) waiting for the person: their decision, once made."""
+
+    client_id: str
+    scope: str
+    user_code: str
+    expires_at: float
+    audience: str = ""
+    #: None while pending; True approved, False denied (at the verification page).
+    approved: bool | None = None
 
 
 @frozen
@@ -148,6 +164,9 @@ class RecordedTokenRequest:
         }
 
 
+_DEVICE_FIELDS = ("client_id", "scope", "user_code", "expires_at", "audience", "approved")
+
+
 class SandboxState:
     """Codes, tokens and the token-request record of one sandbox, safe across threads."""
 
@@ -156,6 +175,34 @@ class SandboxState:
         self._codes: dict[str, AuthorizationCode] = {}
         self._tokens: dict[TokenKind, dict[str, _IssuedToken]] = {"access": {}, "refresh": {}}
         self._requests: list[RecordedTokenRequest] = []
+        self._devices: dict[str, DeviceCode] = {}
+
+    def issue_device(self, device: DeviceCode) -> str:
+        """Store a device authorization; return its device code."""
+        value = secrets.token_urlsafe(32)
+        with self._lock:
+            self._devices[value] = device
+        return value
+
+    def decide_device(self, user_code: str, *, approve: bool) -> bool:
+        """The person's decision for ``user_code``; False when no pending device has it."""
+        with self._lock:
+            for device in self._devices.values():
+                if device.user_code == user_code and device.approved is None:
+                    device.approved = approve
+                    return True
+        return False
+
+    def device(self, value: str) -> DeviceCode | None:
+        """The device authorization behind a device code (a copy), or None."""
+        with self._lock:
+            found = self._devices.get(value)
+            return None if found is None else DeviceCode(**{a: getattr(found, a) for a in _DEVICE_FIELDS})
+
+    def spend_device(self, value: str) -> None:
+        """A device code bought its token: it buys nothing more."""
+        with self._lock:
+            self._devices.pop(value, None)
 
     def issue_code(self, code: AuthorizationCode) -> str:
         """Store the code's record and return the new code."""
@@ -252,6 +299,7 @@ class SandboxState:
             for tokens in self._tokens.values():
                 tokens.clear()
             self._requests.clear()
+            self._devices.clear()
 
     def _issue(
         self,

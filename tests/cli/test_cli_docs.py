@@ -19,6 +19,9 @@ DOC = ROOT / "docs" / "cli.md"
 
 #: (status, code or None) -> the test (file::function) that exercises it through the command line.
 EXERCISED_BY: dict[tuple[int, str | None], str] = {
+    (2, "device_unsupported"): (
+        "tests/oidc/test_cli.py::test_device_login_of_a_spec_without_a_device_section_exits_2"
+    ),
     (0, None): "tests/cli/test_login.py::test_login_sandbox_approve_starts_its_own_sandbox_and_exits_0",
     (2, None): "tests/cli/test_login.py::test_login_options_that_do_not_go_together_exit_2",
     (3, None): "tests/cli/test_login.py::test_login_sandbox_deny_exits_3_with_the_description",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import attrs
 import flowengine as fe
 import pytest
 from flowengine._machine import CompiledFlow, compile_flow
@@ -22,11 +23,14 @@ SHIPPED = sorted([*SPECS.glob("*.yaml"), *SPECS.glob("examples/*.yaml")])
 
 
 def _machine_specs() -> list[tuple[str, fe.FlowSpec]]:
+    """Every machine a shipped spec runs: its flows' and, with a device section, the device preset."""
     found = []
     for path in SHIPPED:
         spec = fe.load_spec(path)
         if spec.machine is not None:
             found.append((path.name, spec))
+        if spec.device is not None:
+            found.append((f"{path.name}#device", attrs.evolve(spec, machine=PRESETS["device"])))
     return found
 
 

@@ -11,7 +11,8 @@ import flowengine
 
 #: The public API, exactly: a name added or removed is a decision, made here and in docs/python-api.md.
 PUBLIC = [
-    "AccountRef", "Action", "AsyncEngine", "CallbackError", "Client", "ConfigError", "DiscoveryError",
+    "AccountRef", "Action", "AsyncEngine", "CallbackError", "Client", "ConfigError",
+    "DeviceAuthorization", "DiscoveryError",
     "Engine", "Enqueued", "ErrorCode", "ErrorInfo", "Flow", "FlowError", "FlowSpec", "FlowStateError",
     "Guard", "HistoryEntry", "HttpRequest", "HttpResponse", "IdTokenError", "InvalidGrantError",
     "JwksError", "Lease", "Outcome", "PluginError", "ProviderError", "RateFeedback", "RateLimit",

@@ -532,7 +532,7 @@ def test_sec11_yaml_norway_problem_is_refused() -> None:
         pytest.param(
             lambda d: d["grants"]["refresh_token"].update(client_auth="Basic"),
             "$.grants.refresh_token.client_auth",
-            "expected one of 'body', 'basic', got 'Basic'",
+            "expected one of 'body', 'basic', 'client_secret_jwt', 'private_key_jwt', got 'Basic'",
             id="client-auth-case",
         ),
         pytest.param(
@@ -693,7 +693,7 @@ def test_sec11_a_preset_is_expanded_and_takes_only_ttl(podio: SpecData) -> None:
     problem = only_problem(podio)
     assert (problem.path, problem.message) == (
         "$.machine.preset",
-        "unknown preset 'implicit' (there is authorization_code)",
+        "unknown preset 'implicit' (there is authorization_code, device)",
     )
 
 

@@ -10,7 +10,17 @@ from pathlib import Path
 from flowengine._oidc_errors import OIDC_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
-MODULES = ["_discovery", "_jwks", "_oidc", "_oidc_http", "_oidc_jws", "_oidc_userinfo", "_client_auth"]
+MODULES = [
+    "_discovery",
+    "_jwks",
+    "_oidc",
+    "_oidc_http",
+    "_oidc_jws",
+    "_oidc_userinfo",
+    "_client_auth",
+    "_core_openid",
+    "_core_tokens",
+]
 
 
 def _raised_codes() -> set[str]:

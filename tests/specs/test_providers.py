@@ -6,6 +6,9 @@ public API with a ``MockTransport`` for the provider and a ``FakeClock``:
 - the authorization URL the spec makes (its address and every parameter);
 - the code exchange it sends (method, URL, encoding, client authentication, body);
 - the provider's documented sample answer read into account, scope, expiry and type;
+- for an OpenID Connect spec, the answer's ID token (``$id_token``: signed here with a test key,
+  with the sample's ``id_token`` claims and the flow's nonce) validated against a test key set
+  the same transport serves at the spec's ``jwks`` endpoint: the account is ``sub`` within ``iss``;
 - the refresh and revocation requests, where the spec has them.
 
 A sample file names its spec by its own name (``github.yaml``) or by ``spec:``; a
@@ -36,7 +39,9 @@ from flowengine import (
     digest,
     load_spec,
 )
-from flowengine.testing import FakeClock, MockTransport
+from flowengine.testing import FakeClock, MockTransport, json_response
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 SAMPLES = Path(__file__).parent / "samples"
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -78,7 +83,7 @@ def _variant(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """A variant: its parts replace the main sample's; ``authorization``, ``token_request`` and
     ``token`` are replaced key by key; a part set to null is removed."""
     merged = {**base, **over}
-    for part in ("authorization", "token_request", "token"):
+    for part in ("authorization", "token_request", "token", "id_token"):
         if isinstance(base.get(part), dict) and isinstance(over.get(part), dict):
             merged[part] = {**base[part], **over[part]}
     return {k: v for k, v in merged.items() if v is not None}
@@ -97,16 +102,40 @@ SAMPLE_DATA = _load_samples()
 NAMES = sorted(SAMPLE_DATA)
 
 
-class Provider:
-    """The provider's token endpoint: answers every request with the sample, records them all."""
+#: The key the provider of an OpenID sample signs its ID tokens with, and the key set serving it.
+SIGNING_KEY = RSAKey.generate_key(2048, {"kid": "sample-key", "use": "sig"})
+JWKS = {"keys": [SIGNING_KEY.as_dict(private=False)]}
 
-    def __init__(self, answer: HttpResponse) -> None:
+
+class Provider:
+    """The provider: its token endpoint answers every POST with the sample (an ``$id_token`` in it
+    signed for the flow's nonce), and a GET (the spec's ``jwks`` endpoint) with the test key set."""
+
+    def __init__(self, answer: HttpResponse, sample: dict[str, Any]) -> None:
         self.answer = answer
-        self.transport = MockTransport(lambda _request: self.answer)
+        self.id_token: dict[str, Any] = sample.get("id_token", {})
+        #: The issuer's discovery document, for a spec that discovers its endpoints.
+        self.discovery: dict[str, Any] | None = sample.get("discovery")
+        self.nonce: str | None = None
+        self.transport = MockTransport(self._answer)
+
+    def _answer(self, request: HttpRequest) -> HttpResponse:
+        if request.method == "GET" and request.url.endswith("/.well-known/openid-configuration"):
+            return json_response(self.discovery) if self.discovery else json_response({}, 404)
+        if request.method == "GET":
+            return json_response(JWKS)
+        if b"$id_token" not in self.answer.body:
+            return self.answer
+        claims = {"aud": CLIENT.client_id, "iat": int(NOW), "exp": int(NOW) + 3600, **self.id_token}
+        if self.nonce is not None:
+            claims["nonce"] = self.nonce
+        signed = jwt.encode({"alg": "RS256", "kid": "sample-key"}, claims, SIGNING_KEY)
+        return HttpResponse(200, self.answer.headers, self.answer.body.replace(b"$id_token", signed.encode()))
 
     @property
     def sent(self) -> list[HttpRequest]:
-        return self.transport.sent
+        """The requests to the provider's token endpoints (its key set is not one)."""
+        return [request for request in self.transport.sent if request.method != "GET"]
 
 
 def sample_answer(sample: dict[str, Any]) -> HttpResponse:
@@ -146,8 +175,14 @@ def engine(sample: dict[str, Any], provider: Provider) -> AsyncEngine:
     return AsyncEngine(spec, client=CLIENT, transport=provider.transport, clock=FakeClock(NOW))
 
 
-async def start(eng: AsyncEngine, sample: dict[str, Any]) -> Flow:
-    return await eng.start(connection=sample.get("connection"), **sample.get("start", {}))
+def provider_for(sample: dict[str, Any], answer: HttpResponse | None = None) -> Provider:
+    return Provider(answer or sample_answer(sample), sample)
+
+
+async def start(eng: AsyncEngine, sample: dict[str, Any], provider: Provider) -> Flow:
+    flow = await eng.start(connection=sample.get("connection"), **sample.get("start", {}))
+    provider.nonce = dict(parse_qsl(urlsplit(flow.authorization_url or "").query)).get("nonce")
+    return flow
 
 
 def callback_url(flow: Flow, sample: dict[str, Any]) -> dict[str, str]:
@@ -195,22 +230,24 @@ def test_every_provider_of_the_issue_ships_with_a_sample() -> None:
 @pytest.mark.parametrize("name", NAMES)
 async def test_authorization_url(name: str) -> None:
     sample = SAMPLE_DATA[name]
-    async with engine(sample, Provider(sample_answer(sample))) as eng:
-        flow = await start(eng, sample)
+    provider = provider_for(sample)
+    async with engine(sample, provider) as eng:
+        flow = await start(eng, sample, provider)
     url = urlsplit(flow.authorization_url or "")
     assert f"{url.scheme}://{url.netloc}{url.path}" == sample["authorization"]["url"]
     params = dict(parse_qsl(url.query, keep_blank_values=True))
     assert digest(params["state"]) == flow.state_hash  # a fresh state, kept only as its digest
-    expected = fill(sample["authorization"]["params"], {**run_values(flow), "state": params["state"]})
+    secrets = {"state": params["state"], "nonce": params.get("nonce", "")}
+    expected = fill(sample["authorization"]["params"], {**run_values(flow), **secrets})
     assert params == expected
 
 
 @pytest.mark.parametrize("name", NAMES)
 async def test_token_request(name: str) -> None:
     sample = SAMPLE_DATA[name]
-    provider = Provider(sample_answer(sample))
+    provider = provider_for(sample)
     async with engine(sample, provider) as eng:
-        flow = await start(eng, sample)
+        flow = await start(eng, sample, provider)
         await eng.callback(callback_url(flow, sample))
     [request] = provider.sent
     assert_request(request, sample["token_request"], run_values(flow))
@@ -219,8 +256,9 @@ async def test_token_request(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 async def test_the_documented_answer(name: str) -> None:
     sample = SAMPLE_DATA[name]
-    async with engine(sample, Provider(sample_answer(sample))) as eng:
-        flow = await start(eng, sample)
+    provider = provider_for(sample)
+    async with engine(sample, provider) as eng:
+        flow = await start(eng, sample, provider)
         done = await eng.callback(callback_url(flow, sample))
         token = await eng.token_for(done)
     if "error" in sample:
@@ -241,6 +279,9 @@ async def test_the_documented_answer(name: str) -> None:
     prefix = expected.get("key_prefix", f"{sample['spec']}:").replace("flow:", f"flow:{flow.id}")
     assert token.key.startswith(prefix)
     assert done.granted_scope == expected["scope"]
+    if "id_token" in sample:  # OpenID Connect: the claims, never the nonce, on the flow and the token
+        assert token.claims["sub"] == sample["id_token"]["sub"] == done.claims["sub"]
+        assert "nonce" not in token.claims and "id_token" not in token.extra
 
 
 def _token(sample: dict[str, Any], flow: Flow) -> Token:
@@ -268,9 +309,10 @@ async def test_refresh_request(name: str) -> None:
         for part in parents:
             inner = inner.setdefault(part, {})
         inner[last] = value
-    provider = Provider(HttpResponse(200, {"content-type": "application/json"}, json.dumps(fresh).encode()))
+    fresh_answer = HttpResponse(200, {"content-type": "application/json"}, json.dumps(fresh).encode())
+    provider = provider_for(sample, fresh_answer)
     async with engine(sample, provider) as eng:
-        flow = await start(eng, sample)
+        flow = await start(eng, sample, provider)
         if "refresh_token" not in eng.spec.grants:
             assert "refresh" not in sample
             return
@@ -282,9 +324,9 @@ async def test_refresh_request(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES)
 async def test_revocation_request(name: str) -> None:
     sample = SAMPLE_DATA[name]
-    provider = Provider(HttpResponse(200, {}, b""))
+    provider = provider_for(sample, HttpResponse(200, {}, b""))
     async with engine(sample, provider) as eng:
-        flow = await start(eng, sample)
+        flow = await start(eng, sample, provider)
         if eng.spec.revocation is None:
             assert "revocation" not in sample
             return

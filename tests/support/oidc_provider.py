@@ -190,7 +190,9 @@ def _consent_routes(app: Flask, state: ProviderState, server: AuthorizationServe
             f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
             for k, v in request.args.items()
         )
-        return f"<form method=post>{fields}<button name=confirm value=yes>Allow</button></form>"
+        # The parameters ride in the form: posted to the bare path, as a browser would send them once.
+        allow = "<button name=confirm value=yes>Allow</button>"
+        return f"<form method=post action=/authorize>{fields}{allow}</form>"
 
     @app.post("/authorize")
     def consent_answer() -> Response:
