@@ -173,6 +173,11 @@ async def test_the_key_layout(url: str) -> None:
             "tokens",
             "tokens:podio",
             "lease:refresh:podio:user:1",
+            # The counts of the operator's view (a hand-made flow has no transition to count).
+            "states",
+            "in:podio:redirected",
+            "providers",
+            "health:podio:r",
         }
         fields = raw.hgetall(f"{prefix}flow:flow-1")
         assert set(fields) == {
@@ -195,6 +200,15 @@ async def test_the_key_layout(url: str) -> None:
         assert raw.zscore(f"{prefix}tokens:podio", "podio:user:2") == math.inf
         assert raw.get(f"{prefix}lease:refresh:podio:user:1") == lease.token.encode()
         assert raw.ttl(f"{prefix}token:podio:user:1") == -1  # tokens outlive their access token
+        # The flow is counted in its state until Redis drops it by itself; tokens by health.
+        dropped_at = raw.pexpiretime(f"{prefix}flow:flow-1")
+        assert raw.zscore(f"{prefix}in:podio:redirected", "flow-1") == dropped_at
+        assert raw.smembers(f"{prefix}states") == {b"podio:redirected"}
+        assert raw.zrange(f"{prefix}health:podio:r", 0, -1, withscores=True) == [
+            (b"podio:user:1", 1_500.0),
+            (b"podio:user:2", math.inf),
+        ]
+        assert raw.smembers(f"{prefix}providers") == {b"podio"}
     assert b"in-the-url" not in BACKEND.raw_dump(url)
 
 
@@ -364,7 +378,14 @@ async def test_two_workers_purging_at_once_count_each_flow_once(
     assert sum(counts) == 30
     with raw_client() as raw:
         names = {k.decode().removeprefix(prefix_of(url)) for k in keys_under(raw, prefix_of(url))}
-    assert names == {"flow:flow-99", f"state:{digest('state-99')}", "flows", "expiry"}
+    assert names == {
+        "flow:flow-99",
+        f"state:{digest('state-99')}",
+        "flows",
+        "expiry",
+        "states",
+        "in:podio:redirected",
+    }
 
 
 async def test_purge_keeps_a_flow_whose_expiry_moved_after_it_was_listed(url: str) -> None:
