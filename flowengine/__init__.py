@@ -54,6 +54,24 @@ from flowengine._sandbox import Sandbox
 from flowengine._security import digest, digests_equal, fingerprint, is_loopback
 from flowengine._spec import FlowSpec
 from flowengine._spec_load import load_spec, spec_document
+from flowengine._stats import (
+    MAX_WINDOW,
+    STEP_BUCKET,
+    STEPS_KEPT,
+    FlowCounts,
+    HealthCount,
+    StateCount,
+    StepCount,
+    TokenCounts,
+    TokenHealth,
+    attention_order,
+    check_token_query,
+    health_of,
+    hour_of,
+    step_of,
+)
+from flowengine._status import EdgeView, FailureView, SpecStatus, StateView, Status, TokenRow, TokenView
+from flowengine._status_read import read_status
 from flowengine._store import Lease, Store
 from flowengine._sync import Engine
 from flowengine._urls import WebUrl, parse_web_url
@@ -62,6 +80,9 @@ from flowengine.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_WINDOW",
+    "STEPS_KEPT",
+    "STEP_BUCKET",
     "AccountRef",
     "Action",
     "AsyncEngine",
@@ -69,15 +90,19 @@ __all__ = [
     "Client",
     "ConfigError",
     "DiscoveryError",
+    "EdgeView",
     "Engine",
     "Enqueued",
     "ErrorCode",
     "ErrorInfo",
+    "FailureView",
     "Flow",
+    "FlowCounts",
     "FlowError",
     "FlowSpec",
     "FlowStateError",
     "Guard",
+    "HealthCount",
     "HistoryEntry",
     "HttpRequest",
     "HttpResponse",
@@ -99,9 +124,18 @@ __all__ = [
     "Sandbox",
     "SpecError",
     "SpecProblem",
+    "SpecStatus",
+    "StateCount",
+    "StateView",
+    "Status",
+    "StepCount",
     "Store",
     "StoreError",
     "Token",
+    "TokenCounts",
+    "TokenHealth",
+    "TokenRow",
+    "TokenView",
     "TransitionContext",
     "Transport",
     "TransportConfig",
@@ -110,13 +144,17 @@ __all__ = [
     "UserinfoError",
     "WebUrl",
     "__version__",
+    "attention_order",
     "callback_state",
+    "check_token_query",
     "codec_for",
     "digest",
     "digests_equal",
     "fingerprint",
     "get_plugin_manager",
+    "health_of",
     "hookimpl",
+    "hour_of",
     "is_loopback",
     "lazy_exports",
     "load_spec",
@@ -129,5 +167,7 @@ __all__ = [
     "parse_retry_after",
     "parse_web_url",
     "read_rate_feedback",
+    "read_status",
     "spec_document",
+    "step_of",
 ]

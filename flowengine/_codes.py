@@ -36,6 +36,7 @@ class ErrorCode(StrEnum):
     TOKEN_ENDPOINT_MISMATCH = "token_endpoint_mismatch"
     URL_INVALID = "url_invalid"
     STORE_NOT_SHARED = "store_not_shared"
+    STATUS_WINDOW_INVALID = "status_window_invalid"
     # PluginError
     PLUGIN_ERROR = "plugin_error"
     SPEC_NOT_FOUND = "spec_not_found"
