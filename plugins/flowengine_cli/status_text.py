@@ -42,10 +42,11 @@ class Glyphs:
     again: str
     initial: str
     final: str
+    separator: str
 
 
-UNICODE = Glyphs("├─", "└─", "│ ", "─▶ ", " ↺", "● ", "■ ")
-ASCII = Glyphs("|-", "`-", "| ", "-> ", " (again)", "* ", "# ")
+UNICODE = Glyphs("├─", "└─", "│ ", "─▶ ", " ↺", "● ", "■ ", " · ")
+ASCII = Glyphs("|-", "`-", "| ", "-> ", " (again)", "* ", "# ", ", ")
 
 
 @attrs.frozen
@@ -126,7 +127,7 @@ def _failures(spec: SpecStatus, window: str) -> Block:
     return Block(title, ("CODE", "COUNT") if rows else (), rows, frozenset({1}), ("red",) * len(rows))
 
 
-def _tokens(spec: SpecStatus, now: float, refresh: str) -> list[Block]:
+def _tokens(spec: SpecStatus, now: float, refresh: str, g: Glyphs) -> list[Block]:
     view = spec.tokens
     counts = [
         (HEALTH_WORDS[h], "?" if view.count(h) is None else str(view.count(h)))
@@ -135,7 +136,7 @@ def _tokens(spec: SpecStatus, now: float, refresh: str) -> list[Block]:
     ]
     order = [HEALTH_WORDS[h] for h in TokenHealth]
     counts.sort(key=lambda c: order.index(c[0]))
-    line = " · ".join(f"{n} {word}" for word, n in counts)
+    line = g.separator.join(f"{n} {word}" for word, n in counts)
     title = f"Tokens (expiring: within {refresh}): {line}"
     blocks = [Block(title, (), ())]
     if view.rows:
@@ -187,7 +188,7 @@ def blocks_of(status: Status, *, ascii_only: bool) -> list[list[Block]]:
             blocks.append(_machine(spec, g, window))
             blocks.append(Block(_summary(spec, window), (), ()))
             blocks.append(_failures(spec, window))
-        blocks.extend(_tokens(spec, status.now, refresh))
+        blocks.extend(_tokens(spec, status.now, refresh, g))
         groups.append(blocks)
     if not status.specs:
         heading.append(Block("No flows or tokens in this store yet.", (), ()))

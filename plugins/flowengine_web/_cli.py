@@ -31,7 +31,7 @@ from flowengine.cli import (
 __all__ = ["web"]
 
 SECRET_ENV = "FLOWENGINE_WEB_SECRET"  # noqa: S105 - the variable's name, not a secret
-OPERATOR_ENV = "FLOWENGINE_OPERATOR_SECRET"  # noqa: S105 - the variable's name, not a secret
+OPERATOR_ENV = "FLOWENGINE_OPERATOR_SECRET"
 
 
 @click.group()

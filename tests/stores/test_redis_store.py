@@ -553,3 +553,34 @@ async def test_a_server_that_never_answers_times_out_as_store_unavailable() -> N
     assert caught.value.code == "store_unavailable"
     await store.aclose()
     await relay.stop()
+
+
+async def test_tokens_stored_before_counting_are_counted_on_the_first_read(url: str) -> None:
+    """A token in no health set (written by a flowengine before counting) is filed when counts are read."""
+    store = open_redis(url)
+    prefix = prefix_of(url)
+    live, dead = make_token(1, expires_at=1_500.0), attrs.evolve(make_token(2), dead=True, dead_at=900.0)
+    await store.put_token(live)
+    await store.put_token(dead)
+    with raw_client() as raw:  # as an older flowengine left them: indexed, in no health set
+        for which in ("r", "n", "dead"):
+            raw.delete(f"{prefix}health:podio:{which}")
+    counts = await store.token_counts(now=1_000.0, within=600)
+    assert {(c.health.value, c.count) for c in counts.counts} == {("expiring", 1), ("dead", 1)}
+    with raw_client() as raw:
+        assert raw.zscore(f"{prefix}health:podio:dead", dead.key) == 900.0
+    await store.aclose()
+
+
+async def test_a_compare_and_set_from_a_state_the_history_does_not_name_moves_the_count(url: str) -> None:
+    """The set a flow leaves is named by its history; a record that says otherwise is read and retried."""
+    store = open_redis(url)
+    start = fe.HistoryEntry(1_000.0, "start", "", "redirected")
+    flow = attrs.evolve(make_flow(1), history=(start,))
+    await store.create(flow)
+    wrong = fe.HistoryEntry(1_010.0, "callback", "elsewhere", "authorized")  # a hand-made record
+    moved = attrs.evolve(flow, state="authorized", version=2, history=(start, wrong))
+    assert await store.compare_and_set(moved, 1)
+    states = {(c.state, c.count) for c in (await store.flow_counts(since=0)).states}
+    assert states == {("authorized", 1)}
+    await store.aclose()

@@ -16,8 +16,8 @@ import flowengine as fe
 import httpx
 import pytest
 from flowengine.testing import FakeClock
-from flowengine_memory import MemoryStore
 
+from flowengine_memory import MemoryStore
 from flowengine_web import CONTENT_SECURITY_POLICY, OPERATOR_CONTENT_SECURITY_POLICY, create_app
 from tests.conftest import SandboxFixture
 from tests.support.mix import Mix, clock_an_hour_back, make_mix
@@ -106,12 +106,16 @@ async def test_the_secret_signs_in_with_a_strict_cookie_and_out_again(engine: fe
         assert (await browser.get("/operator")).status_code == 403
 
 
-async def test_a_sign_in_posted_from_another_site_is_refused(engine: fe.AsyncEngine) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [{"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}, {"sec-fetch-site": "same-site"}],
+)
+async def test_a_sign_in_posted_from_another_site_is_refused(
+    engine: fe.AsyncEngine, headers: dict[str, str]
+) -> None:
     app = create_app(engine, secret_key=SECRET, operator_secret=OPERATOR_SECRET)
     async with client(app) as browser:
-        answer = await browser.post(
-            "/operator/sign-in", data={"secret": OPERATOR_SECRET}, headers={"origin": "https://evil.example"}
-        )
+        answer = await browser.post("/operator/sign-in", data={"secret": OPERATOR_SECRET}, headers=headers)
         assert answer.status_code == 403 and "set-cookie" not in answer.headers
 
 
@@ -142,7 +146,9 @@ async def test_the_operator_csp_only_adds_what_the_page_needs_from_self(engine: 
         assert added <= {"'self'"}, (directive, added)
     assert operator["default-src"] == "'none'" and operator["frame-ancestors"] == "'none'"
     async with signed_in(app) as browser:
-        assert (await browser.get("/operator")).headers["content-security-policy"] == OPERATOR_CONTENT_SECURITY_POLICY
+        assert (await browser.get("/operator")).headers[
+            "content-security-policy"
+        ] == OPERATOR_CONTENT_SECURITY_POLICY
         script = await browser.get("/operator/operator.js")
         assert script.headers["content-type"].startswith("text/javascript")
         assert "fetch(" in script.text and "http" not in script.text.split("*/", 1)[1]  # nothing off-site
@@ -203,7 +209,7 @@ async def test_sec13_the_page_shows_the_stores_numbers_and_no_secret(
 
 
 async def test_the_live_part_and_the_windows(mixed: tuple[fe.AsyncEngine, Mix]) -> None:
-    engine, mix = mixed
+    engine, _mix = mixed
     app = create_app(engine, secret_key=SECRET, operator_secret=OPERATOR_SECRET, operator_refresh=3)
     async with signed_in(app) as browser:
         live = await browser.get("/operator/live?window=6h")
@@ -222,7 +228,9 @@ class TokensAway(MemoryStore):
         raise fe.StoreError("the token table is away", code="store_unavailable", retryable=True)
 
 
-async def test_unsaved_tokens_of_this_process_are_shown(sandbox: SandboxFixture, podio_spec: fe.FlowSpec) -> None:
+async def test_unsaved_tokens_of_this_process_are_shown(
+    sandbox: SandboxFixture, podio_spec: fe.FlowSpec
+) -> None:
     engine = fe.AsyncEngine(
         podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, store=TokensAway(), save_deadline=0.01
     )
