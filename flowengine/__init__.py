@@ -55,9 +55,6 @@ from flowengine._security import digest, digests_equal, fingerprint, is_loopback
 from flowengine._spec import FlowSpec
 from flowengine._spec_load import load_spec, spec_document
 from flowengine._stats import (
-    MAX_WINDOW,
-    STEP_BUCKET,
-    STEPS_KEPT,
     FlowCounts,
     HealthCount,
     StateCount,
@@ -80,9 +77,6 @@ from flowengine.hookspecs import hookimpl
 __version__ = "0.1.0"
 
 __all__ = [
-    "MAX_WINDOW",
-    "STEPS_KEPT",
-    "STEP_BUCKET",
     "AccountRef",
     "Action",
     "AsyncEngine",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from enum import StrEnum
+from typing import ClassVar
 
 import attrs
 
@@ -99,7 +100,16 @@ class StepCount:
 
 @attrs.frozen(slots=True)
 class FlowCounts:
-    """What ``Store.flow_counts`` answers: flows per state now, transitions per hour since a time."""
+    """What ``Store.flow_counts`` answers: flows per state now, transitions per hour since a time.
+
+    ``BUCKET``: transitions are counted per this many seconds (an hour); ``KEPT``: a store
+    keeps a bucket this long (``purge`` may drop older ones); ``MAX_WINDOW``: the longest
+    window a status read may ask for.
+    """
+
+    BUCKET: ClassVar[float] = STEP_BUCKET
+    KEPT: ClassVar[float] = STEPS_KEPT
+    MAX_WINDOW: ClassVar[float] = MAX_WINDOW
 
     states: tuple[StateCount, ...] = ()
     steps: tuple[StepCount, ...] = ()

@@ -46,7 +46,7 @@ class Glyphs:
 
 
 UNICODE = Glyphs("├─", "└─", "│ ", "─▶ ", " ↺", "● ", "■ ", " · ")
-ASCII = Glyphs("|-", "`-", "| ", "-> ", " (again)", "* ", "# ", ", ")
+ASCII = Glyphs("|-", "`-", "| ", "-> ", " (again)", "* ", "# ", "; ")
 
 
 @attrs.frozen
@@ -62,10 +62,17 @@ class Block:
 
 
 def _ago(when: float | None, now: float) -> str:
+    """``in 25m``, ``47m ago``, ``5.6h ago``, ``2.0d ago``: as ``flowengine tokens list`` writes times."""
     if when is None:
         return "never"
     delta = when - now
-    text = format_duration(max(1.0, round(abs(delta), -1) if abs(delta) > 120 else abs(delta)))
+    span = abs(delta)
+    if span >= 86400:
+        text = f"{span / 86400:.1f}d"
+    elif span >= 3600:
+        text = f"{span / 3600:.1f}h"
+    else:
+        text = f"{span / 60:.0f}m" if span >= 120 else f"{span:.0f}s"
     return f"in {text}" if delta >= 0 else f"{text} ago"
 
 

@@ -19,7 +19,6 @@ from collections.abc import Callable
 
 import attrs
 from flowengine import (
-    STEPS_KEPT,
     Flow,
     FlowCounts,
     HealthCount,
@@ -130,7 +129,7 @@ class MemoryStore:
                 del self._flows[flow.id]
                 self._by_state.pop(flow.state_hash, None)
                 self._count(flow, None)
-            for key in [key for key in self._steps if key[1] < now - STEPS_KEPT]:
+            for key in [key for key in self._steps if key[1] < now - FlowCounts.KEPT]:
                 del self._steps[key]
             return len(gone)
 

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, TypeVar
 
 import attrs
 from flowengine import (
-    STEPS_KEPT,
     Flow,
     FlowCounts,
     FlowError,
@@ -377,13 +376,13 @@ class PostgresStore:
 
         Leases that ran out (by the database clock) are swept too, so keys such
         as ``exchange:<flow id>`` left by crashed workers do not pile up, and
-        transition counts older than ``STEPS_KEPT``.
+        transition counts older than ``FlowCounts.KEPT``.
         """
 
         async def work(conn: _Conn, q: Queries) -> int:
             removed = await _count(conn, q.purge_flows, (now,))
             await conn.execute(q.purge_leases)
-            await conn.execute(q.purge_steps, (now - STEPS_KEPT,))
+            await conn.execute(q.purge_steps, (now - FlowCounts.KEPT,))
             return removed
 
         return await self._run(work)

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from flowengine import (
-    STEPS_KEPT,
     Flow,
     FlowCounts,
     HealthCount,
@@ -84,8 +83,8 @@ def step_args(keys: CountKeys, flow: Flow) -> tuple[list[str], list[Any]]:
     if step is None:
         return [keys.steps(0), keys.step_hours], [0, 0, "", "0"]
     hour = hour_of(step.at)
-    # Kept STEPS_KEPT past the hour, or past now for an hour of a clock long gone (tests, replays).
-    expire_ms = math.ceil((max(hour, time.time()) + STEPS_KEPT) * 1000)
+    # Kept FlowCounts.KEPT past the hour, or past now for an hour of a clock long gone (tests, replays).
+    expire_ms = math.ceil((max(hour, time.time()) + FlowCounts.KEPT) * 1000)
     field = _SEP.join((step.source, step.event, step.dest, step.error or ""))
     return [keys.steps(hour), keys.step_hours], [expire_ms, repr(hour), f"{flow.spec}{_SEP}{field}", "1"]
 
@@ -129,9 +128,10 @@ async def flow_counts(redis: Any, keys: CountKeys, since: float, spec: str | Non
 
 
 async def drop_old_steps(redis: Any, keys: CountKeys, now: float) -> None:
-    """Delete the hours older than ``STEPS_KEPT`` before ``now`` (on the engine's clock, as written)."""
+    """Delete the hours older than ``FlowCounts.KEPT`` before ``now`` (on the engine's clock, as written)."""
     old = [
-        float(_text(h)) for h in await redis.zrangebyscore(keys.step_hours, "-inf", f"({now - STEPS_KEPT!r}")
+        float(_text(h))
+        for h in await redis.zrangebyscore(keys.step_hours, "-inf", f"({now - FlowCounts.KEPT!r}")
     ]
     if old:
         pipe = redis.pipeline(transaction=True)

@@ -289,7 +289,7 @@ class RedisStore:
     async def purge(self, now: float) -> int:
         """Remove flows whose ``expires_at`` is before ``now``; how many this call removed.
 
-        Transition counts older than ``STEPS_KEPT`` go too (Redis would drop them by
+        Transition counts older than ``FlowCounts.KEPT`` go too (Redis would drop them by
         itself a little later). Each flow is re-checked inside the delete script, so a flow whose expiry a
         compare-and-set moved after it was listed stays. Workers purging at once
         count each flow once.

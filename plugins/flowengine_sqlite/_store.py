@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from flowengine import (
-    STEPS_KEPT,
     Flow,
     FlowCounts,
     Lease,
@@ -294,7 +293,7 @@ class SQLiteStore:
     async def purge(self, now: float) -> int:
         """Remove flows whose ``expires_at`` is before ``now``; how many went.
 
-        Transition counts older than ``STEPS_KEPT`` go too. Leases that have run out
+        Transition counts older than ``FlowCounts.KEPT`` go too. Leases that have run out
         (left by a worker that died holding one) go
         too; they are judged by the store's clock, as they were written.
         """
@@ -303,7 +302,7 @@ class SQLiteStore:
             with immediate(conn):
                 removed = conn.execute("DELETE FROM flows WHERE expires_at < ?", (now,)).rowcount
                 conn.execute("DELETE FROM leases WHERE expires_at <= ?", (self._clock(),))
-                conn.execute("DELETE FROM flow_steps WHERE hour < ?", (now - STEPS_KEPT,))
+                conn.execute("DELETE FROM flow_steps WHERE hour < ?", (now - FlowCounts.KEPT,))
             if removed:
                 self._forget()
             return removed

@@ -265,7 +265,7 @@ async def test_a_keyed_store_refuses_to_guess_without_its_key(
 
 # --- the counts of the operator's view (Store.flow_counts, Store.token_counts) -------------------
 
-HOUR = fe.STEP_BUCKET
+HOUR = fe.FlowCounts.BUCKET
 T0 = 1_800_000_000.0  # an hour's start (2027-01-15 08:00 UTC)
 
 
@@ -354,7 +354,7 @@ async def test_purge_drops_transition_counts_past_keeping(store: fe.Store) -> No
     await store.create(started(2, at=T0 + 3 * 86400))
     assert await store.purge(T0 + 3 * 86400) == 1
     assert sum(c.count for c in (await store.flow_counts(since=0)).steps) == 2
-    await store.purge(T0 + fe.STEPS_KEPT + HOUR)  # the first hour is past keeping now
+    await store.purge(T0 + fe.FlowCounts.KEPT + HOUR)  # the first hour is past keeping now
     assert [c.hour for c in (await store.flow_counts(since=0)).steps] == [T0 + 3 * 86400]
 
 
