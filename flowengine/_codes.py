@@ -37,6 +37,7 @@ class ErrorCode(StrEnum):
     URL_INVALID = "url_invalid"
     STORE_NOT_SHARED = "store_not_shared"
     DEVICE_UNSUPPORTED = "device_unsupported"
+    STATUS_WINDOW_INVALID = "status_window_invalid"
     # PluginError
     PLUGIN_ERROR = "plugin_error"
     SPEC_NOT_FOUND = "spec_not_found"

@@ -285,6 +285,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.URL_INVALID,
         ErrorCode.STORE_NOT_SHARED,
         ErrorCode.DEVICE_UNSUPPORTED,
+        ErrorCode.STATUS_WINDOW_INVALID,
         ErrorCode.ISSUER_INVALID,
         ErrorCode.ID_TOKEN_RULES_INVALID,
         ErrorCode.CLIENT_KEY_INVALID,

@@ -200,6 +200,8 @@ class Token:
     client_id: str | None = None
     header_scheme: str = "Bearer"
     dead: bool = False
+    #: When the grant was found dead (the refresh that met ``invalid_grant``); None while alive.
+    dead_at: float | None = None
     #: The token endpoint that issued it: its refresh token is never sent anywhere else.
     token_endpoint: str | None = None
     extra: dict[str, Any] = attrs.field(factory=dict, repr=False)

@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import attrs
 
 from flowengine._records import Flow, Token
+from flowengine._stats import FlowCounts, TokenCounts
 
 __all__ = ["Lease", "Store"]
 
@@ -84,6 +85,25 @@ class Store(Protocol):
 
     async def delete_token(self, key: str) -> bool:
         """Remove a token; True if there was one."""
+        ...
+
+    async def flow_counts(self, *, since: float, spec: str | None = None) -> FlowCounts:
+        """Flows stored per spec and state now, and transitions per hour from ``since``'s hour on.
+
+        Read from counts the store keeps as it writes (see ``flowengine._stats``),
+        never by reading the flows: the cost does not grow with their number.
+        """
+        ...
+
+    async def token_counts(
+        self, *, now: float, within: float, provider: str | None = None, limit: int = 20
+    ) -> TokenCounts:
+        """Tokens per provider by health at ``now`` (refresh window ``within`` seconds).
+
+        With up to ``limit`` tokens per provider needing attention (dead, expired,
+        expiring). Counted from an index ordered by expiry: the cost grows with the
+        tokens expired or expiring within the window, not with all of them.
+        """
         ...
 
     async def acquire(self, key: str, ttl: float) -> Lease | None:

@@ -211,7 +211,7 @@ class TokenOperations:
             again = await store_call(self.store.get_token(current.key))
             if again is not None and again.refresh_token != current.refresh_token:
                 return again  # rotated by another worker meanwhile: ours was the spent one
-            await self._saver.save_token(attrs.evolve(current, dead=True))
+            await self._saver.save_token(attrs.evolve(current, dead=True, dead_at=self.clock()))
             raise
         fresh = attrs.evolve(
             fresh,

@@ -1,4 +1,4 @@
-"""The terminal frontend: ``flowengine login``, ``flows``, ``tokens`` and ``token header``.
+"""The terminal frontend: ``flowengine login``, ``flows``, ``tokens``, ``token header`` and ``status``.
 
 While a command runs, a ``TerminalPresenter`` is registered with the plugin
 manager: it prints each stored transition (``flowengine_transition``) and the
@@ -47,11 +47,12 @@ __getattr__ = lazy_exports(
 
 @hookimpl
 def flowengine_commands(cli: click.Group) -> None:
-    """Add ``login``, ``flows``, ``tokens``, ``token`` and ``doctor``."""
+    """Add ``login``, ``flows``, ``tokens``, ``token``, ``status`` and ``doctor``."""
     from .doctor import doctor
     from .header import token
     from .login import login
     from .records import flows, tokens
+    from .status import status
 
-    for command in (login, flows, tokens, token, doctor):
+    for command in (login, flows, tokens, token, status, doctor):
         cli.add_command(command)

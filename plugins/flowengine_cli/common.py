@@ -119,6 +119,7 @@ def token_summary(token: Token) -> dict[str, Any]:
         "expires_at": token.expires_at,
         "refreshable": token.refresh_token is not None,
         "dead": token.dead,
+        "dead_at": token.dead_at,
     }
 
 

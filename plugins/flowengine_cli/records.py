@@ -231,6 +231,7 @@ def tokens_show(key: str, store: str | None, as_json: bool) -> None:
         now = time.time()
         summary["expires_at"] = _ago(token.expires_at, now)
         summary["obtained_at"] = _ago(token.obtained_at, now)
+        summary["dead_at"] = "" if token.dead_at is None else _ago(token.dead_at, now)
         summary["account"] = str(token.account)
         for name, value in summary.items():
             click.echo(f"{name + ':':<14}{value}")

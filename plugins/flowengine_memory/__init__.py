@@ -3,7 +3,9 @@
 Selected by the URL ``memory://``. Everything is lost when the process ends;
 use ``sqlite:///path`` (or Redis/PostgreSQL) for anything that must survive.
 Leases are timed by the store's ``clock`` (``time.time`` unless one is passed:
-``MemoryStore(clock=fake.now)`` in tests).
+``MemoryStore(clock=fake.now)`` in tests). Flow counts are kept as flows are
+written, as the durable stores keep theirs; token counts are worked out from
+every token (a store of one process holds few).
 """
 
 from __future__ import annotations
@@ -12,10 +14,28 @@ import math
 import secrets
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import attrs
-from flowengine import Flow, Lease, StoreError, Token, hookimpl
+from flowengine import (
+    Flow,
+    FlowCounts,
+    HealthCount,
+    Lease,
+    StateCount,
+    StepCount,
+    StoreError,
+    Token,
+    TokenCounts,
+    TokenHealth,
+    attention_order,
+    check_token_query,
+    health_of,
+    hookimpl,
+    hour_of,
+    step_of,
+)
 
 __all__ = ["MemoryStore", "flowengine_store"]
 
@@ -41,6 +61,19 @@ class MemoryStore:
         self._by_state: dict[str, str] = {}
         self._tokens: dict[str, Token] = {}
         self._leases: dict[str, Lease] = {}
+        self._states: Counter[tuple[str, str]] = Counter()
+        #: (spec, hour, source, event, dest, error) -> transitions.
+        self._steps: Counter[tuple[str, float, str, str, str, str | None]] = Counter()
+
+    def _count(self, old: Flow | None, new: Flow | None) -> None:
+        """Keep the counts as a write replaces ``old`` with ``new`` (either may be None); under the lock."""
+        if old is not None:
+            self._states[old.spec, old.state] -= 1
+        if new is not None:
+            self._states[new.spec, new.state] += 1
+            step = step_of(new) if old is None or new.version > old.version else None
+            if step is not None:
+                self._steps[new.spec, hour_of(step.at), step.source, step.event, step.dest, step.error] += 1
 
     async def create(self, flow: Flow) -> None:
         """Add a new flow; ``store_conflict`` if its id or state is taken."""
@@ -49,6 +82,7 @@ class MemoryStore:
                 raise StoreError(f"flow {flow.id!r} already exists", code="store_conflict", retryable=False)
             self._flows[flow.id] = _at_rest(flow)
             self._by_state[flow.state_hash] = flow.id
+            self._count(None, flow)
 
     async def get(self, flow_id: str) -> Flow | None:
         """The flow with this id, or None."""
@@ -75,6 +109,7 @@ class MemoryStore:
             if current is None or current.version != expected_version:
                 return False
             self._flows[flow.id] = _at_rest(flow)
+            self._count(current, flow)
             return True
 
     async def delete(self, flow_id: str) -> bool:
@@ -83,16 +118,51 @@ class MemoryStore:
             flow = self._flows.pop(flow_id, None)
             if flow is not None:
                 self._by_state.pop(flow.state_hash, None)
+                self._count(flow, None)
             return flow is not None
 
     async def purge(self, now: float) -> int:
-        """Remove flows whose ``expires_at`` is before ``now``."""
+        """Remove flows whose ``expires_at`` is before ``now``, and transition counts past keeping."""
         with self._lock:
             gone = [f for f in self._flows.values() if f.expires_at < now]
             for flow in gone:
                 del self._flows[flow.id]
                 self._by_state.pop(flow.state_hash, None)
+                self._count(flow, None)
+            for key in [key for key in self._steps if key[1] < now - FlowCounts.KEPT]:
+                del self._steps[key]
             return len(gone)
+
+    async def flow_counts(self, *, since: float, spec: str | None = None) -> FlowCounts:
+        """Flows per spec and state now, and transitions per hour from ``since``'s hour on."""
+        first = hour_of(since)
+        with self._lock:
+            states = [StateCount(s, state, n) for (s, state), n in self._states.items()]
+            steps = [StepCount(*key, count=n) for key, n in self._steps.items() if key[1] >= first]
+        return FlowCounts.summed(
+            (c for c in states if spec is None or c.spec == spec),
+            (c for c in steps if spec is None or c.spec == spec),
+        )
+
+    async def token_counts(
+        self, *, now: float, within: float, provider: str | None = None, limit: int = 20
+    ) -> TokenCounts:
+        """Tokens per provider by health at ``now``, worked out from every token (see the module)."""
+        check_token_query(now, within, limit)
+        with self._lock:
+            tokens = [t for t in self._tokens.values() if provider is None or t.provider == provider]
+        counts: Counter[tuple[str, TokenHealth]] = Counter()
+        needing: dict[str, list[Token]] = {}
+        for token in tokens:
+            health = health_of(token, now, within)
+            counts[token.provider, health] += 1
+            if health is not TokenHealth.FRESH:
+                needing.setdefault(token.provider, []).append(token)
+        shown = [t for name in sorted(needing) for t in attention_order(needing[name])[:limit]]
+        return TokenCounts(
+            counts=tuple(HealthCount(p, h, n) for (p, h), n in sorted(counts.items())),
+            tokens=tuple(shown),
+        )
 
     async def put_token(self, token: Token) -> None:
         """Insert or replace a token under its key."""

@@ -57,6 +57,115 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at double precision NOT NULL
     );
     """,
+    # 2: the counts of the operator's view (flowengine._stats), kept by triggers in the
+    # transaction of the statement that writes a flow or a token. Each count is spread over
+    # 16 rows ("slot": the writing connection's backend pid mod 16) so that concurrent writers
+    # rarely wait on one row, and rows are always locked in (spec, state, slot) order, flows
+    # deleted in bulk (purge) included, so two writers never wait on each other in a circle.
+    # A flow row carries the transition its write made (step_*), counted when the version moves.
+    # Tokens stored before this migration have dead = NULL until a token count classifies them
+    # (their records may be sealed: that needs the codec).
+    """
+    ALTER TABLE {schema}.flows ADD COLUMN step_hour double precision, ADD COLUMN step_source text,
+        ADD COLUMN step_event text, ADD COLUMN step_error text;
+    CREATE TABLE {schema}.flow_states (
+        spec text NOT NULL, state text NOT NULL, slot smallint NOT NULL, n bigint NOT NULL,
+        PRIMARY KEY (spec, state, slot)
+    );
+    INSERT INTO {schema}.flow_states (spec, state, slot, n)
+        SELECT spec, state, 0, count(*) FROM {schema}.flows GROUP BY spec, state;
+    CREATE TABLE {schema}.flow_steps (
+        hour double precision NOT NULL, spec text NOT NULL, source text NOT NULL, event text NOT NULL,
+        dest text NOT NULL, error text NOT NULL, slot smallint NOT NULL, n bigint NOT NULL,
+        PRIMARY KEY (hour, spec, source, event, dest, error, slot)
+    );
+    CREATE FUNCTION {schema}.flows_counted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    DECLARE
+        my_slot smallint := pg_backend_pid() % 16;
+        counted boolean;
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            INSERT INTO {schema}.flow_states AS c (spec, state, slot, n)
+                VALUES (NEW.spec, NEW.state, my_slot, 1)
+                ON CONFLICT (spec, state, slot) DO UPDATE SET n = c.n + 1;
+            counted := true;
+        ELSE
+            IF OLD.spec <> NEW.spec OR OLD.state <> NEW.state THEN
+                INSERT INTO {schema}.flow_states AS c (spec, state, slot, n)
+                    SELECT v.spec, v.state, my_slot, v.d
+                    FROM (VALUES (OLD.spec, OLD.state, -1), (NEW.spec, NEW.state, 1)) AS v (spec, state, d)
+                    ORDER BY v.spec, v.state
+                    ON CONFLICT (spec, state, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
+            END IF;
+            counted := NEW.version > OLD.version;
+        END IF;
+        IF counted AND NEW.step_hour IS NOT NULL THEN
+            INSERT INTO {schema}.flow_steps AS c (hour, spec, source, event, dest, error, slot, n)
+                VALUES (NEW.step_hour, NEW.spec, NEW.step_source, NEW.step_event, NEW.state,
+                        coalesce(NEW.step_error, ''), my_slot, 1)
+                ON CONFLICT (hour, spec, source, event, dest, error, slot) DO UPDATE SET n = c.n + 1;
+        END IF;
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER flows_counted AFTER INSERT OR UPDATE ON {schema}.flows
+        FOR EACH ROW EXECUTE FUNCTION {schema}.flows_counted();
+    CREATE FUNCTION {schema}.flows_uncounted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        INSERT INTO {schema}.flow_states AS c (spec, state, slot, n)
+            SELECT spec, state, pg_backend_pid() % 16, -count(*) FROM gone GROUP BY spec, state
+            ORDER BY spec, state
+            ON CONFLICT (spec, state, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER flows_uncounted AFTER DELETE ON {schema}.flows REFERENCING OLD TABLE AS gone
+        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.flows_uncounted();
+
+    ALTER TABLE {schema}.tokens ADD COLUMN dead boolean, ADD COLUMN refreshable boolean,
+        ADD COLUMN dead_at double precision;
+    CREATE INDEX tokens_by_health ON {schema}.tokens (provider, dead, expires_at, refreshable);
+    CREATE INDEX tokens_dead ON {schema}.tokens (provider, dead_at) WHERE dead;
+    CREATE INDEX tokens_unclassified ON {schema}.tokens (key) WHERE dead IS NULL;
+    CREATE TABLE {schema}.token_counts (
+        provider text NOT NULL, dead boolean NOT NULL, slot smallint NOT NULL, n bigint NOT NULL,
+        PRIMARY KEY (provider, dead, slot)
+    );
+    CREATE FUNCTION {schema}.tokens_counted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    DECLARE
+        old_provider text;
+        old_dead boolean;
+    BEGIN
+        IF TG_OP = 'UPDATE' THEN
+            old_provider := OLD.provider;
+            old_dead := OLD.dead;
+        END IF;
+        INSERT INTO {schema}.token_counts AS c (provider, dead, slot, n)
+            SELECT v.provider, v.dead, pg_backend_pid() % 16, v.d
+            FROM (VALUES (old_provider, old_dead, -1), (NEW.provider, NEW.dead, 1)) AS v (provider, dead, d)
+            WHERE v.provider IS NOT NULL AND v.dead IS NOT NULL
+            ORDER BY v.provider, v.dead
+            ON CONFLICT (provider, dead, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER tokens_counted_insert AFTER INSERT ON {schema}.tokens
+        FOR EACH ROW WHEN (NEW.dead IS NOT NULL) EXECUTE FUNCTION {schema}.tokens_counted();
+    CREATE TRIGGER tokens_counted_update AFTER UPDATE ON {schema}.tokens
+        FOR EACH ROW WHEN (OLD.dead IS DISTINCT FROM NEW.dead OR OLD.provider <> NEW.provider)
+        EXECUTE FUNCTION {schema}.tokens_counted();
+    CREATE FUNCTION {schema}.tokens_uncounted() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN
+        INSERT INTO {schema}.token_counts AS c (provider, dead, slot, n)
+            SELECT provider, dead, pg_backend_pid() % 16, -count(*) FROM gone WHERE dead IS NOT NULL
+            GROUP BY provider, dead ORDER BY provider, dead
+            ON CONFLICT (provider, dead, slot) DO UPDATE SET n = c.n + EXCLUDED.n;
+        RETURN NULL;
+    END
+    $fn$;
+    CREATE TRIGGER tokens_uncounted AFTER DELETE ON {schema}.tokens REFERENCING OLD TABLE AS gone
+        FOR EACH STATEMENT EXECUTE FUNCTION {schema}.tokens_uncounted();
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -21,21 +21,49 @@ _DB_NOW = "extract(epoch FROM clock_timestamp())::double precision"
 
 _TEMPLATES: dict[str, str] = {
     "create_flow": (
-        "INSERT INTO {flows} (id, spec, state, state_hash, version, created_at, expires_at, record)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
+        "INSERT INTO {flows} (id, spec, state, state_hash, version, created_at, expires_at, record,"
+        " step_hour, step_source, step_event, step_error)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"
     ),
     "get_flow": "SELECT record FROM {flows} WHERE id = %s",
     "get_flow_by_state": "SELECT id, record FROM {flows} WHERE state_hash = %s",
     "compare_and_set": (
         "UPDATE {flows} SET spec = %s, state = %s, state_hash = %s, version = %s,"
-        " created_at = %s, expires_at = %s, record = %s WHERE id = %s AND version = %s"
+        " created_at = %s, expires_at = %s, record = %s, step_hour = %s, step_source = %s,"
+        " step_event = %s, step_error = %s WHERE id = %s AND version = %s"
     ),
     "delete_flow": "DELETE FROM {flows} WHERE id = %s",
     "purge_flows": "DELETE FROM {flows} WHERE expires_at < %s",
     "put_token": (
-        "INSERT INTO {tokens} (key, provider, expires_at, record) VALUES (%s, %s, %s, %s)"
+        "INSERT INTO {tokens} (key, provider, expires_at, record, dead, refreshable, dead_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (key) DO UPDATE SET provider = EXCLUDED.provider,"
-        " expires_at = EXCLUDED.expires_at, record = EXCLUDED.record"
+        " expires_at = EXCLUDED.expires_at, record = EXCLUDED.record, dead = EXCLUDED.dead,"
+        " refreshable = EXCLUDED.refreshable, dead_at = EXCLUDED.dead_at"
+    ),
+    # The counts of the operator's view (migration 2): sums over the slots the triggers spread them on.
+    "purge_steps": "DELETE FROM {flow_steps} WHERE hour < %s",
+    "flow_states": "SELECT spec, state, sum(n)::bigint FROM {flow_states} GROUP BY spec, state",
+    "flow_steps": (
+        "SELECT spec, hour, source, event, dest, error, sum(n)::bigint FROM {flow_steps}"
+        " WHERE hour >= %s GROUP BY spec, hour, source, event, dest, error"
+    ),
+    "token_totals": "SELECT provider, dead, sum(n)::bigint FROM {token_counts} GROUP BY provider, dead",
+    # The live tokens expiring by the end of the window: one range of tokens_by_health per provider.
+    "token_range": (
+        "SELECT refreshable, expires_at <= %(now)s, count(*) FROM {tokens}"
+        " WHERE provider = %(provider)s AND dead = false AND expires_at <= %(until)s GROUP BY 1, 2"
+    ),
+    "dead_first": (
+        "SELECT key, record FROM {tokens} WHERE provider = %s AND dead ORDER BY dead_at DESC LIMIT %s"
+    ),
+    "soonest": (
+        "SELECT key, record FROM {tokens} WHERE provider = %s AND dead = false AND expires_at <= %s"
+        " ORDER BY expires_at LIMIT %s"
+    ),
+    "unclassified": "SELECT key, record FROM {tokens} WHERE dead IS NULL",
+    "classify": (
+        "UPDATE {tokens} SET dead = %s, refreshable = %s, dead_at = %s WHERE key = %s AND record = %s"
     ),
     "get_token": "SELECT record FROM {tokens} WHERE key = %s",
     "delete_token": "DELETE FROM {tokens} WHERE key = %s",
@@ -78,13 +106,23 @@ class Queries:
     renew: sql.Composed
     release: sql.Composed
     purge_leases: sql.Composed
+    purge_steps: sql.Composed
+    flow_states: sql.Composed
+    flow_steps: sql.Composed
+    token_totals: sql.Composed
+    token_range: sql.Composed
+    dead_first: sql.Composed
+    soonest: sql.Composed
+    unclassified: sql.Composed
+    classify: sql.Composed
     flows: sql.Identifier
     tokens: sql.Identifier
 
     @classmethod
     def for_schema(cls, schema: str) -> Queries:
         """Compose every statement against ``schema``'s tables."""
-        tables = {name: sql.Identifier(schema, name) for name in ("flows", "tokens", "leases")}
+        names = ("flows", "tokens", "leases", "flow_states", "flow_steps", "token_counts")
+        tables = {name: sql.Identifier(schema, name) for name in names}
         db_now = sql.SQL(_DB_NOW)
         composed = {name: sql.SQL(text).format(**tables, db_now=db_now) for name, text in _TEMPLATES.items()}
         return cls(**composed, flows=tables["flows"], tokens=tables["tokens"])

@@ -24,8 +24,23 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import attrs
-from flowengine import Flow, FlowError, Lease, RecordCodec, StoreError, Token, codec_for, digests_equal
+from flowengine import (
+    Flow,
+    FlowCounts,
+    FlowError,
+    Lease,
+    RecordCodec,
+    StoreError,
+    Token,
+    TokenCounts,
+    check_token_query,
+    codec_for,
+    digests_equal,
+    hour_of,
+    step_of,
+)
 
+from flowengine_postgres import _counts
 from flowengine_postgres._url import PostgresURL, parse_url
 
 _T = TypeVar("_T")
@@ -104,7 +119,12 @@ def _check_ttl(ttl: float) -> None:
 
 
 def _flow_row(flow: Flow, codec: RecordCodec) -> tuple[object, ...]:
-    """The flow's columns after ``id``, in the order the statements list them, record last."""
+    """The flow's columns after ``id``, in the order the statements list them.
+
+    The record, then the transition this write makes (``step_*``), which the
+    triggers of migration 2 count.
+    """
+    step = step_of(flow)
     return (
         flow.spec,
         flow.state,
@@ -113,6 +133,10 @@ def _flow_row(flow: Flow, codec: RecordCodec) -> tuple[object, ...]:
         flow.created_at,
         flow.expires_at,
         codec.dump_flow(flow),
+        None if step is None else hour_of(step.at),
+        None if step is None else step.source,
+        None if step is None else step.event,
+        None if step is None else step.error,
     )
 
 
@@ -351,12 +375,14 @@ class PostgresStore:
         """Remove flows whose ``expires_at`` is before ``now``; how many went.
 
         Leases that ran out (by the database clock) are swept too, so keys such
-        as ``exchange:<flow id>`` left by crashed workers do not pile up.
+        as ``exchange:<flow id>`` left by crashed workers do not pile up, and
+        transition counts older than ``FlowCounts.KEPT``.
         """
 
         async def work(conn: _Conn, q: Queries) -> int:
             removed = await _count(conn, q.purge_flows, (now,))
             await conn.execute(q.purge_leases)
+            await conn.execute(q.purge_steps, (now - FlowCounts.KEPT,))
             return removed
 
         return await self._run(work)
@@ -365,10 +391,9 @@ class PostgresStore:
 
     async def put_token(self, token: Token) -> None:
         """Insert or replace the token under ``token.key``."""
-        record = self._codec.dump_token(token)
-        await self._run(
-            lambda conn, q: _count(conn, q.put_token, (token.key, token.provider, token.expires_at, record))
-        )
+        row = (token.key, token.provider, token.expires_at, self._codec.dump_token(token))
+        health = _counts.health_columns(token)
+        await self._run(lambda conn, q: _count(conn, q.put_token, (*row, *health)))
 
     async def get_token(self, key: str) -> Token | None:
         """The token under ``key``, or None; ``store_corrupt`` naming it when damaged or keyed otherwise."""
@@ -382,6 +407,56 @@ class PostgresStore:
         params = [value for value in (provider, expiring_before) if value is not None]
         filters = {"provider": provider is not None, "expiring_before": expiring_before is not None}
         rows = await self._run(lambda conn, q: _all(conn, q.list_tokens(**filters), params))
+        return self._readable_tokens(rows)
+
+    async def delete_token(self, key: str) -> bool:
+        """Remove a token; True if there was one."""
+        return await self._run(lambda conn, q: _count(conn, q.delete_token, (key,))) == 1
+
+    # -- counts ----------------------------------------------------------------
+
+    async def flow_counts(self, *, since: float, spec: str | None = None) -> FlowCounts:
+        """Flows per spec and state now, and transitions per hour from ``since``'s hour on.
+
+        Sums of the rows the triggers keep (``_counts``): no flow is read.
+        """
+        return await self._run(lambda conn, q: _counts.flow_counts(conn, q, hour_of(since), spec))
+
+    async def token_counts(
+        self, *, now: float, within: float, provider: str | None = None, limit: int = 20
+    ) -> TokenCounts:
+        """Tokens per provider by health at ``now``; up to ``limit`` per provider needing attention.
+
+        Tokens stored before counting began are classified first (once; see ``_counts``).
+        """
+        check_token_query(now, within, limit)
+        unclassified = await self._run(lambda conn, q: _all(conn, q.unclassified, ()))
+        if unclassified:
+            await self._classify(unclassified)
+        query = (now, within, provider, limit)
+        counts, rows = await self._run(lambda conn, q: _counts.token_counts(conn, q, query))
+        tokens = self._readable_tokens(rows)
+        return _counts.with_attention(counts, tokens, limit)
+
+    async def _classify(self, rows: list[TupleRow]) -> None:
+        values = []
+        for key, record in rows:
+            try:
+                token = self._codec.load_token(record, key)
+            except StoreError as exc:
+                if exc.code == "store_key_missing":
+                    raise
+                log.warning("postgres store %s: cannot count token %r: %s", self.url.schema, key, exc.message)
+                continue
+            values.append((*_counts.health_columns(token), key, record))
+
+        async def work(conn: _Conn, q: Queries) -> None:
+            async with conn.cursor() as cursor:
+                await cursor.executemany(q.classify, values)
+
+        await self._run(work)
+
+    def _readable_tokens(self, rows: list[TupleRow]) -> list[Token]:
         tokens: list[Token] = []
         for key, record in rows:
             try:
@@ -391,10 +466,6 @@ class PostgresStore:
                     raise  # not one damaged record: without the key no sealed record can be read
                 log.warning("postgres store %s: skipping token %r: %s", self.url.schema, key, exc.message)
         return tokens
-
-    async def delete_token(self, key: str) -> bool:
-        """Remove a token; True if there was one."""
-        return await self._run(lambda conn, q: _count(conn, q.delete_token, (key,))) == 1
 
     # -- leases ----------------------------------------------------------------
 

@@ -27,7 +27,18 @@ __all__ = ["Connection", "driver_errors"]
 class Connection:
     """One client (one connection pool) with the store's scripts, bound to the loop it was made in."""
 
-    __slots__ = ("acquire", "cas", "create", "delete_flow", "loop", "read_flows", "redis", "release", "renew")
+    __slots__ = (
+        "acquire",
+        "cas",
+        "create",
+        "delete_flow",
+        "loop",
+        "put_token",
+        "read_flows",
+        "redis",
+        "release",
+        "renew",
+    )
 
     def __init__(self, options: RedisOptions) -> None:
         self.loop = asyncio.get_running_loop()
@@ -54,6 +65,7 @@ class Connection:
         self.release: AsyncScript = self.redis.register_script(_scripts.RELEASE)
         self.acquire: AsyncScript = self.redis.register_script(_scripts.ACQUIRE)
         self.renew: AsyncScript = self.redis.register_script(_scripts.RENEW)
+        self.put_token: AsyncScript = self.redis.register_script(_scripts.PUT_TOKEN)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,9 @@ Key layout under the URL's ``prefix`` (``flowengine:`` by default):
 - ``expiry``: sorted set of flow ids by expires_at (purge);
 - ``token:{key}``: hash of provider, expires_at and ``blob`` (``RecordCodec.dump_token``);
 - ``tokens`` and ``tokens:{provider}``: sorted sets of token keys by expires_at (+inf: never);
-- ``lease:{key}``: the owner's random token, with Redis's own expiry.
+- ``lease:{key}``: the owner's random token, with Redis's own expiry;
+- the counts of the operator's view: ``in:{spec}:{state}``, ``states``, ``steps:{hour}``,
+  ``step_hours``, ``health:{provider}:r|n|dead`` and ``providers`` (see ``_counts``).
 
 A flow and its state key expire natively at ``max(expires_at, now) + retention``,
 so abandoned flows never pile up, while an expired one stays readable long
@@ -29,8 +31,19 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from flowengine import Flow, Lease, RecordCodec, StoreError, Token
+from flowengine import (
+    Flow,
+    FlowCounts,
+    Lease,
+    RecordCodec,
+    StoreError,
+    Token,
+    TokenCounts,
+    check_token_query,
+    step_of,
+)
 
+from flowengine_redis import _counts
 from flowengine_redis._connection import Connection, driver_errors
 from flowengine_redis._url import RedisOptions
 
@@ -63,6 +76,7 @@ class RedisStore:
         self._flows_key = f"{prefix}flows"
         self._expiry_key = f"{prefix}expiry"
         self._tokens_key = f"{prefix}tokens"
+        self._counted = _counts.CountKeys(prefix)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.options.address!r}, prefix={self.options.prefix!r})"
@@ -113,6 +127,8 @@ class RedisStore:
 
     async def create(self, flow: Flow) -> None:
         """Add a new flow in one atomic step; ``store_conflict`` if its id or state digest is taken."""
+        name = _counts.state_name(flow.spec, flow.state)
+        step_keys, step_args = _counts.step_args(self._counted, flow)
         with self._driver_errors():
             conn = self._conn()
             written = await conn.create(
@@ -121,6 +137,9 @@ class RedisStore:
                     self._state_key(flow.state_hash),
                     self._flows_key,
                     self._expiry_key,
+                    self._counted.in_state(name),
+                    self._counted.states,
+                    *step_keys,
                 ],
                 args=[
                     flow.id,
@@ -132,6 +151,8 @@ class RedisStore:
                     repr(flow.expires_at),
                     self.codec.dump_flow(flow),
                     self._native_expiry_ms(flow.expires_at),
+                    name,
+                    *step_args,
                 ],
             )
         if written == 0:
@@ -209,22 +230,55 @@ class RedisStore:
         return flows
 
     async def compare_and_set(self, flow: Flow, expected_version: int) -> bool:
-        """Replace the flow if its stored version is ``expected_version``, in one atomic script."""
+        """Replace the flow if its stored version is ``expected_version``, in one atomic script.
+
+        The script also moves the flow between the state sets the counts read: it
+        needs the stored state's set named in its keys, which is the source of the
+        transition being written; for a record written without one (by hand) the
+        state is read first, and a script that finds another state writes nothing
+        and is run again with the one it found.
+        """
+        step = step_of(flow)
+        old_state = step.source if step is not None and step.source else None
+        name = _counts.state_name(flow.spec, flow.state)
+        step_keys, step_args = _counts.step_args(self._counted, flow)
+        blob = self.codec.dump_flow(flow)
         with self._driver_errors():
-            written = await self._conn().cas(
-                keys=[self._flow_key(flow.id), self._state_key(flow.state_hash), self._expiry_key],
-                args=[
-                    str(expected_version),
-                    flow.id,
-                    flow.spec,
-                    flow.state,
-                    flow.version,
-                    repr(flow.expires_at),
-                    self.codec.dump_flow(flow),
-                    self._native_expiry_ms(flow.expires_at),
-                ],
-            )
-        return bool(written == 1)
+            conn = self._conn()
+            for _ in range(3):
+                if old_state is None:
+                    raw = await conn.redis.hget(self._flow_key(flow.id), "state")
+                    if raw is None:
+                        return False
+                    old_state = _text(raw)
+                written = await conn.cas(
+                    keys=[
+                        self._flow_key(flow.id),
+                        self._state_key(flow.state_hash),
+                        self._expiry_key,
+                        self._counted.in_state(_counts.state_name(flow.spec, old_state)),
+                        self._counted.in_state(name),
+                        self._counted.states,
+                        *step_keys,
+                    ],
+                    args=[
+                        str(expected_version),
+                        flow.id,
+                        flow.spec,
+                        flow.state,
+                        flow.version,
+                        repr(flow.expires_at),
+                        blob,
+                        self._native_expiry_ms(flow.expires_at),
+                        old_state,
+                        name,
+                        *step_args,
+                    ],
+                )
+                if written != -1:
+                    return bool(written == 1)
+                old_state = None  # not the state it was believed to be in: read it, try again
+        return False
 
     async def delete(self, flow_id: str) -> bool:
         """Remove a flow, its state key and its index entries; True if there was one."""
@@ -235,13 +289,17 @@ class RedisStore:
     async def purge(self, now: float) -> int:
         """Remove flows whose ``expires_at`` is before ``now``; how many this call removed.
 
-        Each flow is re-checked inside the delete script, so a flow whose expiry a
+        Transition counts older than ``FlowCounts.KEPT`` go too (Redis would drop them by
+        itself a little later). Each flow is re-checked inside the delete script, so a flow whose expiry a
         compare-and-set moved after it was listed stays. Workers purging at once
         count each flow once.
         """
         with self._driver_errors():
-            raw = await self._conn().redis.zrangebyscore(self._expiry_key, "-inf", f"({now!r}")
-            return await self._delete_flows([_text(r) for r in raw], now=now)
+            redis = self._conn().redis
+            raw = await redis.zrangebyscore(self._expiry_key, "-inf", f"({now!r}")
+            removed = await self._delete_flows([_text(r) for r in raw], now=now)
+            await _counts.drop_old_steps(redis, self._counted, now)
+            return removed
 
     async def _delete_flows(self, flow_ids: Sequence[str], *, now: float | None) -> int:
         """Delete these flows (those still expiring before ``now``, when given); how many went."""
@@ -250,10 +308,11 @@ class RedisStore:
         conn = self._conn()
         pipe = conn.redis.pipeline(transaction=False)
         for flow_id in flow_ids:
-            pipe.hget(self._flow_key(flow_id), "state_hash")
-        state_hashes: list[bytes | None] = await pipe.execute()
+            pipe.hmget(self._flow_key(flow_id), ["state_hash", "spec", "state"])
+        found: list[list[bytes | None]] = await pipe.execute()
+        state_hashes = [fields[0] for fields in found]
         pipe = conn.redis.pipeline(transaction=False)
-        for flow_id, state_hash in zip(flow_ids, state_hashes, strict=True):
+        for flow_id, (state_hash, spec, state) in zip(flow_ids, found, strict=True):
             if state_hash is None:  # already gone: only its index entries are left to drop
                 pipe.zrem(self._flows_key, flow_id)
                 pipe.zrem(self._expiry_key, flow_id)
@@ -263,6 +322,7 @@ class RedisStore:
                 self._state_key(_text(state_hash)),
                 self._flows_key,
                 self._expiry_key,
+                self._counted.in_state(_counts.state_name(_text(spec), _text(state))),
             ]
             args = [flow_id] if now is None else [flow_id, repr(now)]
             await conn.delete_flow(keys=keys, args=args, client=pipe)
@@ -278,22 +338,34 @@ class RedisStore:
     # Tokens -----------------------------------------------------------------------------------
 
     async def put_token(self, token: Token) -> None:
-        """Insert or replace the token and its index entries in one transaction."""
-        score = math.inf if token.expires_at is None else token.expires_at
-        blob = self.codec.dump_token(token)
+        """Insert or replace the token, its index entries and its health set, in one script."""
         with self._driver_errors():
-            pipe = self._conn().redis.pipeline(transaction=True)
-            pipe.hset(
+            await self._put_token(token, self.codec.dump_token(token), counted=True)
+
+    async def _put_token(self, token: Token, blob: bytes, *, counted: bool) -> int:
+        """Run PUT_TOKEN; ``counted=False`` only files a stored token (``blob``) in its health set."""
+        which, health_score = _counts.health_args(token)
+        score = math.inf if token.expires_at is None else token.expires_at
+        written: int = await self._conn().put_token(
+            keys=[
                 self._token_key(token.key),
-                mapping={
-                    "provider": token.provider,
-                    "expires_at": "" if token.expires_at is None else repr(token.expires_at),
-                    "blob": blob,
-                },
-            )
-            pipe.zadd(self._tokens_key, {token.key: score})
-            pipe.zadd(self._provider_key(token.provider), {token.key: score})
-            await pipe.execute()
+                self._tokens_key,
+                self._provider_key(token.provider),
+                *self._counted.health(token.provider),
+                self._counted.providers,
+            ],
+            args=[
+                token.key,
+                token.provider,
+                "" if token.expires_at is None else repr(token.expires_at),
+                blob,
+                repr(score),
+                which,
+                repr(health_score),
+                "1" if counted else "0",
+            ],
+        )
+        return written
 
     async def get_token(self, key: str) -> Token | None:
         """The token under ``key``, or None."""
@@ -345,8 +417,67 @@ class RedisStore:
             pipe.zrem(self._tokens_key, key)
             if provider is not None:
                 pipe.zrem(self._provider_key(_text(provider)), key)
+                for health in self._counted.health(_text(provider)):
+                    pipe.zrem(health, key)
             results: list[Any] = await pipe.execute()
         return bool(results[0])
+
+    # Counts -----------------------------------------------------------------------------------
+
+    async def flow_counts(self, *, since: float, spec: str | None = None) -> FlowCounts:
+        """Flows per spec and state now, and transitions per hour from ``since``'s hour on (``_counts``)."""
+        with self._driver_errors():
+            return await _counts.flow_counts(self._conn().redis, self._counted, since, spec)
+
+    async def token_counts(
+        self, *, now: float, within: float, provider: str | None = None, limit: int = 20
+    ) -> TokenCounts:
+        """Tokens per provider by health at ``now``; up to ``limit`` per provider needing attention.
+
+        Tokens a flowengine stored before counting began are filed first (each once).
+        """
+        check_token_query(now, within, limit)
+        with self._driver_errors():
+            redis = self._conn().redis
+            for name in map(_text, await redis.smembers(self._counted.providers)):
+                await self._classify(await _counts.unclassified(redis, self._counted, name))
+            return await _counts.token_counts(
+                redis, self._counted, (now, within, provider, limit), self._tokens
+            )
+
+    async def _classify(self, keys: Sequence[str]) -> None:
+        for key, (_provider, blob) in zip(keys, await self._token_rows(keys), strict=True):
+            if blob is None:
+                continue
+            try:
+                token = self.codec.load_token(blob, key)
+            except StoreError as exc:
+                if exc.code == "store_key_missing":
+                    raise
+                log.warning("cannot count token %r in the Redis store at %s: %s", key, self._where, exc)
+                continue
+            await self._put_token(token, blob, counted=False)
+
+    async def _token_rows(self, keys: Sequence[str]) -> list[list[bytes | None]]:
+        pipe = self._conn().redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.hmget(self._token_key(key), ["provider", "blob"])
+        rows: list[list[bytes | None]] = await pipe.execute()
+        return rows
+
+    async def _tokens(self, keys: Sequence[str]) -> list[Token]:
+        """The readable tokens under ``keys`` (damaged ones skipped with a warning)."""
+        tokens: list[Token] = []
+        for key, (_provider, blob) in zip(keys, await self._token_rows(keys), strict=True):
+            if blob is None:
+                continue
+            try:
+                tokens.append(self.codec.load_token(blob, key))
+            except StoreError as exc:
+                if exc.code == "store_key_missing":
+                    raise
+                log.warning("skipping token %r in the Redis store at %s: %s", key, self._where, exc)
+        return tokens
 
     # Leases -----------------------------------------------------------------------------------
 

@@ -15,6 +15,101 @@ from flowengine import StoreError
 
 __all__ = ["SCHEMA_VERSION", "immediate", "migrate"]
 
+# 2: the counts of the operator's view (flowengine._stats), kept by triggers in the transaction of
+# the statement that writes a flow or a token. A flow row carries the transition its write made
+# (step_*: the hour, source, event and error of its newest history entry); the triggers add it to
+# flow_steps when the version moves on. Tokens stored before this version have dead = NULL until
+# a token count classifies them (it needs the codec, which SQL has not).
+_COUNTS: tuple[str, ...] = (
+    "ALTER TABLE flows ADD COLUMN step_hour REAL",
+    "ALTER TABLE flows ADD COLUMN step_source TEXT",
+    "ALTER TABLE flows ADD COLUMN step_event TEXT",
+    "ALTER TABLE flows ADD COLUMN step_error TEXT",
+    """
+    CREATE TABLE flow_states (
+        spec  TEXT NOT NULL,
+        state TEXT NOT NULL,
+        n     INTEGER NOT NULL,
+        PRIMARY KEY (spec, state)
+    ) WITHOUT ROWID
+    """,
+    "INSERT INTO flow_states (spec, state, n) SELECT spec, state, count(*) FROM flows GROUP BY spec, state",
+    """
+    CREATE TABLE flow_steps (
+        hour   REAL NOT NULL,
+        spec   TEXT NOT NULL,
+        source TEXT NOT NULL,
+        event  TEXT NOT NULL,
+        dest   TEXT NOT NULL,
+        error  TEXT NOT NULL,
+        n      INTEGER NOT NULL,
+        PRIMARY KEY (hour, spec, source, event, dest, error)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TRIGGER flows_counted_insert AFTER INSERT ON flows BEGIN
+        INSERT INTO flow_states (spec, state, n) VALUES (NEW.spec, NEW.state, 1)
+            ON CONFLICT (spec, state) DO UPDATE SET n = n + 1;
+        INSERT INTO flow_steps (hour, spec, source, event, dest, error, n)
+            SELECT NEW.step_hour, NEW.spec, NEW.step_source, NEW.step_event, NEW.state,
+                   coalesce(NEW.step_error, ''), 1
+            WHERE NEW.step_hour IS NOT NULL
+            ON CONFLICT (hour, spec, source, event, dest, error) DO UPDATE SET n = n + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER flows_counted_update AFTER UPDATE ON flows BEGIN
+        UPDATE flow_states SET n = n - 1 WHERE spec = OLD.spec AND state = OLD.state;
+        INSERT INTO flow_states (spec, state, n) VALUES (NEW.spec, NEW.state, 1)
+            ON CONFLICT (spec, state) DO UPDATE SET n = n + 1;
+        INSERT INTO flow_steps (hour, spec, source, event, dest, error, n)
+            SELECT NEW.step_hour, NEW.spec, NEW.step_source, NEW.step_event, NEW.state,
+                   coalesce(NEW.step_error, ''), 1
+            WHERE NEW.step_hour IS NOT NULL AND NEW.version > OLD.version
+            ON CONFLICT (hour, spec, source, event, dest, error) DO UPDATE SET n = n + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER flows_counted_delete AFTER DELETE ON flows BEGIN
+        UPDATE flow_states SET n = n - 1 WHERE spec = OLD.spec AND state = OLD.state;
+    END
+    """,
+    "ALTER TABLE tokens ADD COLUMN dead INTEGER",
+    "ALTER TABLE tokens ADD COLUMN refreshable INTEGER",
+    "ALTER TABLE tokens ADD COLUMN dead_at REAL",
+    # Live tokens by expiry, per provider: the expiring and expired ones are one range of it.
+    "CREATE INDEX tokens_by_health ON tokens (provider, dead, expires_at, refreshable)",
+    "CREATE INDEX tokens_dead ON tokens (provider, dead_at) WHERE dead = 1",
+    "CREATE INDEX tokens_unclassified ON tokens (key) WHERE dead IS NULL",
+    """
+    CREATE TABLE token_counts (
+        provider TEXT NOT NULL,
+        dead     INTEGER NOT NULL,
+        n        INTEGER NOT NULL,
+        PRIMARY KEY (provider, dead)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TRIGGER tokens_counted_insert AFTER INSERT ON tokens WHEN NEW.dead IS NOT NULL BEGIN
+        INSERT INTO token_counts (provider, dead, n) VALUES (NEW.provider, NEW.dead, 1)
+            ON CONFLICT (provider, dead) DO UPDATE SET n = n + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER tokens_counted_update AFTER UPDATE OF provider, dead ON tokens BEGIN
+        UPDATE token_counts SET n = n - 1 WHERE provider = OLD.provider AND dead = OLD.dead;
+        INSERT INTO token_counts (provider, dead, n) SELECT NEW.provider, NEW.dead, 1
+            WHERE NEW.dead IS NOT NULL
+            ON CONFLICT (provider, dead) DO UPDATE SET n = n + 1;
+    END
+    """,
+    """
+    CREATE TRIGGER tokens_counted_delete AFTER DELETE ON tokens WHEN OLD.dead IS NOT NULL BEGIN
+        UPDATE token_counts SET n = n - 1 WHERE provider = OLD.provider AND dead = OLD.dead;
+    END
+    """,
+)
+
 # MIGRATIONS[n] takes a database from user_version n to n + 1. Once released: append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -51,6 +146,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    _COUNTS,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

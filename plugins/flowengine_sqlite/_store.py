@@ -24,8 +24,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flowengine import Flow, Lease, RecordCodec, StoreError, Token, codec_for
+from flowengine import (
+    Flow,
+    FlowCounts,
+    Lease,
+    RecordCodec,
+    StoreError,
+    Token,
+    TokenCounts,
+    check_token_query,
+    codec_for,
+    hour_of,
+    step_of,
+)
 
+from flowengine_sqlite import _counts
 from flowengine_sqlite._schema import immediate
 from flowengine_sqlite._url import SQLiteTarget, parse_url
 from flowengine_sqlite._worker import Worker
@@ -37,6 +50,11 @@ log = logging.getLogger("flowengine.store")
 _T = TypeVar("_T")
 
 # Whole queries, not assembled ones: one per filter combination, each able to use an index.
+# Every column a write of a flow sets, but its id (the triggers of _schema count from step_*).
+_FLOW_COLUMNS = (
+    "spec, state, state_hash, version, created_at, expires_at, record,"
+    " step_hour, step_source, step_event, step_error"
+)
 _GET_FLOW = "SELECT id, spec, state, state_hash, version, record FROM flows WHERE id = ?"
 _GET_FLOW_BY_STATE = "SELECT id, spec, state, state_hash, version, record FROM flows WHERE state_hash = ?"
 _LIST_FLOWS = {  # keyed by (spec given, state given)
@@ -114,6 +132,8 @@ class SQLiteStore:
     # -- records <-> rows ------------------------------------------------------------------------
 
     def _flow_values(self, flow: Flow) -> tuple[Any, ...]:
+        """The columns of ``_FLOW_COLUMNS``, id last; ``step_*`` is the transition the triggers count."""
+        step = step_of(flow)
         return (
             flow.spec,
             flow.state,
@@ -122,6 +142,10 @@ class SQLiteStore:
             flow.created_at,
             flow.expires_at,
             self._codec.dump_flow(flow),
+            None if step is None else hour_of(step.at),
+            None if step is None else step.source,
+            None if step is None else step.event,
+            None if step is None else step.error,
             flow.id,
         )
 
@@ -160,6 +184,9 @@ class SQLiteStore:
             )
         return token
 
+    def _readable_tokens(self, rows: list[Any]) -> list[Token]:
+        return self._readable(rows, self._load_token)
+
     def _readable(self, rows: list[Any], load: Callable[[Sequence[Any]], _T]) -> list[_T]:
         """Decode ``rows``, skipping (and logging) the ones that cannot be read."""
         found: list[_T] = []
@@ -180,8 +207,7 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    "INSERT INTO flows (spec, state, state_hash, version, created_at, expires_at, record, id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO flows ({_FLOW_COLUMNS}, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                     self._flow_values(flow),
                 )
             except sqlite3.IntegrityError:
@@ -237,8 +263,8 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> bool:
             try:
                 cursor = conn.execute(
-                    "UPDATE flows SET spec = ?, state = ?, state_hash = ?, version = ?, created_at = ?,"
-                    " expires_at = ?, record = ? WHERE id = ? AND version = ?",
+                    f"UPDATE flows SET ({_FLOW_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+                    " WHERE id = ? AND version = ?",
                     (*self._flow_values(flow), expected_version),
                 )
             except sqlite3.IntegrityError:
@@ -267,7 +293,8 @@ class SQLiteStore:
     async def purge(self, now: float) -> int:
         """Remove flows whose ``expires_at`` is before ``now``; how many went.
 
-        Leases that have run out (left by a worker that died holding one) go
+        Transition counts older than ``FlowCounts.KEPT`` go too. Leases that have run out
+        (left by a worker that died holding one) go
         too; they are judged by the store's clock, as they were written.
         """
 
@@ -275,6 +302,7 @@ class SQLiteStore:
             with immediate(conn):
                 removed = conn.execute("DELETE FROM flows WHERE expires_at < ?", (now,)).rowcount
                 conn.execute("DELETE FROM leases WHERE expires_at <= ?", (self._clock(),))
+                conn.execute("DELETE FROM flow_steps WHERE hour < ?", (now - FlowCounts.KEPT,))
             if removed:
                 self._forget()
             return removed
@@ -287,9 +315,19 @@ class SQLiteStore:
         """Insert or replace the token under ``token.key``."""
 
         def work(conn: sqlite3.Connection) -> None:
+            # An upsert, not INSERT OR REPLACE: a replacing delete would not run the count triggers.
             conn.execute(
-                "INSERT OR REPLACE INTO tokens (key, provider, expires_at, record) VALUES (?, ?, ?, ?)",
-                (token.key, token.provider, token.expires_at, self._codec.dump_token(token)),
+                "INSERT INTO tokens (key, provider, expires_at, record, dead, refreshable, dead_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET provider = excluded.provider,"
+                " expires_at = excluded.expires_at, record = excluded.record, dead = excluded.dead,"
+                " refreshable = excluded.refreshable, dead_at = excluded.dead_at",
+                (
+                    token.key,
+                    token.provider,
+                    token.expires_at,
+                    self._codec.dump_token(token),
+                    *_counts.token_health_columns(token),
+                ),
             )
             self._forget()  # the token it replaced, refresh token included
 
@@ -328,6 +366,34 @@ class SQLiteStore:
             if deleted:
                 self._forget()
             return deleted
+
+        return await self._worker.run(work)
+
+    # -- counts ----------------------------------------------------------------------------------
+
+    async def flow_counts(self, *, since: float, spec: str | None = None) -> FlowCounts:
+        """Flows per spec and state now, and transitions per hour from ``since``'s hour on.
+
+        Read from the tables the triggers keep (``_counts``): no flow is read.
+        """
+        since_hour = hour_of(since)
+        return await self._worker.run(lambda conn: _counts.flow_counts(conn, since_hour, spec))
+
+    async def token_counts(
+        self, *, now: float, within: float, provider: str | None = None, limit: int = 20
+    ) -> TokenCounts:
+        """Tokens per provider by health at ``now``; up to ``limit`` per provider needing attention.
+
+        Tokens stored before counting began are classified first (once; see ``_counts``).
+        """
+        check_token_query(now, within, limit)
+
+        def work(conn: sqlite3.Connection) -> TokenCounts:
+            for key in _counts.classify_tokens(conn, self._codec):
+                log.warning(
+                    "the SQLite store %s cannot count token %r: its record is unreadable", self.path, key
+                )
+            return _counts.token_counts(conn, self._readable_tokens, (now, within, provider, limit))
 
         return await self._worker.run(work)
 

@@ -1,5 +1,7 @@
 """The web frontend: any spec behind two routes, as a Starlette app any ASGI host can mount.
 
+With an operator secret or hook it also serves the operator page (``/operator``).
+
 ``create_app(engine_or_engines, secret_key=...)`` returns the app (see
 ``docs/web.md``); ``flowengine web serve`` runs it with uvicorn. Starlette and
 uvicorn come with the ``web`` extra and are imported on first use of a name
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
     from flowengine_web._app import create_app
     from flowengine_web._hooks import ON_TOKEN_WINDOW, OnToken, Render, Subject, SuccessUrl
     from flowengine_web._http import SECURITY_HEADERS
+    from flowengine_web._operator_auth import OperatorHook
+    from flowengine_web._operator_page import OPERATOR_CONTENT_SECURITY_POLICY
     from flowengine_web._outcome import outcome_of
     from flowengine_web._pages import CONTENT_SECURITY_POLICY, Outcome, Page, PageKind, SpecLink, render_html
     from flowengine_web._server import WebServer
@@ -25,8 +29,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "ON_TOKEN_WINDOW",
+    "OPERATOR_CONTENT_SECURITY_POLICY",
     "SECURITY_HEADERS",
     "OnToken",
+    "OperatorHook",
     "Outcome",
     "Page",
     "PageKind",
@@ -53,6 +59,8 @@ __getattr__ = lazy_exports(
         "create_app": "._app",
         "outcome_of": "._outcome",
         "SECURITY_HEADERS": "._http",
+        "OperatorHook": "._operator_auth",
+        "OPERATOR_CONTENT_SECURITY_POLICY": "._operator_page",
         "CONTENT_SECURITY_POLICY": "._pages",
         "Outcome": "._pages",
         "Page": "._pages",

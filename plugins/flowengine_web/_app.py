@@ -7,7 +7,9 @@ The routes (relative to where the app is mounted):
 - ``GET /auth/{spec}/callback``: finish it, then 303 to a clean URL (the code never
   stays in the address bar or the history);
 - ``GET /auth/{spec}/result/{flow_id}``: how the flow ended, for its own session only;
-- ``GET /auth/{spec}/error/{reason}``: why a callback was refused, with a Retry link.
+- ``GET /auth/{spec}/error/{reason}``: why a callback was refused, with a Retry link;
+- ``GET /operator``: the operator page, only when an operator secret or hook is given
+  (``_operator``).
 
 Each answers JSON instead when the request prefers ``application/json``. The
 engine makes a replayed callback idempotent (one token request, one outcome);
@@ -41,6 +43,8 @@ from starlette.routing import Route
 
 from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessUrl, deliver_once, resolve
 from flowengine_web._http import SECURITY_HEADERS, SecurityHeadersMiddleware, wants_json
+from flowengine_web._operator import OperatorPage
+from flowengine_web._operator_auth import OperatorAccess, OperatorHook
 from flowengine_web._outcome import flow_json, outcome_of
 from flowengine_web._pages import Page, PageKind, SpecLink, describe_error, render_html
 from flowengine_web._session import SecretKey, SessionCookies
@@ -422,6 +426,9 @@ def create_app(
     cookie_name: str = "flowengine_session",
     close_engines: bool = False,
     connection: Connection | None = None,
+    operator_secret: str | bytes | None = None,
+    operator: OperatorHook | None = None,
+    operator_refresh: float = 10.0,
 ) -> Starlette:
     """A Starlette app serving the authorization flows of ``engines``; mount it anywhere.
 
@@ -439,7 +446,10 @@ def create_app(
     ``connection(request, name)`` the connection values a flow starts with (None: the
     query's, ``/auth/zendesk?subdomain=acme``). ``home=False`` drops the home page;
     ``close_engines=True`` closes the engines when the app shuts down (lifespan runs
-    only for the outermost app).
+    only for the outermost app). The operator page (``/operator``) is off unless
+    ``operator_secret`` (at least 16 bytes: a sign-in form takes it) or ``operator``
+    (``operator(request)`` True admits a request) is given; it refreshes itself every
+    ``operator_refresh`` seconds.
     """
     named = _named(engines)
     unknown = sorted(set(scopes or {}) - set(named))
@@ -465,6 +475,11 @@ def create_app(
     ]
     if home:
         routes.insert(0, Route("/", frontend.home, methods=["GET"]))
+    if operator_secret is not None or operator is not None:
+        if not (0 < operator_refresh <= 3600):
+            raise ConfigError("operator_refresh is seconds between 0 and 3600", code="config_invalid")
+        access = OperatorAccess(operator_secret, operator)
+        routes += OperatorPage(named, access, refresh=operator_refresh, path=frontend.path).routes()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

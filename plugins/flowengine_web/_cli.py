@@ -31,6 +31,7 @@ from flowengine.cli import (
 __all__ = ["web"]
 
 SECRET_ENV = "FLOWENGINE_WEB_SECRET"  # noqa: S105 - the variable's name, not a secret
+OPERATOR_ENV = "FLOWENGINE_OPERATOR_SECRET"
 
 
 @click.group()
@@ -77,6 +78,12 @@ def web() -> None:
 )
 @click.option("--registered-domain", help="Without --sandbox: refuse redirect URIs off this domain.")
 @connection_option
+@click.option(
+    "--operator",
+    is_flag=True,
+    help=f"Serve the operator page at /operator, for whoever signs in with {OPERATOR_ENV} "
+    "(read from the environment only, never from the command line).",
+)
 def serve(
     spec_refs: tuple[str, ...],
     store: str | None,
@@ -88,6 +95,7 @@ def serve(
     client_id: str | None,
     registered_domain: str | None,
     connection: tuple[str, ...],
+    operator: bool,
 ) -> None:
     """Serve the web frontend with uvicorn until Ctrl-C (no access log: URLs carry codes).
 
@@ -98,6 +106,10 @@ def serve(
     A spec's connection variables come from the start URL's query
     (/auth/zendesk?subdomain=acme), else --connection NAME=VALUE, else (with
     --sandbox) the spec's examples.
+
+    --operator adds the operator page (/operator): the machine of each spec with
+    live counts, failures over time and every token's health. Its sign-in takes
+    the secret in FLOWENGINE_OPERATOR_SECRET (at least 16 characters).
 
     \b
     Example (open the printed URL and click "Try to authorize"):
@@ -110,6 +122,7 @@ def serve(
             PluginError(f"{exc.name or exc} is missing: pip install 'flowengine[web]'", code="extra_missing")
         )
     secret_key = _secret_key()
+    operator_secret = _operator_secret() if operator else None
     if not sandbox and not client_id:
         fail(
             ConfigError(
@@ -125,11 +138,11 @@ def serve(
             public = base_url or (f"http://127.0.0.1:{sock.getsockname()[1]}" if sandbox else None)
             engines = plan.engines(stack, registered_domain)
             defaults = _connection_defaults(plan.specs, parse_connection(connection), sandbox)
-            app = _app(engines, secret_key, scope, public, defaults)
+            app = _app(engines, secret_key, scope, public, defaults, operator_secret)
         except FlowError as exc:
             fail(exc)
         shown = (public or _url_of(sock)).rstrip("/")
-        serve_forever(app, sock, lambda: _announce(shown, engines, plan))
+        serve_forever(app, sock, lambda: _announce(shown, engines, plan, operator=operator))
 
 
 def _secret_key() -> str:
@@ -143,6 +156,20 @@ def _secret_key() -> str:
         err=True,
     )
     return secrets.token_urlsafe(32)
+
+
+def _operator_secret() -> str:
+    """FLOWENGINE_OPERATOR_SECRET: the operator page is never served without one (or a host's hook)."""
+    secret = os.environ.get(OPERATOR_ENV, "")
+    if len(secret.encode()) < 16:
+        fail(
+            ConfigError(
+                f"--operator needs {OPERATOR_ENV} set to a secret of at least 16 characters (make one with: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')",
+                code="credentials_missing",
+            )
+        )
+    return secret
 
 
 def _listen(stack: contextlib.ExitStack, host: str, port: int) -> socket.socket:
@@ -179,6 +206,7 @@ def _app(
     scope: str | None,
     public: str | None,
     defaults: dict[str, dict[str, str]],
+    operator_secret: str | None = None,
 ) -> Any:
     from flowengine_web._app import create_app
 
@@ -194,6 +222,7 @@ def _app(
         base_url=public,
         close_engines=True,
         connection=connection,
+        operator_secret=operator_secret,
     )
 
 
@@ -228,12 +257,14 @@ class _Plan:
         return engines
 
 
-def _announce(shown: str, engines: dict[str, AsyncEngine], plan: _Plan) -> None:
+def _announce(shown: str, engines: dict[str, AsyncEngine], plan: _Plan, *, operator: bool = False) -> None:
     click.echo(f"flowengine web on {shown}/ (Ctrl-C stops it)")
     for name in engines:
         click.echo(f"  {name}: {shown}/auth/{name}")
         if name in plan.emulators:
             click.echo(f"  {name} sandbox: {plan.emulators[name]}")
+    if operator:
+        click.echo(f"  operator page: {shown}/operator (sign in with {OPERATOR_ENV})")
     # A store URL may hold a password: name its scheme only.
     scheme = urlsplit(plan.store).scheme
     click.echo(f"  store: {scheme}" + (" (this process only)" if scheme == "memory" else ""))

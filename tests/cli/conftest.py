@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import attrs
 import pytest
@@ -157,3 +157,11 @@ def local_spec(tmp_path: Path, sandbox_url: str) -> Path:
     path = tmp_path / "podio.yaml"
     path.write_text("local_only: true\n" + text, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def terminal() -> Iterator[list[Any]]:
+    """Terminals (tests.support.terminal.Terminal) a test opens; closed at its end."""
+    from tests.support.terminal import terminals
+
+    yield from terminals()

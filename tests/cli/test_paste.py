@@ -8,21 +8,15 @@ callback URL with send-keys, as a person copying from the address bar would.
 from __future__ import annotations
 
 import re
-import shlex
-import shutil
-import subprocess
-import sys
-import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from flowengine import AsyncEngine, Client, load_spec
 
 from flowengine_cli import callback_problem
-from tests.cli.conftest import AUTHORIZE_URL, ENTRY, Running
+from tests.cli.conftest import AUTHORIZE_URL, Running
 from tests.conftest import SandboxFixture
+from tests.support.terminal import Terminal, flowengine_command, needs_tmux
 
 # Slow lane: a real terminal (tmux).
 pytestmark = pytest.mark.slow
@@ -30,66 +24,12 @@ pytestmark = pytest.mark.slow
 SANDBOX_CALLBACK = "http://127.0.0.1/flowengine/callback"
 
 
-class Terminal:
-    """A tmux session on a private server (``-L``), so no other tmux user is disturbed."""
-
-    def __init__(self, command: str, env: dict[str, str]) -> None:
-        self.socket = f"flowengine-test-{uuid.uuid4().hex[:8]}"
-        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        # `exit=$?` tells the test the command's status; the shell then waits to be killed.
-        script = f"env {exports} {command}; echo exit=$?; sleep 600"
-        self.tmux("new-session", "-d", "-x", "200", "-y", "50", "bash", "--norc", "-c", script)
-
-    def tmux(self, *args: str) -> str:
-        done = subprocess.run(
-            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10, check=True
-        )
-        return done.stdout
-
-    def screen(self) -> str:
-        """The pane's text, wrapped lines joined (-J), as a person reads it."""
-        return self.tmux("capture-pane", "-p", "-J")
-
-    def wait_for(self, pattern: str, timeout: float = 20) -> re.Match[str]:
-        # tmux offers no event for "this text appeared": poll the pane, briefly.
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if match := re.search(pattern, self.screen()):
-                return match
-            time.sleep(0.05)
-        pytest.fail(f"{pattern!r} never appeared in the terminal:\n{self.screen()}")
-
-    def type(self, text: str) -> None:
-        self.tmux("send-keys", "-l", text)  # -l: literally, not as key names
-        self.tmux("send-keys", "Enter")
-
-    def close(self) -> None:
-        subprocess.run(
-            ["tmux", "-L", self.socket, "kill-server"], capture_output=True, timeout=10, check=False
-        )
-
-
-@pytest.fixture
-def terminal() -> Iterator[list[Terminal]]:
-    opened: list[Terminal] = []
-    yield opened
-    for term in opened:
-        term.close()
-
-
-needs_tmux = pytest.mark.skipif(shutil.which("tmux") is None, reason="Debian's tmux (.ci/run installs it)")
-
-
-def _flowengine(*args: str) -> str:
-    return " ".join(shlex.quote(a) for a in (sys.executable, "-c", ENTRY, *args))
-
-
 @needs_tmux
 async def test_paste_mode_in_a_real_terminal(
     sandbox: SandboxFixture, env: dict[str, str], terminal: list[Terminal]
 ) -> None:
     term = Terminal(
-        _flowengine("login", "podio", "--sandbox", "--paste", "--no-browser"),
+        flowengine_command("login", "podio", "--sandbox", "--paste", "--no-browser"),
         env,
     )
     terminal.append(term)
@@ -119,7 +59,7 @@ def test_the_client_secret_prompt_does_not_echo(
     sandbox: SandboxFixture, env: dict[str, str], terminal: list[Terminal], tmp_path: Path
 ) -> None:
     term = Terminal(
-        _flowengine(
+        flowengine_command(
             "login", "podio", "--client-id", "my-client", "--paste", "--no-browser", "--timeout", "2s"
         ),
         {**env, "XDG_CONFIG_HOME": str(tmp_path)},

@@ -21,7 +21,7 @@ TESTS = Path(__file__).resolve().parents[1]
 
 #: Every test sleep for a time that is not a fake clock's, and why it is not a timing window.
 ALLOWED_SLEEPS = {
-    ("cli/test_paste.py", "time.sleep(0.05)"): "tmux has no event for new text: polled, bounded at 20 s",
+    ("support/terminal.py", "time.sleep(0.05)"): "tmux has no event for new text: polled, bounded at 20 s",
     ("security/test_crash.py", "asyncio.sleep(random.Random(os.getpid()).uniform(0.005, 0.05))"): (
         "kills a worker at a random moment: every moment must leave declared states"
     ),

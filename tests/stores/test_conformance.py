@@ -261,3 +261,174 @@ async def test_a_keyed_store_refuses_to_guess_without_its_key(
     await wrong.aclose()
     assert caught.value.code == "store_corrupt"
     assert "key" in caught.value.message
+
+
+# --- the counts of the operator's view (Store.flow_counts, Store.token_counts) -------------------
+
+HOUR = fe.FlowCounts.BUCKET
+T0 = 1_800_000_000.0  # an hour's start (2027-01-15 08:00 UTC)
+
+
+def started(n: int, *, spec: str = "podio", at: float = T0) -> fe.Flow:
+    """A flow as the core creates it: version 1, its ``start`` in the history."""
+    flow = attrs.evolve(make_flow(n, spec=spec, expires_at=at + 600), created_at=at)
+    return attrs.evolve(flow, history=(fe.HistoryEntry(at, "start", "", "redirected"),))
+
+
+def moved(flow: fe.Flow, event: str, dest: str, at: float, error: str | None = None) -> fe.Flow:
+    """The flow one transition later, as the core writes it (one history entry per version)."""
+    entry = fe.HistoryEntry(at, event, flow.state, dest, error)
+    return attrs.evolve(flow, state=dest, version=flow.version + 1, history=(*flow.history, entry))
+
+
+def states_of(counts: fe.FlowCounts) -> dict[tuple[str, str], int]:
+    return {(c.spec, c.state): c.count for c in counts.states}
+
+
+def steps_of(counts: fe.FlowCounts) -> dict[tuple[str, float, str, str, str, str | None], int]:
+    return {(c.spec, c.hour, c.source, c.event, c.dest, c.error): c.count for c in counts.steps}
+
+
+async def test_flow_counts_follow_creates_moves_deletes_and_purges(store: fe.Store) -> None:
+    one, two, three = started(1), started(2, at=T0 + 10), started(3, spec="other", at=T0 + HOUR + 5)
+    for flow in (one, two, three):
+        await store.create(flow)
+    authorized = moved(one, "callback", "authorized", T0 + 60)
+    assert await store.compare_and_set(authorized, 1)
+    failed = moved(two, "callback", "failed", T0 + HOUR + 1, error="access_denied_weird")
+    assert await store.compare_and_set(failed, 1)
+    exchanging = moved(authorized, "exchange", "exchanging", T0 + HOUR + 2)
+    assert await store.compare_and_set(exchanging, 2)
+
+    counts = await store.flow_counts(since=T0)
+    assert states_of(counts) == {
+        ("podio", "exchanging"): 1,
+        ("podio", "failed"): 1,
+        ("other", "redirected"): 1,
+    }
+    assert steps_of(counts) == {
+        ("podio", T0, "", "start", "redirected", None): 2,
+        ("podio", T0, "redirected", "callback", "authorized", None): 1,
+        ("podio", T0 + HOUR, "redirected", "callback", "failed", "access_denied_weird"): 1,
+        ("podio", T0 + HOUR, "authorized", "exchange", "exchanging", None): 1,
+        ("other", T0 + HOUR, "", "start", "redirected", None): 1,
+    }
+    # One spec's, from one hour on (a time inside an hour reads that whole hour).
+    later = await store.flow_counts(since=T0 + HOUR + 1800, spec="podio")
+    assert states_of(later) == {("podio", "exchanging"): 1, ("podio", "failed"): 1}
+    assert sum(c.count for c in later.steps) == 2
+
+    assert await store.delete(two.id)
+    assert await store.purge(T0 + 10_000) == 2  # every flow left expired at T0 + ~600
+    counts = await store.flow_counts(since=T0)
+    assert states_of(counts) == {}
+    assert sum(c.count for c in counts.steps) == 6  # what happened stays counted
+
+
+async def test_a_lost_compare_and_set_counts_nothing(store: fe.Store) -> None:
+    flow = started(1)
+    await store.create(flow)
+    moves = [moved(flow, "callback", dest, T0 + 1) for dest in ("authorized", "denied", "failed") * 5]
+    results = await asyncio.gather(*(store.compare_and_set(m, 1) for m in moves))
+    assert results.count(True) == 1
+    winner = moves[results.index(True)]
+    assert not await store.compare_and_set(moved(flow, "callback", "failed", T0 + 2), 1)  # stale
+    counts = await store.flow_counts(since=T0)
+    assert states_of(counts) == {("podio", winner.state): 1}
+    assert steps_of(counts) == {
+        ("podio", T0, "", "start", "redirected", None): 1,
+        ("podio", T0, "redirected", "callback", winner.state, None): 1,
+    }
+
+
+async def test_a_flow_written_without_a_new_transition_counts_no_step(store: fe.Store) -> None:
+    await store.create(make_flow(1))  # no history at all: made by hand
+    assert await store.compare_and_set(attrs.evolve(make_flow(1), state="elsewhere", version=2), 1)
+    counts = await store.flow_counts(since=0)
+    assert states_of(counts) == {("podio", "elsewhere"): 1}
+    assert counts.steps == ()
+
+
+async def test_purge_drops_transition_counts_past_keeping(store: fe.Store) -> None:
+    await store.create(started(1, at=T0))
+    await store.create(started(2, at=T0 + 3 * 86400))
+    assert await store.purge(T0 + 3 * 86400) == 1
+    assert sum(c.count for c in (await store.flow_counts(since=0)).steps) == 2
+    await store.purge(T0 + fe.FlowCounts.KEPT + HOUR)  # the first hour is past keeping now
+    assert [c.hour for c in (await store.flow_counts(since=0)).steps] == [T0 + 3 * 86400]
+
+
+def health_token(
+    account: int, *, expires_at: float | None, provider: str = "podio", **changes: object
+) -> fe.Token:
+    return attrs.evolve(make_token(account, provider=provider, expires_at=expires_at), **changes)
+
+
+def healths(counts: fe.TokenCounts) -> dict[tuple[str, str], int]:
+    return {(c.provider, c.health.value): c.count for c in counts.counts if c.count}
+
+
+async def test_token_counts_by_health_with_those_needing_attention_first(store: fe.Store) -> None:
+    now = T0
+    tokens = [
+        health_token(1, expires_at=now + 7200),  # fresh
+        health_token(2, expires_at=None),  # fresh: no known expiry
+        health_token(3, expires_at=now + 600),  # expiring within the 30 min window
+        health_token(4, expires_at=now + 60),  # expiring sooner
+        health_token(5, expires_at=now - 60),  # expired, refreshable
+        health_token(6, expires_at=now - 120, refresh_token=None),  # expired for good
+        health_token(7, expires_at=now + 9000, dead=True, dead_at=now - 500),  # dead
+        health_token(8, expires_at=now - 10, dead=True, dead_at=now - 100),  # dead, more recently
+        health_token(9, expires_at=now - 5, provider="other"),
+    ]
+    for token in tokens:
+        await store.put_token(token)
+    counts = await store.token_counts(now=now, within=1800)
+    assert healths(counts) == {
+        ("podio", "fresh"): 2,
+        ("podio", "expiring"): 2,
+        ("podio", "refreshable"): 1,
+        ("podio", "expired"): 1,
+        ("podio", "dead"): 2,
+        ("other", "refreshable"): 1,
+    }
+    podio = [t for t in counts.tokens if t.provider == "podio"]
+    assert [t.key for t in podio] == [f"podio:user:{n}" for n in (8, 7, 6, 5, 4, 3)]
+    assert [t.key for t in counts.tokens if t.provider == "other"] == ["other:user:9"]
+    assert podio[0] == tokens[7]  # whole tokens, as stored
+
+    # One provider's, at most three shown; a wider window moves a fresh token to expiring.
+    narrow = await store.token_counts(now=now, within=7300, provider="podio", limit=3)
+    assert healths(narrow)[("podio", "expiring")] == 3
+    assert [t.key for t in narrow.tokens] == ["podio:user:8", "podio:user:7", "podio:user:6"]
+    assert (await store.token_counts(now=now, within=0, limit=0)).tokens == ()
+
+
+async def test_token_counts_follow_replacing_and_deleting(store: fe.Store) -> None:
+    now = T0
+    live = health_token(1, expires_at=now + 7200)
+    await store.put_token(live)
+    await store.put_token(health_token(2, expires_at=now + 7200))
+    await store.put_token(attrs.evolve(live, dead=True, dead_at=now))  # the grant was lost
+    assert healths(await store.token_counts(now=now, within=60)) == {
+        ("podio", "fresh"): 1,
+        ("podio", "dead"): 1,
+    }
+    await store.put_token(attrs.evolve(live, expires_at=now + 30))  # a new login brought it back
+    assert healths(await store.token_counts(now=now, within=60)) == {
+        ("podio", "fresh"): 1,
+        ("podio", "expiring"): 1,
+    }
+    assert await store.delete_token(live.key)
+    assert healths(await store.token_counts(now=now, within=60)) == {("podio", "fresh"): 1}
+
+
+@pytest.mark.parametrize(
+    ("now", "within", "limit"),
+    [(float("nan"), 60.0, 5), (T0, -1.0, 5), (T0, float("inf"), 5), (T0, 60.0, -1)],
+)
+async def test_token_counts_refuse_what_is_no_time_window_or_limit(
+    store: fe.Store, now: float, within: float, limit: int
+) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        await store.token_counts(now=now, within=within, limit=limit)

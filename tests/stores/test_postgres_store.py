@@ -207,7 +207,15 @@ async def test_migrations_run_once_when_stores_open_together(
     await open_pg().list_flows()
     assert not [r for r in caplog.records if "applied migration" in r.getMessage()]
     tables = rows(url, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (schema_of(url),))
-    assert tables == [("flows",), ("leases",), ("schema_version",), ("tokens",)]
+    assert tables == [
+        ("flow_states",),
+        ("flow_steps",),
+        ("flows",),
+        ("leases",),
+        ("schema_version",),
+        ("token_counts",),
+        ("tokens",),
+    ]
 
 
 async def test_a_schema_newer_than_this_flowengine_is_refused(

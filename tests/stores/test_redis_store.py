@@ -173,6 +173,11 @@ async def test_the_key_layout(url: str) -> None:
             "tokens",
             "tokens:podio",
             "lease:refresh:podio:user:1",
+            # The counts of the operator's view (a hand-made flow has no transition to count).
+            "states",
+            "in:podio:redirected",
+            "providers",
+            "health:podio:r",
         }
         fields = raw.hgetall(f"{prefix}flow:flow-1")
         assert set(fields) == {
@@ -195,6 +200,15 @@ async def test_the_key_layout(url: str) -> None:
         assert raw.zscore(f"{prefix}tokens:podio", "podio:user:2") == math.inf
         assert raw.get(f"{prefix}lease:refresh:podio:user:1") == lease.token.encode()
         assert raw.ttl(f"{prefix}token:podio:user:1") == -1  # tokens outlive their access token
+        # The flow is counted in its state until Redis drops it by itself; tokens by health.
+        dropped_at = raw.pexpiretime(f"{prefix}flow:flow-1")
+        assert raw.zscore(f"{prefix}in:podio:redirected", "flow-1") == dropped_at
+        assert raw.smembers(f"{prefix}states") == {b"podio:redirected"}
+        assert raw.zrange(f"{prefix}health:podio:r", 0, -1, withscores=True) == [
+            (b"podio:user:1", 1_500.0),
+            (b"podio:user:2", math.inf),
+        ]
+        assert raw.smembers(f"{prefix}providers") == {b"podio"}
     assert b"in-the-url" not in BACKEND.raw_dump(url)
 
 
@@ -364,7 +378,14 @@ async def test_two_workers_purging_at_once_count_each_flow_once(
     assert sum(counts) == 30
     with raw_client() as raw:
         names = {k.decode().removeprefix(prefix_of(url)) for k in keys_under(raw, prefix_of(url))}
-    assert names == {"flow:flow-99", f"state:{digest('state-99')}", "flows", "expiry"}
+    assert names == {
+        "flow:flow-99",
+        f"state:{digest('state-99')}",
+        "flows",
+        "expiry",
+        "states",
+        "in:podio:redirected",
+    }
 
 
 async def test_purge_keeps_a_flow_whose_expiry_moved_after_it_was_listed(url: str) -> None:
@@ -532,3 +553,34 @@ async def test_a_server_that_never_answers_times_out_as_store_unavailable() -> N
     assert caught.value.code == "store_unavailable"
     await store.aclose()
     await relay.stop()
+
+
+async def test_tokens_stored_before_counting_are_counted_on_the_first_read(url: str) -> None:
+    """A token in no health set (written by a flowengine before counting) is filed when counts are read."""
+    store = open_redis(url)
+    prefix = prefix_of(url)
+    live, dead = make_token(1, expires_at=1_500.0), attrs.evolve(make_token(2), dead=True, dead_at=900.0)
+    await store.put_token(live)
+    await store.put_token(dead)
+    with raw_client() as raw:  # as an older flowengine left them: indexed, in no health set
+        for which in ("r", "n", "dead"):
+            raw.delete(f"{prefix}health:podio:{which}")
+    counts = await store.token_counts(now=1_000.0, within=600)
+    assert {(c.health.value, c.count) for c in counts.counts} == {("expiring", 1), ("dead", 1)}
+    with raw_client() as raw:
+        assert raw.zscore(f"{prefix}health:podio:dead", dead.key) == 900.0
+    await store.aclose()
+
+
+async def test_a_compare_and_set_from_a_state_the_history_does_not_name_moves_the_count(url: str) -> None:
+    """The set a flow leaves is named by its history; a record that says otherwise is read and retried."""
+    store = open_redis(url)
+    start = fe.HistoryEntry(1_000.0, "start", "", "redirected")
+    flow = attrs.evolve(make_flow(1), history=(start,))
+    await store.create(flow)
+    wrong = fe.HistoryEntry(1_010.0, "callback", "elsewhere", "authorized")  # a hand-made record
+    moved = attrs.evolve(flow, state="authorized", version=2, history=(start, wrong))
+    assert await store.compare_and_set(moved, 1)
+    states = {(c.state, c.count) for c in (await store.flow_counts(since=0)).states}
+    assert states == {("authorized", 1)}
+    await store.aclose()

@@ -601,3 +601,52 @@ async def test_sec21_a_writer_killed_mid_transaction_leaves_nothing_half_written
         await killer.wait()
     assert await store.get("flow-1") == make_flow(1)
     assert await store.compare_and_set(attrs.evolve(make_flow(1), version=2, state="authorized"), 1)
+
+
+async def test_a_database_of_the_first_version_is_counted_once_migrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flows are counted by their clear columns at once; tokens, sealed, on the first token count."""
+    from flowengine import codec_for
+
+    from flowengine_sqlite._schema import MIGRATIONS
+
+    monkeypatch.setenv(KEY_ENV, new_store_key())
+    path = tmp_path / "old.db"
+    codec = codec_for({})
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+    for n, state in enumerate(("redirected", "redirected", "exchanged")):
+        flow = make_flow(n, state=state)
+        conn.execute(
+            "INSERT INTO flows (id, spec, state, state_hash, version, created_at, expires_at, record)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (flow.id, flow.spec, flow.state, flow.state_hash, flow.version, flow.created_at, flow.expires_at,
+             codec.dump_flow(flow)),
+        )  # fmt: skip
+    tokens = [make_token(1, expires_at=500.0), attrs.evolve(make_token(2), dead=True, dead_at=900.0)]
+    for token in tokens:
+        conn.execute(
+            "INSERT INTO tokens (key, provider, expires_at, record) VALUES (?, ?, ?, ?)",
+            (token.key, token.provider, token.expires_at, codec.dump_token(token)),
+        )
+    conn.close()
+
+    store = plugins.open_store(f"sqlite://{path}")
+    try:
+        counts = await store.flow_counts(since=0)
+        assert {(c.state, c.count) for c in counts.states} == {("redirected", 2), ("exchanged", 1)}
+        assert counts.steps == ()  # what happened before the upgrade was never counted
+        health = await store.token_counts(now=1_000.0, within=60)
+        assert {(c.health.value, c.count) for c in health.counts} == {("refreshable", 1), ("dead", 1)}
+        assert [t.key for t in health.tokens] == [tokens[1].key, tokens[0].key]
+        await store.put_token(attrs.evolve(tokens[0], expires_at=5_000.0))  # counted as it is written now
+        again = await store.token_counts(now=1_000.0, within=60)
+        assert {(c.health.value, c.count) for c in again.counts} == {("fresh", 1), ("dead", 1)}
+    finally:
+        await store.aclose()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT count(*) FROM tokens WHERE dead IS NULL").fetchone() == (0,)
+        assert raw.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

@@ -36,6 +36,7 @@ def test_web_serve_is_a_command(runner: CliRunner) -> None:
         (["--spec", "nosuch", "--sandbox"], "nosuch"),
         (["--spec", "podio", "--sandbox", "--store", "nosuch://x"], "store_unsupported"),
         (["--spec", "podio", "--spec", "podio", "--sandbox", "--store", "memory://"], "given twice"),
+        (["--spec", "podio", "--sandbox", "--store", "memory://", "--operator"], "credentials_missing"),
     ],
 )
 def test_web_serve_usage_errors_exit_2(runner: CliRunner, args: list[str], message: str) -> None:
@@ -94,3 +95,35 @@ def test_web_serve_uses_a_running_sandbox(sandbox: SandboxFixture) -> None:
         assert server.stop() == 0
     assert f"podio sandbox: {sandbox.server.url}" in "".join(server.stdout)
     assert "not set" not in server.stderr
+
+
+@pytest.mark.slow
+def test_web_serve_operator_serves_the_page_to_whoever_has_the_secret(sandbox: SandboxFixture) -> None:
+    secret = "the-operator-secret-0123456789"
+    server = ServeProcess(
+        "--spec",
+        "podio",
+        "--store",
+        "memory://",
+        "--port",
+        "0",
+        "--sandbox",
+        "--operator",
+        env={
+            "FLOWENGINE_SANDBOX_URL": sandbox.server.url,
+            "FLOWENGINE_WEB_SECRET": "s" * 32,
+            "FLOWENGINE_OPERATOR_SECRET": secret,
+        },
+    )
+    try:
+        url = server.wait_url()
+        with httpx.Client(base_url=url) as browser:
+            assert browser.get("/operator").status_code == 403
+            assert browser.post("/operator/sign-in", data={"secret": secret}).status_code == 303
+            page = browser.get("/operator")
+            assert page.status_code == 200 and 'data-spec="podio"' in page.text
+    finally:
+        assert server.stop() == 0
+    output = "".join(server.stdout) + server.stderr
+    assert f"operator page: {url}/operator (sign in with FLOWENGINE_OPERATOR_SECRET)" in output
+    assert secret not in output  # never printed nor logged
