@@ -279,15 +279,33 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
 
     # --- exchange ----------------------------------------------------------------------
 
+    def is_final(self, flow: Flow) -> bool:
+        """True when the flow's own machine (the device preset for a device flow) has it final."""
+        return self.machine_of(flow).is_final(flow)
+
+    def exchangeable(self, flow: Flow) -> bool:
+        """True for a flow whose code its machine can exchange now, or one found mid-exchange.
+
+        Mid-exchange is where the machine can fire ``interrupt``: an exchange was begun
+        there. A device flow's machine has neither trigger: it is polled, not exchanged.
+        """
+        machine = self.machine_of(flow)
+        return machine.can_fire(flow.state, "exchange") or self._in_flight(flow)
+
+    def _in_flight(self, flow: Flow) -> bool:
+        return self.machine_of(flow).can_fire(flow.state, "interrupt")
+
     def _exchange(self, flow: Flow, now: float, assertion_id: str | None = None) -> Step:
         """Begin the exchange: move to the machine's in-flight state, then send the code once."""
         self.check_owner(flow)
-        if self.compiled.is_final(flow):
+        if self.is_final(flow):
             return Step(flow)
-        if self.compiled.can_fire(flow.state, "answer"):
+        if not self.exchangeable(flow):
+            raise FlowStateError(f"a {flow.state!r} flow cannot be exchanged", flow_id=flow.id)
+        if self._in_flight(flow):
             # Found in flight while we hold the lease: whoever sent it is gone.
             return self.step(flow, Interrupt(), now)
-        if now >= flow.expires_at and self.compiled.can_fire(flow.state, "expire"):
+        if now >= flow.expires_at and self.machine_of(flow).can_fire(flow.state, "expire"):
             return self._expire(flow, now)
         begun = self._fire(flow, "exchange", now)
         request, secrets_sent = self.exchange_request(flow, now=now, assertion_id=assertion_id)
@@ -368,7 +386,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
         return self._fire(flow, "answer", now, error=error)
 
     def _expire(self, flow: Flow, now: float) -> Step:
-        if not self.compiled.can_fire(flow.state, "expire"):
+        if not self.machine_of(flow).can_fire(flow.state, "expire"):
             return Step(flow)
         error = CallbackError("the flow expired", code=ErrorCode.FLOW_EXPIRED, flow_id=flow.id)
         return self._fire(flow, "expire", now, error=error)

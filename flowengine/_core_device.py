@@ -109,6 +109,8 @@ class DeviceSteps:
 
         def default_account(self, flow: Flow) -> AccountRef: ...
 
+        def machine_of(self, flow: Flow) -> CompiledFlow: ...
+
         def authenticated_request(
             self,
             rule: TokenRequest,
@@ -263,8 +265,7 @@ class DeviceSteps:
 
     def expire_device(self, flow: Flow, now: float) -> Step:
         """The device code's lifetime ran out while the polls were pending."""
-        assert self.device_compiled is not None
-        if not self.device_compiled.can_fire(flow.state, "expire"):
+        if not self.machine_of(flow).can_fire(flow.state, "expire"):
             return Step(flow)
         error = ProviderError(
             "the device code's lifetime ran out before the person approved it",

@@ -250,19 +250,16 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         )
 
     async def _continue(self, flow: Flow) -> Flow:
-        """After a callback: exchange when the machine can, else wait for whoever is exchanging."""
-        if not self.auto_exchange or self.compiled.is_final(flow):
-            return flow
-        if self._exchangeable(flow):
+        """After a callback: exchange when the flow's machine can (or join the exchange in flight)."""
+        if self.auto_exchange and self.core.exchangeable(flow):
             return await self._exchange(flow)
         return flow
 
-    def _exchangeable(self, flow: Flow) -> bool:
-        """True for a flow waiting for its exchange, or found in the middle of one."""
-        return self.compiled.can_fire(flow.state, "exchange") or self.compiled.can_fire(flow.state, "answer")
-
     async def exchange(self, flow_id: str) -> Flow:
-        """Exchange the code of an authorized flow for a token; the outcome is the flow's state."""
+        """Exchange the code of an authorized flow for a token; see ``flow.outcome`` for how it ended.
+
+        A final flow (of any machine: a granted device flow too) is returned unchanged.
+        """
         flow = await self.get(flow_id)
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r}", code=ErrorCode.FLOW_UNKNOWN, flow_id=flow_id)
@@ -270,12 +267,11 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         return await self._exchange(flow)
 
     async def _exchange(self, flow: Flow) -> Flow:
-        if self.compiled.is_final(flow):
+        if self.core.is_final(flow):
             return flow
-        if not (
-            self.compiled.can_fire(flow.state, "exchange") or self.compiled.can_fire(flow.state, "answer")
-        ):
-            raise FlowStateError(f"a {flow.state!r} flow cannot be exchanged", flow_id=flow.id)
+        if not self.core.exchangeable(flow):
+            hint = " (a device flow is polled: poll_device())" if flow.device is not None else ""
+            raise FlowStateError(f"a {flow.state!r} flow cannot be exchanged{hint}", flow_id=flow.id)
         return await self.single_flight(f"exchange:{flow.id}", lambda: self._exchange_once(flow.id))
 
     async def _exchange_once(self, flow_id: str) -> Flow:
@@ -319,7 +315,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         delay = 0.01
         while self.clock() < deadline:
             flow = await self._reload(flow_id)
-            if self.compiled.is_final(flow):
+            if self.core.is_final(flow):
                 return flow
             await self.clock.sleep(delay)
             delay = min(delay * 2, 0.25)
@@ -400,7 +396,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
 
     def is_final(self, flow: Flow) -> bool:
         """True when the flow can move no further."""
-        return self.core.machine_of(flow).is_final(flow)
+        return self.core.is_final(flow)
 
     def present(self, flow: Flow, step: str, **detail: Any) -> bool:
         """Hand a step to the ``flowengine_present`` UI hook; True if a presenter showed it."""
