@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from flowengine import AsyncEngine, Flow, FlowError, ProviderError, RetryPolicy, TransportError
+from flowengine import AsyncEngine, Flow, FlowError, Outcome, ProviderError, RetryPolicy, TransportError
 
-from ._results import ItemResult
+from ._results import ItemResult, ItemStatus
 from ._transport import BatchStopped, RateLimitDeferred
 
 __all__ = ["ExchangeItem", "GrantItem", "Job", "Work", "exchange_job", "grant_job", "refresh_job"]
@@ -182,17 +182,21 @@ def refresh_job(
 # --- exchange -------------------------------------------------------------------------
 
 
-def _flow_result(item: str, engine: AsyncEngine, flow: Flow) -> ItemResult:
-    if flow.outcome == "granted":
+#: The item status of each outcome of a flow: the one place batch reads ``flow.outcome``.
+_ITEM_STATUS: dict[str, ItemStatus] = {"granted": "exchanged", "denied": "denied", "expired": "failed"}
+
+
+def _flow_result(item: str, flow: Flow) -> ItemResult:
+    if flow.outcome == Outcome.GRANTED:
         return ItemResult(item, "exchanged", token_key=flow.token_key, flow_id=flow.id)
     error = flow.error
     if flow.outcome is None or error is None:
         message = f"the flow stopped in state {flow.state!r}"
         return ItemResult(item, "failed", error="invalid_transition", message=message, flow_id=flow.id)
     said = error.description or error.message
-    if flow.outcome == "denied":
-        return ItemResult(item, "denied", error=error.code, message=said, flow_id=flow.id)
-    return ItemResult(item, "failed", error=error.code, message=said, flow_id=flow.id)
+    return ItemResult(
+        item, _ITEM_STATUS.get(flow.outcome, "failed"), error=error.code, message=said, flow_id=flow.id
+    )
 
 
 def exchange_job(
@@ -224,9 +228,9 @@ def exchange_job(
             if flow.spec != engine.spec.name:
                 message = f"the flow belongs to spec {flow.spec!r}"
                 return ItemResult(item.id, "failed", error="wrong_provider", message=message, flow_id=flow.id)
-            return _flow_result(item.id, engine, await engine.exchange(item.flow_id))
+            return _flow_result(item.id, await engine.exchange(item.flow_id))
         assert item.url is not None
-        return _flow_result(item.id, engine, await engine.callback(item.url, session=item.session))
+        return _flow_result(item.id, await engine.callback(item.url, session=item.session))
 
     def work(entry: dict[str, Any]) -> Work:
         item_id = str(entry["id"])

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import click
-from flowengine import Flow, Token, hookimpl
+from flowengine import Flow, Outcome, Token, hookimpl
 
 __all__ = [
     "TerminalPresenter",
@@ -73,6 +73,7 @@ def flow_summary(flow: Flow) -> dict[str, Any]:
         "id": flow.id,
         "spec": flow.spec,
         "state": flow.state,
+        "outcome": flow.outcome,
         "created_at": flow.created_at,
         "expires_at": flow.expires_at,
         "client_id": flow.client_id,
@@ -188,8 +189,8 @@ def printable(text: str) -> str:
 
 
 def describe_result(flow: Flow) -> str:
-    """One or two lines saying how a flow ended, for people."""
-    if flow.token_fingerprint:
+    """One or two lines saying how a flow ended (its ``outcome``), for people."""
+    if flow.outcome == Outcome.GRANTED:
         scope = flow.granted_scope or "unknown"
         who = flow.claims.get("email") or flow.claims.get("preferred_username")  # an OpenID login's
         named = f" ({printable(who)})" if isinstance(who, str) else ""
@@ -197,7 +198,9 @@ def describe_result(flow: Flow) -> str:
         if flow.missing_scopes:
             lines.append(f"Not granted: {' '.join(sorted(flow.missing_scopes))}.")
         return "\n".join(lines)
+    if flow.outcome is None:
+        return f"Flow waiting in state {flow.state!r}."
     if flow.error is None:
-        return f"Flow ended in state {flow.state!r}."
+        return f"Flow {flow.outcome} in state {flow.state!r}."
     said = printable(flow.error.description or flow.error.message)
     return f"Flow {flow.state}: {flow.error.code}: {said}"

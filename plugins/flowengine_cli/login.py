@@ -136,8 +136,8 @@ async def _read_flow(url: str, flow_id: str) -> Flow | None:
 _EXIT_CODES = {"granted": EXIT_OK, "denied": EXIT_DENIED, "expired": EXIT_TIMEOUT, "failed": EXIT_FAILED}
 
 
-def _exit_code(engine: AsyncEngine, flow: Flow) -> int:
-    """The exit status of a flow's outcome; a flow still pending (``--no-exchange``) is fine."""
+def _exit_code(flow: Flow) -> int:
+    """The exit status of a flow's outcome; a flow still pending is fine."""
     return EXIT_OK if flow.outcome is None else _EXIT_CODES[flow.outcome]
 
 
@@ -177,7 +177,7 @@ def _report(engine: AsyncEngine, flow: Flow, options: LoginOptions, presenter: T
         engine.present(flow, "result")
         if flow.token_key and options.mode != "emulated":
             presenter.echo(f"Token stored as {flow.token_key} in {display_store_url(options.store)}.")
-    return _exit_code(engine, flow)
+    return _exit_code(flow)
 
 
 async def _login_emulated(spec: FlowSpec, options: LoginOptions) -> int:

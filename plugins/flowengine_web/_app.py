@@ -30,6 +30,7 @@ from flowengine import (
     ErrorInfo,
     Flow,
     FlowError,
+    Outcome,
     digest,
     digests_equal,
     parse_web_url,
@@ -45,7 +46,7 @@ from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessU
 from flowengine_web._http import SECURITY_HEADERS, SecurityHeadersMiddleware, wants_json
 from flowengine_web._operator import OperatorPage
 from flowengine_web._operator_auth import OperatorAccess, OperatorHook
-from flowengine_web._outcome import flow_json, outcome_of
+from flowengine_web._outcome import flow_json, result_kind
 from flowengine_web._pages import Page, PageKind, SpecLink, describe_error, render_html
 from flowengine_web._session import SecretKey, SessionCookies
 
@@ -181,13 +182,13 @@ class _Frontend:
         )
         return await self.show(request, page)
 
-    async def outcome(self, request: Request, spec: str, engine: AsyncEngine, flow: Flow) -> Response:
+    async def outcome(self, request: Request, spec: str, flow: Flow) -> Response:
         """The page (or JSON) for a flow's outcome."""
-        outcome = outcome_of(engine, flow)
+        outcome = result_kind(flow)
         result_url = self.path(request, f"/auth/{spec}/result/{flow.id}")
         retry_url = self.path(request, f"/auth/{spec}")
         if wants_json(request):
-            return JSONResponse(flow_json(flow, outcome, result_url, retry_url))
+            return JSONResponse(flow_json(flow, result_url, retry_url))
         page = Page(
             outcome,
             200,
@@ -287,8 +288,8 @@ class _Frontend:
             # Nothing about the request is logged but the code: its URL holds a code.
             log.info("web: %s callback refused: %s", name, exc.code)
             return await self.refused(request, name, exc.code)
-        outcome = outcome_of(engine, flow)
-        if outcome == "success" and self.on_token is not None:
+        granted = flow.outcome == Outcome.GRANTED
+        if granted and self.on_token is not None:
             try:
                 await deliver_once(self.on_token, request, engine, flow)
             except FlowError as exc:
@@ -298,9 +299,9 @@ class _Frontend:
                 log.exception("web: %s flow %s: the on_token hook failed", name, flow.id)
                 return await self.refused(request, name, "token_hook_failed")
         if wants_json(request):
-            return await self.outcome(request, name, engine, flow)
+            return await self.outcome(request, name, flow)
         target = None
-        if outcome == "success" and self.success_url is not None:
+        if granted and self.success_url is not None:
             target = await resolve(self.success_url(request, flow))
             if target is not None and not self._same_origin(request, target):
                 raise ConfigError("success_url returned a URL on another origin", code="config_invalid")
@@ -331,7 +332,7 @@ class _Frontend:
         ):
             # Another session's flow is as absent as a flow that never was.
             raise HTTPException(404, "no such result")
-        return await self.outcome(request, name, engine, flow)
+        return await self.outcome(request, name, flow)
 
     async def error(self, request: Request) -> Response:
         """``GET /auth/{spec}/error/{reason}``: why a callback was refused, with a Retry link."""

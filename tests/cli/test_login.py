@@ -55,7 +55,7 @@ def test_login_sandbox_deny_exits_3_with_the_description(sandbox: SandboxFixture
         "login", "podio", "--sandbox", "--deny", env={"FLOWENGINE_SANDBOX_URL": sandbox.server.url}
     )
     assert result.returncode == 3
-    assert "The user denied your request." in result.stdout
+    assert "Flow denied: access_denied: The user denied your request." in result.stdout
     assert sandbox.token_requests() == []
 
 
@@ -65,7 +65,7 @@ def test_login_json_prints_one_document_without_secrets(sandbox: SandboxFixture)
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["state"] == "exchanged"
+    assert (document["state"], document["outcome"]) == ("exchanged", "granted")
     assert document["account"] == {"type": "user", "id": 1001}
     assert [h["dest"] for h in document["history"]] == ["redirected", "authorized", "exchanging", "exchanged"]
     assert not {"code", "code_verifier", "state_hash", "access_token"} & set(document)

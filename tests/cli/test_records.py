@@ -52,7 +52,7 @@ def test_flows_list_show_and_purge(env: dict[str, str]) -> None:
     run("login", "podio", "--sandbox", "--deny", env=env)
 
     flows = json.loads(run("flows", "list", "--json", env=env).stdout)
-    assert [f["state"] for f in flows] == ["exchanged", "denied"]
+    assert [(f["state"], f["outcome"]) for f in flows] == [("exchanged", "granted"), ("denied", "denied")]
     failed_only = json.loads(run("flows", "list", "--state", "denied", "--json", env=env).stdout)
     assert [f["id"] for f in failed_only] == [flows[1]["id"]]
 
