@@ -15,10 +15,12 @@ from flowengine import (
     AsyncEngine,
     Client,
     ConfigError,
+    Flow,
     FlowSpec,
     FlowStateError,
     PluginError,
     Store,
+    StoreError,
     Token,
     open_sandbox,
 )
@@ -28,6 +30,7 @@ from flowengine.cli import (
     resolve_client,
     run_command,
     sandbox_url,
+    settled_flow,
     spec_for_token,
     store_option,
 )
@@ -63,6 +66,17 @@ async def _stored_token(backend: Store, key: str) -> Token:
     return token
 
 
+def _settled(found: list[Flow]) -> list[Flow]:
+    """The flows with the outcome their machine gives them; one it disagrees with is left out (stderr)."""
+    kept = []
+    for flow in found:
+        try:
+            kept.append(settled_flow(flow))
+        except StoreError as exc:
+            click.echo(f"Warning: flow {flow.id} left out: {exc.code}", err=True)
+    return kept
+
+
 @click.group()
 def flows() -> None:
     """List, show and purge stored flows."""
@@ -83,7 +97,7 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
 
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
-            found = await backend.list_flows(spec=spec_name, state=state)
+            found = _settled(await backend.list_flows(spec=spec_name, state=state))
         if as_json:
             _emit([flow_summary(f) for f in found])
             return
@@ -121,7 +135,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
             flow = await backend.get(flow_id)
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r} in the store", code="flow_unknown")
-        summary = flow_summary(flow)
+        summary = flow_summary(settled_flow(flow))
         if as_json:
             _emit(summary)
             return
