@@ -29,6 +29,7 @@ from flowengine._client import Client
 from flowengine._clock import Clock, SystemClock, as_clock
 from flowengine._core import FlowCore
 from flowengine._device_driver import DeviceOperations
+from flowengine._entropy import flow_secrets
 from flowengine._errors import (
     CallbackError,
     ConfigError,
@@ -51,7 +52,6 @@ from flowengine._steps import (
     Begin,
     Callback,
     Exchange,
-    FlowSecrets,
     SaveFlow,
     SaveToken,
     SendFailed,
@@ -205,7 +205,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         if scope is not None and not isinstance(scope, str):
             scope = authorization.scope_separator.join(scope)
         begin = Begin(
-            FlowSecrets.draw(self.spec.pkce),
+            flow_secrets(pkce=self.spec.pkce),
             redirect_uri,
             scope=scope or None,
             session=session,

@@ -73,8 +73,11 @@ def test_no_module_imports_a_higher_layer() -> None:
 
 
 def test_the_core_layer_does_no_io() -> None:
-    """Layer 2 is pure: it imports no socket, file, clock or event-loop machinery."""
-    forbidden = {"asyncio", "socket", "time", "os", "pathlib", "threading", "subprocess", "httpx", "aiohttp"}
+    """Layer 2 is pure: it imports no socket, file, clock, event-loop machinery nor randomness."""
+    forbidden = {
+        *("asyncio", "socket", "time", "os", "pathlib", "threading", "subprocess", "httpx", "aiohttp"),
+        *("secrets", "random", "uuid"),  # the driver draws every random value (_entropy)
+    }
     layers = _layers()
     found = []
     for path in sorted(PACKAGE.glob("*.py")):
