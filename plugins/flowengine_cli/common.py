@@ -168,7 +168,9 @@ class TerminalPresenter:
         code = f"  [{flow.error.code}]" if flow.error and dest == flow.state else ""
         self.echo(f"  {arrow:<28} ({event}){code}")
 
-    @hookimpl
+    # trylast: the terminal is the fallback; a presenter plugin (a QR code, a desktop
+    # notification) registered by anyone else shows a step of `flowengine login` first.
+    @hookimpl(trylast=True)
     def flowengine_present(self, flow: Flow, step: str, detail: Mapping[str, Any]) -> bool | None:
         """Show the authorization step, the result and errors; None lets another presenter try."""
         if step == "authorize":
