@@ -16,6 +16,7 @@ from flowengine import Flow, Outcome, Token, hookimpl
 
 __all__ = [
     "TerminalPresenter",
+    "ago",
     "display_store_url",
     "flow_summary",
     "print_table",
@@ -206,3 +207,18 @@ def describe_result(flow: Flow) -> str:
         return f"Flow {flow.outcome} in state {flow.state!r}."
     said = printable(flow.error.description or flow.error.message)
     return f"Flow {flow.state}: {flow.error.code}: {said}"
+
+
+def ago(when: float | None, now: float) -> str:
+    """``in 25m``, ``47m ago``, ``5.6h ago``, ``2.0d ago`` (``never`` for None): times in tables."""
+    if when is None:
+        return "never"
+    delta = when - now
+    span = abs(delta)
+    if span >= 86400:
+        text = f"{span / 86400:.1f}d"
+    elif span >= 3600:
+        text = f"{span / 3600:.1f}h"
+    else:
+        text = f"{span / 60:.0f}m" if span >= 120 else f"{span:.0f}s"
+    return f"in {text}" if delta >= 0 else f"{text} ago"
