@@ -11,10 +11,11 @@ and what plugins adding commands share), ``flowengine.serving`` (a loopback
 ASGI server) and ``flowengine.testing`` (a handler transport and a fake clock for tests).
 """
 
-from flowengine._callbacks import callback_state
+from flowengine._callbacks import CallbackInput, callback_state
 from flowengine._client import Client
+from flowengine._clock import Clock, SystemClock
 from flowengine._codec import RecordCodec, codec_for, new_store_key
-from flowengine._driver import AsyncEngine
+from flowengine._driver import AsyncEngine, EngineOptions
 from flowengine._errors import (
     CallbackError,
     ConfigError,
@@ -81,12 +82,15 @@ __all__ = [
     "Action",
     "AsyncEngine",
     "CallbackError",
+    "CallbackInput",
     "Client",
+    "Clock",
     "ConfigError",
     "DeviceAuthorization",
     "DiscoveryError",
     "EdgeView",
     "Engine",
+    "EngineOptions",
     "Enqueued",
     "ErrorCode",
     "ErrorInfo",
@@ -126,6 +130,7 @@ __all__ = [
     "StepCount",
     "Store",
     "StoreError",
+    "SystemClock",
     "Token",
     "TokenCounts",
     "TokenHealth",

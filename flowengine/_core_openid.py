@@ -34,6 +34,7 @@ from flowengine._oidc import IdTokenRules, verify_id_token
 from flowengine._oidc_errors import refuse_id_token
 from flowengine._oidc_jws import DEFAULT_ALGORITHMS, ParsedJws, parse_jws
 from flowengine._oidc_userinfo import read_userinfo, userinfo_request
+from flowengine._presets import Trigger
 from flowengine._records import Flow, Token
 from flowengine._spec import FlowSpec, OpenIdRules
 from flowengine._steps import AccountAnswer, KeysAnswer, ResolveKeys, SendRequest, Step
@@ -87,7 +88,7 @@ class OpenIdSteps:
         def _fire(
             self,
             flow: Flow,
-            event: str,
+            event: Trigger,
             now: float,
             *,
             token: Token | None = None,
@@ -136,18 +137,18 @@ class OpenIdSteps:
         token = attrs.evolve(token, extra={k: v for k, v in token.extra.items() if k != "id_token"})
         if not isinstance(raw, str):
             missing = IdTokenError("the token answer carries no id_token", code="id_token_missing")
-            return self._fire(flow, "answer", now, error=missing)
+            return self._fire(flow, Trigger.ANSWER, now, error=missing)
         try:
             parsed = parse_jws(raw, self.id_token_algorithms(), refuse_id_token)
         except IdTokenError as exc:
-            return self._fire(flow, "answer", now, error=exc)
+            return self._fire(flow, Trigger.ANSWER, now, error=exc)
         ask = ResolveKeys(self.jwks_url({**token.connection, **token.kept}), parsed.header, raw)
         return Step(flow, (ask,), held=token)
 
     def with_keys(self, flow: Flow, event: KeysAnswer, now: float) -> Step:
         """Verify the held token's ID token with the keys found; file the token under ``sub`` in ``iss``."""
         if event.error is not None:
-            return self._fire(flow, "answer", now, error=event.error)
+            return self._fire(flow, Trigger.ANSWER, now, error=event.error)
         token = event.token
         trusted: frozenset[str] = frozenset(self.openid.trusted_audiences)
         try:
@@ -164,12 +165,12 @@ class OpenIdSteps:
             )
             id_token = verify_id_token(parsed, event.keys, rules, now=now, access_token=token.access_token)
         except IdTokenError as exc:
-            return self._fire(flow, "answer", now, error=exc)
+            return self._fire(flow, Trigger.ANSWER, now, error=exc)
         token = attrs.evolve(token, account=id_token.account, claims=public_claims(id_token.claims))
         ask = self.userinfo_ask(token)
         if ask is not None:
             return Step(flow, (ask,), held=token)
-        return self._fire(flow, "answer", now, token=token)
+        return self._fire(flow, Trigger.ANSWER, now, token=token)
 
     def userinfo_ask(self, token: Token) -> SendRequest | None:
         """The userinfo GET for a token whose ID token was validated, when the spec asks for userinfo."""
@@ -189,7 +190,7 @@ class OpenIdSteps:
         """
         token = event.token
         if event.response is None:
-            return self._fire(flow, "answer", now, token=token)
+            return self._fire(flow, Trigger.ANSWER, now, token=token)
         try:
             info = read_userinfo(
                 event.response,
@@ -201,7 +202,7 @@ class OpenIdSteps:
             )
         except UserinfoError as exc:
             if exc.code in _USERINFO_AWAY:
-                return self._fire(flow, "answer", now, token=token)
-            return self._fire(flow, "answer", now, error=exc)
+                return self._fire(flow, Trigger.ANSWER, now, token=token)
+            return self._fire(flow, Trigger.ANSWER, now, error=exc)
         claims = {**public_claims(info.claims), **token.claims}
-        return self._fire(flow, "answer", now, token=attrs.evolve(token, claims=claims))
+        return self._fire(flow, Trigger.ANSWER, now, token=attrs.evolve(token, claims=claims))

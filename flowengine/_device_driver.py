@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, TypeVar
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
 from flowengine._core_device import SLOW_DOWN
+from flowengine._entropy import flow_secrets
 from flowengine._errors import ErrorCode, FlowStateError, StoreError, TransportError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._oidc_driver import new_assertion_id
 from flowengine._records import Flow
 from flowengine._reporting import RequestTimer
 from flowengine._saving import store_call
-from flowengine._steps import Answer, BeginDevice, Expire, FlowSecrets, SendFailed, SendRequest, Step
+from flowengine._steps import Answer, BeginDevice, Expire, SendFailed, SendRequest, Step
 from flowengine._store import Lease, Store
 
 __all__ = ["DeviceOperations"]
@@ -98,7 +99,7 @@ class DeviceOperations:
             lambda r: core.read_device_answer(r, now=self.clock(), sent=sent),
         )
         begin = BeginDevice(
-            FlowSecrets.draw(False), authorization, lifetime, scope=scope, subject=subject, connection=values
+            flow_secrets(pkce=False), authorization, lifetime, scope=scope, subject=subject, connection=values
         )
         step = core.step(None, begin, self.clock())
         await self._apply(step)

@@ -12,7 +12,6 @@ import hmac
 import html
 import json
 import re
-import secrets
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -30,8 +29,6 @@ __all__ = [
     "digests_equal",
     "fingerprint",
     "is_loopback",
-    "new_state",
-    "new_verifier",
     "pkce_challenge",
     "redact",
     "scrub",
@@ -55,16 +52,6 @@ SECRET_FIELDS = frozenset(
         "id_token",
     }
 )
-
-
-def new_state() -> str:
-    """A fresh OAuth ``state``: 256 random bits, URL-safe (SECURITY.md 1)."""
-    return secrets.token_urlsafe(32)
-
-
-def new_verifier() -> str:
-    """A PKCE code verifier: 43 URL-safe characters (256 bits), per RFC 7636 §4.1."""
-    return secrets.token_urlsafe(32)
 
 
 def pkce_challenge(verifier: str) -> str:

@@ -396,7 +396,7 @@ def _check_machine(machine: MachineSpec, problem: _Problem) -> Iterable[SpecProb
     triggers = {t.trigger for t in machine.transitions}
     for required in sorted(kind.required - triggers):
         yield problem(
-            "$.machine.transitions", f"no transition fires on {required!r} ({kind.triggers[required]})"
+            "$.machine.transitions", f"no transition fires on {str(required)!r} ({kind.triggers[required]})"
         )
     yield from _check_reachable(machine, edges, problem)
 

@@ -46,6 +46,7 @@ from flowengine._cli_common import (
     store_url,
 )
 from flowengine._cli_connection import connection_option, parse_connection, resolve_connection
+from flowengine._cli_flows import settled_flow
 from flowengine._credentials import (
     ClientSettings,
     config_path,
@@ -95,6 +96,7 @@ __all__ = [
     "resolve_connection",
     "run_command",
     "sandbox_url",
+    "settled_flow",
     "spec_argument",
     "spec_folders",
     "spec_for_token",

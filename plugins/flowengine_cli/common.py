@@ -12,10 +12,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import click
-from flowengine import Flow, Token, hookimpl
+from flowengine import Flow, Outcome, Token, hookimpl
 
 __all__ = [
     "TerminalPresenter",
+    "ago",
     "display_store_url",
     "flow_summary",
     "print_table",
@@ -73,6 +74,7 @@ def flow_summary(flow: Flow) -> dict[str, Any]:
         "id": flow.id,
         "spec": flow.spec,
         "state": flow.state,
+        "outcome": flow.outcome,
         "created_at": flow.created_at,
         "expires_at": flow.expires_at,
         "client_id": flow.client_id,
@@ -167,7 +169,9 @@ class TerminalPresenter:
         code = f"  [{flow.error.code}]" if flow.error and dest == flow.state else ""
         self.echo(f"  {arrow:<28} ({event}){code}")
 
-    @hookimpl
+    # trylast: the terminal is the fallback; a presenter plugin (a QR code, a desktop
+    # notification) registered by anyone else shows a step of `flowengine login` first.
+    @hookimpl(trylast=True)
     def flowengine_present(self, flow: Flow, step: str, detail: Mapping[str, Any]) -> bool | None:
         """Show the authorization step, the result and errors; None lets another presenter try."""
         if step == "authorize":
@@ -188,8 +192,8 @@ def printable(text: str) -> str:
 
 
 def describe_result(flow: Flow) -> str:
-    """One or two lines saying how a flow ended, for people."""
-    if flow.token_fingerprint:
+    """One or two lines saying how a flow ended (its ``outcome``), for people."""
+    if flow.outcome == Outcome.GRANTED:
         scope = flow.granted_scope or "unknown"
         who = flow.claims.get("email") or flow.claims.get("preferred_username")  # an OpenID login's
         named = f" ({printable(who)})" if isinstance(who, str) else ""
@@ -197,7 +201,24 @@ def describe_result(flow: Flow) -> str:
         if flow.missing_scopes:
             lines.append(f"Not granted: {' '.join(sorted(flow.missing_scopes))}.")
         return "\n".join(lines)
+    if flow.outcome is None:
+        return f"Flow waiting in state {flow.state!r}."
     if flow.error is None:
-        return f"Flow ended in state {flow.state!r}."
+        return f"Flow {flow.outcome} in state {flow.state!r}."
     said = printable(flow.error.description or flow.error.message)
     return f"Flow {flow.state}: {flow.error.code}: {said}"
+
+
+def ago(when: float | None, now: float) -> str:
+    """``in 25m``, ``47m ago``, ``5.6h ago``, ``2.0d ago`` (``never`` for None): times in tables."""
+    if when is None:
+        return "never"
+    delta = when - now
+    span = abs(delta)
+    if span >= 86400:
+        text = f"{span / 86400:.1f}d"
+    elif span >= 3600:
+        text = f"{span / 3600:.1f}h"
+    else:
+        text = f"{span / 60:.0f}m" if span >= 120 else f"{span:.0f}s"
+    return f"in {text}" if delta >= 0 else f"{text} ago"

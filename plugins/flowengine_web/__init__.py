@@ -22,8 +22,15 @@ if TYPE_CHECKING:
     from flowengine_web._http import SECURITY_HEADERS
     from flowengine_web._operator_auth import OperatorHook
     from flowengine_web._operator_page import OPERATOR_CONTENT_SECURITY_POLICY
-    from flowengine_web._outcome import outcome_of
-    from flowengine_web._pages import CONTENT_SECURITY_POLICY, Outcome, Page, PageKind, SpecLink, render_html
+    from flowengine_web._outcome import result_kind
+    from flowengine_web._pages import (
+        CONTENT_SECURITY_POLICY,
+        Page,
+        PageKind,
+        ResultKind,
+        SpecLink,
+        render_html,
+    )
     from flowengine_web._server import WebServer
 
 __all__ = [
@@ -33,18 +40,18 @@ __all__ = [
     "SECURITY_HEADERS",
     "OnToken",
     "OperatorHook",
-    "Outcome",
     "Page",
     "PageKind",
     "Render",
+    "ResultKind",
     "SpecLink",
     "Subject",
     "SuccessUrl",
     "WebServer",
     "create_app",
     "flowengine_commands",
-    "outcome_of",
     "render_html",
+    "result_kind",
 ]
 
 # The public names need Starlette or uvicorn: they load on first use, not with the plugin.
@@ -57,12 +64,12 @@ __getattr__ = lazy_exports(
         "Subject": "._hooks",
         "SuccessUrl": "._hooks",
         "create_app": "._app",
-        "outcome_of": "._outcome",
+        "result_kind": "._outcome",
         "SECURITY_HEADERS": "._http",
         "OperatorHook": "._operator_auth",
         "OPERATOR_CONTENT_SECURITY_POLICY": "._operator_page",
         "CONTENT_SECURITY_POLICY": "._pages",
-        "Outcome": "._pages",
+        "ResultKind": "._pages",
         "Page": "._pages",
         "PageKind": "._pages",
         "SpecLink": "._pages",

@@ -19,16 +19,16 @@ from flowengine import AccountRef, ErrorInfo, Flow
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
-    "Outcome",
     "Page",
     "PageKind",
+    "ResultKind",
     "SpecLink",
     "describe_error",
     "render_html",
 ]
 
-#: How a flow ended, as the web frontend tells it (whatever the spec calls its states).
-Outcome = Literal["success", "denied", "failed", "pending"]
+#: The page a flow's result gets (from ``flow.outcome``; an expired flow shows ``failed``).
+ResultKind = Literal["success", "denied", "failed", "pending"]
 #: Every page the frontend shows: a flow's outcome, the home page, or an error without a flow.
 PageKind = Literal["home", "success", "denied", "failed", "pending", "error", "not_found"]
 
