@@ -41,6 +41,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from flowengine_web._connection import check_engines, checked_base_url, named_engines, query_connection
 from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessUrl, deliver_once, resolve
 from flowengine_web._http import SECURITY_HEADERS, SecurityHeadersMiddleware, wants_json
 from flowengine_web._operator import OperatorPage
@@ -53,7 +54,6 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("flowengine.web")
 
-_SPEC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _FLOW_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # HTTP status of an error page, by code; anything else a callback is refused for is 400.
@@ -95,9 +95,11 @@ class _Frontend:
         title: str,
         subject: Subject | None = None,
         connection: Connection | None = None,
+        pinned: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.engines = dict(engines)
         self.connection = connection
+        self.pinned = dict(pinned or {})
         self.sessions = sessions
         self.scopes = dict(scopes)
         self.base_url = base_url
@@ -268,14 +270,14 @@ class _Frontend:
         """The flow's connection values: the host's ``connection`` hook, else the query's.
 
         ``/auth/zendesk?subdomain=acme``: each query parameter named like a connection
-        variable of the spec; the engine checks them against their patterns.
+        variable of the spec, checked by the engine against its pattern; never one that
+        ``pinned`` fixes or that can name any host (``connection_pinned``, SECURITY.md 36).
         """
         if self.connection is not None:
             given = await resolve(self.connection(request, name))
             if given is not None:
                 return dict(given)
-        declared = engine.spec.connection
-        return {key: value for key, value in request.query_params.items() if key in declared}
+        return query_connection(engine.spec, request.query_params, pinned=self.pinned.get(name, {}))
 
     async def callback(self, request: Request) -> Response:
         """``GET /auth/{spec}/callback``: finish the flow, then 303 to its clean result URL."""
@@ -379,38 +381,6 @@ class _Frontend:
         return HTMLResponse(render_html(page), status_code=500, headers=dict(SECURITY_HEADERS))
 
 
-def _named(engines: AsyncEngine | Mapping[str, AsyncEngine]) -> dict[str, AsyncEngine]:
-    named = {engines.spec.name: engines} if isinstance(engines, AsyncEngine) else dict(engines)
-    if not named:
-        raise ConfigError("create_app needs at least one engine", code="config_invalid")
-    for name, engine in named.items():
-        if not isinstance(name, str) or not _SPEC_NAME.fullmatch(name):
-            raise ConfigError(
-                f"spec name {str(name)[:80]!r} cannot be a URL segment (letters, digits, '.', '_', '-')",
-                code="config_invalid",
-            )
-        if not isinstance(engine, AsyncEngine):
-            raise ConfigError(
-                f"{name!r}: expected an AsyncEngine (for a sync Engine, pass its .engine)",
-                code="config_invalid",
-            )
-    return named
-
-
-def _checked_base_url(base_url: str | None) -> str | None:
-    if base_url is None:
-        return None
-    try:
-        parsed = parse_web_url(base_url)
-    except FlowError as exc:
-        raise ConfigError(f"base_url: {exc.message}", code="config_invalid") from None
-    if parsed.query is not None:
-        raise ConfigError(
-            "base_url must be an absolute http(s) URL without query or fragment", code="config_invalid"
-        )
-    return base_url.rstrip("/")
-
-
 def create_app(
     engines: AsyncEngine | Mapping[str, AsyncEngine],
     *,
@@ -426,6 +396,7 @@ def create_app(
     cookie_name: str = "flowengine_session",
     close_engines: bool = False,
     connection: Connection | None = None,
+    pinned: Mapping[str, Mapping[str, str]] | None = None,
     operator_secret: str | bytes | None = None,
     operator: OperatorHook | None = None,
     operator_refresh: float = 10.0,
@@ -444,28 +415,33 @@ def create_app(
     your app (their tokens are filed under it when the provider names no account);
     ``render(request, page)`` a Response or HTML for any page (None for the default);
     ``connection(request, name)`` the connection values a flow starts with (None: the
-    query's, ``/auth/zendesk?subdomain=acme``). ``home=False`` drops the home page;
+    query's, ``/auth/zendesk?subdomain=acme``); ``pinned`` maps a name to the connection
+    values configuration fixes: a query may not change them, nor give one that can name
+    any host (``flowengine.pinned_connection``), which must then be pinned (or have a spec
+    default) unless ``connection`` is given. ``home=False`` drops the home page;
     ``close_engines=True`` closes the engines when the app shuts down (lifespan runs
     only for the outermost app). The operator page (``/operator``) is off unless
     ``operator_secret`` (at least 16 bytes: a sign-in form takes it) or ``operator``
     (``operator(request)`` True admits a request) is given; it refreshes itself every
     ``operator_refresh`` seconds.
     """
-    named = _named(engines)
+    named = named_engines(engines)
     unknown = sorted(set(scopes or {}) - set(named))
     if unknown:
         raise ConfigError(f"scopes given for unknown spec names: {', '.join(unknown)}", code="config_invalid")
+    check_engines({n: e.spec for n, e in named.items()}, pinned or {}, hooked=connection is not None)
     frontend = _Frontend(
         named,
         SessionCookies(secret_key, cookie_name=cookie_name),
         scopes=scopes or {},
-        base_url=_checked_base_url(base_url),
+        base_url=checked_base_url(base_url),
         on_token=on_token,
         success_url=success_url,
         render=render,
         title=title,
         subject=subject,
         connection=connection,
+        pinned=pinned,
     )
     routes = [
         Route("/auth/{spec}", frontend.start, methods=["GET"]),
