@@ -10,6 +10,8 @@ value; a host taken from a callback must be one of the spec's allow-list; no val
 from __future__ import annotations
 
 import contextlib
+import html
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -279,3 +281,26 @@ async def test_sec36_a_connection_value_never_adds_a_dot_segment(tenant: str) ->
         assert await engine.flows() == []
         fine = await engine.start(connection={"tenant": "acme/sub..x"})
         assert (fine.authorization_url or "").startswith("https://login.example.com/acme/sub..x/authorize?")
+
+
+async def test_sec36_the_operator_pages_new_login_link_never_carries_a_host() -> None:
+    async with fe.AsyncEngine("gitlab", client=CLIENT, transport=Provider().transport) as engine:
+        dead = fe.Token(
+            provider="gitlab",
+            account=fe.AccountRef("user", "1"),
+            access_token="ACCESS",
+            token_type="bearer",
+            obtained_at=1.0,
+            dead=True,
+            dead_at=2.0,
+            connection={"host": "evil.example"},
+        )
+        await engine.store.put_token(dead)
+        app = create_app(engine, secret_key=SECRET_KEY, operator=lambda request: True)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://app.example") as browser:
+            page = (await browser.get("/operator")).text
+        [link] = re.findall(r'<a href="([^"]*)"[^>]*>Start a new login</a>', page)
+        assert link == "/auth/gitlab"
+        started = await _get(app, html.unescape(link))
+        assert started.json()["authorization_url"].startswith("https://gitlab.com/oauth/authorize?")
