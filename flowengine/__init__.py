@@ -38,6 +38,7 @@ from flowengine._errors import (
 )
 from flowengine._events import Enqueued, RefreshOrder, RefreshQueue, RequestEvent
 from flowengine._files import make_private_folder
+from flowengine._hosts import pinned_connection
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._machine import Action, Guard, TransitionContext
 from flowengine._plugins import (
@@ -166,6 +167,7 @@ __all__ = [
     "open_transport",
     "parse_retry_after",
     "parse_web_url",
+    "pinned_connection",
     "read_rate_feedback",
     "read_status",
     "spec_document",

@@ -116,12 +116,17 @@ class OpenIdSteps:
         """The ``iss`` this token must carry: the spec's issuer, filled from the connection values.
 
         A variable under ``openid.issuer_claims`` is filled from the token's own claim (Microsoft's
-        ``tid``); the signature is checked afterwards, and the ``iss`` must then match exactly.
+        ``tid``) when the flow's value is one of its ``multi_tenant`` values or it has none; a
+        configured tenant stays (SECURITY.md 35). The signature is checked afterwards, and the
+        ``iss`` must then match exactly.
         """
         assert self.spec.issuer is not None
         values: dict[str, str | None] = dict(connection)
         claims = _unverified_claims(parsed) if self.openid.issuer_claims else {}
         for variable, claim in self.openid.issuer_claims.items():
+            configured = connection.get(variable)
+            if configured is not None and configured not in self.openid.multi_tenant.get(variable, ()):
+                continue
             value = claims.get(claim)
             values[variable] = value if isinstance(value, str) and _CLAIM_VALUE.fullmatch(value) else None
         issuer = _templates.render(self.spec.issuer, values)

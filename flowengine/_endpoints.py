@@ -94,7 +94,8 @@ class Endpoints:
         if url is None:
             wanted = ", ".join(safe_variables(template))
             raise ConfigError(
-                f"endpoint {name!r} needs URL-safe values for {wanted}", code=ErrorCode.CONNECTION_INVALID
+                f"endpoint {name!r} needs URL-safe values for {wanted} (no . or .. path segment)",
+                code=ErrorCode.CONNECTION_INVALID,
             )
         authorization = self.spec.authorization
         in_fragment = (

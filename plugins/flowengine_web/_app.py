@@ -20,20 +20,18 @@ many times and on however many workers its callback arrives.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import AsyncIterator, Callable, Mapping
 
 from flowengine import (
     AsyncEngine,
     ConfigError,
-    FlowError,
-    parse_web_url,
 )
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from flowengine_web._connection import check_engines, checked_base_url, named_engines
 from flowengine_web._frontend import Frontend
 from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessUrl
 from flowengine_web._http import SecurityHeadersMiddleware
@@ -42,41 +40,6 @@ from flowengine_web._operator_auth import OperatorAccess, OperatorHook
 from flowengine_web._session import SecretKey, SessionCookies
 
 __all__ = ["create_app"]
-
-#: A URL name of a spec: one path segment.
-_SPEC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-def _named(engines: AsyncEngine | Mapping[str, AsyncEngine]) -> dict[str, AsyncEngine]:
-    named = {engines.spec.name: engines} if isinstance(engines, AsyncEngine) else dict(engines)
-    if not named:
-        raise ConfigError("create_app needs at least one engine", code="config_invalid")
-    for name, engine in named.items():
-        if not isinstance(name, str) or not _SPEC_NAME.fullmatch(name):
-            raise ConfigError(
-                f"spec name {str(name)[:80]!r} cannot be a URL segment (letters, digits, '.', '_', '-')",
-                code="config_invalid",
-            )
-        if not isinstance(engine, AsyncEngine):
-            raise ConfigError(
-                f"{name!r}: expected an AsyncEngine (for a sync Engine, pass its .engine)",
-                code="config_invalid",
-            )
-    return named
-
-
-def _checked_base_url(base_url: str | None) -> str | None:
-    if base_url is None:
-        return None
-    try:
-        parsed = parse_web_url(base_url)
-    except FlowError as exc:
-        raise ConfigError(f"base_url: {exc.message}", code="config_invalid") from None
-    if parsed.query is not None:
-        raise ConfigError(
-            "base_url must be an absolute http(s) URL without query or fragment", code="config_invalid"
-        )
-    return base_url.rstrip("/")
 
 
 def _routes(frontend: Frontend, *, home: bool) -> list[Route]:
@@ -146,39 +109,41 @@ def create_app(
     cookie_name: str = "flowengine_session",
     close_engines: bool = False,
     connection: Connection | None = None,
+    pinned: Mapping[str, Mapping[str, str]] | None = None,
     operator_secret: str | bytes | None = None,
     operator: OperatorHook | None = None,
     operator_refresh: float = 10.0,
 ) -> Starlette:
     """A Starlette app serving the authorization flows of ``engines``; mount it anywhere.
 
-    ``engines`` is one AsyncEngine (served under its spec's name) or a mapping of
-    URL names to engines. ``secret_key`` signs the session cookie (at least 16
-    bytes; a list rotates keys: the first signs, all verify); every worker
-    needs the same. ``scopes`` maps a name to the scope its flows ask for.
-    ``base_url`` is the public origin (and prefix) the redirect URI is built on;
-    without it, the request's own URL is used. The hooks, each sync or async, are in
-    docs/web.md: ``on_token(request, flow, token)`` once per successful flow,
-    ``success_url(request, flow)``, ``subject(request)``, ``render(request, page)``
-    and ``connection(request, name)``. ``home=False`` drops the home page;
-    ``close_engines=True`` closes the engines when the app shuts down (lifespan runs
-    only for the outermost app). The operator page (``/operator``) is off unless
+    ``engines`` is one AsyncEngine (served under its spec's name) or a mapping of URL
+    names to engines. ``secret_key`` signs the session cookie (at least 16 bytes; a list
+    rotates keys: the first signs, all verify). ``scopes``: a name's scope.
+    ``base_url``: the public origin (and prefix) of the redirect URI. The hooks, each sync or async, are in
+    docs/web.md: ``on_token``, ``success_url``, ``subject``, ``render`` and ``connection``
+    (None: the query's). ``pinned`` maps a name to the connection values configuration
+    fixes: a query may not change them, nor give one that can name any host
+    (``flowengine.pinned_connection``). ``home=False`` drops the home page;
+    ``close_engines=True`` closes the engines at shutdown. The operator page (``/operator``) is off unless
     ``operator_secret`` (at least 16 bytes: a sign-in form takes it) or ``operator``
     (``operator(request)`` True admits a request) is given; it refreshes itself every
     ``operator_refresh`` seconds.
     """
-    named = _named(engines)
+    named = named_engines(engines)
+    scopes = _checked_scopes(scopes or {}, named)
+    check_engines({n: e.spec for n, e in named.items()}, pinned or {}, hooked=connection is not None)
     frontend = Frontend(
         named,
         SessionCookies(secret_key, cookie_name=cookie_name),
-        scopes=_checked_scopes(scopes or {}, named),
-        base_url=_checked_base_url(base_url),
+        scopes=scopes,
+        base_url=checked_base_url(base_url),
         on_token=on_token,
         success_url=success_url,
         render=render,
         title=title,
         subject=subject,
         connection=connection,
+        pinned=pinned,
     )
     app = Starlette(
         routes=_routes(frontend, home=home)

@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from flowengine_web._connection import query_connection
 from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessUrl, deliver_once, resolve
 from flowengine_web._http import SECURITY_HEADERS, wants_json
 from flowengine_web._outcome import flow_json, result_kind
@@ -78,9 +79,11 @@ class Frontend:
         title: str,
         subject: Subject | None = None,
         connection: Connection | None = None,
+        pinned: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.engines = dict(engines)
         self.connection = connection
+        self.pinned = dict(pinned or {})
         self.sessions = sessions
         self.scopes = dict(scopes)
         self.base_url = base_url
@@ -251,14 +254,14 @@ class Frontend:
         """The flow's connection values: the host's ``connection`` hook, else the query's.
 
         ``/auth/zendesk?subdomain=acme``: each query parameter named like a connection
-        variable of the spec; the engine checks them against their patterns.
+        variable of the spec, checked by the engine against its pattern; never one that
+        ``pinned`` fixes or that can name any host (``connection_pinned``, SECURITY.md 36).
         """
         if self.connection is not None:
             given = await resolve(self.connection(request, name))
             if given is not None:
                 return dict(given)
-        declared = engine.spec.connection
-        return {key: value for key, value in request.query_params.items() if key in declared}
+        return query_connection(engine.spec, request.query_params, pinned=self.pinned.get(name, {}))
 
     async def callback(self, request: Request) -> Response:
         """``GET /auth/{spec}/callback``: finish the flow, then 303 to its clean result URL."""

@@ -93,6 +93,10 @@ _REASONS: dict[str, str] = {
     "transport_timeout": "The provider took too long to answer.",
     "redirect_uri_invalid": "This site is not set up to receive the provider's answer at this address.",
     "config_invalid": "This site is not set up correctly for this provider.",
+    "connection_pinned": (
+        "This sign-in link chooses a provider or tenant that only this site's configuration may set."
+    ),
+    "connection_invalid": "This sign-in link names a tenant or region this provider does not accept.",
     "token_hook_failed": "The provider authorized this site, but the site could not save the result.",
 }
 

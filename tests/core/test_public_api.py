@@ -26,8 +26,8 @@ PUBLIC = [
     "codec_for", "digest", "digests_equal", "fingerprint", "get_plugin_manager", "health_of",
     "hookimpl", "hour_of", "is_loopback", "lazy_exports", "load_spec", "make_private_folder",
     "new_plugin_manager", "new_store_key", "open_sandbox", "open_store", "open_transport",
-    "parse_retry_after", "parse_web_url", "read_rate_feedback", "read_status", "spec_document",
-    "step_of",
+    "parse_retry_after", "parse_web_url", "pinned_connection", "read_rate_feedback", "read_status",
+    "spec_document", "step_of",
 ]  # fmt: skip
 
 #: The public submodules; every other module of the package is private (underscored).
