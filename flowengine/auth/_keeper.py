@@ -83,7 +83,7 @@ class TokenKeeper:
 
         The first request this keeper authenticates pins its origin. A request to any
         other origin (a redirect's target, another API on the same client) is sent
-        without the token, and its 401 is never acted upon (SECURITY 36).
+        without the token, and its 401 is never acted upon (SECURITY 37).
         """
         origin = origin_of(url)
         with self._lock:

@@ -1,4 +1,4 @@
-"""SECURITY.md 37: a signed client assertion is built for each attempt, never replayed by a retry.
+"""SECURITY.md 38: a signed client assertion is built for each attempt, never replayed by a retry.
 
 A provider that is busy (503 with ``Retry-After: 25``) three times, then answers. Time is a
 ``FakeClock``: the engine's backoff moves it, so the fourth attempt goes out 75 s after the
@@ -157,7 +157,7 @@ async def _run(method: str, operation: str, tmp_path: Path, *, echo_error: bool 
 
 @pytest.mark.parametrize("operation", list(OPERATIONS))
 @pytest.mark.parametrize("method", ["private_key_jwt", "client_secret_jwt"])
-async def test_sec37_every_attempt_sends_a_new_assertion_none_expired(
+async def test_sec38_every_attempt_sends_a_new_assertion_none_expired(
     method: str, operation: str, tmp_path: Path
 ) -> None:
     provider = await _run(method, operation, tmp_path)
@@ -173,7 +173,7 @@ async def test_sec37_every_attempt_sends_a_new_assertion_none_expired(
 
 
 @pytest.mark.parametrize("operation", list(OPERATIONS))
-async def test_sec37_each_attempts_assertion_is_scrubbed_from_what_the_provider_says(
+async def test_sec38_each_attempts_assertion_is_scrubbed_from_what_the_provider_says(
     operation: str, tmp_path: Path
 ) -> None:
     provider = await _run("client_secret_jwt", operation, tmp_path, echo_error=True)

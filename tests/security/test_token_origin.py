@@ -1,4 +1,4 @@
-"""SECURITY.md 36: flowengine.auth sends a token only to its origin and acts only on that origin's 401.
+"""SECURITY.md 37: flowengine.auth sends a token only to its origin and acts only on that origin's 401.
 
 Each test runs once per client flowengine.auth serves (httpx async and sync, aiohttp,
 requests, httpx async on the sync Engine), against the sandbox (the API, on
@@ -81,7 +81,7 @@ def _redirect_to(sandbox: SandboxFixture, url: str) -> None:
     )
 
 
-async def test_sec36_a_redirect_to_another_origin_that_answers_401_never_gets_a_token(
+async def test_sec37_a_redirect_to_another_origin_that_answers_401_never_gets_a_token(
     api: AuthClient, sandbox: SandboxFixture, foreign: Foreign
 ) -> None:
     assert (await api.call()).status == 200
@@ -98,7 +98,7 @@ async def test_sec36_a_redirect_to_another_origin_that_answers_401_never_gets_a_
     assert api.sent[3] == token and refreshes(sandbox) == 0
 
 
-async def test_sec36_a_401_from_our_origin_to_a_request_without_our_token_is_not_acted_upon(
+async def test_sec37_a_401_from_our_origin_to_a_request_without_our_token_is_not_acted_upon(
     api: AuthClient, sandbox: SandboxFixture, foreign: Foreign
 ) -> None:
     """Redirected away and back: the header stripped on the way out is put back only by a new hop.
@@ -122,7 +122,7 @@ async def test_sec36_a_401_from_our_origin_to_a_request_without_our_token_is_not
         assert (reply.status, api.sent[1:]) == (401, [token, None, None])
 
 
-async def test_sec36_a_request_to_another_origin_is_sent_without_the_token(
+async def test_sec37_a_request_to_another_origin_is_sent_without_the_token(
     api: AuthClient, sandbox: SandboxFixture, foreign: Foreign
 ) -> None:
     assert (await api.call()).status == 200  # the first request pins the sandbox's origin
