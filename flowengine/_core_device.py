@@ -180,7 +180,7 @@ class DeviceSteps:
     ) -> tuple[DeviceAuthorization, int]:
         """The device authorization in the answer and its lifetime, or the ``ProviderError`` it is."""
         if not 200 <= response.status < 300:
-            raise error_response(self.spec, response, now=now, sent=sent)
+            raise error_response(self.spec, response, now=now, sent=sent, endpoint="device authorization")
         return parse_device_answer(response)
 
     def begin_device(self, begin: BeginDevice, now: float) -> Step:

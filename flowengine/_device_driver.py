@@ -46,12 +46,11 @@ class DeviceOperations:
 
         async def core_for(self, connection: Mapping[str, str] | None) -> FlowCore: ...
 
-        async def send_with_retry(
+        async def send_attempts(
             self,
-            request: HttpRequest,
+            build: Callable[[], tuple[HttpRequest, tuple[str, ...]]],
             what: str,
-            sent_secrets: tuple[str, ...],
-            read: Callable[[HttpResponse], _T],
+            read: Callable[[HttpResponse, tuple[str, ...]], _T],
         ) -> _T: ...
 
         async def send_once(self, request: HttpRequest) -> HttpResponse: ...
@@ -91,12 +90,10 @@ class DeviceOperations:
         if scope is not None and not isinstance(scope, str):
             scope = self.core.spec.scope_separator.join(scope)
         scope = scope or core.default_scope()
-        request, sent = core.device_request(scope, values, now=self.clock(), assertion_id=new_assertion_id())
-        authorization, lifetime = await self.send_with_retry(
-            request,
+        authorization, lifetime = await self.send_attempts(
+            lambda: core.device_request(scope, values, now=self.clock(), assertion_id=new_assertion_id()),
             "device_authorization",
-            sent,
-            lambda r: core.read_device_answer(r, now=self.clock(), sent=sent),
+            lambda r, sent: core.read_device_answer(r, now=self.clock(), sent=sent),
         )
         begin = BeginDevice(
             flow_secrets(pkce=False), authorization, lifetime, scope=scope, subject=subject, connection=values

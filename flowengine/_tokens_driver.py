@@ -30,6 +30,7 @@ from flowengine._errors import (
     TransportTimeoutError,
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
+from flowengine._oidc_driver import new_assertion_id
 from flowengine._records import AccountRef, Token
 from flowengine._reporting import RequestTimer
 from flowengine._retry import RetryPolicy
@@ -38,17 +39,14 @@ from flowengine._spec import FlowSpec
 from flowengine._store import Lease, Store
 from flowengine._tokens import read_revocation_response
 
-__all__ = ["TokenOperations"]
+__all__ = ["Attempt", "TokenOperations"]
 
 log = logging.getLogger("flowengine")
 _T = TypeVar("_T")
 
 
-def _assertion_id() -> str:
-    """A fresh ``jti`` for a signed client assertion (RFC 7523: each assertion is good once)."""
-    import secrets
-
-    return secrets.token_urlsafe(32)
+#: One attempt's request and every secret it carries (SECURITY.md 28).
+Attempt = tuple[HttpRequest, tuple[str, ...]]
 
 
 def _dead(key: str) -> InvalidGrantError:
@@ -106,18 +104,12 @@ class TokenOperations:
         values = self.core.connection(connection)
         core = await self.core_for(values)
         scope = scope or core.default_scope()
-        request, sent = core.token_request(
-            grant,
-            {**self.declared_inputs(inputs), **values, "scope": scope},
-            now=self.clock(),
-            assertion_id=_assertion_id(),
-        )
+        filled = {**self.declared_inputs(inputs), **values, "scope": scope}
         default = None if subject is None else AccountRef("subject", subject)
-        token = await self.send_with_retry(
-            request,
+        token = await self.send_attempts(
+            lambda: core.token_request(grant, filled, now=self.clock(), assertion_id=new_assertion_id()),
             "grant",
-            sent,
-            lambda r: core.read_token(
+            lambda r, sent: core.read_token(
                 r,
                 self.clock(),
                 grant=grant,
@@ -188,15 +180,13 @@ class TokenOperations:
         core = await self.core_for(current.connection)
         core.check_token_endpoint(current)
         values = {**current.connection, **current.kept, "refresh_token": current.refresh_token}
-        request, sent = core.token_request(
-            "refresh_token", values, now=self.clock(), assertion_id=_assertion_id()
-        )
         try:
-            fresh = await self.send_with_retry(
-                request,
+            fresh = await self.send_attempts(
+                lambda: core.token_request(
+                    "refresh_token", values, now=self.clock(), assertion_id=new_assertion_id()
+                ),
                 "refresh",
-                sent,
-                lambda r: core.read_token(
+                lambda r, sent: core.read_token(
                     r,
                     self.clock(),
                     grant="refresh_token",
@@ -267,13 +257,11 @@ class TokenOperations:
             raise FlowStateError(f"this token has no {hint}", code=code)
         values = {**current.connection, **current.kept, "token": value, "token_type_hint": hint}
         url = core.endpoint_url(rule.endpoint, core.client_values(values))
-        # ``sent``: every secret the request carries, scrubbed from what comes back.
-        request, sent = core.authenticated_request(rule, url, values, self.clock(), _assertion_id())
-        await self.send_with_retry(
-            request,
+        # ``sent``: every secret the attempt carried, scrubbed from what comes back.
+        await self.send_attempts(
+            lambda: core.authenticated_request(rule, url, values, self.clock(), new_assertion_id()),
             "revocation",
-            sent,
-            lambda r: read_revocation_response(self.spec, r, now=self.clock(), sent=sent),
+            lambda r, sent: read_revocation_response(self.spec, r, now=self.clock(), sent=sent),
         )
         if hint == "access_token" and current.refresh_token:
             # The refresh token still works at the provider: keep it, so it can be used or revoked.
@@ -313,19 +301,37 @@ class TokenOperations:
         sent_secrets: tuple[str, ...],
         read: Callable[[HttpResponse], _T],
     ) -> _T:
+        """``send_attempts`` for a request that is the same at every attempt: no client assertion in it.
+
+        A request that authenticates the client builds a new assertion for each attempt
+        (``send_attempts``): a discovery, key set or userinfo request does not.
+        """
+        return await self.send_attempts(lambda: (request, sent_secrets), what, lambda r, _sent: read(r))
+
+    async def send_attempts(
+        self,
+        build: Callable[[], Attempt],
+        what: str,
+        read: Callable[[HttpResponse, tuple[str, ...]], _T],
+    ) -> _T:
         """Send and read a request that is safe to repeat, retrying what is retryable with backoff.
 
-        ``what`` (``refresh``, ``grant``, ``revocation``) names it in logs and request events.
+        ``build`` makes each attempt's request and the secrets it carries afresh: a signed
+        client assertion gets a new ``jti``, ``iat`` and ``exp`` every time, so a retry is
+        never a replay nor sent expired (RFC 7523 §3, SECURITY.md 37), and ``read`` scrubs
+        what comes back of that attempt's secrets. ``what`` (``refresh``, ``grant``,
+        ``revocation``) names it in logs and request events.
         """
         deadline = self.clock() + self.transport_config.operation_deadline
         sent = False  # whether any attempt may have reached the server
         for attempt in range(self.retry.attempts):
+            request, sent_secrets = build()
             timer = self.time_request(what, request, attempt + 1)
             status = None
             try:
                 response = await self._within(deadline, what, self.transport.send(request))
                 status = response.status
-                result = read(response)
+                result = read(response, sent_secrets)
             except (ProviderError, TransportError) as exc:
                 sent = sent or not isinstance(exc, TransportError) or exc.sent
                 delay = self._retry_delay(exc, attempt)

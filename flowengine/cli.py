@@ -40,6 +40,7 @@ from flowengine._cli_common import (
     opened_store,
     parse_duration,
     print_error,
+    printable,
     run_command,
     sandbox_url,
     store_option,
@@ -91,6 +92,7 @@ __all__ = [
     "parse_connection",
     "parse_duration",
     "print_error",
+    "printable",
     "readable_by_others",
     "resolve_client",
     "resolve_connection",
@@ -210,7 +212,7 @@ def spec_validate(specs: tuple[str, ...], as_json: bool) -> None:
         report.append({"spec": ref, "ok": not problems, "problems": problems})
         if not as_json:
             for problem in problems:
-                click.echo(problem, err=True)
+                click.echo(printable(problem), err=True)
             if not problems:
                 click.echo(f"{ref}: ok")
     if as_json:

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 from flowengine import Flow, Outcome, Token, hookimpl
+from flowengine.cli import printable
 
 __all__ = [
     "TerminalPresenter",
@@ -44,8 +45,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
     Cells never wrap nor get cut, whatever the width: a key or fingerprint cut
     short is worse than a wide line. In a pipe the columns are two spaces apart
-    and lines carry no trailing spaces, so ``awk``/``cut`` read them.
+    and lines carry no trailing spaces, so ``awk``/``cut`` read them. Every cell
+    goes through ``printable``: an account or a scope is the provider's text.
     """
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     if not sys.stdout.isatty():
         for line in (headers, *rows):
@@ -138,7 +141,8 @@ class TerminalPresenter:
         self._console: Any = None  # a rich Console while a status line is live
 
     def echo(self, text: str) -> None:
-        """Print one line (to stderr when stdout carries JSON)."""
+        """Print one line or more (to stderr when stdout carries JSON), each through ``printable``."""
+        text = "\n".join(printable(line) for line in text.split("\n"))
         if self._console is not None:
             self._console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
@@ -179,16 +183,10 @@ class TerminalPresenter:
         elif step == "result":
             self.echo(describe_result(flow))
         elif step == "error":
-            self.echo(f"Error: {detail['error']}")
+            self.echo(printable(f"Error: {detail['error']}"))
         else:
             return None
         return True
-
-
-def printable(text: str) -> str:
-    """Provider text made safe for a terminal: control characters (escape sequences
-    that could retitle the window, hide text or fake output) shown as ``\\xNN``."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def describe_result(flow: Flow) -> str:
@@ -197,9 +195,10 @@ def describe_result(flow: Flow) -> str:
         scope = flow.granted_scope or "unknown"
         who = flow.claims.get("email") or flow.claims.get("preferred_username")  # an OpenID login's
         named = f" ({printable(who)})" if isinstance(who, str) else ""
-        lines = [f"Authorized as {flow.account}{named}; token {flow.token_fingerprint}; scope {scope}."]
+        account, scope = printable(str(flow.account)), printable(scope)  # both are the provider's words
+        lines = [f"Authorized as {account}{named}; token {flow.token_fingerprint}; scope {scope}."]
         if flow.missing_scopes:
-            lines.append(f"Not granted: {' '.join(sorted(flow.missing_scopes))}.")
+            lines.append(f"Not granted: {printable(' '.join(sorted(flow.missing_scopes)))}.")
         return "\n".join(lines)
     if flow.outcome is None:
         return f"Flow waiting in state {flow.state!r}."

@@ -47,7 +47,7 @@ from flowengine.cli import (
     store_url,
 )
 
-from .common import display_store_url
+from .common import display_store_url, printable
 
 __all__ = ["Check", "doctor"]
 
@@ -329,7 +329,7 @@ def doctor(store: str | None, dev: bool) -> None:
     checks = run_checks(store, dev)
     width = max(len(check.name) for check in checks)
     for check in checks:
-        click.echo(f"{check.status:<5} {check.name:<{width}}  {check.detail}")
+        click.echo(printable(f"{check.status:<5} {check.name:<{width}}  {check.detail}"))
         if check.fix:
             click.echo(f"{'':<5} {'':<{width}}  fix: {check.fix}")
     failed = [check.name for check in checks if check.status == "FAIL"]

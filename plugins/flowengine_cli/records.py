@@ -135,7 +135,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
             "granted_scope",
             "token_key",
         ):
-            click.echo(f"{key + ':':<16}{summary[key] if summary[key] is not None else '-'}")
+            click.echo(printable(f"{key + ':':<16}{summary[key] if summary[key] is not None else '-'}"))
         for key in ("connection", "kept"):
             if summary[key]:
                 values = ", ".join(f"{name}={printable(value)}" for name, value in summary[key].items())
@@ -147,7 +147,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
         for entry in flow.history:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
             error = f"  [{entry.error}]" if entry.error else ""
-            click.echo(f"  {when}  {entry.event:<9} {entry.source or '-'} -> {entry.dest}{error}")
+            click.echo(printable(f"  {when}  {entry.event:<9} {entry.source or '-'} -> {entry.dest}{error}"))
 
     run_command(work)
 
@@ -234,7 +234,7 @@ def tokens_show(key: str, store: str | None, as_json: bool) -> None:
         summary["dead_at"] = "" if token.dead_at is None else ago(token.dead_at, now)
         summary["account"] = str(token.account)
         for name, value in summary.items():
-            click.echo(f"{name + ':':<14}{value}")
+            click.echo(printable(f"{name + ':':<14}{value}"))
 
     run_command(work)
 

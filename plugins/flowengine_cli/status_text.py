@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import attrs
 import click
 from flowengine import EdgeView, SpecStatus, StateView, Status, TokenHealth
-from flowengine.cli import format_duration
+from flowengine.cli import format_duration, printable
 
 from .common import ago
 
@@ -51,13 +51,18 @@ UNICODE = Glyphs("├─", "└─", "│ ", "─▶ ", " ↺", "● ", "■ ", 
 ASCII = Glyphs("|-", "`-", "| ", "-> ", " (again)", "* ", "# ", "; ")
 
 
+def _printable_rows(rows: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+    """Cells fit for a terminal: an account, a key or a spec name may hold a provider's words."""
+    return tuple(tuple(printable(cell) for cell in row) for row in rows)
+
+
 @attrs.frozen
 class Block:
     """A titled table: ``rows`` of cells under ``headers``; ``right`` marks right-aligned columns."""
 
-    title: str
+    title: str = attrs.field(converter=printable)
     headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
+    rows: tuple[tuple[str, ...], ...] = attrs.field(converter=_printable_rows)
     right: frozenset[int] = frozenset()
     #: A style per row (rich markup style names), for the terminal only.
     styles: tuple[str, ...] = ()
