@@ -46,7 +46,20 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def read_document(path: Path) -> Any:
-    """The YAML document in the file at ``path``; ``SpecError`` when it cannot be read."""
+    """The YAML document in the file at ``path``; ``SpecError`` when it cannot be read.
+
+    A file just read to learn its ``name:`` (``find_named``) is not read twice: its
+    document is handed over, once, while the file's size and mtime are unchanged.
+    """
+    if _read_ahead:
+        try:
+            stat = path.stat()
+        except (OSError, ValueError):
+            stat = None
+        if stat is not None:
+            ahead = _read_ahead.pop((str(path), stat.st_mtime_ns, stat.st_size), None)
+            if ahead is not None:
+                return ahead
     try:
         with path.open("rb") as file:  # no more than the limit, whatever the file grew to
             text = file.read(_yaml.MAX_SPEC_BYTES + 1).decode("utf-8")
@@ -62,6 +75,8 @@ def read_document(path: Path) -> Any:
 
 #: The ``name:`` of each file read for a lookup, by (path, mtime, size).
 _names: dict[tuple[str, int, int], str | None] = {}
+#: The document of the last file read for its name, for the ``read_document`` that follows.
+_read_ahead: dict[tuple[str, int, int], Any] = {}
 
 
 def _name_in(path: Path) -> str | None:
@@ -78,6 +93,9 @@ def _name_in(path: Path) -> str | None:
             data = None
         name = data.get("name") if isinstance(data, dict) else None
         _names[key] = name if isinstance(name, str) else None
+        _read_ahead.clear()
+        if data is not None:
+            _read_ahead[key] = data
     return _names[key]
 
 
