@@ -151,8 +151,27 @@ def _forms(secret: str) -> set[str]:
     return {form for form in forms if form}
 
 
-def _all_forms(secrets: Iterable[str]) -> list[str]:
-    return sorted({form for secret in secrets if secret for form in _forms(secret)}, key=len, reverse=True)
+def _all_forms(secrets: Iterable[str], seen: str | None = None) -> list[str]:
+    """Every form of every secret, longest first; only secrets that may be in ``seen``, when given.
+
+    Every form of a secret begins with the secret's first characters up to its
+    first one that some form escapes (``_head``): where that head is not in the
+    text, no form and no cut-off copy is either.
+    """
+    wanted = (s for s in secrets if s and (seen is None or _head(s) in seen))
+    return sorted({form for secret in wanted for form in _forms(secret)}, key=len, reverse=True)
+
+
+#: Characters no form of a secret escapes (percent-encoding, JSON, HTML all keep them).
+_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def _head(secret: str) -> str:
+    """The start of ``secret`` every form of it starts with: up to ``_MIN_PREFIX`` kept characters."""
+    for index, char in enumerate(secret[:_MIN_PREFIX]):
+        if char not in _KEPT:
+            return secret[:index]
+    return secret[:_MIN_PREFIX]
 
 
 def _scrub(text: str, forms: list[str]) -> str:
@@ -190,12 +209,12 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     Also scrubbed: the first eight or more characters of a secret wherever they stand
     (a provider, or a length cap, cut the rest off).
     """
-    return _scrub(text, _all_forms(secrets))
+    return _scrub(text, _all_forms(secrets, text))
 
 
 def scrub_value(value: Any, secrets: Collection[str]) -> Any:
     """``value`` (a JSON-like document) with ``scrub`` applied to every string in it, keys included."""
-    forms = _all_forms(secrets)
+    forms = _all_forms(secrets, "\0".join(_strings(value)))
 
     def walk(node: Any) -> Any:
         if isinstance(node, str):
@@ -207,6 +226,19 @@ def scrub_value(value: Any, secrets: Collection[str]) -> Any:
         return node
 
     return walk(value) if forms else value
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string in a JSON-like document, keys included."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list | tuple):
+            stack += node
 
 
 def scrub_error(error: ProviderError, secrets: Collection[str]) -> ProviderError:

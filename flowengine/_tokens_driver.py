@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import pluggy
 
 from flowengine._clock import Clock
@@ -30,7 +29,7 @@ from flowengine._errors import (
     TransportTimeoutError,
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
-from flowengine._records import AccountRef, Token
+from flowengine._records import AccountRef, Token, evolve
 from flowengine._reporting import RequestTimer
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
@@ -211,9 +210,9 @@ class TokenOperations:
             again = await store_call(self.store.get_token(current.key))
             if again is not None and again.refresh_token != current.refresh_token:
                 return again  # rotated by another worker meanwhile: ours was the spent one
-            await self._saver.save_token(attrs.evolve(current, dead=True, dead_at=self.clock()))
+            await self._saver.save_token(evolve(current, dead=True, dead_at=self.clock()))
             raise
-        fresh = attrs.evolve(
+        fresh = evolve(
             fresh,
             account=current.account,
             refresh_token=fresh.refresh_token or current.refresh_token,
@@ -279,7 +278,7 @@ class TokenOperations:
             # The refresh token still works at the provider: keep it, so it can be used or revoked.
             stored = await store_call(self.store.get_token(current.key))
             if stored is not None:
-                await self._saver.save_token(attrs.evolve(stored, expires_at=self.clock()))
+                await self._saver.save_token(evolve(stored, expires_at=self.clock()))
             return
         await self._saver.delete_token(current.key)
 
@@ -382,30 +381,38 @@ class TokenOperations:
         Leases are short (``lease_ttl``), so one left by a worker that died stops
         blocking the others within seconds; a live holder renews it. The heartbeat
         waits in real time (the store's clock decides when a lease runs out, not an
-        engine's injected one). A store that is away cannot renew: the lease runs out on
-        its own, and the answer is kept until the store returns (SECURITY.md 23).
+        engine's injected one); it is a timer until its first beat, so a request that
+        ends sooner (most do) costs no task. A store that is away cannot renew: the
+        lease runs out on its own, and the answer is kept until the store returns
+        (SECURITY.md 23).
         """
-        beat = asyncio.ensure_future(self._renew_every(lease))
+        beats: list[asyncio.Future[None]] = []
+        timer = asyncio.get_running_loop().call_later(
+            self.lease_ttl / 3, lambda: beats.append(asyncio.ensure_future(self._renew_every(lease)))
+        )
         try:
             yield
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            timer.cancel()
+            for beat in beats:
+                beat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await beat
 
     async def _renew_every(self, lease: Lease) -> None:
+        """Renew ``lease`` now, then every third of its ttl, until it is lost or this is cancelled."""
         current = lease
         while True:
-            await asyncio.sleep(self.lease_ttl / 3)
             try:
                 renewed = await self.store.renew(current, self.lease_ttl)
             except Exception as exc:  # the store is away: nothing to do but try again
                 log.info("could not renew lease %s (%s); trying again", lease.key, type(exc).__name__)
-                continue
-            if renewed is None:
-                log.warning("lease %s was lost while its request ran", lease.key)
-                return
-            current = renewed
+            else:
+                if renewed is None:
+                    log.warning("lease %s was lost while its request ran", lease.key)
+                    return
+                current = renewed
+            await asyncio.sleep(self.lease_ttl / 3)
 
     async def release(self, lease: Lease) -> None:
         """Give a lease back; if the store is away, it expires on its own."""
