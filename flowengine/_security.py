@@ -7,6 +7,7 @@ Kept in one place so that each rule has one implementation (SECURITY.md 1, 2,
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import html
@@ -83,7 +84,16 @@ def check_redirect_uri(uri: str, *, registered_domain: str | None) -> None:
     It must be a URL the judge of ``_urls`` accepts (absolute, no fragment, no user
     information, nothing browsers read differently), ``https`` unless on loopback,
     and, when a domain is registered, on that domain or below it (port and path free).
+    A pair judged good is remembered (an engine starts every flow with the same one);
+    a refusal is judged again each time.
     """
+    if isinstance(uri, str) and isinstance(registered_domain, str | None):
+        _remembered_redirect_uri(uri, registered_domain)
+    else:
+        _judge_redirect_uri(uri, registered_domain)
+
+
+def _judge_redirect_uri(uri: str, registered_domain: str | None) -> None:
     shown = repr(uri[:200]) if isinstance(uri, str) else type(uri).__name__
     try:
         url = judge(uri)
@@ -100,6 +110,9 @@ def check_redirect_uri(uri: str, *, registered_domain: str | None) -> None:
                 f"redirect URI {shown} is not on the registered domain {domain!r}",
                 code="redirect_uri_invalid",
             )
+
+
+_remembered_redirect_uri = functools.lru_cache(maxsize=256)(_judge_redirect_uri)
 
 
 def redact(params: Mapping[str, object]) -> dict[str, object]:

@@ -36,11 +36,23 @@ def available() -> bool:
 
 
 def _configured() -> bool:
-    """True once the application set a tracer or meter provider (before that, spans go nowhere)."""
+    """True once the application set a tracer or meter provider (before that, spans go nowhere).
+
+    OpenTelemetry sets each global provider at most once, so once set it stays: that is
+    remembered, and the providers are asked again only while neither is set.
+    """
+    if _SET:
+        return True
     from opentelemetry import metrics, trace
 
     tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-    return tracing or type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+    if tracing or type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
+        _SET.append(True)
+    return bool(_SET)
+
+
+#: Holds True once a global provider was found set.
+_SET: list[bool] = []
 
 
 @functools.cache
