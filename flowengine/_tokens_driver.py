@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
@@ -374,9 +374,8 @@ class TokenOperations:
         result: _T = await asyncio.shield(future)
         return result
 
-    @contextlib.asynccontextmanager
-    async def holding(self, lease: Lease) -> AsyncIterator[None]:
-        """Keep ``lease`` alive while a provider request runs: renewed every third of its ttl.
+    def holding(self, lease: Lease) -> _Heartbeat:
+        """``async with``: keep ``lease`` alive while a provider request runs, renewed every third of its ttl.
 
         Leases are short (``lease_ttl``), so one left by a worker that died stops
         blocking the others within seconds; a live holder renews it. The heartbeat
@@ -386,18 +385,7 @@ class TokenOperations:
         lease runs out on its own, and the answer is kept until the store returns
         (SECURITY.md 23).
         """
-        beats: list[asyncio.Future[None]] = []
-        timer = asyncio.get_running_loop().call_later(
-            self.lease_ttl / 3, lambda: beats.append(asyncio.ensure_future(self._renew_every(lease)))
-        )
-        try:
-            yield
-        finally:
-            timer.cancel()
-            for beat in beats:
-                beat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await beat
+        return _Heartbeat(lambda: self._renew_every(lease), self.lease_ttl / 3)
 
     async def _renew_every(self, lease: Lease) -> None:
         """Renew ``lease`` now, then every third of its ttl, until it is lost or this is cancelled."""
@@ -420,3 +408,30 @@ class TokenOperations:
             await self.store.release(lease)
         except Exception:
             log.warning("could not release lease %s; it will expire", lease.key)
+
+
+class _Heartbeat:
+    """``async with``: after ``every`` seconds, run ``beat()`` as a task; on exit, stop it."""
+
+    __slots__ = ("_beat", "_every", "_task", "_timer")
+
+    def __init__(self, beat: Callable[[], Coroutine[Any, Any, None]], every: float) -> None:
+        self._beat = beat
+        self._every = every
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._every, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._beat())
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
