@@ -9,6 +9,7 @@ or scheme of it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 from urllib.parse import quote_plus
@@ -45,9 +46,18 @@ def encode_query(params: Mapping[str, str], unescaped: Iterable[str] = ()) -> st
     """
     keep = set(unescaped)
     return "&".join(
-        f"{quote_plus(name)}={quote_plus(value, safe=_KEPT_AS_IS if name in keep else '')}"
+        f"{_quoted(name, '')}={_quoted(value, _KEPT_AS_IS if name in keep else '')}"
         for name, value in params.items()
     )
+
+
+#: What ``quote_plus`` leaves as it is whatever ``safe`` says: most names and values are only this.
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quoted(text: str, safe: str) -> str:
+    """``quote_plus(text, safe=safe)``, without its work for text it would not change."""
+    return text if _PLAIN.fullmatch(text) else quote_plus(text, safe=safe)
 
 
 def with_params(endpoint: str, query: str, authorization: AuthorizationRequest) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowengine import Flow, RequestEvent, hookimpl, lazy_exports
 
@@ -43,12 +43,19 @@ def _configured() -> bool:
     """
     if _SET:
         return True
-    from opentelemetry import metrics, trace
-
+    metrics, trace = _api()
     tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     if tracing or type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
         _SET.append(True)
     return bool(_SET)
+
+
+@functools.cache
+def _api() -> tuple[Any, Any]:
+    """OpenTelemetry's ``metrics`` and ``trace`` modules, imported on first use."""
+    from opentelemetry import metrics, trace
+
+    return metrics, trace
 
 
 #: Holds True once a global provider was found set.
