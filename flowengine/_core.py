@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
 from flowengine import _callbacks, _security, _templates, _variables
 from flowengine._callbacks import CallbackParams
 from flowengine._client import Client
@@ -44,7 +42,7 @@ from flowengine._errors import (
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow, TransitionContext
 from flowengine._presets import Trigger
-from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
+from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token, evolve
 from flowengine._spec import AuthorizationRequest, FlowSpec, MachineSpec
 from flowengine._steps import (
     AccountAnswer,
@@ -192,7 +190,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
             nonce_hash=_security.digest(fresh.nonce) if fresh.nonce and self._sends_nonce else None,
             history=(HistoryEntry(now, "start", "", machine.initial),),
         )
-        shown = attrs.evolve(flow, authorization_url=with_params(endpoint, query, authorization))
+        shown = evolve(flow, authorization_url=with_params(endpoint, query, authorization))
         return Step(shown, (SaveFlow(flow, None),), event="start", source="")
 
     def default_scope(self) -> str | None:
@@ -232,7 +230,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
             return Step(flow)  # the same callback again: its outcome is the flow's
         if now >= flow.expires_at:
             expired = self._expire(flow, now)
-            return attrs.evolve(expired, error=_expired(flow))
+            return evolve(expired, error=_expired(flow))
         error = _callbacks.callback_error(params, self.spec.callback)
         return self._fire(
             flow, Trigger.CALLBACK, now, params=params, error=error, callback_digest=this_callback, kept=kept
@@ -310,7 +308,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
             return self._expire(flow, now)
         begun = self._fire(flow, Trigger.EXCHANGE, now)
         request, secrets_sent = self.exchange_request(flow, now=now, assertion_id=assertion_id)
-        return attrs.evolve(begun, intents=(*begun.intents, SendRequest(request, secrets_sent)))
+        return evolve(begun, intents=(*begun.intents, SendRequest(request, secrets_sent)))
 
     def exchange_request(
         self, flow: Flow, *, now: float | None = None, assertion_id: str | None = None
@@ -377,13 +375,13 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
                 account = read_account_response(rule, response)
             except ProviderError:
                 account = default
-        return attrs.evolve(token, account=account)
+        return evolve(token, account=account)
 
     def _send_failed(self, flow: Flow, error: TransportError, now: float) -> Step:
         if not error.sent:
             # Nothing reached the server: the code is unspent, the flow may try again.
             unsent = self._fire(flow, Trigger.UNSENT, now)
-            return attrs.evolve(unsent, error=error)
+            return evolve(unsent, error=error)
         return self._fire(flow, Trigger.ANSWER, now, error=error)
 
     def _expire(self, flow: Flow, now: float) -> Step:
@@ -443,7 +441,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
         extra: dict[str, Any] = {"callback_digest": callback_digest} if callback_digest is not None else {}
         if kept:
             extra["kept"] = dict(kept)
-        moved = attrs.evolve(
+        moved = evolve(
             flow,
             state=dest,
             version=flow.version + 1,

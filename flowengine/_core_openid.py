@@ -23,8 +23,6 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from flowengine import _templates
 from flowengine._client import Client
 from flowengine._discovery import ProviderMetadata
@@ -35,7 +33,7 @@ from flowengine._oidc_errors import refuse_id_token
 from flowengine._oidc_jws import DEFAULT_ALGORITHMS, ParsedJws, parse_jws
 from flowengine._oidc_userinfo import read_userinfo, userinfo_request
 from flowengine._presets import Trigger
-from flowengine._records import Flow, Token
+from flowengine._records import Flow, Token, evolve
 from flowengine._spec import FlowSpec, OpenIdRules
 from flowengine._steps import AccountAnswer, KeysAnswer, ResolveKeys, SendRequest, Step
 
@@ -139,7 +137,7 @@ class OpenIdSteps:
     def await_keys(self, flow: Flow, token: Token, now: float) -> Step:
         """Hold a new token while the issuer's keys for its ID token are found (or fail the flow)."""
         raw = token.extra.get("id_token")
-        token = attrs.evolve(token, extra={k: v for k, v in token.extra.items() if k != "id_token"})
+        token = evolve(token, extra={k: v for k, v in token.extra.items() if k != "id_token"})
         if not isinstance(raw, str):
             missing = IdTokenError("the token answer carries no id_token", code="id_token_missing")
             return self._fire(flow, Trigger.ANSWER, now, error=missing)
@@ -171,7 +169,7 @@ class OpenIdSteps:
             id_token = verify_id_token(parsed, event.keys, rules, now=now, access_token=token.access_token)
         except IdTokenError as exc:
             return self._fire(flow, Trigger.ANSWER, now, error=exc)
-        token = attrs.evolve(token, account=id_token.account, claims=public_claims(id_token.claims))
+        token = evolve(token, account=id_token.account, claims=public_claims(id_token.claims))
         ask = self.userinfo_ask(token)
         if ask is not None:
             return Step(flow, (ask,), held=token)
@@ -210,4 +208,4 @@ class OpenIdSteps:
                 return self._fire(flow, Trigger.ANSWER, now, token=token)
             return self._fire(flow, Trigger.ANSWER, now, error=exc)
         claims = {**public_claims(info.claims), **token.claims}
-        return self._fire(flow, Trigger.ANSWER, now, token=attrs.evolve(token, claims=claims))
+        return self._fire(flow, Trigger.ANSWER, now, token=evolve(token, claims=claims))

@@ -28,7 +28,7 @@ from transitions import Machine, MachineError
 
 from flowengine._callbacks import CallbackParams
 from flowengine._errors import ErrorCode, FlowError, FlowStateError, SpecError, StoreError
-from flowengine._records import AccountRef, ErrorInfo, Flow, Outcome, Token
+from flowengine._records import AccountRef, ErrorInfo, Flow, Outcome, Token, evolve
 from flowengine._spec import FlowSpec, MachineSpec
 from flowengine._spec_check import check_names
 
@@ -108,7 +108,7 @@ class TransitionContext:
         """Drop the code, the PKCE verifier and a device code: nothing may send them again."""
         self._changes.update(code=None, code_verifier=None)
         if self.flow.device is not None and self.flow.device.device_code is not None:
-            self._changes["device"] = attrs.evolve(self.flow.device, device_code=None)
+            self._changes["device"] = evolve(self.flow.device, device_code=None)
 
 
 Guard = Callable[[TransitionContext], bool]
@@ -268,7 +268,7 @@ def settle(flow: Flow, final: Mapping[str, Outcome]) -> Flow:
     if flow.outcome == outcome:
         return flow
     if flow.outcome is None:
-        return attrs.evolve(flow, outcome=outcome)
+        return evolve(flow, outcome=outcome)
     raise StoreError(
         f"stored flow {flow.id!r} says {flow.outcome!r} but its state {flow.state!r} means "
         f"{outcome or 'pending'!r}",

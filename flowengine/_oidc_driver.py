@@ -16,7 +16,6 @@ import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import pluggy
 
 from flowengine import _templates
@@ -30,7 +29,7 @@ from flowengine._errors import ConfigError, ErrorCode, FlowError, IdTokenError, 
 from flowengine._http import HttpRequest, HttpResponse, TransportConfig
 from flowengine._jwks import JwksCache, JwsHeader, KeysFound, SigningKey
 from flowengine._machine import CompiledFlow
-from flowengine._records import Flow, Token
+from flowengine._records import Flow, Token, evolve
 from flowengine._spec import DISCOVERED_ENDPOINTS, FlowSpec
 from flowengine._steps import AccountAnswer, KeysAnswer, ResolveKeys, SendRequest, Step
 
@@ -244,4 +243,4 @@ def device_view(spec: FlowSpec) -> FlowSpec | None:
         return None
     from flowengine._presets import DEVICE, PRESETS
 
-    return attrs.evolve(spec, machine=PRESETS[DEVICE])
+    return evolve(spec, machine=PRESETS[DEVICE])

@@ -17,13 +17,11 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
-import attrs
-
 from flowengine import _templates
 from flowengine._answer import Unreadable, answer_body, dig, expires_in_seconds, seconds_until
 from flowengine._errors import ConfigError, ProviderError
 from flowengine._http import HttpRequest, HttpResponse
-from flowengine._records import AccountRef, Token
+from flowengine._records import AccountRef, Token, evolve
 from flowengine._retry import parse_retry_after
 from flowengine._security import scrub_error, scrub_value
 from flowengine._spec import AccountRule, FlowSpec, TokenRequest
@@ -204,7 +202,7 @@ def read_token_response(
     except ProviderError as exc:
         raise _finish(exc, sent) from None
     if sent and token.extra:
-        token = attrs.evolve(token, extra=scrub_value(token.extra, sent))
+        token = evolve(token, extra=scrub_value(token.extra, sent))
     return token
 
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import pluggy
 
 from flowengine._clock import Clock
@@ -31,7 +30,7 @@ from flowengine._errors import (
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._oidc_driver import new_assertion_id
-from flowengine._records import AccountRef, Token
+from flowengine._records import AccountRef, Token, evolve
 from flowengine._reporting import RequestTimer
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
@@ -201,9 +200,9 @@ class TokenOperations:
             again = await store_call(self.store.get_token(current.key))
             if again is not None and again.refresh_token != current.refresh_token:
                 return again  # rotated by another worker meanwhile: ours was the spent one
-            await self._saver.save_token(attrs.evolve(current, dead=True, dead_at=self.clock()))
+            await self._saver.save_token(evolve(current, dead=True, dead_at=self.clock()))
             raise
-        fresh = attrs.evolve(
+        fresh = evolve(
             fresh,
             account=current.account,
             refresh_token=fresh.refresh_token or current.refresh_token,
@@ -267,7 +266,7 @@ class TokenOperations:
             # The refresh token still works at the provider: keep it, so it can be used or revoked.
             stored = await store_call(self.store.get_token(current.key))
             if stored is not None:
-                await self._saver.save_token(attrs.evolve(stored, expires_at=self.clock()))
+                await self._saver.save_token(evolve(stored, expires_at=self.clock()))
             return
         await self._saver.delete_token(current.key)
 
@@ -381,37 +380,33 @@ class TokenOperations:
         result: _T = await asyncio.shield(future)
         return result
 
-    @contextlib.asynccontextmanager
-    async def holding(self, lease: Lease) -> AsyncIterator[None]:
-        """Keep ``lease`` alive while a provider request runs: renewed every third of its ttl.
+    def holding(self, lease: Lease) -> _Heartbeat:
+        """``async with``: keep ``lease`` alive while a provider request runs, renewed every third of its ttl.
 
         Leases are short (``lease_ttl``), so one left by a worker that died stops
         blocking the others within seconds; a live holder renews it. The heartbeat
         waits in real time (the store's clock decides when a lease runs out, not an
-        engine's injected one). A store that is away cannot renew: the lease runs out on
-        its own, and the answer is kept until the store returns (SECURITY.md 23).
+        engine's injected one); it is a timer until its first beat, so a request that
+        ends sooner (most do) costs no task. A store that is away cannot renew: the
+        lease runs out on its own, and the answer is kept until the store returns
+        (SECURITY.md 23).
         """
-        beat = asyncio.ensure_future(self._renew_every(lease))
-        try:
-            yield
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+        return _Heartbeat(lambda: self._renew_every(lease), self.lease_ttl / 3)
 
     async def _renew_every(self, lease: Lease) -> None:
+        """Renew ``lease`` now, then every third of its ttl, until it is lost or this is cancelled."""
         current = lease
         while True:
-            await asyncio.sleep(self.lease_ttl / 3)
             try:
                 renewed = await self.store.renew(current, self.lease_ttl)
             except Exception as exc:  # the store is away: nothing to do but try again
                 log.info("could not renew lease %s (%s); trying again", lease.key, type(exc).__name__)
-                continue
-            if renewed is None:
-                log.warning("lease %s was lost while its request ran", lease.key)
-                return
-            current = renewed
+            else:
+                if renewed is None:
+                    log.warning("lease %s was lost while its request ran", lease.key)
+                    return
+                current = renewed
+            await asyncio.sleep(self.lease_ttl / 3)
 
     async def release(self, lease: Lease) -> None:
         """Give a lease back; if the store is away, it expires on its own."""
@@ -419,3 +414,30 @@ class TokenOperations:
             await self.store.release(lease)
         except Exception:
             log.warning("could not release lease %s; it will expire", lease.key)
+
+
+class _Heartbeat:
+    """``async with``: after ``every`` seconds, run ``beat()`` as a task; on exit, stop it."""
+
+    __slots__ = ("_beat", "_every", "_task", "_timer")
+
+    def __init__(self, beat: Callable[[], Coroutine[Any, Any, None]], every: float) -> None:
+        self._beat = beat
+        self._every = every
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._every, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._beat())
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

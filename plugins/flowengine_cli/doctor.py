@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -77,6 +76,8 @@ class Check:
 
 
 def _python() -> Iterator[Check]:
+    import importlib.metadata
+
     wanted = importlib.metadata.metadata("flowengine")["Requires-Python"] or ""
     match = re.search(r">=\s*(\d+)\.(\d+)", wanted)
     need = (int(match[1]), int(match[2])) if match else (3, 11)
@@ -90,6 +91,8 @@ def _python() -> Iterator[Check]:
 
 def _extras() -> Iterator[Check]:
     """Each extra whose packages are all installed is ok; one that is not only warns (it is optional)."""
+    import importlib.metadata
+
     wanted: dict[str, list[str]] = {}
     for requirement in importlib.metadata.requires("flowengine") or []:
         marker = re.search(r"""extra\s*==\s*["']([^"']+)["']""", requirement)
@@ -110,6 +113,8 @@ def _extras() -> Iterator[Check]:
 
 
 def _installed(distribution: str) -> bool:
+    import importlib.metadata
+
     try:
         importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

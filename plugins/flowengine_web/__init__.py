@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
 from flowengine import hookimpl, lazy_exports
 
 if TYPE_CHECKING:
+    import click
+
     from flowengine_web._app import create_app
     from flowengine_web._hooks import ON_TOKEN_WINDOW, OnToken, Render, Subject, SuccessUrl
     from flowengine_web._http import SECURITY_HEADERS
