@@ -24,6 +24,7 @@ import requests.adapters
 from flowengine.auth import AiohttpAuth, HttpxAuth, RequestsAuth
 
 from tests.conftest import SandboxFixture
+from tests.support.tls import tls
 
 #: The sandbox's access-token lifetime in these tests; the engine keeps 60 s of leeway.
 ACCESS_TTL = 3600
@@ -100,7 +101,7 @@ class HttpxAsyncClient:
             self.sent.append(request.headers.get("authorization"))
 
         self.http = httpx.AsyncClient(
-            auth=HttpxAuth(engine, key=key), event_hooks={"request": [record]}, trust_env=False
+            auth=HttpxAuth(engine, key=key), event_hooks={"request": [record]}, trust_env=False, verify=tls()
         )
 
     async def call(self, *, body: Body = None, headers: dict[str, str] | None = None) -> Reply:
@@ -132,6 +133,7 @@ class HttpxSyncClient:
             auth=HttpxAuth(engine, key=key),
             event_hooks={"request": [record]},
             trust_env=False,
+            verify=tls(),
             limits=httpx.Limits(max_connections=100),
         )
 
