@@ -22,6 +22,7 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow  # a whole strict type check: 15 s on 2 cores, so the edit-test loop leaves it out
 def test_mypy_strict_is_clean_for_the_core_and_plugins() -> None:
     result = _run(sys.executable, "-m", "mypy", "--strict", "flowengine", "plugins")
     assert result.returncode == 0, result.stdout + result.stderr

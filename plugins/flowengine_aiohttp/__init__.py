@@ -20,13 +20,15 @@ so a server trickling a byte at a time would otherwise hold a request forever.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
-import ssl
 from typing import TYPE_CHECKING
 
 from flowengine import HttpRequest, HttpResponse, TransportConfig, TransportError, hookimpl
 
 if TYPE_CHECKING:  # aiohttp is imported when the first request is sent, not at plugin load
+    import ssl
+
     import aiohttp
 
 __all__ = ["AiohttpTransport", "flowengine_transport"]
@@ -152,8 +154,15 @@ def _headers(response: aiohttp.ClientResponse) -> dict[str, str]:
     return headers
 
 
+@functools.cache
 def _ssl_context() -> ssl.SSLContext:
-    """certifi's roots when installed (what the httpx transport trusts), else the system's."""
+    """certifi's roots when installed (what the httpx transport trusts), else the system's.
+
+    Made once per process and shared by every transport: loading the roots takes tens of
+    milliseconds, and a context that is never changed after it is made is safe to share.
+    """
+    import ssl
+
     try:
         import certifi
     except ImportError:  # pragma: no cover - certifi comes with httpx

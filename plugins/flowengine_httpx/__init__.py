@@ -19,12 +19,15 @@ loads: importing it costs tens of milliseconds at every ``flowengine`` start.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 from typing import TYPE_CHECKING, Any
 
 from flowengine import HttpRequest, HttpResponse, TransportConfig, TransportError, hookimpl
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 __all__ = ["HttpxTransport", "flowengine_transport"]
@@ -58,6 +61,7 @@ class HttpxTransport:
                 limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client),
                 follow_redirects=False,
                 trust_env=False,
+                verify=_ssl_context(),
                 # The body is read raw (to cap its size): ask for it uncompressed.
                 headers={"accept-encoding": "identity"},
                 # A token endpoint's cookies are never sent back: a jar that accepts none.
@@ -152,6 +156,22 @@ def _origin(request: HttpRequest) -> str:
 
     url = httpx.URL(request.url)
     return f"{url.scheme}://{url.netloc.decode('ascii')}"
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """certifi's roots, what httpx trusts by default, loaded once per process.
+
+    httpx would load them once per client, and a transport has a client per
+    ``CONNECTIONS_PER_CLIENT`` connections: tens of milliseconds each, every time
+    an engine starts. The context is shared by every transport of this plugin;
+    httpcore only sets its ALPN protocols (always HTTP/1.1 here) on it.
+    """
+    import ssl
+
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def _reason(exc: Exception) -> str:

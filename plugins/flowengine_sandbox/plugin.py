@@ -11,6 +11,7 @@ emulated from the spec itself (``SpecSandbox``): each endpoint is re-pointed at
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from collections.abc import Mapping
 from types import TracebackType
@@ -20,6 +21,8 @@ from urllib.parse import parse_qsl, urlsplit
 from flowengine import Client, FlowError, FlowSpec, PluginError, hookimpl, is_loopback, spec_document
 
 if TYPE_CHECKING:  # every plugin loads with `flowengine --help`: keep imports for when they are used
+    import ssl
+
     import click
 
     from .server import SandboxServer
@@ -44,6 +47,20 @@ class _NoTraceWhileConsenting(logging.Filter):
 
 
 logging.getLogger("httpcore.http11").addFilter(_NoTraceWhileConsenting())
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """certifi's roots, as httpx trusts by default, loaded once per process, not per request.
+
+    A sandbox elsewhere may be served over HTTPS; loading the roots for each consent
+    took tens of milliseconds, more than the loopback request itself.
+    """
+    import ssl
+
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class _Sandbox:
@@ -94,7 +111,7 @@ class _Sandbox:
         try:
             # 30 s, not httpx's 5: a sandbox serving hundreds of flows on a loaded machine may take
             # seconds to accept a connection (the 5 s default failed a suite under a second run).
-            async with httpx.AsyncClient(trust_env=False, timeout=30.0) as http:
+            async with httpx.AsyncClient(trust_env=False, timeout=30.0, verify=_tls()) as http:
                 response = await http.post(self.consent_url(page), data=form)
         finally:
             _CONSENTING.reset(quiet)
@@ -139,7 +156,7 @@ class _Sandbox:
         """
         start = "start one with `flowengine sandbox serve` and point FLOWENGINE_SANDBOX_URL at it"
         try:
-            answer = httpx.get(f"{self._url}/_sandbox/faults", timeout=3, trust_env=False)
+            answer = httpx.get(f"{self._url}/_sandbox/faults", timeout=3, trust_env=False, verify=_tls())
         except httpx.HTTPError as exc:
             raise PluginError(
                 f"no sandbox answers at {self._url} ({type(exc).__name__}): {start}",
@@ -191,7 +208,11 @@ class SpecSandbox(_Sandbox):
     def _register(self, httpx: Any) -> None:
         """Send the spec to the running sandbox, which emulates it from then on."""
         answer = httpx.post(
-            f"{self._url}/_sandbox/specs", json=spec_document(self.spec), timeout=5, trust_env=False
+            f"{self._url}/_sandbox/specs",
+            json=spec_document(self.spec),
+            timeout=5,
+            trust_env=False,
+            verify=_tls(),
         )
         if answer.status_code != 200:
             raise PluginError(

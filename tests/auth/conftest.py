@@ -25,6 +25,7 @@ import requests.adapters
 from flowengine.auth import AiohttpAuth, HttpxAuth, RequestsAuth
 
 from tests.conftest import SandboxFixture
+from tests.support.tls import tls
 
 #: The sandbox's access-token lifetime in these tests; the engine keeps 60 s of leeway.
 ACCESS_TTL = 3600
@@ -108,6 +109,7 @@ class HttpxAsyncClient:
             event_hooks={"request": [record]},
             trust_env=False,
             follow_redirects=True,
+            verify=tls(),
         )
 
     async def call(
@@ -142,6 +144,7 @@ class HttpxSyncClient:
             event_hooks={"request": [record]},
             trust_env=False,
             follow_redirects=True,
+            verify=tls(),
             limits=httpx.Limits(max_connections=100),
         )
 

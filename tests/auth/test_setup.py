@@ -16,6 +16,7 @@ from tests.auth.conftest import AiohttpClient, Clocks, close_engine, log_in, ope
 from tests.conftest import SandboxFixture
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_flowengine_auth_imports_no_http_library() -> None:
     code = (
         "import sys, flowengine, flowengine.auth\n"

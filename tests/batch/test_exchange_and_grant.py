@@ -152,6 +152,7 @@ async def test_grant_runs_the_app_grant_for_every_row(
     assert {t["key"] for t in json.loads(listed.stdout)} == {f"podio-app:app:{3000 + n}" for n in range(5)}
 
 
+@pytest.mark.slow  # the command in a subprocess
 def test_grant_refuses_a_header_that_names_no_input(
     sandbox: SandboxFixture, store_url: str, tmp_path: Path
 ) -> None:
@@ -165,6 +166,7 @@ def test_grant_refuses_a_header_that_names_no_input(
     assert "pasword" in result.stderr and "sandbox-password" not in result.stderr
 
 
+@pytest.mark.slow  # the command in a subprocess
 def test_password_grant_for_a_service_account(
     sandbox: SandboxFixture, store_url: str, tmp_path: Path
 ) -> None:
@@ -188,6 +190,7 @@ def test_password_grant_for_a_service_account(
     assert report["items"][0]["token_key"] == "podio-password:user:1001"
 
 
+@pytest.mark.slow  # the command in a subprocess
 @pytest.mark.parametrize("job", [["refresh", "--all"], ["exchange", "FILE"]])
 def test_sandbox_refresh_and_exchange_need_a_running_sandbox(job: list[str], tmp_path: Path) -> None:
     args = [str(tmp_path / "in.jsonl") if a == "FILE" else a for a in job]
@@ -205,6 +208,7 @@ def test_refresh_needs_a_selection_and_a_valid_rate(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "1000/1h" in bad.stderr
 
 
+@pytest.mark.slow  # the command in a subprocess
 def test_an_empty_store_is_nothing_to_do(tmp_path: Path) -> None:
     result = flowengine(
         "batch", "refresh", "--all", "--store", f"sqlite:///{tmp_path / 's.db'}", "--report", "-"

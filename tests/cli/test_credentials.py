@@ -94,6 +94,7 @@ async def test_login_with_credentials_from_the_config_file(
     assert secret not in out + err
 
 
+@pytest.mark.slow  # the command in a subprocess
 def test_login_without_credentials_names_them_and_suggests_the_sandbox() -> None:
     result = run("login", "podio", "--no-browser")
     assert result.returncode == 2

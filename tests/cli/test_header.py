@@ -31,6 +31,7 @@ def _curl_user_status(sandbox: SandboxFixture, env: dict[str, str], *header_args
     return done.stdout
 
 
+@pytest.mark.slow  # curl running the command in a subprocess
 @needs_curl
 def test_curl_with_the_header_answers_200(sandbox: SandboxFixture, env: dict[str, str]) -> None:
     assert invoke("login", "podio", "--sandbox", env=env).returncode == 0
@@ -78,6 +79,7 @@ def test_no_token_exits_4_and_an_unknown_account_too(env: dict[str, str]) -> Non
     assert invoke("token", "header", "podio", "user:999", env=env).returncode == 4
 
 
+@pytest.mark.slow  # the command on a real terminal
 def test_the_token_is_not_printed_on_a_terminal(env: dict[str, str]) -> None:
     invoke("login", "podio", "--sandbox", env=env)
     leader, follower = pty.openpty()

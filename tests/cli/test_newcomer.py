@@ -174,6 +174,7 @@ def _ctrl_d_at_prompt(args: list[str], prompt: bytes, home: Path) -> tuple[int, 
         (["--client-id", "my-app"], b"podio client secret (not shown): ", "no client secret for 'podio'"),
     ],
 )
+@pytest.mark.slow  # the command on a real terminal
 def test_ctrl_d_at_a_credentials_prompt_exits_2_and_says_so(
     flags: list[str], prompt: bytes, says: str, tmp_path: Path
 ) -> None:

@@ -23,6 +23,7 @@ async def hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_it_does_not_import_uvicorn() -> None:
     code = "import sys, flowengine.serving; assert 'uvicorn' not in sys.modules, 'imported too early'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

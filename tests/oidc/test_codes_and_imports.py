@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from flowengine._oidc_errors import OIDC_CODES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,7 @@ def test_the_docs_table_is_the_list() -> None:
     assert rows == OIDC_CODES
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_flowengine_and_the_oidc_modules_loads_no_jose_library() -> None:
     modules = ", ".join(f"flowengine.{name}" for name in MODULES)
     loaded = "sorted(m for m in sys.modules if 'jose' in m or 'authlib' in m)"

@@ -811,6 +811,7 @@ def test_server_start_and_stop_are_explicit_too() -> None:
     server.stop()  # stopping twice is harmless
 
 
+@pytest.mark.slow  # a server in a subprocess
 def test_serve_forever_prints_the_url_and_stops_on_ctrl_c() -> None:
     command = [sys.executable, "-c", "from flowengine_sandbox.server import serve_forever; serve_forever()"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:

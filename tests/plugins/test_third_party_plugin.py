@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 PLUGIN = '''
 """A third-party flowengine plugin: a store scheme, a guard and a command."""
 import click
@@ -71,6 +73,7 @@ def _install(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_a_third_party_plugin_is_found_through_its_entry_point(tmp_path: Path) -> None:
     env = _install(tmp_path)
     result = subprocess.run(
@@ -85,6 +88,7 @@ def test_a_third_party_plugin_is_found_through_its_entry_point(tmp_path: Path) -
     assert result.stdout.split("\n")[:2] == ["created 1", "guard True"]
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_a_third_party_plugin_adds_cli_commands(tmp_path: Path) -> None:
     env = _install(tmp_path)
     command = [sys.executable, "-c", "from flowengine.cli import main; main()", "hello-plugin"]

@@ -35,6 +35,8 @@ from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, Response, jsonify, request
 from werkzeug.serving import make_server
 
+from tests.support.tls import tls
+
 ISSUER = "https://authlib.flowengine.test"
 CLIENT_ID = "flowengine-peer"
 #: RFC 6749 §2.3.1 encodes both halves of HTTP Basic: this secret needs it (':' '/' '%' '+').
@@ -400,7 +402,7 @@ class PeerServer:
         """Play the person: open the consent page, answer it, return where the browser is sent."""
         assert authorization_url is not None
         query = dict(parse_qsl(urlsplit(authorization_url).query, keep_blank_values=True))
-        async with httpx.AsyncClient(trust_env=False) as browser:
+        async with httpx.AsyncClient(trust_env=False, verify=tls()) as browser:
             page = await browser.get(authorization_url)
             assert page.status_code == 200, page.text
             answer = await browser.post(

@@ -402,6 +402,7 @@ async def test_sec7_error_description_is_escaped_on_the_web_page(
     assert_nothing_sent(sandbox)
 
 
+@pytest.mark.slow  # the command in a subprocess
 async def test_sec7_error_description_is_escaped_in_the_terminal(tmp_path: Path) -> None:
     store = f"sqlite://{tmp_path / 'cli.db'}"
     async with fe.AsyncEngine(

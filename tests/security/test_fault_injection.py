@@ -14,6 +14,7 @@ import pytest
 from flowengine_sandbox.faults import Fault, FaultPlan
 from flowengine_sandbox.settings import SandboxSettings
 from tests.conftest import SandboxFixture
+from tests.support.tls import tls
 
 PASSWORD_GRANT = {
     "grant_type": "password",
@@ -26,7 +27,9 @@ PASSWORD_GRANT = {
 
 @pytest.fixture
 async def http(sandbox: SandboxFixture) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=sandbox.server.url, trust_env=False, timeout=5) as client:
+    async with httpx.AsyncClient(
+        base_url=sandbox.server.url, trust_env=False, timeout=5, verify=tls()
+    ) as client:
         yield client
 
 

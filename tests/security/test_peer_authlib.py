@@ -23,6 +23,7 @@ from flowengine._tokens import build_token_request
 from tests.security import authlib_peer
 from tests.security.authlib_peer import PeerServer
 from tests.security.helpers import query_of
+from tests.support.tls import tls
 
 SPEC_FILE = Path(__file__).resolve().parents[2] / "specs" / "examples" / "authlib.yaml"
 TOKEN, REVOKE = "/oauth/token", "/oauth/revoke"
@@ -66,7 +67,7 @@ async def _granted(engine: fe.AsyncEngine, peer: PeerServer) -> tuple[fe.Flow, f
 
 
 async def _me(peer: PeerServer, token: fe.Token) -> int:
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with httpx.AsyncClient(trust_env=False, verify=tls()) as http:
         answer = await http.get(f"{peer.url}/api/me", headers={"Authorization": token.authorization_header()})
     return answer.status_code
 
@@ -184,7 +185,7 @@ async def test_sec18_refresh_with_rotation_keeps_the_newest_refresh_token(
     again = await engine.refresh(fresh)  # the rotated-in refresh token works
     assert again.refresh_token != fresh.refresh_token
     # The rotated-out one is dead at the peer; the engine never sends it again.
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with httpx.AsyncClient(trust_env=False, verify=tls()) as http:
         replay = await http.post(
             f"{peer.url}{TOKEN}",
             data={"grant_type": "refresh_token", "refresh_token": token.refresh_token},
@@ -201,7 +202,7 @@ async def test_sec18_a_refresh_token_the_peer_revoked_marks_the_grant_dead(
     engine: fe.AsyncEngine, peer: PeerServer
 ) -> None:
     _, token = await _granted(engine, peer)
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with httpx.AsyncClient(trust_env=False, verify=tls()) as http:
         await http.post(
             f"{peer.url}{REVOKE}",
             data={"token": token.refresh_token, "token_type_hint": "refresh_token"},
@@ -225,7 +226,7 @@ async def test_sec19_revocation_ends_the_grant_at_the_peer_and_forgets_the_token
     assert await _me(peer, token) == 401  # RFC 7009 §2.1: the grant's access tokens go with it
     with pytest.raises(fe.FlowStateError):
         await engine.refresh(token.key)
-    async with httpx.AsyncClient(trust_env=False) as http:
+    async with httpx.AsyncClient(trust_env=False, verify=tls()) as http:
         replay = await http.post(
             f"{peer.url}{TOKEN}",
             data={"grant_type": "refresh_token", "refresh_token": token.refresh_token},

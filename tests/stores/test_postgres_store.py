@@ -142,6 +142,7 @@ def test_the_hook_takes_only_postgres_urls_and_does_not_connect() -> None:
     assert repr(store) == "PostgresStore('u@127.0.0.1:1/db', schema='s')"
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_the_plugin_does_not_import_psycopg() -> None:
     code = "import sys, flowengine_postgres; print('psycopg' in sys.modules, 'psycopg_pool' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

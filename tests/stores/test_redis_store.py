@@ -110,6 +110,7 @@ def test_a_bad_key_file_is_refused_when_the_store_is_opened(tmp_path: Path) -> N
     assert caught.value.code == "store_key_invalid"
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_importing_the_plugin_does_not_import_redis_py() -> None:
     code = "import sys, flowengine_redis; assert 'redis' not in sys.modules, 'redis imported'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)

@@ -50,6 +50,7 @@ from tests.support.oidc_models import (
     Sabotage,
     Token,
 )
+from tests.support.tls import tls
 
 __all__ = [
     "CLIENT_ID",
@@ -380,7 +381,7 @@ class OidcProvider:
 
     def decide_device(self, user_code: str, *, approve: bool = True) -> None:
         """Play the person at the verification page: approve or deny ``user_code``."""
-        with httpx.Client(trust_env=False) as browser:
+        with httpx.Client(trust_env=False, verify=tls()) as browser:
             answer = browser.post(
                 f"{self.issuer}/device", data={"user_code": user_code, "confirm": "yes" if approve else "no"}
             )
@@ -389,7 +390,7 @@ class OidcProvider:
     def consent(self, authorization_url: str, *, approve: bool = True) -> str:
         """Play the person at the consent page; returns where the browser is sent back to."""
         query = dict(parse_qsl(urlsplit(authorization_url).query, keep_blank_values=True))
-        with httpx.Client(trust_env=False) as browser:
+        with httpx.Client(trust_env=False, verify=tls()) as browser:
             page = browser.get(authorization_url)
             assert page.status_code == 200, page.text
             answer = browser.post(

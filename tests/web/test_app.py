@@ -160,6 +160,7 @@ def test_json_is_chosen_only_when_preferred(accept: str, json: bool) -> None:
     assert wants_json(Request(scope)) is json
 
 
+@pytest.mark.slow  # a fresh interpreter
 def test_the_plugin_imports_neither_starlette_nor_uvicorn_until_used() -> None:
     code = (
         "import sys, click, flowengine_web; flowengine_web.flowengine_commands(cli=click.Group()); "
