@@ -12,6 +12,7 @@ program stopped by SIGPIPE does. Neither leaves a traceback, nor Python's
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
@@ -74,15 +75,15 @@ def write_output(path: Path, data: bytes) -> None:
 
 
 class _WatchedStdout(io.FileIO):
-    """stdout's descriptor, remembering a failed write: so an ``OSError`` is known to be stdout's."""
+    """stdout's descriptor, keeping the error of a failed write: so an ``OSError`` is known to be stdout's."""
 
-    failed = False
+    failed: OSError | None = None
 
     def write(self, data: ReadableBuffer, /) -> int:
         try:
             return super().write(data)
-        except OSError:
-            self.failed = True
+        except OSError as exc:
+            self.failed = exc
             raise
 
 
@@ -90,7 +91,7 @@ _watched: list[_WatchedStdout] = []
 
 
 def watch_stdout() -> None:
-    """Put ``sys.stdout`` over a descriptor that remembers a failed write (the script does, once)."""
+    """Put ``sys.stdout`` over a descriptor that keeps a failed write's error (the script does, once)."""
     try:
         descriptor = sys.stdout.fileno()
     except (OSError, ValueError, AttributeError):  # not a real file: nothing to watch
@@ -106,15 +107,15 @@ def watch_stdout() -> None:
     )
 
 
-def _stdout_failed() -> bool:
-    """Whether a write to stdout failed; unwatched (click's test runner), whether it still fails."""
+def _stdout_error(raised: OSError | None) -> OSError | None:
+    """stdout's failed write: the watched one's, else (click's test runner) a flush that still fails."""
     if _watched:
         return _watched[-1].failed
     try:
         sys.stdout.flush()
-    except OSError:
-        return True
-    return False
+    except OSError as exc:
+        return raised or exc
+    return None
 
 
 def _silence_stdout() -> None:
@@ -128,20 +129,17 @@ def _silence_stdout() -> None:
     os.close(null)
 
 
-def stop_if_stdout_failed(exc: OSError | None = None) -> None:
-    """End the command when stdout cannot be written; return when stdout is fine.
+def stop_if_stdout_failed(raised: OSError | None = None) -> None:
+    """End the command when a write to stdout failed; return when stdout is fine.
 
-    ``exc`` is an error a command raised: it is stdout's when stdout still
-    cannot be flushed. Without ``exc``, stdout is flushed here (the end of a command).
+    ``raised`` is an error a command raised (it may be another file's). Without
+    it, what is left in stdout's buffer is flushed first (the end of a command).
     """
-    if exc is None:
-        try:
+    if raised is None:
+        with contextlib.suppress(OSError):  # a failure is kept by the watcher (or still fails below)
             sys.stdout.flush()
-        except OSError as failed:
-            exc = failed
-        else:
-            return
-    elif not _stdout_failed():
+    exc = _stdout_error(raised)
+    if exc is None:
         return
     _silence_stdout()
     if exc.errno == errno.EPIPE:

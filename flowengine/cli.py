@@ -489,6 +489,9 @@ def main() -> None:
     watch_stdout()
     try:
         cli(prog_name="flowengine")
+    except OSError as exc:  # click's own output (--help, a usage error) to a stdout that fails
+        stop_if_stdout_failed(exc)
+        raise
     except SystemExit:
         stop_if_stdout_failed()
         raise

@@ -201,7 +201,8 @@ async def _drive(
                     run.stop(now=True)
 
             loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+            for signum in previous:
                 loop.add_signal_handler(signum, on_signal, signum)
             try:
                 async with run:
@@ -215,8 +216,9 @@ async def _drive(
                         progress.start(run.report.total)
                         progress.advance(result, run.report.rate)
             finally:
-                for signum in (signal.SIGINT, signal.SIGTERM):
+                for signum, handler in previous.items():
                     loop.remove_signal_handler(signum)
+                    signal.signal(signum, handler)  # asyncio leaves the default: the script's own again
     _finish(settings, run.report, run)
     if signals and not run.report.complete:
         return 128 + signals[0]

@@ -83,7 +83,13 @@ def test_batch_refuses_an_unwritable_report_or_state_before_refreshing_anything(
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
 @pytest.mark.parametrize(
-    "args", [["spec", "list"], ["spec", "show", "podio", "--json"], ["login", "podio", "--sandbox", "--json"]]
+    "args",
+    [
+        ["--help"],
+        ["spec", "list"],
+        ["spec", "show", "podio", "--json"],
+        ["login", "podio", "--sandbox", "--json"],
+    ],
 )
 def test_a_full_stdout_is_one_line_exit_2(args: list[str], tmp_path: Path) -> None:
     with open("/dev/full", "w") as full:
