@@ -196,6 +196,7 @@ async def _until_sigterm(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
             task.cancel()
 
     handled = False
+    previous = signal.getsignal(signal.SIGTERM)
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         handled = True
@@ -208,6 +209,7 @@ async def _until_sigterm(work: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
     finally:
         if handled:
             loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)  # asyncio leaves the default: the script's own again
 
 
 def run_command(

@@ -32,6 +32,7 @@ class ErrorCode(StrEnum):
     LISTEN_FAILED = "listen_failed"
     CREDENTIALS_MISSING = "credentials_missing"
     GRAPHVIZ_MISSING = "graphviz_missing"
+    OUTPUT_UNWRITABLE = "output_unwritable"
     CONNECTION_INVALID = "connection_invalid"
     CONNECTION_PINNED = "connection_pinned"
     TOKEN_ENDPOINT_MISMATCH = "token_endpoint_mismatch"

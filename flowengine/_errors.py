@@ -280,6 +280,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.LISTEN_FAILED,
         ErrorCode.CREDENTIALS_MISSING,
         ErrorCode.GRAPHVIZ_MISSING,
+        ErrorCode.OUTPUT_UNWRITABLE,
         ErrorCode.CONNECTION_INVALID,
         ErrorCode.CONNECTION_PINNED,
         ErrorCode.TOKEN_ENDPOINT_MISMATCH,

@@ -48,6 +48,14 @@ from flowengine._cli_common import (
 )
 from flowengine._cli_connection import connection_option, parse_connection, resolve_connection
 from flowengine._cli_flows import settled_flow
+from flowengine._cli_output import (
+    Commands,
+    check_writable,
+    stop_if_stdout_failed,
+    unwritable,
+    watch_stdout,
+    write_output,
+)
 from flowengine._credentials import (
     ClientSettings,
     config_path,
@@ -76,6 +84,7 @@ __all__ = [
     "STORE_ENV",
     "ClientSettings",
     "Interrupted",
+    "check_writable",
     "cli",
     "complete_spec",
     "config_path",
@@ -105,10 +114,12 @@ __all__ = [
     "spec_names",
     "store_option",
     "store_url",
+    "unwritable",
+    "write_output",
 ]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="flowengine")
 def cli() -> None:
     """flowengine: OAuth flows described in YAML, driven from the command line.
@@ -242,27 +253,44 @@ def spec_from_issuer(issuer: str, name: str | None, output: Path | None) -> None
     """
     from flowengine._spec_from_issuer import spec_from_issuer as write
 
+    try:
+        if output is not None:
+            check_writable(output)  # before the issuer is asked
+    except FlowError as exc:
+        fail(exc)
     text = run_command(lambda: write(issuer, name=name))
     if output is None:
         click.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    try:
+        write_output(output, text.encode())
+    except FlowError as exc:
+        fail(exc)
     click.echo(f"{output}: written ({len(text.splitlines())} lines); `flowengine spec validate {output}`")
 
 
 GRAPH_FORMATS = ("mermaid", "dot", "svg", "png")
 
 
+_GRAPH_SUFFIXES = {".mmd": "mermaid", ".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png"}
+
+
 def _graph_format(fmt: str | None, output: Path | None) -> str:
-    """The graph's format: ``--format``, else the output file's suffix, else Mermaid."""
+    """The graph's format: ``--format``, else the output file's suffix, else Mermaid.
+
+    A suffix that names no format (``x.pdf``) is a usage error rather than Mermaid
+    text in a file whose name says otherwise; a name with no suffix gets Mermaid.
+    """
     if fmt is not None:
         return fmt
-    suffix = output.suffix.lower().lstrip(".") if output is not None else ""
-    return (
-        {"mmd": "mermaid", "gv": "dot"}.get(suffix, suffix)
-        if suffix in (*GRAPH_FORMATS, "mmd", "gv")
-        else "mermaid"
-    )
+    suffix = output.suffix.lower() if output is not None else ""
+    if suffix and suffix not in _GRAPH_SUFFIXES:
+        raise click.BadParameter(
+            f"{suffix} names no format this command writes ({', '.join(_GRAPH_SUFFIXES)}): "
+            "choose one with --format (pdf: --format dot | dot -Tpdf)",
+            param_hint="--output",
+        )
+    return _GRAPH_SUFFIXES.get(suffix, "mermaid")
 
 
 def _render_image(dot_text: str, fmt: str) -> bytes:
@@ -316,6 +344,8 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
     if fmt in ("svg", "png") and output is None and sys.stdout.isatty():
         raise click.UsageError(f"--format {fmt} is binary: pass --output FILE or redirect stdout")
     try:
+        if output is not None:
+            check_writable(output)
         loaded = spec_argument(spec_ref)
         if loaded.machine is None:
             raise ConfigError(
@@ -330,7 +360,10 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
         fail(exc)
     data = text.encode() if fmt in ("mermaid", "dot") else _render_image(text, fmt)
     if output is not None:
-        output.write_bytes(data)
+        try:
+            write_output(output, data)
+        except FlowError as exc:
+            fail(exc)
         click.echo(f"wrote {output} ({fmt}, {len(data)} bytes)", err=True)
     else:
         sys.stdout.buffer.write(data)
@@ -446,6 +479,19 @@ def _describe_openid(loaded: FlowSpec) -> list[str]:
 
 
 def main() -> None:
-    """Entry point of the ``flowengine`` script: plugins add their commands first."""
+    """Run the ``flowengine`` command: plugins add their commands first.
+
+    The console script is ``flowengine_entry:main``, which calls this once it
+    has taken charge of Ctrl-C and SIGTERM (they may come while this imports).
+    What is left in stdout's buffer is flushed here, where a failure is one line.
+    """
     _plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)
-    cli(prog_name="flowengine")
+    watch_stdout()
+    try:
+        cli(prog_name="flowengine")
+    except OSError as exc:  # click's own output (--help, a usage error) to a stdout that fails
+        stop_if_stdout_failed(exc)
+        raise
+    except SystemExit:
+        stop_if_stdout_failed()
+        raise

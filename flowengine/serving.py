@@ -20,10 +20,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import functools
+import signal
 import socket
 import threading
 from collections.abc import Callable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from flowengine._errors import ConfigError
@@ -180,10 +181,19 @@ class AppServer:
 def serve_app_forever(app: Any, sock: socket.socket, announce: Callable[[], None]) -> None:
     """Serve ``app`` on ``sock`` until Ctrl-C or SIGTERM; ``announce`` runs once it accepts connections."""
     server = _server(app, announce)
+    # A server's normal end is a signal: SIGTERM stops it as Ctrl-C does, exit 0 (uvicorn
+    # re-raises the signal it caught once it has shut down gracefully; so may one before it starts).
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm) if main_thread else None
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
-        # uvicorn re-raises a captured SIGINT after its graceful shutdown.
         pass
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
         sock.close()
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

@@ -26,6 +26,7 @@ from flowengine import AsyncEngine, Client, ConfigError, FlowError, FlowSpec, Re
 from flowengine.cli import (
     EXIT_FAILED,
     EXIT_OK,
+    check_writable,
     fail,
     opened_store,
     parse_duration,
@@ -36,6 +37,7 @@ from flowengine.cli import (
     spec_for_token,
     store_option,
     store_url,
+    unwritable,
 )
 
 from ._journal import Journal, JournalBusy, default_state_dir
@@ -132,6 +134,10 @@ class _Settings:
         )
         try:
             self.store: str = store_url(options["store"])
+            # Checked before anything is refreshed: a report that cannot be written would be lost.
+            for target in (self.report_path, self.state_path):
+                if target is not None and target != "-":
+                    check_writable(Path(target))
         except FlowError as exc:
             fail(exc)
 
@@ -193,7 +199,8 @@ async def _drive(
                     run.stop(now=True)
 
             loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+            for signum in previous:
                 loop.add_signal_handler(signum, on_signal, signum)
             try:
                 async with run:
@@ -207,8 +214,9 @@ async def _drive(
                         progress.start(run.report.total)
                         progress.advance(result, run.report.rate)
             finally:
-                for signum in (signal.SIGINT, signal.SIGTERM):
+                for signum, handler in previous.items():
                     loop.remove_signal_handler(signum)
+                    signal.signal(signum, handler)  # asyncio leaves the default: the script's own again
     _finish(settings, run.report, run)
     if signals and not run.report.complete:
         return 128 + signals[0]
@@ -238,9 +246,12 @@ def _write_report(target: str, document: dict[str, Any]) -> None:
         return
     path = Path(target)
     # Written whole or not at all: a reader never sees half a report.
-    with tempfile.NamedTemporaryFile("w", dir=path.parent or ".", delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
+            handle.write(text)
+        os.replace(handle.name, path)
+    except OSError as exc:
+        fail(unwritable(path, exc.strerror or str(exc)))
 
 
 def _open_journal(settings: _Settings, job: str, key: str) -> Journal | None:
@@ -248,6 +259,8 @@ def _open_journal(settings: _Settings, job: str, key: str) -> Journal | None:
     journal = settings.journal(job, key)
     try:
         journal.lock()
+    except OSError as exc:  # its folder cannot be made, or the file cannot be opened for writing
+        fail(unwritable(journal.path, exc.strerror or str(exc)))
     except JournalBusy:
         if settings.state_path is not None:
             raise

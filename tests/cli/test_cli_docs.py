@@ -78,6 +78,11 @@ EXERCISED_BY: dict[tuple[int, str | None], str] = {
         "store_key_missing",
     ): "tests/cli/test_newcomer.py::test_an_encrypted_store_without_its_key_says_so_in_every_reading_command",
     (4, "paste_ended"): "tests/cli/test_paste.py::test_paste_from_a_pipe_then_end_of_input_exits_4",
+    (141, None): "tests/cli/test_outputs.py::test_a_reader_that_went_away_ends_the_command_quietly_with_141",
+    (
+        2,
+        "output_unwritable",
+    ): "tests/cli/test_outputs.py::test_spec_graph_to_a_missing_folder_is_output_unwritable",
     (5, "login_timeout"): "tests/cli/test_loopback.py::test_loopback_timeout_exits_5_and_closes_the_listener",
 }
 
