@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from flowengine._errors import ConfigError, FlowError, PluginError, SpecError
+from flowengine._errors import ConfigError, FlowError, PluginError, SpecError, StoreError
 from flowengine._plugins import open_store
 from flowengine._store import Store
 
@@ -127,10 +128,37 @@ async def opened_store(given: str | None, *, reading: bool = False) -> AsyncIter
     if reading and path is not None and not path.exists():
         await store.aclose()
         store = open_store("memory://")
+    refusing = _WrongKey()
+    logging.getLogger("flowengine.store").addHandler(refusing)
     try:
         yield store
     finally:
+        logging.getLogger("flowengine.store").removeHandler(refusing)
         await store.aclose()
+
+
+class _WrongKey(logging.Handler):
+    """Turns a record that a store's listing would skip as sealed with another key into ``store_corrupt``.
+
+    A library listing skips (and logs) such records; a command must not print an
+    empty table, nor say a token is unknown, when the key it was given is the wrong one
+    (docs/stores.md: a store opened with the wrong key refuses with ``store_corrupt``).
+    The store's warning is raised from here, inside the listing that logs it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "cannot be decrypted with this key" in message:
+            message = message[message.find("stored ") :]  # "… skipped a record: stored token 'k' …"
+            raise StoreError(
+                f"{message}: the store is sealed with another key; give the key its records were "
+                "sealed with (FLOWENGINE_KEY, or ?key_file=PATH in the store URL)",
+                code="store_corrupt",
+                retryable=False,
+            )
 
 
 # --- errors and exit statuses ----------------------------------------------------------

@@ -393,8 +393,18 @@ def batch_exchange(file: Path, spec_ref: str, **options: Any) -> None:
 
 def _default_grant(spec: FlowSpec) -> str:
     choices = [name for name in spec.grants if name not in ("authorization_code", "refresh_token")]
-    if len(choices) != 1:
-        raise click.UsageError(f"spec {spec.name!r} has grants {choices}: choose one with --grant")
+    if not choices:
+        raise ConfigError(
+            f"spec {spec.name!r} has no non-interactive grant to run for each row: a person logs in "
+            f"through its authorization flow, with `flowengine login {spec.name}`",
+            code="grant_unsupported",
+        )
+    if len(choices) > 1:
+        raise ConfigError(
+            f"spec {spec.name!r} has several non-interactive grants ({', '.join(choices)}): "
+            "choose one with --grant NAME",
+            code="grant_unsupported",
+        )
     return choices[0]
 
 
