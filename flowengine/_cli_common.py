@@ -289,7 +289,7 @@ def format_duration(seconds: float) -> str:
 
 
 def sandbox_url(*, needed_for: str | None = None) -> str | None:
-    """``FLOWENGINE_SANDBOX_URL``, checked: an ``http(s)://host[:port]`` URL, or None when unset.
+    """``FLOWENGINE_SANDBOX_URL``, checked: an ``http://host[:port]`` URL, or None when unset.
 
     ``needed_for`` (``"tokens refresh --sandbox"``) makes an unset variable an
     error that says how to start a sandbox and point at it. Every problem is a
@@ -310,8 +310,10 @@ def sandbox_url(*, needed_for: str | None = None) -> str | None:
         has_host = bool(parts.hostname)
     except ValueError:
         parts, has_host = urlsplit(""), False
-    if parts.scheme not in ("http", "https") or not has_host:
+    if parts.scheme != "http" or not has_host:
         hint = f": write http://{value}" if "://" not in value else ""
+        if parts.scheme == "https" and has_host:
+            hint = f": a sandbox serves plain http, write http://{value[len('https://') :]}"
         raise PluginError(
             f"{SANDBOX_URL_ENV}={value!r} is not an http:// URL{hint}", code="sandbox_unreachable"
         )
