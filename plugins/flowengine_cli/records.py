@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from flowengine import (
@@ -271,6 +272,33 @@ def refresh_client(token: Token, spec: FlowSpec, client_id: str | None = None) -
         raise
 
 
+def _check_issuing_sandbox(token: Token, spec: FlowSpec, sandbox: str | None) -> None:
+    """A token a sandbox issued is refreshed only by that sandbox: say where it is, or that it is gone.
+
+    Sandbox tokens live as long as the sandbox that issued them (the README's
+    ``login --sandbox`` starts one for that command only), so a guess about flags
+    would send the person round in circles.
+    """
+    issuer = urlsplit(token.token_endpoint or "")
+    origin = f"{issuer.scheme}://{issuer.netloc}"
+    if not issuer.netloc or origin == sandbox or not _issued_by_sandbox(token, spec):
+        return
+    try:
+        with open_sandbox(spec, origin) as box:  # entering checks that a sandbox still answers there
+            answers = box.url == origin
+    except PluginError:
+        answers = False
+    if answers:
+        todo = f": refresh it with --sandbox and FLOWENGINE_SANDBOX_URL={origin}"
+    else:
+        todo = (
+            ", which no longer answers; a sandbox's tokens live only as long as that sandbox, so this one "
+            f"cannot be refreshed: log in again (`flowengine login {spec.name} --sandbox`, whose token "
+            f"replaces it) or delete it (`flowengine tokens delete {token.key}`)"
+        )
+    raise ConfigError(f"{token.key} came from the sandbox at {origin}{todo}", code="token_endpoint_mismatch")
+
+
 async def refreshing_engine(
     token: Token,
     backend: Store,
@@ -287,6 +315,7 @@ async def refreshing_engine(
     connection error from deep in the refresh).
     """
     spec = spec_for_token(token, spec_ref)
+    _check_issuing_sandbox(token, spec, sandbox)
     if sandbox is not None:
         with open_sandbox(spec, sandbox) as box:  # entering a sandbox at a URL checks that it answers
             client, endpoints = box.client, dict(box.endpoints)
