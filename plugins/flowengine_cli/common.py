@@ -45,7 +45,9 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
     Cells never wrap nor get cut, whatever the width: a key or fingerprint cut
     short is worse than a wide line. In a pipe the columns are two spaces apart
-    and lines carry no trailing spaces, so ``awk``/``cut`` read them. Every cell
+    and lines carry no trailing spaces, so ``awk``/``cut`` read them. On a terminal
+    too narrow for the table, each row is printed as a block of ``HEADER  value``
+    lines instead (the terminal would wrap every row of a table). Every cell
     goes through ``printable``: an account or a scope is the provider's text.
     """
     rows = [[printable(cell) for cell in row] for row in rows]
@@ -66,9 +68,15 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console = Console(highlight=False)
-    # Never narrower than the table needs: a narrow terminal wraps the line, rich would cut cells.
-    console.width = max(console.width, sum(widths) + 2 * len(widths) + 2)
-    console.print(table)
+    if Console(width=1_000_000).measure(table).maximum <= console.width:
+        console.print(table)
+        return
+    label = max(len(header) for header in headers)
+    for number, row in enumerate(rows):
+        if number:
+            click.echo("")
+        for header, cell in zip(headers, row, strict=True):
+            click.echo(f"{header.ljust(label)}  {cell}".rstrip())
 
 
 def flow_summary(flow: Flow) -> dict[str, Any]:
