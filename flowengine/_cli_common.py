@@ -270,8 +270,21 @@ def parse_duration(text: str) -> float:
     """Seconds in ``90s``, ``30m``, ``1h``, ``2d`` (or a bare number of seconds); click's usage error else."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
-        raise click.BadParameter(f"{text!r} is not a duration like 90s, 30m, 1h or 2d")
+        raise click.BadParameter(
+            f"{text!r} is not a duration like 90s, 30m, 1h or 2d", param_hint=_option_given(text)
+        )
     return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+def _option_given(value: str) -> str | None:
+    """The option of the running command that was given ``value`` (``'--timeout'``), to name in an error."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        if isinstance(param, click.Option) and ctx.params.get(param.name or "") == value:
+            return "/".join(repr(opt) for opt in param.opts)
+    return None
 
 
 def format_duration(seconds: float) -> str:

@@ -110,15 +110,20 @@ def _options(command: _F) -> _F:
     return command
 
 
+def _rate_limit(text: str | None, option: str) -> RateLimit | None:
+    """``--rate-limit``'s value read, or a usage error that names the option."""
+    try:
+        return RateLimit.parse(text)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message, param_hint=repr(option)) from None
+
+
 class _Settings:
     """The shared options, checked once."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        try:
-            self.account_limit = RateLimit.parse(options["rate_limit"])
-            self.client_limit = RateLimit.parse(options["client_rate_limit"])
-        except ConfigError as exc:
-            raise click.BadParameter(exc.message) from None
+        self.account_limit = _rate_limit(options["rate_limit"], "--rate-limit")
+        self.client_limit = _rate_limit(options["client_rate_limit"], "--client-rate-limit")
         self.sandbox: bool = options["sandbox"]
         self.concurrency: int = options["concurrency"]
         self.retry = RetryPolicy(attempts=options["retries"])

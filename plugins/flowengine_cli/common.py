@@ -7,6 +7,7 @@ printing, durations, credentials) is the core's: ``flowengine.cli``.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "ago",
     "display_store_url",
     "flow_summary",
+    "no_match_hint",
     "print_table",
     "printable",
     "token_summary",
@@ -77,6 +79,26 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
             click.echo("")
         for header, cell in zip(headers, row, strict=True):
             click.echo(f"{header.ljust(label)}  {cell}".rstrip())
+
+
+def no_match_hint(kind: str, filters: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
+    """After an empty listing: say on stderr which filter names nothing known, with the closest names.
+
+    ``filters`` maps an option (``--spec``) to (the value given, the names known for it).
+    A listing filtered by a misspelt name is otherwise an empty table that says nothing.
+    """
+    notes = []
+    for option, (value, known) in filters.items():
+        if value is None or value in known:
+            continue
+        close = difflib.get_close_matches(value, known, n=3, cutoff=0.6)
+        if close:
+            guess = f"; did you mean {' or '.join(repr(name) for name in close)}?"
+        else:
+            guess = f" (known: {', '.join(sorted(known))})" if known else " (there are none)"
+        notes.append(f"{option} {value!r} is not a known name{guess}")
+    if notes:
+        click.echo(f"Hint: no {kind} match; " + "; ".join(notes), err=True)
 
 
 def flow_summary(flow: Flow) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from flowengine import (
     Client,
     ConfigError,
     Flow,
+    FlowError,
     FlowSpec,
     FlowStateError,
     PluginError,
@@ -32,11 +33,13 @@ from flowengine.cli import (
     run_command,
     sandbox_url,
     settled_flow,
+    spec_argument,
     spec_for_token,
+    spec_names,
     store_option,
 )
 
-from .common import ago, flow_summary, print_table, printable, token_summary
+from .common import ago, flow_summary, no_match_hint, print_table, printable, token_summary
 
 __all__ = ["flows", "refresh_client", "refreshing_engine", "spec_option", "tokens"]
 
@@ -85,6 +88,13 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
             found = _settled(await backend.list_flows(spec=spec_name, state=state))
+            if not found and (spec_name or state):
+                states = {f.state for f in await backend.list_flows(spec=spec_name)}
+                filters = {
+                    "--spec": (spec_name, spec_names()),
+                    "--state": (state, _states(spec_name, states)),
+                }
+                no_match_hint("flows", filters)
         if as_json:
             _emit([flow_summary(f) for f in found])
             return
@@ -103,6 +113,18 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
         print_table(["ID", "SPEC", "STATE", "CREATED", "ACCOUNT", "ERROR"], rows)
 
     run_command(work)
+
+
+def _states(spec_name: str | None, seen: set[str]) -> list[str]:
+    """The states a flow of ``spec_name`` (else of any named spec) can be in, and those ``seen`` stored."""
+    states = set(seen)
+    for name in [spec_name] if spec_name in spec_names() else spec_names():
+        try:
+            machine = spec_argument(name or "").machine
+        except FlowError:
+            continue  # an invalid spec names no states; `spec validate` says why
+        states.update(machine.states if machine is not None else ())
+    return sorted(states)
 
 
 @flows.command("show")
@@ -197,6 +219,8 @@ def tokens_list(provider: str | None, expiring_within: str | None, store: str | 
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
             found = await backend.list_tokens(provider=provider, expiring_before=before)
+        if not found and provider:
+            no_match_hint("tokens", {"--provider": (provider, spec_names())})
         if as_json:
             _emit([token_summary(t) for t in found])
             return
