@@ -243,13 +243,16 @@ def _run_device(
         connection = resolve_connection(spec, flags.connection, sandbox=sandbox)
         client = None
         if not sandbox:
-            settings = resolve_client(
-                spec.name,
-                client_id=flags.client_id,
-                client_secret=flags.client_secret,
-                scope=scope,
-                require_secret=needs_secret(spec),
-            )
+            try:
+                settings = resolve_client(
+                    spec.name,
+                    client_id=flags.client_id,
+                    client_secret=flags.client_secret,
+                    scope=scope,
+                    require_secret=needs_secret(spec),
+                )
+            except ConfigError as exc:
+                raise _suggest_sandbox(exc) from None
             client = attrs.evolve(settings.client, private_key=device.private_key)
             scope = settings.scope
     except FlowError as exc:
@@ -406,7 +409,11 @@ def _client_settings(
             scope=scope,
         )
     except ConfigError as exc:
-        if exc.code != "credentials_missing":
-            raise
-        hint = "; to try flowengine without credentials, add --sandbox"
-        raise ConfigError(exc.message + hint, code=exc.code) from None
+        raise _suggest_sandbox(exc) from None
+
+
+def _suggest_sandbox(exc: ConfigError) -> ConfigError:
+    """Missing credentials end with how to try flowengine without any: the sandbox."""
+    if exc.code != "credentials_missing":
+        return exc
+    return ConfigError(exc.message + "; to try flowengine without credentials, add --sandbox", code=exc.code)
