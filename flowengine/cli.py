@@ -353,7 +353,7 @@ def _spec_entries() -> list[tuple[str, Path]]:
 @spec.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: name, path, kind, description, problems.")
 def spec_list(as_json: bool) -> None:
-    """List the named specs that ``load_spec(NAME)`` finds, and where.
+    """List the named specs that flowengine finds by name, and where.
 
     Prints NAME<TAB>PATH lines in search order (FLOWENGINE_SPEC_PATH first). With
     --json each spec is also loaded, to say its kind, description and problems.

@@ -136,7 +136,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
 
     \b
     Example:
-      flowengine flows show 0aQ3hY2x9cXv1tL5rQZ8Ww
+      flowengine flows show 0a3f8c21d9e74b5fa16c3e8d2b7f9041
     """
 
     async def work() -> None:
@@ -194,7 +194,7 @@ def flows_purge(store: str | None) -> None:
 
 @click.group()
 def tokens() -> None:
-    """List, show, refresh and delete stored tokens (shown by fingerprint only)."""
+    """List, show, refresh, revoke and delete stored tokens (shown by fingerprint only)."""
 
 
 def _grant_state(token: Token) -> str:
@@ -354,7 +354,9 @@ def running_sandbox(sandbox: bool, command: str) -> str | None:
 
 
 sandbox_option = click.option(
-    "--sandbox", is_flag=True, help="Refresh against the sandbox at FLOWENGINE_SANDBOX_URL."
+    "--sandbox",
+    is_flag=True,
+    help="Use the sandbox at FLOWENGINE_SANDBOX_URL (the one that issued the token) and its client.",
 )
 client_id_option = click.option(
     "--client-id", help="The client id (default: the token's; secret from env, config or a prompt)."
