@@ -110,7 +110,7 @@ def _options(command: _F) -> _F:
     return command
 
 
-def _rate_limit(text: str | None, option: str) -> RateLimit | None:
+def _rate_limit(text: str, option: str) -> RateLimit | None:
     """``--rate-limit``'s value read, or a usage error that names the option."""
     try:
         return RateLimit.parse(text)
