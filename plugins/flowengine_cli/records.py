@@ -282,9 +282,15 @@ def refresh_client(token: Token, spec: FlowSpec, client_id: str | None = None) -
     """
     hint = ""
     if client_id is None and _issued_by_sandbox(token, spec):
+        issuer = urlsplit(token.token_endpoint or "")
+        where = (
+            f"={issuer.scheme}://{issuer.netloc}"
+            if issuer.netloc
+            else " pointing at the sandbox that issued it"
+        )
         hint = (
             f"{token.key} was issued by the sandbox (client {token.client_id!r}): add --sandbox, with "
-            "FLOWENGINE_SANDBOX_URL pointing at the sandbox that issued it"
+            f"FLOWENGINE_SANDBOX_URL{where}"
         )
         if sys.stdin.isatty():
             click.echo(f"Hint: {hint}.", err=True)
@@ -312,8 +318,10 @@ def _check_issuing_sandbox(token: Token, spec: FlowSpec, sandbox: str | None) ->
             answers = box.url == origin
     except PluginError:
         answers = False
+    if answers and sandbox is None:
+        return  # the client's credentials are asked for, with a hint naming this sandbox (refresh_client)
     if answers:
-        todo = f": refresh it with --sandbox and FLOWENGINE_SANDBOX_URL={origin}"
+        todo = f": refresh it with FLOWENGINE_SANDBOX_URL={origin}"
     else:
         todo = (
             ", which no longer answers; a sandbox's tokens live only as long as that sandbox, so this one "

@@ -197,16 +197,19 @@ def test_refreshing_a_token_of_a_gone_sandbox_says_it_is_gone(env: dict[str, str
         assert "`flowengine login podio --sandbox`" in said
 
 
-def test_refreshing_a_token_of_a_running_sandbox_without_sandbox_names_it(env: dict[str, str]) -> None:
+def test_refreshing_a_token_of_a_running_sandbox_names_that_sandbox(env: dict[str, str]) -> None:
     assert invoke("login", "podio", "--sandbox", env=env).returncode == 0
-    own = {key: value for key, value in env.items() if key != "FLOWENGINE_SANDBOX_URL"}
-    result = run("tokens", "refresh", "podio:user:1001", env=own)
-    assert result.returncode == 2
     url = env["FLOWENGINE_SANDBOX_URL"]
-    said = _one_error(result.stderr, "token_endpoint_mismatch")
-    assert said.endswith(
-        f"came from the sandbox at {url}: refresh it with --sandbox and FLOWENGINE_SANDBOX_URL={url}"
+    own = {key: value for key, value in env.items() if key != "FLOWENGINE_SANDBOX_URL"}
+    without = run("tokens", "refresh", "podio:user:1001", env=own)
+    assert without.returncode == 2
+    said = _one_error(without.stderr, "credentials_missing")
+    hint = "was issued by the sandbox (client 'sandbox-client'): add --sandbox, with FLOWENGINE_SANDBOX_URL="
+    assert said.endswith(hint + url)
+    elsewhere = run(
+        "tokens", "refresh", "podio:user:1001", "--sandbox", env={**env, "FLOWENGINE_SANDBOX_URL": url + "/"}
     )
+    assert elsewhere.returncode == 0, "the same sandbox, written with a trailing slash"
 
 
 # --- 16: doctor ------------------------------------------------------------------------------------
