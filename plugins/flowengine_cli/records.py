@@ -347,11 +347,12 @@ async def refreshing_engine(
     connection error from deep in the refresh).
     """
     spec = spec_for_token(token, spec_ref)
-    _check_issuing_sandbox(token, spec, sandbox)
     if sandbox is not None:
         with open_sandbox(spec, sandbox) as box:  # entering a sandbox at a URL checks that it answers
             client, endpoints = box.client, dict(box.endpoints)
+        _check_issuing_sandbox(token, spec, sandbox)
     else:
+        _check_issuing_sandbox(token, spec, None)
         client, endpoints = refresh_client(token, spec, client_id), {}
     return AsyncEngine(spec, client=client, store=backend, endpoints=endpoints)
 
