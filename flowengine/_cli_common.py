@@ -152,7 +152,8 @@ class _WrongKey(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if "cannot be decrypted with this key" in message:
-            message = message[message.find("stored ") :]  # "… skipped a record: stored token 'k' …"
+            start = message.find("stored ")  # "… skipped a record: stored token 'k' …"
+            message = message[start:] if start >= 0 else message
             raise StoreError(
                 f"{message}: the store is sealed with another key; give the key its records were "
                 "sealed with (FLOWENGINE_KEY, or ?key_file=PATH in the store URL)",

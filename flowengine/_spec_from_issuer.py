@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from flowengine._discovery import ProviderMetadata, discovery_request
-from flowengine._errors import DiscoveryError, TransportError
+from flowengine._discovery import ProviderMetadata, discovery_request, unreachable
+from flowengine._errors import TransportError
 from flowengine._http import TransportConfig
 from flowengine._jwks import ALGORITHMS
 from flowengine._plugins import open_transport
@@ -45,36 +45,10 @@ async def fetch_metadata(issuer: str, config: TransportConfig | None = None) -> 
     try:
         response = await transport.send(discovery_request(issuer))
     except TransportError as exc:
-        raise _unreachable(issuer, exc) from None
+        raise unreachable(issuer, exc) from None
     finally:
         await transport.aclose()
     return read_discovery(response, issuer=issuer)
-
-
-#: What a transport's words about a failed connection mean, in plain words (first match wins).
-_REASONS = (
-    (
-        ("name or service not known", "nodename nor servname", "name resolution", "dnserror", "getaddrinfo"),
-        "its host name does not resolve (no network, or a typo in the URL?)",
-    ),
-    (("refused", "connect call failed"), "the connection was refused (nothing listens there?)"),
-    (("unreachable",), "the network cannot reach it"),
-    (("certificate",), "its TLS certificate is not trusted here"),
-)
-
-
-def _unreachable(issuer: str, exc: TransportError) -> DiscoveryError:
-    """A discovery fetch that failed before any answer, said plainly: no library's names or words."""
-    text = exc.message.lower()
-    why = next(
-        (plain for words, plain in _REASONS if any(word in text for word in words)),
-        "it did not answer in time" if exc.code == "transport_timeout" else "no connection could be made",
-    )
-    return DiscoveryError(
-        f"cannot fetch the discovery document of {issuer}: {why}",
-        code="discovery_unavailable",
-        retryable=exc.retryable,
-    )
 
 
 async def spec_from_issuer(issuer: str, *, name: str | None = None) -> str:

@@ -78,6 +78,7 @@ def test_every_reading_command_refuses_a_store_opened_with_the_wrong_key(
         ["flows", "list"],
         ["flows", "list", "--state", "exchanged"],
         ["token", "header", "podio", "user:1001"],
+        ["status", "--refresh-window", "9h"],  # lists the token as expiring: it must be read
     ):
         result = run(*args, env=wrong)
         assert result.returncode == 4, (args, result.stderr)
@@ -174,12 +175,26 @@ def test_an_https_sandbox_url_says_to_write_http(env: dict[str, str]) -> None:
         ),
     ],
 )
-def test_spec_from_issuer_says_plainly_why_the_document_could_not_be_fetched(issuer: str, why: str) -> None:
-    result = run("spec", "from-issuer", issuer)
-    assert result.returncode == 4
-    said = _one_error(result.stderr, "discovery_unavailable")
-    assert said == f"Error: discovery_unavailable: cannot fetch the discovery document of {issuer}: {why}"
-    assert result.stdout == ""
+def test_spec_from_issuer_and_login_say_plainly_why_the_document_could_not_be_fetched(
+    issuer: str, why: str, tmp_path: Path
+) -> None:
+    login = [
+        "login",
+        "oidc",
+        "-c",
+        f"issuer={issuer}",
+        "--client-id",
+        "x",
+        "--client-secret",
+        "y",
+        "--no-browser",
+    ]
+    for args in (["spec", "from-issuer", issuer], login):
+        result = run(*args, env={"FLOWENGINE_STORE": f"sqlite://{tmp_path}/fe.db"})
+        assert result.returncode == 4
+        said = _one_error(result.stderr, "discovery_unavailable")
+        assert said == f"Error: discovery_unavailable: cannot fetch the discovery document of {issuer}: {why}"
+        assert result.stdout == ""
 
 
 # --- 13: a sandbox's token after its sandbox is gone ------------------------------------------
