@@ -132,9 +132,21 @@ async def opened_store(given: str | None, *, reading: bool = False) -> AsyncIter
     logging.getLogger("flowengine.store").addHandler(refusing)
     try:
         yield store
+    except StoreError as exc:
+        if exc.code != "store_corrupt" or _WRONG_KEY not in exc.message:
+            raise
+        raise StoreError(
+            f"{exc.message}: the store is sealed with another key; give the key its records were "
+            "sealed with (FLOWENGINE_KEY, or ?key_file=PATH in the store URL)",
+            code="store_corrupt",
+            retryable=False,
+        ) from None
     finally:
         logging.getLogger("flowengine.store").removeHandler(refusing)
         await store.aclose()
+
+
+_WRONG_KEY = "cannot be decrypted with this key"
 
 
 class _WrongKey(logging.Handler):
@@ -143,7 +155,8 @@ class _WrongKey(logging.Handler):
     A library listing skips (and logs) such records; a command must not print an
     empty table, nor say a token is unknown, when the key it was given is the wrong one
     (docs/stores.md: a store opened with the wrong key refuses with ``store_corrupt``).
-    The store's warning is raised from here, inside the listing that logs it.
+    The store's warning is raised from here, inside the listing that logs it; ``opened_store``
+    says what to do, as it does when a single record read (``get``) is refused the same way.
     """
 
     def __init__(self) -> None:
@@ -151,15 +164,10 @@ class _WrongKey(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if "cannot be decrypted with this key" in message:
+        if _WRONG_KEY in message:
             start = message.find("stored ")  # "… skipped a record: stored token 'k' …"
             message = message[start:] if start >= 0 else message
-            raise StoreError(
-                f"{message}: the store is sealed with another key; give the key its records were "
-                "sealed with (FLOWENGINE_KEY, or ?key_file=PATH in the store URL)",
-                code="store_corrupt",
-                retryable=False,
-            )
+            raise StoreError(message, code="store_corrupt", retryable=False)  # opened_store adds the fix
 
 
 # --- errors and exit statuses ----------------------------------------------------------

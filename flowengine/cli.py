@@ -147,10 +147,11 @@ def spec_argument(ref: str, *, names: tuple[set[str], set[str]] | None = None) -
         if exc.code != "spec_not_found":
             raise
         close = _close_names(ref, spec_names())
-        file = f"there is no file {ref}, and " if ref.endswith((".yaml", ".yml")) or "/" in ref else ""
+        path_like = ref.endswith((".yaml", ".yml")) or "/" in ref
+        said = f"there is no file {ref}, nor a spec of that name" if path_like else exc.message
         guess = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
         raise PluginError(
-            f"{file}{exc.message}{guess} (`flowengine spec list` lists every named spec; a SPEC may also be "
+            f"{said}{guess} (`flowengine spec list` lists every named spec; a SPEC may also be "
             "the path of a YAML file)",
             code="spec_not_found",
         ) from None
