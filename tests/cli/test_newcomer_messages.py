@@ -248,6 +248,18 @@ def test_doctor_fails_a_store_whose_folder_cannot_be_made(tmp_path: Path) -> Non
     assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".flowengine-doctor-*"))
 
 
+def test_doctor_fails_a_spec_path_folder_that_does_not_exist(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder"
+    result = run("doctor", "--store", "memory://", env={"FLOWENGINE_SPEC_PATH": str(missing)})
+    assert result.returncode == 4
+    assert re.search(
+        rf"^FAIL +spec path +{re.escape(str(missing))} \(in FLOWENGINE_SPEC_PATH\) is not a folder$",
+        result.stdout,
+        re.M,
+    )
+    assert "All is well" not in result.stdout
+
+
 # --- 17: tables on a terminal ----------------------------------------------------------------------
 
 
