@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from flowengine._errors import ConfigError, FlowError, PluginError, SpecError
+from flowengine._errors import ConfigError, FlowError, PluginError, SpecError, StoreError
 from flowengine._plugins import open_store
 from flowengine._store import Store
 
@@ -127,10 +128,46 @@ async def opened_store(given: str | None, *, reading: bool = False) -> AsyncIter
     if reading and path is not None and not path.exists():
         await store.aclose()
         store = open_store("memory://")
+    refusing = _WrongKey()
+    logging.getLogger("flowengine.store").addHandler(refusing)
     try:
         yield store
+    except StoreError as exc:
+        if exc.code != "store_corrupt" or _WRONG_KEY not in exc.message:
+            raise
+        raise StoreError(
+            f"{exc.message}: the store is sealed with another key; give the key its records were "
+            "sealed with (FLOWENGINE_KEY, or ?key_file=PATH in the store URL)",
+            code="store_corrupt",
+            retryable=False,
+        ) from None
     finally:
+        logging.getLogger("flowengine.store").removeHandler(refusing)
         await store.aclose()
+
+
+_WRONG_KEY = "cannot be decrypted with this key"
+
+
+class _WrongKey(logging.Handler):
+    """Turns a record that a store's listing would skip as sealed with another key into ``store_corrupt``.
+
+    A library listing skips (and logs) such records; a command must not print an
+    empty table, nor say a token is unknown, when the key it was given is the wrong one
+    (docs/stores.md: a store opened with the wrong key refuses with ``store_corrupt``).
+    The store's warning is raised from here, inside the listing that logs it; ``opened_store``
+    says what to do, as it does when a single record read (``get``) is refused the same way.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if _WRONG_KEY in message:
+            start = message.find("stored ")  # "… skipped a record: stored token 'k' …"
+            message = message[start:] if start >= 0 else message
+            raise StoreError(message, code="store_corrupt", retryable=False)  # opened_store adds the fix
 
 
 # --- errors and exit statuses ----------------------------------------------------------
@@ -244,8 +281,21 @@ def parse_duration(text: str) -> float:
     """Seconds in ``90s``, ``30m``, ``1h``, ``2d`` (or a bare number of seconds); click's usage error else."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match:
-        raise click.BadParameter(f"{text!r} is not a duration like 90s, 30m, 1h or 2d")
+        raise click.BadParameter(
+            f"{text!r} is not a duration like 90s, 30m, 1h or 2d", param_hint=_option_given(text)
+        )
     return float(match[1]) * _UNITS[match[2] or "s"]
+
+
+def _option_given(value: str) -> str | None:
+    """The option of the running command that was given ``value`` (``'--timeout'``), to name in an error."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    for param in ctx.command.params:
+        if isinstance(param, click.Option) and ctx.params.get(param.name or "") == value:
+            return "/".join(repr(opt) for opt in param.opts)
+    return None
 
 
 def format_duration(seconds: float) -> str:
@@ -263,7 +313,7 @@ def format_duration(seconds: float) -> str:
 
 
 def sandbox_url(*, needed_for: str | None = None) -> str | None:
-    """``FLOWENGINE_SANDBOX_URL``, checked: an ``http(s)://host[:port]`` URL, or None when unset.
+    """``FLOWENGINE_SANDBOX_URL``, checked: an ``http://host[:port]`` URL, or None when unset.
 
     ``needed_for`` (``"tokens refresh --sandbox"``) makes an unset variable an
     error that says how to start a sandbox and point at it. Every problem is a
@@ -284,8 +334,10 @@ def sandbox_url(*, needed_for: str | None = None) -> str | None:
         has_host = bool(parts.hostname)
     except ValueError:
         parts, has_host = urlsplit(""), False
-    if parts.scheme not in ("http", "https") or not has_host:
+    if parts.scheme != "http" or not has_host:
         hint = f": write http://{value}" if "://" not in value else ""
+        if parts.scheme == "https" and has_host:
+            hint = f": a sandbox serves plain http, write http://{value[len('https://') :]}"
         raise PluginError(
             f"{SANDBOX_URL_ENV}={value!r} is not an http:// URL{hint}", code="sandbox_unreachable"
         )

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from flowengine._errors import ConfigError
+from flowengine._errors import ConfigError, TransportError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._oidc_errors import DiscoveryError
 from flowengine._oidc_http import (
@@ -37,6 +37,7 @@ __all__ = [
     "discovery_request",
     "discovery_url",
     "read_discovery",
+    "unreachable",
 ]
 
 #: ``openid``: ``{issuer}/.well-known/openid-configuration`` (Discovery §4.1);
@@ -272,3 +273,36 @@ class DiscoveryCache:
     def discard(self, issuer: str) -> None:
         """Forget ``issuer``'s document (the next use fetches it again)."""
         self._entries.pop(issuer, None)
+
+
+#: What a transport's words about a failed connection mean, in plain words (first match wins).
+_REASONS = (
+    (
+        ("name or service not known", "nodename nor servname", "name resolution", "dnserror", "getaddrinfo"),
+        "its host name does not resolve (no network, or a typo in the URL?)",
+    ),
+    (("refused", "connect call failed"), "the connection was refused (nothing listens there?)"),
+    (("unreachable",), "the network cannot reach it"),
+    (("certificate",), "its TLS certificate is not trusted here"),
+)
+
+
+def unreachable(issuer: str, exc: TransportError) -> DiscoveryError:
+    """A discovery fetch that failed before any answer, said plainly: no library's names or words."""
+    text = exc.message.lower()
+    if exc.code == "transport_timeout":
+        why = "it did not answer in time"
+    elif exc.code == "response_too_large":
+        why = "its answer is too large"
+    elif exc.sent:
+        why = "the connection broke off before a whole answer came"
+    else:
+        why = next(
+            (plain for words, plain in _REASONS if any(word in text for word in words)),
+            "no connection could be made",
+        )
+    return DiscoveryError(
+        f"cannot fetch the discovery document of {issuer}: {why}",
+        code="discovery_unavailable",
+        retryable=exc.retryable,
+    )

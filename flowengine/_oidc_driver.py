@@ -23,7 +23,13 @@ from flowengine._client import Client
 from flowengine._client_auth import ClientKey, load_client_key
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
-from flowengine._discovery import DiscoveryCache, ProviderMetadata, check_issuer, discovery_request
+from flowengine._discovery import (
+    DiscoveryCache,
+    ProviderMetadata,
+    check_issuer,
+    discovery_request,
+    unreachable,
+)
 from flowengine._entropy import new_token
 from flowengine._errors import ConfigError, ErrorCode, FlowError, IdTokenError, ProviderError, TransportError
 from flowengine._http import HttpRequest, HttpResponse, TransportConfig
@@ -177,6 +183,8 @@ class OpenIdOperations:
             )
         except (ProviderError, TransportError) as exc:
             stale = self.discovery_cache.get(issuer, self.clock(), allow_stale=True)
+            if stale is None and isinstance(exc, TransportError):
+                raise unreachable(issuer, exc) from None  # said plainly, as a discovery_* code
             if stale is None:
                 raise
             log.warning("discovery of %s failed (%s): using the document held", issuer, exc.code)

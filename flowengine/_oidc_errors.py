@@ -47,7 +47,7 @@ OIDC_CODES: dict[str, str] = {
     # Discovery (ConfigError for what the caller gave, DiscoveryError for what came back).
     "issuer_invalid": "the issuer asked for is not https (http only on loopback) or has a query or fragment",
     "discovery_invalid": "the document is not a bounded JSON object with the required, well-typed fields",
-    "discovery_unavailable": "the discovery endpoint answered 429 or 5xx (retryable)",
+    "discovery_unavailable": "the discovery endpoint answered 429 or 5xx, or could not be reached",
     "discovery_issuer_mismatch": "the document's issuer is not exactly the issuer asked for",
     "discovery_insecure_url": "an endpoint in the document is not https (http only on loopback) or is unsafe",
     "discovery_endpoint_missing": "the spec uses an endpoint it does not write and the document lacks",

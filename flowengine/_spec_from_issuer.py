@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from flowengine._discovery import ProviderMetadata, discovery_request
+from flowengine._discovery import ProviderMetadata, discovery_request, unreachable
+from flowengine._errors import TransportError
 from flowengine._http import TransportConfig
 from flowengine._jwks import ALGORITHMS
 from flowengine._plugins import open_transport
@@ -43,6 +44,8 @@ async def fetch_metadata(issuer: str, config: TransportConfig | None = None) -> 
     transport = open_transport(config or TransportConfig())
     try:
         response = await transport.send(discovery_request(issuer))
+    except TransportError as exc:
+        raise unreachable(issuer, exc) from None
     finally:
         await transport.aclose()
     return read_discovery(response, issuer=issuer)

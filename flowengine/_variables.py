@@ -234,9 +234,10 @@ def connection_values(spec: FlowSpec, given: Mapping[str, str] | None) -> dict[s
             )
         value = matched_value(rule, raw) if isinstance(raw, str) else None
         if value is None:
+            wrong = "is empty" if raw == "" else f"does not match its pattern {rule.pattern}"
+            example = f"; for example {name}={rule.example}" if rule.example is not None else ""
             raise ConfigError(
-                f"connection value {name!r} does not match its pattern {rule.pattern!r}{about}",
-                code=ErrorCode.CONNECTION_INVALID,
+                f"connection value {name!r} {wrong}{about}{example}", code=ErrorCode.CONNECTION_INVALID
             )
         values[name] = value
     return values

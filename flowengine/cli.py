@@ -70,7 +70,7 @@ from flowengine._machine import compile_flow
 from flowengine._records import Token
 from flowengine._spec import FlowSpec
 from flowengine._spec_load import load_spec
-from flowengine._spec_sources import named_specs
+from flowengine._spec_sources import find_named, named_specs
 
 __all__ = [
     "EXIT_DENIED",
@@ -146,24 +146,33 @@ def complete_spec(ctx: click.Context, param: click.Parameter, incomplete: str) -
 def spec_argument(ref: str, *, names: tuple[set[str], set[str]] | None = None) -> FlowSpec:
     """The spec a command-line argument names: a path if the file exists, else a name.
 
-    An unknown name is ``spec_not_found`` with the closest names (``did you mean
-    'podio'?``) and a pointer to ``flowengine spec list``. ``names`` (guards, actions)
-    adds the name checks of ``spec validate``.
+    An unknown name (``Podio``, ``podio.yaml`` or ``my/spec.yaml`` that is not a file too)
+    is ``spec_not_found`` with the closest names (``did you mean 'podio'?``) and a pointer
+    to ``flowengine spec list``. ``names`` (guards, actions) adds the name checks of ``spec validate``.
     """
     if Path(ref).is_file():
         return load_spec(Path(ref), names=names)
     try:
-        return load_spec(ref, names=names)
+        return load_spec(find_named(ref, spec_folders()), names=names)
     except PluginError as exc:
         if exc.code != "spec_not_found":
             raise
-        close = difflib.get_close_matches(ref, spec_names(), n=3, cutoff=0.6)
+        close = _close_names(ref, spec_names())
+        path_like = ref.endswith((".yaml", ".yml")) or "/" in ref
+        said = f"there is no file {ref}, nor a spec of that name" if path_like else exc.message
         guess = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
         raise PluginError(
-            f"{exc.message}{guess} `flowengine spec list` lists every named spec; a SPEC may also be "
-            "the path of a YAML file",
+            f"{said}{guess} (`flowengine spec list` lists every named spec; a SPEC may also be "
+            "the path of a YAML file)",
             code="spec_not_found",
         ) from None
+
+
+def _close_names(ref: str, known: list[str]) -> list[str]:
+    """The known names closest to ``ref``, case and a ``.yaml`` suffix or folder aside."""
+    wanted = Path(ref).name.lower().removesuffix(".yaml").removesuffix(".yml")
+    same = [name for name in known if name.lower() == wanted]
+    return same or difflib.get_close_matches(wanted, known, n=3, cutoff=0.6)
 
 
 def spec_for_token(token: Token, spec_ref: str | None = None) -> FlowSpec:
@@ -378,7 +387,7 @@ def _spec_entries() -> list[tuple[str, Path]]:
 @spec.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: name, path, kind, description, problems.")
 def spec_list(as_json: bool) -> None:
-    """List the named specs that ``load_spec(NAME)`` finds, and where.
+    """List the named specs that flowengine finds by name, and where.
 
     Prints NAME<TAB>PATH lines in search order (FLOWENGINE_SPEC_PATH first). With
     --json each spec is also loaded, to say its kind, description and problems.

@@ -112,15 +112,20 @@ def _options(command: _F) -> _F:
     return command
 
 
+def _rate_limit(text: str, option: str) -> RateLimit | None:
+    """``--rate-limit``'s value read, or a usage error that names the option."""
+    try:
+        return RateLimit.parse(text)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.message, param_hint=repr(option)) from None
+
+
 class _Settings:
     """The shared options, checked once."""
 
     def __init__(self, options: dict[str, Any]) -> None:
-        try:
-            self.account_limit = RateLimit.parse(options["rate_limit"])
-            self.client_limit = RateLimit.parse(options["client_rate_limit"])
-        except ConfigError as exc:
-            raise click.BadParameter(exc.message) from None
+        self.account_limit = _rate_limit(options["rate_limit"], "--rate-limit")
+        self.client_limit = _rate_limit(options["client_rate_limit"], "--client-rate-limit")
         self.sandbox: bool = options["sandbox"]
         self.concurrency: int = options["concurrency"]
         self.retry = RetryPolicy(attempts=options["retries"])
@@ -406,8 +411,18 @@ def batch_exchange(file: Path, spec_ref: str, **options: Any) -> None:
 
 def _default_grant(spec: FlowSpec) -> str:
     choices = [name for name in spec.grants if name not in ("authorization_code", "refresh_token")]
-    if len(choices) != 1:
-        raise click.UsageError(f"spec {spec.name!r} has grants {choices}: choose one with --grant")
+    if not choices:
+        raise ConfigError(
+            f"spec {spec.name!r} has no non-interactive grant to run for each row: a person logs in "
+            f"through its authorization flow, with `flowengine login {spec.name}`",
+            code="grant_unsupported",
+        )
+    if len(choices) > 1:
+        raise ConfigError(
+            f"spec {spec.name!r} has several non-interactive grants ({', '.join(choices)}): "
+            "choose one with --grant NAME",
+            code="grant_unsupported",
+        )
     return choices[0]
 
 

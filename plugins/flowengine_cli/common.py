@@ -7,6 +7,7 @@ printing, durations, credentials) is the core's: ``flowengine.cli``.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -20,6 +21,7 @@ __all__ = [
     "ago",
     "display_store_url",
     "flow_summary",
+    "no_match_hint",
     "print_table",
     "printable",
     "token_summary",
@@ -45,7 +47,9 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
     Cells never wrap nor get cut, whatever the width: a key or fingerprint cut
     short is worse than a wide line. In a pipe the columns are two spaces apart
-    and lines carry no trailing spaces, so ``awk``/``cut`` read them. Every cell
+    and lines carry no trailing spaces, so ``awk``/``cut`` read them. On a terminal
+    too narrow for the table, each row is printed as a block of ``HEADER  value``
+    lines instead (the terminal would wrap every row of a table). Every cell
     goes through ``printable``: an account or a scope is the provider's text.
     """
     rows = [[printable(cell) for cell in row] for row in rows]
@@ -66,9 +70,35 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     for row in rows:
         table.add_row(*row)
     console = Console(highlight=False)
-    # Never narrower than the table needs: a narrow terminal wraps the line, rich would cut cells.
-    console.width = max(console.width, sum(widths) + 2 * len(widths) + 2)
-    console.print(table)
+    if Console(width=1_000_000).measure(table).maximum <= console.width:
+        console.print(table)
+        return
+    label = max(len(header) for header in headers)
+    for number, row in enumerate(rows):
+        if number:
+            click.echo("")
+        for header, cell in zip(headers, row, strict=True):
+            click.echo(f"{header.ljust(label)}  {cell}".rstrip())
+
+
+def no_match_hint(kind: str, filters: Mapping[str, tuple[str | None, Sequence[str]]]) -> None:
+    """After an empty listing: say on stderr which filter names nothing known, with the closest names.
+
+    ``filters`` maps an option (``--spec``) to (the value given, the names known for it).
+    A listing filtered by a misspelt name is otherwise an empty table that says nothing.
+    """
+    notes = []
+    for option, (value, known) in filters.items():
+        if value is None or value in known:
+            continue
+        close = difflib.get_close_matches(value, known, n=3, cutoff=0.6)
+        if close:
+            guess = f"; did you mean {' or '.join(repr(name) for name in close)}?"
+        else:
+            guess = f" (known: {', '.join(sorted(known))})" if known else " (there are none)"
+        notes.append(f"{option} {value!r} is not a known name{guess}")
+    if notes:
+        click.echo(f"Hint: no {kind} match; " + "; ".join(notes), err=True)
 
 
 def flow_summary(flow: Flow) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -182,12 +183,19 @@ def _future_sqlite(shown: str, path: Path) -> Iterator[Check]:
     folder = path.parent
     while not folder.exists():
         folder = folder.parent
-    if os.access(folder, os.W_OK | os.X_OK):
-        yield Check("store", "ok", f"{shown}: not created yet; the first login creates it")
-    else:
+    try:  # a folder made and removed at once: write access alone says nothing under /proc or /sys
+        os.rmdir(tempfile.mkdtemp(prefix=".flowengine-doctor-", dir=folder))
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        where = folder.resolve()
         yield Check(
-            "store", "FAIL", f"{shown}: cannot be created ({folder} is not writable)", "choose --store"
+            "store",
+            "FAIL",
+            f"{shown}: cannot be created: {where} takes no new folder ({why})",
+            "choose --store",
         )
+    else:
+        yield Check("store", "ok", f"{shown}: not created yet; the first login creates it")
 
 
 def _existing_store(shown: str, backend: Store, key: str | None) -> Iterator[Check]:

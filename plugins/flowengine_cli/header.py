@@ -13,11 +13,12 @@ refuses to print it on a terminal screen (scrollback, screen sharing) unless
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
 import click
-from flowengine import ConfigError, FlowStateError, ProviderError, Token
+from flowengine import ConfigError, FlowStateError, ProviderError, Token, open_sandbox
 from flowengine.cli import (
     complete_spec,
     opened_store,
@@ -28,6 +29,8 @@ from flowengine.cli import (
 )
 
 from .records import client_id_option, refreshing_engine, running_sandbox, sandbox_option
+
+log = logging.getLogger("flowengine.cli")
 
 __all__ = ["choose_token", "token"]
 
@@ -106,6 +109,9 @@ def token_header(
     async def work() -> str:
         where = running_sandbox(sandbox, "token header")
         spec = spec_argument(spec_ref)
+        if where is not None:
+            with open_sandbox(spec, where) as box:  # --sandbox: one must answer there, refresh or not
+                log.debug("the sandbox at %s answers", box.url)
         async with opened_store(store, reading=True) as backend:
             current = choose_token(await backend.list_tokens(provider=spec.name), spec.name, account)
             if current.dead:

@@ -63,20 +63,20 @@ def _given(ctx: click.Context, name: str) -> bool:
 @click.argument("spec_ref", metavar="SPEC", shell_complete=complete_spec)
 @click.option(
     "--loopback",
-    "mode",
-    flag_value="loopback",
+    "loopback_mode",
+    is_flag=True,
     help="Receive the callback on http://127.0.0.1:PORT/callback (the default without --sandbox).",
 )
 @click.option(
     "--paste",
-    "mode",
-    flag_value="paste",
+    "paste_mode",
+    is_flag=True,
     help="Print the URL, then read the address the browser ends on (for redirect URIs off this machine).",
 )
 @click.option(
     "--device",
-    "mode",
-    flag_value="device",
+    "device_mode",
+    is_flag=True,
     help="The device grant (RFC 8628): print a code to enter on another device, and poll; no browser here.",
 )
 @click.option(
@@ -159,7 +159,17 @@ def login(ctx: click.Context, /, spec_ref: str, **given: Any) -> None:
       flowengine login podio --paste --redirect-uri https://example.com/flowengine/callback
       flowengine login google --device --client-id 1234.apps.googleusercontent.com
     """
-    sys.exit(_dispatch(ctx, spec_ref, **given))
+    sys.exit(_dispatch(ctx, spec_ref, mode=_one_mode(ctx, given), **given))
+
+
+def _one_mode(ctx: click.Context, given: dict[str, Any]) -> str | None:
+    """The mode --loopback, --paste or --device asks for (None: none); two of them are a usage error."""
+    chosen = [mode for mode in ("loopback", "paste", "device") if given.pop(f"{mode}_mode")]
+    if len(chosen) > 1:
+        *first, last = [f"--{mode}" for mode in chosen]
+        flags = f"{', '.join(first)} and {last}"
+        raise click.UsageError(f"{flags} are different ways to log in: give only one of them", ctx=ctx)
+    return chosen[0] if chosen else None
 
 
 def _dispatch(
@@ -233,13 +243,16 @@ def _run_device(
         connection = resolve_connection(spec, flags.connection, sandbox=sandbox)
         client = None
         if not sandbox:
-            settings = resolve_client(
-                spec.name,
-                client_id=flags.client_id,
-                client_secret=flags.client_secret,
-                scope=scope,
-                require_secret=needs_secret(spec),
-            )
+            try:
+                settings = resolve_client(
+                    spec.name,
+                    client_id=flags.client_id,
+                    client_secret=flags.client_secret,
+                    scope=scope,
+                    require_secret=needs_secret(spec),
+                )
+            except ConfigError as exc:
+                raise _suggest_sandbox(exc) from None
             client = attrs.evolve(settings.client, private_key=device.private_key)
             scope = settings.scope
     except FlowError as exc:
@@ -396,7 +409,11 @@ def _client_settings(
             scope=scope,
         )
     except ConfigError as exc:
-        if exc.code != "credentials_missing":
-            raise
-        hint = "; to try flowengine without credentials, add --sandbox"
-        raise ConfigError(exc.message + hint, code=exc.code) from None
+        raise _suggest_sandbox(exc) from None
+
+
+def _suggest_sandbox(exc: ConfigError) -> ConfigError:
+    """Missing credentials end with how to try flowengine without any: the sandbox."""
+    if exc.code != "credentials_missing":
+        return exc
+    return ConfigError(exc.message + "; to try flowengine without credentials, add --sandbox", code=exc.code)

@@ -307,6 +307,7 @@ async def login_interactive(spec: FlowSpec, options: LoginOptions, client: Clien
                     print_error(FlowError(said, code="login_timeout"))
                     return EXIT_TIMEOUT
                 except NothingPasted:
+                    click.echo("", err=options.as_json)  # end the prompt's line: the error starts its own
                     left = options.pending.left_behind(await _stored(engine, options.pending))
                     print_error(
                         FlowError(f"input ended before a callback URL was pasted; {left}", code="paste_ended")

@@ -9,6 +9,7 @@ import json
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 from flowengine import (
@@ -16,6 +17,7 @@ from flowengine import (
     Client,
     ConfigError,
     Flow,
+    FlowError,
     FlowSpec,
     FlowStateError,
     PluginError,
@@ -31,11 +33,13 @@ from flowengine.cli import (
     run_command,
     sandbox_url,
     settled_flow,
+    spec_argument,
     spec_for_token,
+    spec_names,
     store_option,
 )
 
-from .common import ago, flow_summary, print_table, printable, token_summary
+from .common import ago, flow_summary, no_match_hint, print_table, printable, token_summary
 
 __all__ = ["flows", "refresh_client", "refreshing_engine", "spec_option", "tokens"]
 
@@ -84,6 +88,13 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
             found = _settled(await backend.list_flows(spec=spec_name, state=state))
+            if not found and (spec_name or state):
+                states = {f.state for f in await backend.list_flows(spec=spec_name)}
+                filters = {
+                    "--spec": (spec_name, spec_names()),
+                    "--state": (state, _states(spec_name, states)),
+                }
+                no_match_hint("flows", filters)
         if as_json:
             _emit([flow_summary(f) for f in found])
             return
@@ -104,6 +115,18 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
     run_command(work)
 
 
+def _states(spec_name: str | None, seen: set[str]) -> list[str]:
+    """The states a flow of ``spec_name`` (else of any named spec) can be in, and those ``seen`` stored."""
+    states = set(seen)
+    for name in [spec_name] if spec_name in spec_names() else spec_names():
+        try:
+            machine = spec_argument(name or "").machine
+        except FlowError:
+            continue  # an invalid spec names no states; `spec validate` says why
+        states.update(machine.states if machine is not None else ())
+    return sorted(states)
+
+
 @flows.command("show")
 @click.argument("flow_id")
 @store_option
@@ -113,7 +136,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
 
     \b
     Example:
-      flowengine flows show 0aQ3hY2x9cXv1tL5rQZ8Ww
+      flowengine flows show 0a3f8c21d9e74b5fa16c3e8d2b7f9041
     """
 
     async def work() -> None:
@@ -171,7 +194,7 @@ def flows_purge(store: str | None) -> None:
 
 @click.group()
 def tokens() -> None:
-    """List, show, refresh and delete stored tokens (shown by fingerprint only)."""
+    """List, show, refresh, revoke and delete stored tokens (shown by fingerprint only)."""
 
 
 def _grant_state(token: Token) -> str:
@@ -196,6 +219,8 @@ def tokens_list(provider: str | None, expiring_within: str | None, store: str | 
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
             found = await backend.list_tokens(provider=provider, expiring_before=before)
+        if not found and provider:
+            no_match_hint("tokens", {"--provider": (provider, spec_names())})
         if as_json:
             _emit([token_summary(t) for t in found])
             return
@@ -257,9 +282,15 @@ def refresh_client(token: Token, spec: FlowSpec, client_id: str | None = None) -
     """
     hint = ""
     if client_id is None and _issued_by_sandbox(token, spec):
+        issuer = urlsplit(token.token_endpoint or "")
+        where = (
+            f"={issuer.scheme}://{issuer.netloc}"
+            if issuer.netloc
+            else " pointing at the sandbox that issued it"
+        )
         hint = (
             f"{token.key} was issued by the sandbox (client {token.client_id!r}): add --sandbox, with "
-            "FLOWENGINE_SANDBOX_URL pointing at the sandbox that issued it"
+            f"FLOWENGINE_SANDBOX_URL{where}"
         )
         if sys.stdin.isatty():
             click.echo(f"Hint: {hint}.", err=True)
@@ -269,6 +300,35 @@ def refresh_client(token: Token, spec: FlowSpec, client_id: str | None = None) -
         if hint and exc.code == "credentials_missing":
             raise ConfigError(f"{exc.message}; {hint}", code=exc.code) from None
         raise
+
+
+def _check_issuing_sandbox(token: Token, spec: FlowSpec, sandbox: str | None) -> None:
+    """A token a sandbox issued is refreshed only by that sandbox: say where it is, or that it is gone.
+
+    Sandbox tokens live as long as the sandbox that issued them (the README's
+    ``login --sandbox`` starts one for that command only), so a guess about flags
+    would send the person round in circles.
+    """
+    issuer = urlsplit(token.token_endpoint or "")
+    origin = f"{issuer.scheme}://{issuer.netloc}"
+    if not issuer.netloc or origin == sandbox or not _issued_by_sandbox(token, spec):
+        return
+    try:
+        with open_sandbox(spec, origin) as box:  # entering checks that a sandbox still answers there
+            answers = box.url == origin
+    except PluginError:
+        answers = False
+    if answers and sandbox is None:
+        return  # the client's credentials are asked for, with a hint naming this sandbox (refresh_client)
+    if answers:
+        todo = f": refresh it with FLOWENGINE_SANDBOX_URL={origin}"
+    else:
+        todo = (
+            ", which no longer answers; a sandbox's tokens live only as long as that sandbox, so this one "
+            f"cannot be refreshed: log in again (`flowengine login {spec.name} --sandbox`, whose token "
+            f"replaces it) or delete it (`flowengine tokens delete {token.key}`)"
+        )
+    raise ConfigError(f"{token.key} came from the sandbox at {origin}{todo}", code="token_endpoint_mismatch")
 
 
 async def refreshing_engine(
@@ -290,7 +350,9 @@ async def refreshing_engine(
     if sandbox is not None:
         with open_sandbox(spec, sandbox) as box:  # entering a sandbox at a URL checks that it answers
             client, endpoints = box.client, dict(box.endpoints)
+        _check_issuing_sandbox(token, spec, sandbox)
     else:
+        _check_issuing_sandbox(token, spec, None)
         client, endpoints = refresh_client(token, spec, client_id), {}
     return AsyncEngine(spec, client=client, store=backend, endpoints=endpoints)
 
@@ -301,7 +363,9 @@ def running_sandbox(sandbox: bool, command: str) -> str | None:
 
 
 sandbox_option = click.option(
-    "--sandbox", is_flag=True, help="Refresh against the sandbox at FLOWENGINE_SANDBOX_URL."
+    "--sandbox",
+    is_flag=True,
+    help="Use the sandbox at FLOWENGINE_SANDBOX_URL (the one that issued the token) and its client.",
 )
 client_id_option = click.option(
     "--client-id", help="The client id (default: the token's; secret from env, config or a prompt)."

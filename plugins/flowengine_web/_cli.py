@@ -125,12 +125,13 @@ def serve(
         fail(
             PluginError(f"{exc.name or exc} is missing: pip install 'flowengine[web]'", code="extra_missing")
         )
-    secret_key = _secret_key()
+    specs = _served_specs(spec_refs)
     operator_secret = _operator_secret() if operator else None
     _require_client(sandbox, client_id)
+    secret_key = _secret_key()
     with contextlib.ExitStack() as stack:
         try:
-            plan = _Plan(store_url(store), [spec_argument(ref) for ref in spec_refs], sandbox, client_id)
+            plan = _Plan(store_url(store), specs, sandbox, client_id)
             sock = _listen(stack, host, port)
             public = base_url or (f"http://127.0.0.1:{sock.getsockname()[1]}" if sandbox else None)
             engines = plan.engines(stack, registered_domain)
@@ -142,6 +143,24 @@ def serve(
             fail(exc)
         shown = (public or _url_of(sock)).rstrip("/")
         serve_forever(app, sock, lambda: _announce(shown, engines, plan, operator=operator))
+
+
+def _served_specs(spec_refs: tuple[str, ...]) -> list[FlowSpec]:
+    """The specs to serve: each must have an authorization flow (a grant-only one has none)."""
+    try:
+        specs = [spec_argument(ref) for ref in spec_refs]
+    except FlowError as exc:
+        fail(exc)
+    for spec in specs:
+        if spec.machine is None:
+            fail(
+                ConfigError(
+                    f"spec {spec.name!r} is grant-only: it has no authorization flow to serve at "
+                    f"/auth/{spec.name}. Run its grant with `flowengine batch grant {spec.name} FILE.csv`",
+                    code="grant_only_spec",
+                )
+            )
+    return specs
 
 
 def _require_client(sandbox: bool, client_id: str | None) -> None:

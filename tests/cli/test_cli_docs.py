@@ -43,6 +43,16 @@ EXERCISED_BY: dict[tuple[int, str | None], str] = {
         2,
         "grant_only_spec",
     ): "tests/cli/test_newcomer.py::test_login_of_a_grant_only_spec_points_to_batch_grant",
+    (
+        2,
+        "grant_unsupported",
+    ): "tests/cli/test_newcomer_messages.py::test_batch_grant_of_a_flow_spec_says_to_log_in",
+    (4, "store_corrupt"): (
+        "tests/cli/test_newcomer_messages.py::test_every_reading_command_refuses_a_store_opened_with_the_wrong_key"
+    ),
+    (2, "token_endpoint_mismatch"): (
+        "tests/cli/test_newcomer_messages.py::test_refreshing_a_token_of_a_gone_sandbox_says_it_is_gone"
+    ),
     (2, "graphviz_missing"): "tests/cli/test_newcomer.py::test_graph_without_graphviz_is_graphviz_missing",
     (
         2,
