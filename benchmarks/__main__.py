@@ -58,25 +58,7 @@ def _rows_of(name: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
         return with_baselines(
             [row.as_dict() if isinstance(row, Row) else dict(row) for row in result["rows"]]
         )
-    if name == "batch" and isinstance(result.get("refresh"), list):
-        return _batch_rows(result)
     return _generic_rows(name, result)
-
-
-def _batch_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Refreshes per second per side and concurrency (benchmarks/batch.py's shape), then the proof."""
-    rows: list[dict[str, Any]] = []
-    for entry in result["refresh"]:
-        bench = f"batch refresh c{entry.get('concurrency', '?')}"
-        for key, value in entry.items():
-            if key in ("tokens", "concurrency") or not isinstance(value, int | float):
-                continue
-            unit = "x" if key.startswith("ratio") else "/s"
-            rows.append(
-                Row(bench, f"{key} ({entry.get('tokens', '?')} tokens)", _single(value), unit).as_dict()
-            )
-    rows += _generic_rows("batch proof", result.get("proof", {}))
-    return rows
 
 
 def _words(name: str) -> set[str]:
