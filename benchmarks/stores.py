@@ -4,7 +4,9 @@ Every step of a flow ends in ``compare_and_set`` of its next version. For each
 backend, in the same run and interleaved round by round (the order rotated):
 
 - ``compare_and_set``: the store's write of a flow's next version (the flows
-  built before the clock starts), the figure the target is about;
+  built before the clock starts, each with the one new history entry an
+  engine step adds, which the store's counts read), the figure the target
+  is about;
 - ``get + compare_and_set``: the whole transition as the engine does it (a
   read, then the write), for reference;
 - the floor: the backend's own driver doing the write with no store around it
@@ -44,6 +46,7 @@ TARGET = 0.7
 
 
 def _flow(n: int, run: str) -> fe.Flow:
+    """A pending flow as the engine stores it: its newest history entry is the step that led to its state."""
     now = time.time()
     return fe.Flow(
         id=f"{run}-{n}",
@@ -54,7 +57,19 @@ def _flow(n: int, run: str) -> fe.Flow:
         client_id="bench-client",
         redirect_uri="https://app.example.com/callback",
         state_hash=digest(f"{run}-{n}"),
+        history=(fe.HistoryEntry(now, "start", "new", "redirected"),),
     )
+
+
+def _next(flow: fe.Flow, versions: int = 1) -> fe.Flow:
+    """``flow`` ``versions`` writes later, as the engine writes a step: one new history entry.
+
+    The entry is a step from the flow's state to itself (``redirected``), so
+    every write moves no flow between states but counts a step, and the
+    record keeps its size however many rounds run.
+    """
+    step = fe.HistoryEntry(time.time(), "bench", flow.state, flow.state)
+    return attrs.evolve(flow, version=flow.version + versions, history=(step,))
 
 
 def store_urls(tmp: Path) -> dict[str, str]:
@@ -102,7 +117,7 @@ async def _store_sides(store: Any, run: str, concurrency: int) -> dict[str, Side
 
     async def cas(task: int, n: int) -> float:
         current = flows[CAS][task]
-        moves = [attrs.evolve(current, version=current.version + i) for i in range(1, n + 1)]
+        moves = [_next(current, i) for i in range(1, n + 1)]
         began = time.perf_counter()
         for moved in moves:
             assert await store.compare_and_set(moved, moved.version - 1)
@@ -115,9 +130,7 @@ async def _store_sides(store: Any, run: str, concurrency: int) -> dict[str, Side
         for _ in range(n):
             current = await store.get(flow_id)
             assert current is not None
-            assert await store.compare_and_set(
-                attrs.evolve(current, version=current.version + 1), current.version
-            )
+            assert await store.compare_and_set(_next(current), current.version)
         return time.perf_counter() - began
 
     return {CAS: cas, TRANSITION: transition}
