@@ -9,8 +9,8 @@ row names its baseline and that baseline's median beside its own figure.
 there keeps its two sides (``figure``, ``figure_value``, ``baseline``,
 ``baseline_value``) with its ratio, target and verdict, so a check can read
 the ratios without parsing the table. ``--quick`` is the
-smoke run CI uses: every benchmark runs, with fewer flows and rounds, in
-under a minute; its figures are too short to judge the targets by.
+smoke run: every benchmark runs, with fewer flows, tokens and rounds, in a
+few minutes; its figures are too short to judge the targets by.
 
 Benchmarks, in the order they run (each module's docstring says what it measures):
 startup, spec_load, engine_cost, scale, memory, e2e, stores, batch, web_load.
@@ -45,7 +45,7 @@ __all__ = ["BENCHMARKS", "main", "print_rows", "run_one"]
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("startup", "spec_load", "engine_cost", "scale", "memory", "e2e", "stores", "batch", "web_load")
 #: Seconds one benchmark may take before the suite gives up on it.
-TIMEOUT = {"quick": 120, "full": 1800}
+TIMEOUT = {"quick": 240, "full": 3600}
 
 
 def _single(value: float) -> Stat:
