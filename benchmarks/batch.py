@@ -266,6 +266,8 @@ def memory_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
         rows.append(Row(bench, f"{name}: resident growth per token, granted", stat([granted]), "B"))
         rows.append(Row(bench, f"{name}: resident growth per token, granted + refreshed", stat([whole]), "B"))
     names = list(per_token)
+    if len(names) < 2:
+        return rows
     small, large = names[0], names[-1]
     ratio = per_token[large][0] / per_token[small][0]
     rows.append(
@@ -362,7 +364,8 @@ def run(quick: bool = False, sizes: Sequence[int] | None = None) -> dict[str, An
     sizes = sizes or default
     results = []
     for index, count in enumerate(sizes):
-        concurrencies = (1, 32, CONCURRENCY) if index == 0 and not quick else (CONCURRENCY,)
+        small = index == 0 and count <= 10_000 and not quick
+        concurrencies = (1, 32, CONCURRENCY) if small else (CONCURRENCY,)
         results.append(_size_in_child(count, rounds, concurrencies))
     proof_box = Sandbox(proof_count)
     try:
