@@ -1,6 +1,6 @@
 """Load test of the web frontend beside Authlib's Starlette client: N browsers completing whole flows.
 
-    python -m benchmarks.web_load            # 50 browsers, 500 flows, 3 rounds, 1 then 2 workers
+    python -m benchmarks.web_load            # 50 browsers, 300 flows, 2 rounds, 1 then 2 workers
     python -m benchmarks.web_load --quick    # 8 browsers, 40 flows, 1 round: under a minute
 
 Two sides, driven by the same load generator against the same sandbox, their
@@ -27,7 +27,11 @@ asyncio leaves Nagle on and each of its answers waits ~40 ms for a delayed
 ACK, which would be measured here as the frontend's. The store is Redis
 (a fresh key prefix) when a server answers on 127.0.0.1:6379, else a SQLite
 file; ``--store URL`` picks another. After each run the sandbox's record of
-token requests is checked after every run: exactly one per flow.
+token requests is checked: never more than one per flow, and for flowengine
+one for every completed flow. A flow that does not end on the "Authorized"
+page (a browser gives up after 30 s) is counted as failed, by where it
+stopped, and left out of its side's flows/s and latency; the table shows the
+failed flows of each side that had any.
 """
 
 from __future__ import annotations
@@ -157,7 +161,8 @@ async def _one_flow(browser: httpx.AsyncClient, start: str, finish: str) -> floa
     page = await _get(browser, finish + finished.headers["location"])
     if page.status_code != 200 or "<h1>Authorized</h1>" not in page.text:
         heading = re.search(r"<h1>(.*?)</h1>", page.text)  # the page's title: never a token
-        title = heading.group(1) if heading else "?"
+        code = re.search(r"Error code: <code>(.*?)</code>", page.text)
+        title = (heading.group(1) if heading else "?") + (f" ({code.group(1)})" if code else "")
         raise FlowFailed(f"the result page answered {page.status_code}: {title}")
     return time.perf_counter() - began
 
@@ -215,14 +220,14 @@ def _workers(side: str, count: int, sandbox: str, store: str) -> list[Process]:
 def _measure(side: str, urls: list[str], sandbox: str, browsers: int, flows: int) -> dict[str, Any]:
     """One run of ``flows`` flows; completed flows/s, p50 and p99 (ms) of those, the failures.
 
-    flowengine must complete every flow with exactly one token request, or the
-    run fails; a baseline's failed flows are counted (and left out of its figures).
+    Failed flows are counted, by where they stopped, and left out of the figures;
+    more token requests than flows (a flow that sent two) fails the run.
     """
     before = _token_requests(sandbox)
     wall, times, failures = asyncio.run(_drive(urls, browsers, flows))
     sent = _token_requests(sandbox) - before
-    if side == FLOWENGINE and (failures or sent != flows):
-        raise RuntimeError(f"{flows} flows sent {sent} token requests; failed: {failures}")
+    if sent > flows or (side == FLOWENGINE and sent < len(times)):
+        raise RuntimeError(f"{side}: {flows} flows sent {sent} token requests; failed: {failures}")
     if not times:
         raise RuntimeError(f"{side}: every flow failed: {failures}")
     ordered = sorted(times)
@@ -282,8 +287,8 @@ def run(
 ) -> dict[str, Any]:
     """Both sides for each worker count; the runs and the rows."""
     browsers = browsers or (8 if quick else 50)
-    flows = flows or (40 if quick else 500)
-    rounds = 1 if quick else 3
+    flows = flows or (40 if quick else 300)
+    rounds = 1 if quick else 2
     result: dict[str, Any] = {"browsers": browsers, "flows": flows, "rounds": rounds, "runs": {}, "rows": []}
     with tempfile.TemporaryDirectory(prefix="fe-web-load-") as tmp:
         sandbox = Process(SANDBOX, r"sandbox on (http://\S+)", {})
@@ -314,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.web_load", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="8 browsers, 40 flows, one round")
     parser.add_argument("--browsers", type=int, help="concurrent browsers (default 50)")
-    parser.add_argument("--flows", type=int, help="flows per run (default 500)")
+    parser.add_argument("--flows", type=int, help="flows per run (default 300)")
     parser.add_argument(
         "--workers", default="1,2", help="worker counts to run, comma-separated (default 1,2)"
     )
