@@ -66,10 +66,13 @@ def _words(name: str) -> set[str]:
 
 
 def _side_row(name: str, candidates: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The figure row a ratio side names: that name before its ``:``, else the one holding its words."""
+    """The figure row a ratio side names: that name before its ``:``, or starting it, or holding its words."""
     exact = [row for row in candidates if row["metric"].split(": ", 1)[0].strip() == name]
     if len(exact) == 1:
         return exact[0]
+    prefixed = [row for row in candidates if row["metric"].startswith(name + " ")]
+    if len(prefixed) == 1:
+        return prefixed[0]
     wanted = _words(name)
     loose = [row for row in candidates if wanted <= _words(row["metric"].split(": ", 1)[0])]
     return loose[0] if len(loose) == 1 else None

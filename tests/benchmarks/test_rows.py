@@ -73,6 +73,20 @@ def test_with_baselines_reads_the_sides_of_an_unnamed_ratio_from_its_bench() -> 
     assert filled[7]["figure"] == "flowengine: CPU per flow"
 
 
+def test_with_baselines_prefers_the_row_the_side_name_starts() -> None:
+    rows = [
+        _row("start-up", "import flowengine (-X importtime, cumulative)", 90.0, "ms"),
+        _row("start-up", "import httpx (-X importtime, cumulative)", 100.0, "ms"),
+        _row("start-up", "python -c 'import flowengine' (wall)", 130.0, "ms"),
+        _row("start-up", "import flowengine / import httpx", 0.9, "x"),
+    ]
+
+    filled = with_baselines(rows)[3]
+
+    assert filled["figure"] == "import flowengine (-X importtime, cumulative)"
+    assert filled["baseline"] == "import httpx (-X importtime, cumulative)"
+
+
 def test_with_baselines_leaves_a_ratio_whose_side_is_ambiguous_empty() -> None:
     rows = [
         _row("scale", "start with 10 pending flows: CPU per flow", 1.0, "µs"),
