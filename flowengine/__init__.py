@@ -11,10 +11,11 @@ and what plugins adding commands share), ``flowengine.serving`` (a loopback
 ASGI server) and ``flowengine.testing`` (a handler transport and a fake clock for tests).
 """
 
-from flowengine._callbacks import callback_state
+from flowengine._callbacks import CallbackInput, callback_state
 from flowengine._client import Client
+from flowengine._clock import Clock, SystemClock
 from flowengine._codec import RecordCodec, codec_for, new_store_key
-from flowengine._driver import AsyncEngine
+from flowengine._driver import AsyncEngine, EngineOptions
 from flowengine._errors import (
     CallbackError,
     ConfigError,
@@ -37,6 +38,7 @@ from flowengine._errors import (
 )
 from flowengine._events import Enqueued, RefreshOrder, RefreshQueue, RequestEvent
 from flowengine._files import make_private_folder
+from flowengine._hosts import pinned_connection
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._machine import Action, Guard, TransitionContext
 from flowengine._plugins import (
@@ -81,12 +83,15 @@ __all__ = [
     "Action",
     "AsyncEngine",
     "CallbackError",
+    "CallbackInput",
     "Client",
+    "Clock",
     "ConfigError",
     "DeviceAuthorization",
     "DiscoveryError",
     "EdgeView",
     "Engine",
+    "EngineOptions",
     "Enqueued",
     "ErrorCode",
     "ErrorInfo",
@@ -126,6 +131,7 @@ __all__ = [
     "StepCount",
     "Store",
     "StoreError",
+    "SystemClock",
     "Token",
     "TokenCounts",
     "TokenHealth",
@@ -161,6 +167,7 @@ __all__ = [
     "open_transport",
     "parse_retry_after",
     "parse_web_url",
+    "pinned_connection",
     "read_rate_feedback",
     "read_status",
     "spec_document",

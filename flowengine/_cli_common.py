@@ -42,6 +42,7 @@ __all__ = [
     "opened_store",
     "parse_duration",
     "print_error",
+    "printable",
     "run_command",
     "sandbox_url",
     "store_option",
@@ -153,13 +154,28 @@ def exit_status(exc: FlowError) -> int:
     return EXIT_USAGE if isinstance(exc, SpecError | PluginError | ConfigError) else EXIT_FAILED
 
 
+def printable(text: str) -> str:
+    """Text from outside (a provider, an exception, a file) made safe for a terminal.
+
+    Every character that is not printable (ESC and the escape sequences it starts,
+    BEL, CR, LF, C1 controls such as CSI, bidirectional overrides) is shown as its
+    Python escape (``\\x1b``), so provider text cannot retitle the window, erase
+    the screen, hide text or fake a line of output (SECURITY 7). Applying it twice
+    changes nothing.
+    """
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def print_error(exc: FlowError) -> None:
-    """``Error: CODE: MESSAGE`` on stderr; a spec's problems one per line as ``SOURCE: PATH: MESSAGE``."""
+    """``Error: CODE: MESSAGE`` on stderr; a spec's problems one per line as ``SOURCE: PATH: MESSAGE``.
+
+    Everything printed goes through ``printable``: a message may quote a provider.
+    """
     if isinstance(exc, SpecError):
         for problem in exc.problems:
-            click.echo(str(problem), err=True)
+            click.echo(printable(str(problem)), err=True)
         return
-    click.echo(f"Error: {exc.code}: {exc.message}", err=True)
+    click.echo(printable(f"Error: {exc.code}: {exc.message}"), err=True)
 
 
 def fail(exc: FlowError) -> NoReturn:

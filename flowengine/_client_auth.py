@@ -10,7 +10,6 @@ nothing here encodes a JWT by hand. ``now`` is the caller's clock.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -152,7 +151,7 @@ def _import_pem(material: object, password: str | bytes | None) -> RSAKey | ECKe
     raise _bad_key("is not an RSA or EC key")
 
 
-def _claims(client_id: str, audience: str, now: float, lifetime: int, jti: str | None) -> dict[str, Any]:
+def _claims(client_id: str, audience: str, now: float, lifetime: int, jti: str) -> dict[str, Any]:
     if not client_id:
         raise ConfigError("a client assertion needs a client id", code="client_auth_invalid")
     problem = url_problem(audience)
@@ -167,7 +166,7 @@ def _claims(client_id: str, audience: str, now: float, lifetime: int, jti: str |
         "iss": client_id,
         "sub": client_id,
         "aud": audience,
-        "jti": jti or secrets.token_urlsafe(32),
+        "jti": jti,
         "iat": issued,
         "exp": issued + lifetime,
     }
@@ -186,7 +185,7 @@ def client_secret_jwt(
     lifetime: int = 60,
     alg: str = "HS256",
     audience: str | None = None,
-    jti: str | None = None,
+    jti: str,
 ) -> dict[str, str]:
     """The form parameters authenticating ``client_id`` by an HMAC of its secret (``client_secret_jwt``).
 
@@ -218,12 +217,12 @@ def private_key_jwt(
     now: float,
     lifetime: int = 60,
     audience: str | None = None,
-    jti: str | None = None,
+    jti: str,
 ) -> dict[str, str]:
     """The form parameters authenticating ``client_id`` by a private key (``private_key_jwt``).
 
-    ``jti`` is the assertion's id (default: 256 fresh random bits); the engine's core takes it
-    from its caller, as it takes every random value.
+    ``jti`` is the assertion's id: fresh for each assertion (RFC 7523), drawn by the caller,
+    as the core takes every random value.
     """
     from joserfc import jwt
 

@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     CREDENTIALS_MISSING = "credentials_missing"
     GRAPHVIZ_MISSING = "graphviz_missing"
     CONNECTION_INVALID = "connection_invalid"
+    CONNECTION_PINNED = "connection_pinned"
     TOKEN_ENDPOINT_MISMATCH = "token_endpoint_mismatch"
     URL_INVALID = "url_invalid"
     STORE_NOT_SHARED = "store_not_shared"

@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import attrs
-
 from flowengine import _callbacks, _security, _templates, _variables
 from flowengine._callbacks import CallbackParams
 from flowengine._client import Client
@@ -43,7 +41,8 @@ from flowengine._errors import (
 )
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow, TransitionContext
-from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token
+from flowengine._presets import Trigger
+from flowengine._records import AccountRef, ErrorInfo, Flow, HistoryEntry, Token, evolve
 from flowengine._spec import AuthorizationRequest, FlowSpec, MachineSpec
 from flowengine._steps import (
     AccountAnswer,
@@ -128,7 +127,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
                 if self.spec.openid is not None:
                     return self.with_userinfo(flow, event, now)
                 token = self.with_account(event.token, event.response, self.default_account(flow))
-                return self._fire(flow, "answer", now, token=token)
+                return self._fire(flow, Trigger.ANSWER, now, token=token)
             case SendFailed():
                 if flow.device is not None:
                     return Step(flow, poll="pending")  # the device code is good until it expires
@@ -139,7 +138,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
                     code=ErrorCode.EXCHANGE_INTERRUPTED,
                     flow_id=flow.id,
                 )
-                return self._fire(flow, "interrupt", now, error=error)
+                return self._fire(flow, Trigger.INTERRUPT, now, error=error)
             case Expire():
                 return self.expire_device(flow, now) if flow.device else self._expire(flow, now)
         raise AssertionError(f"unknown input {event!r}")  # pragma: no cover
@@ -191,7 +190,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
             nonce_hash=_security.digest(fresh.nonce) if fresh.nonce and self._sends_nonce else None,
             history=(HistoryEntry(now, "start", "", machine.initial),),
         )
-        shown = attrs.evolve(flow, authorization_url=with_params(endpoint, query, authorization))
+        shown = evolve(flow, authorization_url=with_params(endpoint, query, authorization))
         return Step(shown, (SaveFlow(flow, None),), event="start", source="")
 
     def default_scope(self) -> str | None:
@@ -223,18 +222,18 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
         this_callback = _callbacks.callback_digest(params)
         needed = bool(params.code) and not params.error
         kept = _variables.kept_values(self.spec, params.kept, needed=needed) if self.spec.kept_names else {}
-        if flow.state != self.compiled.initial:
-            if flow.callback_digest is None and flow.history[-1].event == "expire":
-                raise _expired(flow)
+        if not self.machine_of(flow).can_fire(flow.state, Trigger.CALLBACK):
+            if flow.callback_digest is None:
+                raise _expired(flow)  # it left the callback's state with no callback: its ttl ran out
             if not _security.digests_equal(flow.callback_digest, this_callback):
                 raise CallbackError("this state was already used", code=ErrorCode.STATE_USED, flow_id=flow.id)
             return Step(flow)  # the same callback again: its outcome is the flow's
         if now >= flow.expires_at:
             expired = self._expire(flow, now)
-            return attrs.evolve(expired, error=_expired(flow))
+            return evolve(expired, error=_expired(flow))
         error = _callbacks.callback_error(params, self.spec.callback)
         return self._fire(
-            flow, "callback", now, params=params, error=error, callback_digest=this_callback, kept=kept
+            flow, Trigger.CALLBACK, now, params=params, error=error, callback_digest=this_callback, kept=kept
         )
 
     def check_owner(self, flow: Flow) -> None:
@@ -279,19 +278,37 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
 
     # --- exchange ----------------------------------------------------------------------
 
+    def is_final(self, flow: Flow) -> bool:
+        """True when the flow's own machine (the device preset for a device flow) has it final."""
+        return self.machine_of(flow).is_final(flow)
+
+    def exchangeable(self, flow: Flow) -> bool:
+        """True for a flow whose code its machine can exchange now, or one found mid-exchange.
+
+        Mid-exchange is where the machine can fire ``interrupt``: an exchange was begun
+        there. A device flow's machine has neither trigger: it is polled, not exchanged.
+        """
+        machine = self.machine_of(flow)
+        return machine.can_fire(flow.state, Trigger.EXCHANGE) or self._in_flight(flow)
+
+    def _in_flight(self, flow: Flow) -> bool:
+        return self.machine_of(flow).can_fire(flow.state, Trigger.INTERRUPT)
+
     def _exchange(self, flow: Flow, now: float, assertion_id: str | None = None) -> Step:
         """Begin the exchange: move to the machine's in-flight state, then send the code once."""
         self.check_owner(flow)
-        if self.compiled.is_final(flow):
+        if self.is_final(flow):
             return Step(flow)
-        if self.compiled.can_fire(flow.state, "answer"):
+        if not self.exchangeable(flow):
+            raise FlowStateError(f"a {flow.state!r} flow cannot be exchanged", flow_id=flow.id)
+        if self._in_flight(flow):
             # Found in flight while we hold the lease: whoever sent it is gone.
             return self.step(flow, Interrupt(), now)
-        if now >= flow.expires_at and self.compiled.can_fire(flow.state, "expire"):
+        if now >= flow.expires_at and self.machine_of(flow).can_fire(flow.state, Trigger.EXPIRE):
             return self._expire(flow, now)
-        begun = self._fire(flow, "exchange", now)
+        begun = self._fire(flow, Trigger.EXCHANGE, now)
         request, secrets_sent = self.exchange_request(flow, now=now, assertion_id=assertion_id)
-        return attrs.evolve(begun, intents=(*begun.intents, SendRequest(request, secrets_sent)))
+        return evolve(begun, intents=(*begun.intents, SendRequest(request, secrets_sent)))
 
     def exchange_request(
         self, flow: Flow, *, now: float | None = None, assertion_id: str | None = None
@@ -329,7 +346,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
         ask = None if token is None else self.account_request(token)
         if ask is not None:
             return Step(flow, (ask,), held=token)  # the account comes from userinfo first
-        return self._fire(flow, "answer", now, token=token, error=error)
+        return self._fire(flow, Trigger.ANSWER, now, token=token, error=error)
 
     def account_request(self, token: Token) -> SendRequest | None:
         """The userinfo GET that names ``token``'s account, when the spec reads the account there."""
@@ -358,20 +375,20 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
                 account = read_account_response(rule, response)
             except ProviderError:
                 account = default
-        return attrs.evolve(token, account=account)
+        return evolve(token, account=account)
 
     def _send_failed(self, flow: Flow, error: TransportError, now: float) -> Step:
         if not error.sent:
             # Nothing reached the server: the code is unspent, the flow may try again.
-            unsent = self._fire(flow, "unsent", now)
-            return attrs.evolve(unsent, error=error)
-        return self._fire(flow, "answer", now, error=error)
+            unsent = self._fire(flow, Trigger.UNSENT, now)
+            return evolve(unsent, error=error)
+        return self._fire(flow, Trigger.ANSWER, now, error=error)
 
     def _expire(self, flow: Flow, now: float) -> Step:
-        if not self.compiled.can_fire(flow.state, "expire"):
+        if not self.machine_of(flow).can_fire(flow.state, Trigger.EXPIRE):
             return Step(flow)
         error = CallbackError("the flow expired", code=ErrorCode.FLOW_EXPIRED, flow_id=flow.id)
-        return self._fire(flow, "expire", now, error=error)
+        return self._fire(flow, Trigger.EXPIRE, now, error=error)
 
     # --- tokens ------------------------------------------------------------------------
 
@@ -387,6 +404,13 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
 
     # --- plumbing ----------------------------------------------------------------------
 
+    def settled(self, flow: Flow) -> Flow:
+        """A flow read from the store, its ``outcome`` as its machine says (``CompiledFlow.settle``).
+
+        Another spec's flow (a shared store) is left as it is: its owner judges it.
+        """
+        return self.machine_of(flow).settle(flow) if flow.spec == self.spec.name else flow
+
     def machine_of(self, flow: Flow) -> CompiledFlow:
         """The machine a flow runs on: the ``device`` preset for a device flow, else the spec's."""
         if flow.device is not None and self.device_compiled is not None:
@@ -396,7 +420,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
     def _fire(
         self,
         flow: Flow,
-        event: str,
+        event: Trigger,
         now: float,
         *,
         params: CallbackParams | None = None,
@@ -406,17 +430,18 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
         kept: Mapping[str, str] | None = None,
     ) -> Step:
         """Fire ``event`` on the machine and build the flow it leads to, with the intents to save it."""
-        ctx = TransitionContext(self.spec, flow, event, params=params, token=token, error=error)
+        name = event.value  # records and observers get the plain name
+        ctx = TransitionContext(self.spec, flow, name, params=params, token=token, error=error)
         machine = self.machine_of(flow)
         dest = machine.fire(ctx)
         recorded = ctx.changes.get("error")
         entry = HistoryEntry(
-            now, event, flow.state, dest, recorded.code if isinstance(recorded, ErrorInfo) else None
+            now, name, flow.state, dest, recorded.code if isinstance(recorded, ErrorInfo) else None
         )
         extra: dict[str, Any] = {"callback_digest": callback_digest} if callback_digest is not None else {}
         if kept:
             extra["kept"] = dict(kept)
-        moved = attrs.evolve(
+        moved = evolve(
             flow,
             state=dest,
             version=flow.version + 1,
@@ -430,7 +455,7 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
             # Token first: a crash before the flow is saved leaves the flow in flight
             # (then interrupted), never a token lost.
             intents = (SaveToken(token), *intents)
-        return Step(moved, intents, event=event, source=flow.state)
+        return Step(moved, intents, event=name, source=flow.state)
 
 
 def _expired(flow: Flow) -> CallbackError:

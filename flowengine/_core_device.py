@@ -31,6 +31,7 @@ from flowengine._errors import ConfigError, ErrorCode, FlowError, FlowStateError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow
 from flowengine._oidc_http import url_problem
+from flowengine._presets import Trigger
 from flowengine._records import AccountRef, DeviceAuthorization, Flow, HistoryEntry, Token
 from flowengine._spec import DeviceRequest, FlowSpec, TokenRequest
 from flowengine._spec_check import MAX_FLOW_TTL
@@ -109,6 +110,8 @@ class DeviceSteps:
 
         def default_account(self, flow: Flow) -> AccountRef: ...
 
+        def machine_of(self, flow: Flow) -> CompiledFlow: ...
+
         def authenticated_request(
             self,
             rule: TokenRequest,
@@ -147,7 +150,7 @@ class DeviceSteps:
         def _fire(
             self,
             flow: Flow,
-            event: str,
+            event: Trigger,
             now: float,
             *,
             token: Token | None = None,
@@ -177,7 +180,7 @@ class DeviceSteps:
     ) -> tuple[DeviceAuthorization, int]:
         """The device authorization in the answer and its lifetime, or the ``ProviderError`` it is."""
         if not 200 <= response.status < 300:
-            raise error_response(self.spec, response, now=now, sent=sent)
+            raise error_response(self.spec, response, now=now, sent=sent, endpoint="device authorization")
         return parse_device_answer(response)
 
     def begin_device(self, begin: BeginDevice, now: float) -> Step:
@@ -233,7 +236,7 @@ class DeviceSteps:
             return self._poll_error(flow, exc, now)
         if self.spec.openid is not None:
             return self.await_keys(flow, token, now)
-        return self._fire(flow, "answer", now, token=token)
+        return self._fire(flow, Trigger.ANSWER, now, token=token)
 
     def _poll_error(self, flow: Flow, exc: ProviderError, now: float) -> Step:
         said = exc.provider_error
@@ -249,7 +252,7 @@ class DeviceSteps:
                 body=exc.body,
                 flow_id=flow.id,
             )
-            return self._fire(flow, "expire", now, error=expired)
+            return self._fire(flow, Trigger.EXPIRE, now, error=expired)
         if said == "access_denied":
             denied = ProviderError(
                 "the person denied the device's request",
@@ -258,17 +261,16 @@ class DeviceSteps:
                 body=exc.body,
                 flow_id=flow.id,
             )
-            return self._fire(flow, "answer", now, error=denied)
-        return self._fire(flow, "answer", now, error=exc)
+            return self._fire(flow, Trigger.ANSWER, now, error=denied)
+        return self._fire(flow, Trigger.ANSWER, now, error=exc)
 
     def expire_device(self, flow: Flow, now: float) -> Step:
         """The device code's lifetime ran out while the polls were pending."""
-        assert self.device_compiled is not None
-        if not self.device_compiled.can_fire(flow.state, "expire"):
+        if not self.machine_of(flow).can_fire(flow.state, Trigger.EXPIRE):
             return Step(flow)
         error = ProviderError(
             "the device code's lifetime ran out before the person approved it",
             code=ErrorCode.DEVICE_PENDING_TIMEOUT,
             flow_id=flow.id,
         )
-        return self._fire(flow, "expire", now, error=error)
+        return self._fire(flow, Trigger.EXPIRE, now, error=error)

@@ -23,8 +23,6 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from flowengine import _templates
 from flowengine._client import Client
 from flowengine._discovery import ProviderMetadata
@@ -34,7 +32,8 @@ from flowengine._oidc import IdTokenRules, verify_id_token
 from flowengine._oidc_errors import refuse_id_token
 from flowengine._oidc_jws import DEFAULT_ALGORITHMS, ParsedJws, parse_jws
 from flowengine._oidc_userinfo import read_userinfo, userinfo_request
-from flowengine._records import Flow, Token
+from flowengine._presets import Trigger
+from flowengine._records import Flow, Token, evolve
 from flowengine._spec import FlowSpec, OpenIdRules
 from flowengine._steps import AccountAnswer, KeysAnswer, ResolveKeys, SendRequest, Step
 
@@ -87,7 +86,7 @@ class OpenIdSteps:
         def _fire(
             self,
             flow: Flow,
-            event: str,
+            event: Trigger,
             now: float,
             *,
             token: Token | None = None,
@@ -115,12 +114,17 @@ class OpenIdSteps:
         """The ``iss`` this token must carry: the spec's issuer, filled from the connection values.
 
         A variable under ``openid.issuer_claims`` is filled from the token's own claim (Microsoft's
-        ``tid``); the signature is checked afterwards, and the ``iss`` must then match exactly.
+        ``tid``) when the flow's value is one of its ``multi_tenant`` values or it has none; a
+        configured tenant stays (SECURITY.md 35). The signature is checked afterwards, and the
+        ``iss`` must then match exactly.
         """
         assert self.spec.issuer is not None
         values: dict[str, str | None] = dict(connection)
         claims = _unverified_claims(parsed) if self.openid.issuer_claims else {}
         for variable, claim in self.openid.issuer_claims.items():
+            configured = connection.get(variable)
+            if configured is not None and configured not in self.openid.multi_tenant.get(variable, ()):
+                continue
             value = claims.get(claim)
             values[variable] = value if isinstance(value, str) and _CLAIM_VALUE.fullmatch(value) else None
         issuer = _templates.render(self.spec.issuer, values)
@@ -133,21 +137,21 @@ class OpenIdSteps:
     def await_keys(self, flow: Flow, token: Token, now: float) -> Step:
         """Hold a new token while the issuer's keys for its ID token are found (or fail the flow)."""
         raw = token.extra.get("id_token")
-        token = attrs.evolve(token, extra={k: v for k, v in token.extra.items() if k != "id_token"})
+        token = evolve(token, extra={k: v for k, v in token.extra.items() if k != "id_token"})
         if not isinstance(raw, str):
             missing = IdTokenError("the token answer carries no id_token", code="id_token_missing")
-            return self._fire(flow, "answer", now, error=missing)
+            return self._fire(flow, Trigger.ANSWER, now, error=missing)
         try:
             parsed = parse_jws(raw, self.id_token_algorithms(), refuse_id_token)
         except IdTokenError as exc:
-            return self._fire(flow, "answer", now, error=exc)
+            return self._fire(flow, Trigger.ANSWER, now, error=exc)
         ask = ResolveKeys(self.jwks_url({**token.connection, **token.kept}), parsed.header, raw)
         return Step(flow, (ask,), held=token)
 
     def with_keys(self, flow: Flow, event: KeysAnswer, now: float) -> Step:
         """Verify the held token's ID token with the keys found; file the token under ``sub`` in ``iss``."""
         if event.error is not None:
-            return self._fire(flow, "answer", now, error=event.error)
+            return self._fire(flow, Trigger.ANSWER, now, error=event.error)
         token = event.token
         trusted: frozenset[str] = frozenset(self.openid.trusted_audiences)
         try:
@@ -164,12 +168,12 @@ class OpenIdSteps:
             )
             id_token = verify_id_token(parsed, event.keys, rules, now=now, access_token=token.access_token)
         except IdTokenError as exc:
-            return self._fire(flow, "answer", now, error=exc)
-        token = attrs.evolve(token, account=id_token.account, claims=public_claims(id_token.claims))
+            return self._fire(flow, Trigger.ANSWER, now, error=exc)
+        token = evolve(token, account=id_token.account, claims=public_claims(id_token.claims))
         ask = self.userinfo_ask(token)
         if ask is not None:
             return Step(flow, (ask,), held=token)
-        return self._fire(flow, "answer", now, token=token)
+        return self._fire(flow, Trigger.ANSWER, now, token=token)
 
     def userinfo_ask(self, token: Token) -> SendRequest | None:
         """The userinfo GET for a token whose ID token was validated, when the spec asks for userinfo."""
@@ -189,7 +193,7 @@ class OpenIdSteps:
         """
         token = event.token
         if event.response is None:
-            return self._fire(flow, "answer", now, token=token)
+            return self._fire(flow, Trigger.ANSWER, now, token=token)
         try:
             info = read_userinfo(
                 event.response,
@@ -201,7 +205,7 @@ class OpenIdSteps:
             )
         except UserinfoError as exc:
             if exc.code in _USERINFO_AWAY:
-                return self._fire(flow, "answer", now, token=token)
-            return self._fire(flow, "answer", now, error=exc)
+                return self._fire(flow, Trigger.ANSWER, now, token=token)
+            return self._fire(flow, Trigger.ANSWER, now, error=exc)
         claims = {**public_claims(info.claims), **token.claims}
-        return self._fire(flow, "answer", now, token=attrs.evolve(token, claims=claims))
+        return self._fire(flow, Trigger.ANSWER, now, token=evolve(token, claims=claims))

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import attrs
-
 from flowengine import _security
 from flowengine._answer import answer_body
 from flowengine._client import Client
@@ -20,7 +18,7 @@ from flowengine._client_auth import ClientKey, client_secret_jwt, private_key_jw
 from flowengine._endpoints import Endpoints
 from flowengine._errors import ConfigError, DiscoveryError, ErrorCode
 from flowengine._http import HttpRequest, HttpResponse
-from flowengine._records import AccountRef, Token
+from flowengine._records import AccountRef, Token, evolve
 from flowengine._spec import FlowSpec, TokenRequest
 from flowengine._tokens import build_request, read_token_response
 
@@ -209,7 +207,7 @@ class TokenRequests:
             body = answer_body(response.body, response.content_type)
             if isinstance(body, dict) and "id_token" in body:
                 extra["id_token"] = body["id_token"]
-        return attrs.evolve(
+        return evolve(
             token,
             connection=dict(connection or {}),
             kept=dict(kept or {}),

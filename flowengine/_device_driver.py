@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, TypeVar
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
 from flowengine._core_device import SLOW_DOWN
+from flowengine._entropy import flow_secrets
 from flowengine._errors import ErrorCode, FlowStateError, StoreError, TransportError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._oidc_driver import new_assertion_id
 from flowengine._records import Flow
 from flowengine._reporting import RequestTimer
 from flowengine._saving import store_call
-from flowengine._steps import Answer, BeginDevice, Expire, FlowSecrets, SendFailed, SendRequest, Step
+from flowengine._steps import Answer, BeginDevice, Expire, SendFailed, SendRequest, Step
 from flowengine._store import Lease, Store
 
 __all__ = ["DeviceOperations"]
@@ -45,12 +46,11 @@ class DeviceOperations:
 
         async def core_for(self, connection: Mapping[str, str] | None) -> FlowCore: ...
 
-        async def send_with_retry(
+        async def send_attempts(
             self,
-            request: HttpRequest,
+            build: Callable[[], tuple[HttpRequest, tuple[str, ...]]],
             what: str,
-            sent_secrets: tuple[str, ...],
-            read: Callable[[HttpResponse], _T],
+            read: Callable[[HttpResponse, tuple[str, ...]], _T],
         ) -> _T: ...
 
         async def send_once(self, request: HttpRequest) -> HttpResponse: ...
@@ -90,15 +90,13 @@ class DeviceOperations:
         if scope is not None and not isinstance(scope, str):
             scope = self.core.spec.scope_separator.join(scope)
         scope = scope or core.default_scope()
-        request, sent = core.device_request(scope, values, now=self.clock(), assertion_id=new_assertion_id())
-        authorization, lifetime = await self.send_with_retry(
-            request,
+        authorization, lifetime = await self.send_attempts(
+            lambda: core.device_request(scope, values, now=self.clock(), assertion_id=new_assertion_id()),
             "device_authorization",
-            sent,
-            lambda r: core.read_device_answer(r, now=self.clock(), sent=sent),
+            lambda r, sent: core.read_device_answer(r, now=self.clock(), sent=sent),
         )
         begin = BeginDevice(
-            FlowSecrets.draw(False), authorization, lifetime, scope=scope, subject=subject, connection=values
+            flow_secrets(pkce=False), authorization, lifetime, scope=scope, subject=subject, connection=values
         )
         step = core.step(None, begin, self.clock())
         await self._apply(step)

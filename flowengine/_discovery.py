@@ -76,13 +76,17 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
 
 
 def check_issuer(issuer: str) -> str:
-    """``issuer`` when it may name an issuer (https, http only on loopback, no query or fragment).
+    """``issuer`` when it may name an issuer (https, http only on loopback; no query, fragment, dot segment).
 
     Raises ``ConfigError`` (``issuer_invalid``): this is what the caller or the spec gave.
     """
     problem = url_problem(issuer)
     if problem is None and (urlsplit(issuer).query or "?" in issuer):
         problem = "must not carry a query"
+    if problem is None and any(
+        segment.lower().replace("%2e", ".") in (".", "..") for segment in urlsplit(issuer).path.split("/")
+    ):
+        problem = "must not have a . or .. path segment"
     if problem is not None:
         raise ConfigError(f"issuer {issuer[:200]!r} {problem}", code="issuer_invalid")
     return issuer

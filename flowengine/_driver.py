@@ -29,6 +29,7 @@ from flowengine._client import Client
 from flowengine._clock import Clock, SystemClock, as_clock
 from flowengine._core import FlowCore
 from flowengine._device_driver import DeviceOperations
+from flowengine._entropy import flow_secrets
 from flowengine._errors import (
     CallbackError,
     ConfigError,
@@ -51,7 +52,6 @@ from flowengine._steps import (
     Begin,
     Callback,
     Exchange,
-    FlowSecrets,
     SaveFlow,
     SaveToken,
     SendFailed,
@@ -205,7 +205,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         if scope is not None and not isinstance(scope, str):
             scope = authorization.scope_separator.join(scope)
         begin = Begin(
-            FlowSecrets.draw(self.spec.pkce),
+            flow_secrets(pkce=self.spec.pkce),
             redirect_uri,
             scope=scope or None,
             session=session,
@@ -237,6 +237,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
             raise CallbackError(
                 "no flow is waiting for this state (unknown or purged)", code=ErrorCode.STATE_UNKNOWN
             )
+        flow = self.core.settled(flow)
         core = await self.core_for(flow.connection)
         for _ in range(_CAS_ATTEMPTS):
             step = core.step(flow, Callback(params, session), self.clock())
@@ -250,19 +251,16 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         )
 
     async def _continue(self, flow: Flow) -> Flow:
-        """After a callback: exchange when the machine can, else wait for whoever is exchanging."""
-        if not self.auto_exchange or self.compiled.is_final(flow):
-            return flow
-        if self._exchangeable(flow):
+        """After a callback: exchange when the flow's machine can (or join the exchange in flight)."""
+        if self.auto_exchange and self.core.exchangeable(flow):
             return await self._exchange(flow)
         return flow
 
-    def _exchangeable(self, flow: Flow) -> bool:
-        """True for a flow waiting for its exchange, or found in the middle of one."""
-        return self.compiled.can_fire(flow.state, "exchange") or self.compiled.can_fire(flow.state, "answer")
-
     async def exchange(self, flow_id: str) -> Flow:
-        """Exchange the code of an authorized flow for a token; the outcome is the flow's state."""
+        """Exchange the code of an authorized flow for a token; see ``flow.outcome`` for how it ended.
+
+        A final flow (of any machine: a granted device flow too) is returned unchanged.
+        """
         flow = await self.get(flow_id)
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r}", code=ErrorCode.FLOW_UNKNOWN, flow_id=flow_id)
@@ -270,12 +268,11 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         return await self._exchange(flow)
 
     async def _exchange(self, flow: Flow) -> Flow:
-        if self.compiled.is_final(flow):
+        if self.core.is_final(flow):
             return flow
-        if not (
-            self.compiled.can_fire(flow.state, "exchange") or self.compiled.can_fire(flow.state, "answer")
-        ):
-            raise FlowStateError(f"a {flow.state!r} flow cannot be exchanged", flow_id=flow.id)
+        if not self.core.exchangeable(flow):
+            hint = " (a device flow is polled: poll_device())" if flow.device is not None else ""
+            raise FlowStateError(f"a {flow.state!r} flow cannot be exchanged{hint}", flow_id=flow.id)
         return await self.single_flight(f"exchange:{flow.id}", lambda: self._exchange_once(flow.id))
 
     async def _exchange_once(self, flow_id: str) -> Flow:
@@ -319,7 +316,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         delay = 0.01
         while self.clock() < deadline:
             flow = await self._reload(flow_id)
-            if self.compiled.is_final(flow):
+            if self.core.is_final(flow):
                 return flow
             await self.clock.sleep(delay)
             delay = min(delay * 2, 0.25)
@@ -383,16 +380,27 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
     # --- reading --------------------------------------------------------------------
 
     async def get(self, flow_id: str) -> Flow | None:
-        """The flow with this id, or None."""
-        return await store_call(self.store.get(flow_id))
+        """The flow with this id, or None; its ``outcome`` is what its machine gives its state."""
+        flow = await store_call(self.store.get(flow_id))
+        return None if flow is None else self.core.settled(flow)
 
     async def token_for(self, flow: Flow) -> Token | None:
         """The stored token an exchanged flow obtained, or None."""
         return await self.get_token(flow.token_key) if flow.token_key else None
 
     async def flows(self, *, state: str | None = None) -> list[Flow]:
-        """Stored flows of this spec, optionally only those in ``state``."""
-        return await store_call(self.store.list_flows(spec=self.spec.name, state=state))
+        """Stored flows of this spec, optionally only those in ``state``.
+
+        A flow whose stored outcome its machine disagrees with is left out with a
+        warning, as stores leave out records they cannot read.
+        """
+        found = []
+        for flow in await store_call(self.store.list_flows(spec=self.spec.name, state=state)):
+            try:
+                found.append(self.core.settled(flow))
+            except StoreError as exc:
+                log.warning("flow %s left out of the listing: %s", flow.id, exc.code)
+        return found
 
     async def purge(self) -> int:
         """Remove expired flows from the store; how many went."""
@@ -400,7 +408,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
 
     def is_final(self, flow: Flow) -> bool:
         """True when the flow can move no further."""
-        return self.core.machine_of(flow).is_final(flow)
+        return self.core.is_final(flow)
 
     def present(self, flow: Flow, step: str, **detail: Any) -> bool:
         """Hand a step to the ``flowengine_present`` UI hook; True if a presenter showed it."""
@@ -429,7 +437,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         await self.aclose()
 
     async def _reload(self, flow_id: str) -> Flow:
-        flow = await store_call(self.store.get(flow_id))
+        flow = await self.get(flow_id)
         if flow is None:
             raise CallbackError(
                 "the flow is gone from the store (expired and purged?)",

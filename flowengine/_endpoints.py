@@ -9,7 +9,9 @@ or scheme of it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
+from typing import TypeVar
 from urllib.parse import quote_plus
 
 from flowengine import _templates, _variables
@@ -22,6 +24,10 @@ __all__ = ["Endpoints", "encode_query", "safe_variables", "with_params"]
 #: What an ``unescaped`` parameter keeps as it is: characters some providers refuse to
 #: see percent-encoded (``user:read``, ``a,b``), none of which ends a query parameter.
 _KEPT_AS_IS = ":/,@!$'()*;"
+#: Filled URLs an engine remembers, at most (per kind).
+_MEMO_LIMIT = 1024
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 
 
 def safe_variables(template: str) -> tuple[str, ...]:
@@ -40,9 +46,18 @@ def encode_query(params: Mapping[str, str], unescaped: Iterable[str] = ()) -> st
     """
     keep = set(unescaped)
     return "&".join(
-        f"{quote_plus(name)}={quote_plus(value, safe=_KEPT_AS_IS if name in keep else '')}"
+        f"{_quoted(name, '')}={_quoted(value, _KEPT_AS_IS if name in keep else '')}"
         for name, value in params.items()
     )
+
+
+#: What ``quote_plus`` leaves as it is whatever ``safe`` says: most names and values are only this.
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quoted(text: str, safe: str) -> str:
+    """``quote_plus(text, safe=safe)``, without its work for text it would not change."""
+    return text if _PLAIN.fullmatch(text) else quote_plus(text, safe=safe)
 
 
 def with_params(endpoint: str, query: str, authorization: AuthorizationRequest) -> str:
@@ -60,15 +75,30 @@ class Endpoints:
         self.spec = spec
         self.templates = dict(templates)
         self.client_id = client_id
+        self._variables = {name: frozenset(safe_variables(t)) for name, t in self.templates.items()}
+        declared = set(spec.connection)
+        self._tenant = [n for n, t in spec.endpoints.items() if declared & set(safe_variables(t))]
+        self._keys = {
+            n: tuple(v for v in safe_variables(t) if v != "client_id") for n, t in templates.items()
+        }
+        #: URLs filled and judged good, by endpoint name and the values filling it: the same
+        #: values fill the same URL, which gets the same verdict, so each is made once per
+        #: engine (bounded: past the limit, tenants' URLs are forgotten and made again).
+        self._good: dict[tuple[str | None, ...], str] = {}
+        self._filled: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
     def filled(self, connection: Mapping[str, str]) -> dict[str, str]:
         """Every endpoint the connection values fill completely, filled (not judged)."""
-        return _variables.endpoints_for(self.templates, {**connection, "client_id": self.client_id})
+        key = tuple(sorted(connection.items()))
+        found = self._filled.get(key)
+        if found is None:
+            found = _variables.endpoints_for(self.templates, {**connection, "client_id": self.client_id})
+            _remember(self._filled, key, found)
+        return dict(found)
 
     def tenant_endpoints(self) -> list[str]:
         """The endpoints whose spec URL a connection value is part of: where tenants differ."""
-        declared = set(self.spec.connection)
-        return [n for n, t in self.spec.endpoints.items() if declared & set(safe_variables(t))]
+        return list(self._tenant)
 
     def for_flow(self, connection: Mapping[str, str]) -> dict[str, str]:
         """The tenant's endpoints as the connection values fill them, judged: what a flow is bound to.
@@ -78,9 +108,9 @@ class Endpoints:
         Every endpoint the values fill is judged, bound or not.
         """
         known = {*connection, "client_id"}
-        names = [n for n, t in self.templates.items() if set(safe_variables(t)) <= known]
+        names = [n for n, wanted in self._variables.items() if wanted <= known]
         judged = {name: self.url(name, connection) for name in names}
-        return {name: judged[name] for name in self.tenant_endpoints() if name in judged}
+        return {name: judged[name] for name in self._tenant if name in judged}
 
     def bound_elsewhere(self, connection: Mapping[str, str], bound: Mapping[str, str]) -> bool:
         """True when this engine fills a flow's tenant endpoints otherwise than the flow recorded."""
@@ -89,12 +119,17 @@ class Endpoints:
 
     def url(self, name: str, values: Mapping[str, str | None]) -> str:
         """The endpoint ``name`` filled from ``values`` and judged (``connection_invalid``)."""
+        key = (name, *[values.get(variable) for variable in self._keys[name]])
+        known = self._good.get(key)
+        if known is not None:
+            return known
         template = self.templates[name]
         url = _variables.fill_endpoint(template, {**values, "client_id": self.client_id})
         if url is None:
             wanted = ", ".join(safe_variables(template))
             raise ConfigError(
-                f"endpoint {name!r} needs URL-safe values for {wanted}", code=ErrorCode.CONNECTION_INVALID
+                f"endpoint {name!r} needs URL-safe values for {wanted} (no . or .. path segment)",
+                code=ErrorCode.CONNECTION_INVALID,
             )
         authorization = self.spec.authorization
         in_fragment = (
@@ -107,4 +142,12 @@ class Endpoints:
         )
         if reason is not None:
             raise ConfigError(f"endpoint {name!r}: {reason}", code=ErrorCode.CONNECTION_INVALID)
+        _remember(self._good, key, url)
         return url
+
+
+def _remember(memo: dict[_K, _V], key: _K, value: _V) -> None:
+    """Keep ``value`` under ``key``, forgetting everything first when ``memo`` is full."""
+    if len(memo) >= _MEMO_LIMIT:
+        memo.clear()
+    memo[key] = value

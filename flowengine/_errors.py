@@ -281,6 +281,7 @@ _OWNERS: dict[type[FlowError], tuple[ErrorCode, ...]] = {
         ErrorCode.CREDENTIALS_MISSING,
         ErrorCode.GRAPHVIZ_MISSING,
         ErrorCode.CONNECTION_INVALID,
+        ErrorCode.CONNECTION_PINNED,
         ErrorCode.TOKEN_ENDPOINT_MISMATCH,
         ErrorCode.URL_INVALID,
         ErrorCode.STORE_NOT_SHARED,

@@ -27,8 +27,8 @@ import attrs
 from transitions import Machine, MachineError
 
 from flowengine._callbacks import CallbackParams
-from flowengine._errors import ErrorCode, FlowError, FlowStateError, SpecError
-from flowengine._records import AccountRef, ErrorInfo, Flow, Outcome, Token
+from flowengine._errors import ErrorCode, FlowError, FlowStateError, SpecError, StoreError
+from flowengine._records import AccountRef, ErrorInfo, Flow, Outcome, Token, evolve
 from flowengine._spec import FlowSpec, MachineSpec
 from flowengine._spec_check import check_names
 
@@ -41,6 +41,7 @@ __all__ = [
     "Guard",
     "TransitionContext",
     "compile_flow",
+    "settle",
 ]
 
 
@@ -107,7 +108,7 @@ class TransitionContext:
         """Drop the code, the PKCE verifier and a device code: nothing may send them again."""
         self._changes.update(code=None, code_verifier=None)
         if self.flow.device is not None and self.flow.device.device_code is not None:
-            self._changes["device"] = attrs.evolve(self.flow.device, device_code=None)
+            self._changes["device"] = evolve(self.flow.device, device_code=None)
 
 
 Guard = Callable[[TransitionContext], bool]
@@ -206,6 +207,10 @@ class CompiledFlow:
         """The outcome a final state stands for; None for a pending state."""
         return self.final.get(state)
 
+    def settle(self, flow: Flow) -> Flow:
+        """``flow`` as read from a store, with the outcome this machine gives its state (``settle``)."""
+        return settle(flow, self.final)
+
     def can_fire(self, state: str, event: str) -> bool:
         """True when some transition on ``event`` leaves ``state``."""
         return (state, event) in self._edges
@@ -250,6 +255,27 @@ class CompiledFlow:
                 for transition in transitions:
                     names = tuple(str(vars(c.func)["guard_name"]) for c in transition.conditions)
                     yield source, str(transition.dest), trigger, names
+
+
+def settle(flow: Flow, final: Mapping[str, Outcome]) -> Flow:
+    """``flow`` as read from a store, with the outcome its machine's ``final`` states give its state.
+
+    A flow stored before outcomes were recorded (0.1.0) has none: it gets its
+    state's. A stored outcome the machine disagrees with is a damaged record
+    (``StoreError`` ``store_corrupt``): the machine, not the copy, is the truth.
+    """
+    outcome = final.get(flow.state)
+    if flow.outcome == outcome:
+        return flow
+    if flow.outcome is None:
+        return evolve(flow, outcome=outcome)
+    raise StoreError(
+        f"stored flow {flow.id!r} says {flow.outcome!r} but its state {flow.state!r} means "
+        f"{outcome or 'pending'!r}",
+        code=ErrorCode.STORE_CORRUPT,
+        flow_id=flow.id,
+        retryable=False,
+    )
 
 
 def _build_machine(spec: MachineSpec, guards: Mapping[str, Guard], actions: Mapping[str, Action]) -> Machine:

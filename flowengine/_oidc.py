@@ -19,7 +19,6 @@ import base64
 import hashlib
 import hmac
 import math
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -38,7 +37,6 @@ __all__ = [
     "IdToken",
     "IdTokenRules",
     "left_half_hash",
-    "new_nonce",
     "nonce_hash",
     "read_id_token",
     "validate_id_token",
@@ -49,11 +47,6 @@ __all__ = [
 MAX_LEEWAY = 300.0
 _MAX_SUB = 255
 _REQUIRED = ("iss", "sub", "aud", "exp", "iat")
-
-
-def new_nonce() -> str:
-    """A fresh ``nonce`` for an authentication request: 256 random bits, URL-safe."""
-    return secrets.token_urlsafe(32)
 
 
 def nonce_hash(nonce: str) -> str:

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import pluggy
 
 from flowengine import _templates
@@ -26,11 +24,12 @@ from flowengine._client_auth import ClientKey, load_client_key
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
 from flowengine._discovery import DiscoveryCache, ProviderMetadata, check_issuer, discovery_request
+from flowengine._entropy import new_token
 from flowengine._errors import ConfigError, ErrorCode, FlowError, IdTokenError, ProviderError, TransportError
 from flowengine._http import HttpRequest, HttpResponse, TransportConfig
 from flowengine._jwks import JwksCache, JwsHeader, KeysFound, SigningKey
 from flowengine._machine import CompiledFlow
-from flowengine._records import Flow, Token
+from flowengine._records import Flow, Token, evolve
 from flowengine._spec import DISCOVERED_ENDPOINTS, FlowSpec
 from flowengine._steps import AccountAnswer, KeysAnswer, ResolveKeys, SendRequest, Step
 
@@ -43,8 +42,8 @@ _MAX_CORES = 256
 
 
 def new_assertion_id() -> str:
-    """A fresh ``jti`` for a signed client assertion: 256 random bits (drawn here, never in the core)."""
-    return secrets.token_urlsafe(32)
+    """A fresh ``jti`` for a signed client assertion (RFC 7523: each is good once), from ``_entropy``."""
+    return new_token()
 
 
 def load_key(client: Client) -> ClientKey | None:
@@ -244,4 +243,4 @@ def device_view(spec: FlowSpec) -> FlowSpec | None:
         return None
     from flowengine._presets import DEVICE, PRESETS
 
-    return attrs.evolve(spec, machine=PRESETS[DEVICE])
+    return evolve(spec, machine=PRESETS[DEVICE])

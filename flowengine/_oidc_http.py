@@ -1,10 +1,9 @@
 """What the OIDC modules share about HTTP: one URL judge, bounded JSON, and cache freshness.
 
-``url_problem`` is the one place a provider URL is judged (the issuer, every endpoint of a
-discovery document): when the project's WHATWG URL judge lands it replaces this body, and
-nothing else changes. ``fresh_until`` reads RFC 9111's freshness (``Cache-Control``,
-``Expires``, ``Age``) as a private cache does, bounded by a floor and a cap, so that a
-provider saying ``max-age=31536000`` cannot pin keys for a year and one saying
+``url_problem`` judges a provider URL (the issuer, every endpoint of a discovery document)
+with the project's one WHATWG URL judge, ``_urls.judge``. ``fresh_until`` reads RFC 9111's
+freshness (``Cache-Control``, ``Expires``, ``Age``) as a private cache does, bounded by a
+floor and a cap, so that a provider saying ``max-age=31536000`` cannot pin keys for a year and one saying
 ``no-store`` gets refetched rather than ignored.
 """
 
@@ -16,13 +15,12 @@ from collections.abc import Callable, Mapping
 from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 
 from flowengine._errors import FlowError
 from flowengine._http import HttpRequest, HttpResponse
-from flowengine._security import is_loopback
+from flowengine._urls import UrlRefused, judge
 
 __all__ = [
     "MAX_DEPTH",
@@ -44,26 +42,18 @@ _JSON_TYPES = ("application/json", "application/jwk-set+json")
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` may not name a provider endpoint, or None when it may.
+    """Why ``url`` may not name a provider endpoint or issuer, or None when it may.
 
-    Absolute, ``https`` (``http`` only on loopback), with a host, and without user
-    information, a fragment, whitespace, backslashes or control characters (parsers and
-    browsers read those differently: SECURITY.md 27).
+    The project's one URL judge (``_urls.judge``, SECURITY.md 27): an absolute http(s) URL
+    every parser reads alike (no user information, fragment, whitespace, backslash, control
+    character, percent-escaped host, IPv4 in odd notations or empty label), and ``https``
+    unless the host is loopback.
     """
-    if not url.isascii() or not url.isprintable() or any(c in url for c in "\\ \t\r\n"):
-        return "holds characters that browsers and parsers read differently"
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - validates the port (numeric, 0-65535)
-    except ValueError:
-        return "is not a valid URL"
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return "is not an absolute http(s) URL"
-    if "@" in parts.netloc:
-        return "must not carry user information"
-    if parts.fragment or url.endswith("#"):
-        return "must not contain a fragment"
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        parsed = judge(url)
+    except UrlRefused as exc:
+        return exc.reason
+    if parsed.scheme == "http" and not parsed.loopback:
         return "uses http:// off loopback; use https://"
     return None
 

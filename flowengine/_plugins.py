@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.machinery
 import logging
+import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,9 +69,79 @@ def new_plugin_manager(*, load_entry_points: bool = True) -> pluggy.PluginManage
     pm = pluggy.PluginManager("flowengine")
     pm.add_hookspecs(hookspecs)
     if load_entry_points:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        _load_entry_points(pm, ENTRY_POINT_GROUP)
         check_plugins(pm)
     return pm
+
+
+def _load_entry_points(pm: pluggy.PluginManager, group: str) -> None:
+    """Register the plugin of every ``group`` entry point installed, first on ``sys.path`` first.
+
+    What ``pm.load_setuptools_entrypoints(group)`` does, for a fraction of its cost:
+    pluggy imports ``importlib.metadata`` and parses the entry points of every
+    installed distribution (tens of milliseconds at each start, with a hundred
+    installed). When every ``sys.path`` entry is a folder and no import hook
+    provides distributions of its own, the ``*.dist-info``/``*.egg-info`` folders
+    are read directly, and only an ``entry_points.txt`` naming ``[group]`` is
+    parsed; otherwise ``importlib.metadata`` finds them. A name already registered
+    (the same distribution seen twice on ``sys.path``) or blocked is skipped, as
+    pluggy does.
+    """
+    found = _scan_entry_points(group)
+    if found is None:
+        from importlib.metadata import entry_points
+
+        found = [(e.name, e.value) for e in entry_points(group=group)]
+    for name, value in found:
+        if pm.get_plugin(name) is not None or pm.is_blocked(name):
+            continue
+        module, _, attr = value.partition(":")
+        plugin: Any = importlib.import_module(module.strip())
+        for part in filter(None, attr.split("[", 1)[0].strip().split(".")):
+            plugin = getattr(plugin, part)
+        pm.register(plugin, name=name)
+
+
+def _scan_entry_points(group: str) -> list[tuple[str, str]] | None:
+    """``(name, value)`` of every ``group`` entry point in the metadata folders on ``sys.path``.
+
+    None when some distribution could live where this does not look: a ``sys.path``
+    entry that is not a folder (a zip), or an import hook that finds distributions.
+    """
+    finders = [f for f in sys.meta_path if hasattr(f, "find_distributions")]
+    if any(f is not importlib.machinery.PathFinder for f in finders):
+        return None
+    header, found = f"[{group}]", []
+    for entry in sys.path:
+        folder = entry or "."
+        if not os.path.isdir(folder):
+            if os.path.exists(folder):
+                return None
+            continue
+        with os.scandir(folder) as children:
+            infos = sorted(c.path for c in children if c.name.endswith((".dist-info", ".egg-info")))
+        for info in infos:
+            try:
+                with open(os.path.join(info, "entry_points.txt"), encoding="utf-8") as file:
+                    text = file.read()
+            except OSError:
+                continue
+            if header in text:
+                found += _section(text, header)
+    return found
+
+
+def _section(text: str, header: str) -> list[tuple[str, str]]:
+    """The ``name = value`` lines of the ``header`` section of an ``entry_points.txt``."""
+    lines, inside = [], False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            inside = line == header
+        elif inside and line and not line.startswith(("#", ";")) and "=" in line:
+            name, _, value = line.partition("=")
+            lines.append((name.strip(), value.strip()))
+    return lines
 
 
 def check_plugins(pm: pluggy.PluginManager) -> None:

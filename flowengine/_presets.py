@@ -11,15 +11,28 @@ its device flows (RFC 8628) on the ``device`` preset, whatever its ``machine`` s
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import attrs
 
 from flowengine._records import Outcome
 from flowengine._spec import MachineSpec, TransitionSpec
 
-__all__ = ["AUTHORIZATION_CODE", "DEVICE", "KINDS", "PRESETS", "FlowKind", "expand_preset"]
+__all__ = ["AUTHORIZATION_CODE", "DEVICE", "KINDS", "PRESETS", "FlowKind", "Trigger", "expand_preset"]
 
 AUTHORIZATION_CODE = "authorization_code"
 DEVICE = "device"
+
+
+class Trigger(StrEnum):
+    """Every trigger the engine fires; a kind names those it fires for its flows."""
+
+    CALLBACK = "callback"
+    EXCHANGE = "exchange"
+    ANSWER = "answer"
+    UNSENT = "unsent"
+    INTERRUPT = "interrupt"
+    EXPIRE = "expire"
 
 
 @attrs.frozen
@@ -36,22 +49,24 @@ KINDS: dict[str, FlowKind] = {
     AUTHORIZATION_CODE: FlowKind(
         AUTHORIZATION_CODE,
         triggers={
-            "callback": "the redirect came back (a code, a denial or another error)",
-            "exchange": "the code is about to be sent to the token endpoint",
-            "answer": "the token endpoint answered (a token or an error)",
-            "unsent": "the token request never left this process: the code is unspent",
-            "interrupt": "an exchange was found begun by a worker that is gone",
-            "expire": "a pending flow outlived its ttl",
+            Trigger.CALLBACK: "the redirect came back (a code, a denial or another error)",
+            Trigger.EXCHANGE: "the code is about to be sent to the token endpoint",
+            Trigger.ANSWER: "the token endpoint answered (a token or an error)",
+            Trigger.UNSENT: "the token request never left this process: the code is unspent",
+            Trigger.INTERRUPT: "an exchange was found begun by a worker that is gone",
+            Trigger.EXPIRE: "a pending flow outlived its ttl",
         },
-        required=frozenset({"callback", "exchange", "answer", "unsent", "interrupt"}),
+        required=frozenset(
+            {Trigger.CALLBACK, Trigger.EXCHANGE, Trigger.ANSWER, Trigger.UNSENT, Trigger.INTERRUPT}
+        ),
     ),
     DEVICE: FlowKind(
         DEVICE,
         triggers={
-            "answer": "a poll of the token endpoint ended it: a token, a denial or another error",
-            "expire": "the device code expired (the provider said expired_token, or its lifetime ran out)",
+            Trigger.ANSWER: "a poll of the token endpoint ended it: a token, a denial or another error",
+            Trigger.EXPIRE: "the device code expired (the provider said expired_token, or it ran out)",
         },
-        required=frozenset({"answer", "expire"}),
+        required=frozenset({Trigger.ANSWER, Trigger.EXPIRE}),
     ),
 }
 

@@ -8,6 +8,7 @@ plain, JSON-ready form; reading a damaged one raises ``StoreError`` naming it.
 
 from __future__ import annotations
 
+import operator
 import re
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -25,11 +26,39 @@ __all__ = [
     "HistoryEntry",
     "Outcome",
     "Token",
+    "evolve",
     "flow_from_dict",
     "flow_to_dict",
     "token_from_dict",
     "token_to_dict",
 ]
+
+_R = TypeVar("_R")
+
+
+_INIT_FIELDS: dict[type, tuple[tuple[str, ...], operator.attrgetter[Any]]] = {}
+
+
+def _init_fields(cls: type) -> tuple[tuple[str, ...], operator.attrgetter[Any]]:
+    """The ``__init__`` argument names of an attrs class, and a getter of their values in order."""
+    found = _INIT_FIELDS.get(cls)
+    if found is None:
+        fields = [f for f in attrs.fields(cls) if f.init]
+        aliases = tuple(f.alias or f.name for f in fields)
+        if not aliases:
+            raise TypeError(f"{cls.__name__} has no fields to evolve")
+        found = _INIT_FIELDS[cls] = (aliases, operator.attrgetter(*(f.name for f in fields)))
+    return found
+
+
+def evolve(record: _R, **changes: Any) -> _R:
+    """``attrs.evolve(record, **changes)``, each class's fields looked up once (a flow makes ten)."""
+    cls = type(record)
+    aliases, values = _init_fields(cls)
+    current = values(record)
+    given = dict(zip(aliases, current if len(aliases) > 1 else (current,), strict=True))
+    made: _R = cls(**{**given, **changes})
+    return made
 
 
 class Outcome(StrEnum):
@@ -165,8 +194,8 @@ class Flow:
         clean = self.code is None and self.code_verifier is None and self.authorization_url is None
         if clean and not device_code:
             return self  # already clean (most transitions): records are frozen, so sharing is safe
-        device = attrs.evolve(self.device, device_code=None) if self.device is not None else None
-        return attrs.evolve(self, code=None, code_verifier=None, authorization_url=None, device=device)
+        device = evolve(self.device, device_code=None) if self.device is not None else None
+        return evolve(self, code=None, code_verifier=None, authorization_url=None, device=device)
 
     @property
     def pending(self) -> bool:
@@ -250,7 +279,6 @@ class Token:
 
 _store_converter = cattrs.Converter()
 _store_converter.register_structure_hook(str | int, lambda v, _t: v)
-_R = TypeVar("_R")
 
 
 def _from(data: Any, cls: type[_R], what: str, name: str) -> _R:

@@ -7,12 +7,12 @@ Kept in one place so that each rule has one implementation (SECURITY.md 1, 2,
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import html
 import json
 import re
-import secrets
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -30,8 +30,6 @@ __all__ = [
     "digests_equal",
     "fingerprint",
     "is_loopback",
-    "new_state",
-    "new_verifier",
     "pkce_challenge",
     "redact",
     "scrub",
@@ -55,16 +53,6 @@ SECRET_FIELDS = frozenset(
         "id_token",
     }
 )
-
-
-def new_state() -> str:
-    """A fresh OAuth ``state``: 256 random bits, URL-safe (SECURITY.md 1)."""
-    return secrets.token_urlsafe(32)
-
-
-def new_verifier() -> str:
-    """A PKCE code verifier: 43 URL-safe characters (256 bits), per RFC 7636 §4.1."""
-    return secrets.token_urlsafe(32)
 
 
 def pkce_challenge(verifier: str) -> str:
@@ -96,7 +84,16 @@ def check_redirect_uri(uri: str, *, registered_domain: str | None) -> None:
     It must be a URL the judge of ``_urls`` accepts (absolute, no fragment, no user
     information, nothing browsers read differently), ``https`` unless on loopback,
     and, when a domain is registered, on that domain or below it (port and path free).
+    A pair judged good is remembered (an engine starts every flow with the same one);
+    a refusal is judged again each time.
     """
+    if isinstance(uri, str) and isinstance(registered_domain, str | None):
+        _remembered_redirect_uri(uri, registered_domain)
+    else:
+        _judge_redirect_uri(uri, registered_domain)
+
+
+def _judge_redirect_uri(uri: str, registered_domain: str | None) -> None:
     shown = repr(uri[:200]) if isinstance(uri, str) else type(uri).__name__
     try:
         url = judge(uri)
@@ -113,6 +110,9 @@ def check_redirect_uri(uri: str, *, registered_domain: str | None) -> None:
                 f"redirect URI {shown} is not on the registered domain {domain!r}",
                 code="redirect_uri_invalid",
             )
+
+
+_remembered_redirect_uri = functools.lru_cache(maxsize=256)(_judge_redirect_uri)
 
 
 def redact(params: Mapping[str, object]) -> dict[str, object]:
@@ -164,8 +164,27 @@ def _forms(secret: str) -> set[str]:
     return {form for form in forms if form}
 
 
-def _all_forms(secrets: Iterable[str]) -> list[str]:
-    return sorted({form for secret in secrets if secret for form in _forms(secret)}, key=len, reverse=True)
+def _all_forms(secrets: Iterable[str], seen: str | None = None) -> list[str]:
+    """Every form of every secret, longest first; only secrets that may be in ``seen``, when given.
+
+    Every form of a secret begins with the secret's first characters up to its
+    first one that some form escapes (``_head``): where that head is not in the
+    text, no form and no cut-off copy is either.
+    """
+    wanted = (s for s in secrets if s and (seen is None or _head(s) in seen))
+    return sorted({form for secret in wanted for form in _forms(secret)}, key=len, reverse=True)
+
+
+#: Characters no form of a secret escapes (percent-encoding, JSON, HTML all keep them).
+_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+
+
+def _head(secret: str) -> str:
+    """The start of ``secret`` every form of it starts with: up to ``_MIN_PREFIX`` kept characters."""
+    for index, char in enumerate(secret[:_MIN_PREFIX]):
+        if char not in _KEPT:
+            return secret[:index]
+    return secret[:_MIN_PREFIX]
 
 
 def _scrub(text: str, forms: list[str]) -> str:
@@ -203,12 +222,12 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
     Also scrubbed: the first eight or more characters of a secret wherever they stand
     (a provider, or a length cap, cut the rest off).
     """
-    return _scrub(text, _all_forms(secrets))
+    return _scrub(text, _all_forms(secrets, text))
 
 
 def scrub_value(value: Any, secrets: Collection[str]) -> Any:
     """``value`` (a JSON-like document) with ``scrub`` applied to every string in it, keys included."""
-    forms = _all_forms(secrets)
+    forms = _all_forms(secrets, "\0".join(_strings(value)))
 
     def walk(node: Any) -> Any:
         if isinstance(node, str):
@@ -220,6 +239,19 @@ def scrub_value(value: Any, secrets: Collection[str]) -> Any:
         return node
 
     return walk(value) if forms else value
+
+
+def _strings(value: Any) -> Iterable[str]:
+    """Every string in a JSON-like document, keys included."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, dict):
+            stack += [*node.keys(), *node.values()]
+        elif isinstance(node, list | tuple):
+            stack += node
 
 
 def scrub_error(error: ProviderError, secrets: Collection[str]) -> ProviderError:

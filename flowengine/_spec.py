@@ -153,7 +153,9 @@ class OpenIdRules:
     ``jwks`` and ``userinfo`` name endpoints (written, or discovered). ``algorithms`` is the
     allow-list (empty: RS256, ES256 and PS256, narrowed to what discovery says the issuer
     signs with). ``issuer_claims`` fills variables of the spec's issuer template from the
-    token's own claims (Microsoft's multi-tenant ``{tenant}`` from ``tid``).
+    token's own claims (Microsoft's multi-tenant ``{tenant}`` from ``tid``), but only when
+    the flow's value of the variable is one of its ``multi_tenant`` values (``common``) or
+    it has none: a configured tenant is never replaced by a token's claim.
     """
 
     jwks: str = "jwks"
@@ -162,6 +164,8 @@ class OpenIdRules:
     max_age: int | None = None
     userinfo: str | None = None
     issuer_claims: Mapping[str, str] = attrs.field(factory=dict)
+    #: Per ``issuer_claims`` variable, the values that name no one tenant (``common``).
+    multi_tenant: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict)
     trusted_audiences: tuple[str, ...] = ()
 
 

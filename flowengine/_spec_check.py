@@ -12,6 +12,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from flowengine import _templates, _variables
 from flowengine._bounded import shown
 from flowengine._errors import SpecProblem
+from flowengine._hosts import free_hosts
 from flowengine._presets import KINDS, PRESETS
 from flowengine._records import Outcome
 from flowengine._spec import BUILTIN_VARIABLES, ConnectionVariable, FlowSpec, KeptParameter, MachineSpec
@@ -57,6 +58,7 @@ def check_spec(spec: FlowSpec) -> Iterable[SpecProblem]:
             yield problem("$.inputs", f"{name!r} is built in; do not declare it")
     yield from _check_declared(spec, problem)
     yield from _check_endpoints(spec, problem)
+    yield from _check_kept_hosts(spec, problem)
     yield from _check_legs(spec, problem)
     yield from _check_requests(spec, problem)
     yield from _check_pkce(spec, problem)
@@ -155,6 +157,18 @@ def _check_endpoints(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]
             yield problem(f"$.endpoints.{name}", reason)
         elif in_fragment and "#" not in filled:
             yield problem(f"$.endpoints.{name}", "params_in is fragment: the endpoint must have a # part")
+
+
+def _check_kept_hosts(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
+    """A host from a callback must be one of an allow-list: the callback would choose it (SECURITY.md 36)."""
+    for name, where in free_hosts(spec).items():
+        if name in spec.callback.keep:
+            yield problem(
+                f"$.callback.keep.{name}",
+                f"{{{name}}} comes from the callback and fills the host of {where}, and its pattern "
+                f"{shown(spec.callback.keep[name].pattern)} allows any host: make the pattern an allow-list "
+                "(literal host names, or host characters ending in a literal .domain.example)",
+            )
 
 
 def _check_legs(spec: FlowSpec, problem: _Problem) -> Iterable[SpecProblem]:
@@ -396,7 +410,7 @@ def _check_machine(machine: MachineSpec, problem: _Problem) -> Iterable[SpecProb
     triggers = {t.trigger for t in machine.transitions}
     for required in sorted(kind.required - triggers):
         yield problem(
-            "$.machine.transitions", f"no transition fires on {required!r} ({kind.triggers[required]})"
+            "$.machine.transitions", f"no transition fires on {str(required)!r} ({kind.triggers[required]})"
         )
     yield from _check_reachable(machine, edges, problem)
 

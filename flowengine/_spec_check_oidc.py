@@ -102,6 +102,15 @@ def _check_openid(spec: FlowSpec, rules: OpenIdRules, problem: _Problem) -> Iter
             yield problem(f"$.openid.issuer_claims.{variable}", "the issuer names no such variable")
         if not claim:
             yield problem(f"$.openid.issuer_claims.{variable}", "name the claim that fills it")
+        if variable in spec.connection and not rules.multi_tenant.get(variable):
+            yield problem(
+                f"$.openid.multi_tenant.{variable}",
+                f"list the values of {{{variable}}} that name no one tenant (common): only for them may the "
+                "token's claim fill it; any other value is the tenant the token's issuer must name",
+            )
+    for variable in rules.multi_tenant:
+        if variable not in rules.issuer_claims:
+            yield problem(f"$.openid.multi_tenant.{variable}", "no openid.issuer_claims entry fills it")
     if spec.token.account is not None:
         yield problem("$.token.account", "openid names the account (sub within iss): leave token.account out")
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,20 @@ def parse_yaml(text: str, source: str) -> Any:
 
 
 def read_document(path: Path) -> Any:
-    """The YAML document in the file at ``path``; ``SpecError`` when it cannot be read."""
+    """The YAML document in the file at ``path``; ``SpecError`` when it cannot be read.
+
+    A file just read to learn its ``name:`` (``find_named``) is not read twice: its
+    document is handed over, once, while the file's size and mtime are unchanged.
+    """
+    if _read_ahead:
+        try:
+            stat = path.stat()
+        except (OSError, ValueError):
+            stat = None
+        if stat is not None:
+            ahead = _read_ahead.pop((str(path), stat.st_mtime_ns, stat.st_size), None)
+            if ahead is not None:
+                return ahead
     try:
         with path.open("rb") as file:  # no more than the limit, whatever the file grew to
             text = file.read(_yaml.MAX_SPEC_BYTES + 1).decode("utf-8")
@@ -62,6 +76,8 @@ def read_document(path: Path) -> Any:
 
 #: The ``name:`` of each file read for a lookup, by (path, mtime, size).
 _names: dict[tuple[str, int, int], str | None] = {}
+#: The document of the last file read for its name, for the ``read_document`` that follows.
+_read_ahead: dict[tuple[str, int, int], Any] = {}
 
 
 def _name_in(path: Path) -> str | None:
@@ -78,14 +94,39 @@ def _name_in(path: Path) -> str | None:
             data = None
         name = data.get("name") if isinstance(data, dict) else None
         _names[key] = name if isinstance(name, str) else None
+        _read_ahead.clear()
+        if data is not None:
+            _read_ahead[key] = data
     return _names[key]
 
 
-def _spec_files(folder: Path) -> list[Path]:
+#: The spec files of each folder, by folder, with the folder's mtime when listed: a file
+#: added, removed or renamed changes the folder's mtime, and the folder is listed again.
+#: A folder changed in the last few seconds is not kept: file times are coarser than
+#: nanoseconds, so a file added within the same tick would not change the mtime (git's
+#: "racy" timestamps).
+_RACY_NS = 3_000_000_000
+_listings: dict[str, tuple[int, list[tuple[Path, str]]]] = {}
+
+
+def _spec_entries(folder: Path) -> list[tuple[Path, str]]:
+    """The spec files of ``folder``, sorted, each with its stem."""
     try:
-        return sorted(p for p in folder.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+        mtime = folder.stat().st_mtime_ns
+        listed = _listings.get(str(folder))
+        if listed is not None and listed[0] == mtime:
+            return listed[1]
+        files = sorted(p for p in folder.iterdir() if p.suffix in _SUFFIXES and p.is_file())
     except OSError:
         return []
+    entries = [(path, path.stem) for path in files]
+    if time.time_ns() - mtime > _RACY_NS:
+        _listings[str(folder)] = (mtime, entries)
+    return entries
+
+
+def _spec_files(folder: Path) -> list[Path]:
+    return [path for path, _stem in _spec_entries(folder)]
 
 
 def named_specs(folders: Iterable[Path]) -> list[tuple[str, Path]]:
@@ -115,11 +156,13 @@ def find_named(name: str, folders: Iterable[Path], *, exclude: Iterable[Path] = 
     skipped = {p.resolve() for p in exclude}
     searched = [Path(f) for f in folders]
     for folder in searched:
-        files = [p for p in _spec_files(folder) if p.resolve() not in skipped]
-        for path in files:
-            if path.stem == name and _name_in(path) in (name, None):
+        entries = _spec_entries(folder)
+        if skipped:
+            entries = [(p, stem) for p, stem in entries if p.resolve() not in skipped]
+        for path, stem in entries:
+            if stem == name and _name_in(path) in (name, None):
                 return path
-        for path in files:
+        for path, _stem in entries:
             if _name_in(path) == name:
                 return path
     where = ", ".join(str(f) for f in searched) or "no folders"

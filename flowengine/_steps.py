@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 import attrs
 
-from flowengine import _security
 from flowengine._callbacks import CallbackParams
 from flowengine._errors import FlowError, TransportError
 from flowengine._http import HttpRequest, HttpResponse
@@ -113,24 +112,13 @@ class Step:
 
 @attrs.frozen(slots=True)
 class FlowSecrets:
-    """The random values a new flow needs, drawn by the driver (the core draws nothing)."""
+    """The random values a new flow needs, drawn by the driver (``_entropy``; the core draws nothing)."""
 
     flow_id: str
     state: str = attrs.field(repr=False)
     verifier: str | None = attrs.field(default=None, repr=False)
     #: The ``{nonce}`` the authorization request may send; the flow keeps only its digest.
     nonce: str | None = attrs.field(default=None, repr=False)
-
-    @classmethod
-    def draw(cls, pkce: bool) -> FlowSecrets:
-        """Fresh values: a 128-bit flow id, 256-bit ``state``, nonce and PKCE verifier (SECURITY.md 1, 2).
-
-        The id is hex: it never starts with ``-``, which a command line would read as an option.
-        """
-        import secrets
-
-        verifier = _security.new_verifier() if pkce else None
-        return cls(secrets.token_hex(16), _security.new_state(), verifier, _security.new_state())
 
 
 @attrs.frozen(slots=True)

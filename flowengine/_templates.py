@@ -9,6 +9,7 @@ is left out of the request, which is how optional parameters (``scope``,
 
 from __future__ import annotations
 
+import functools
 import string
 from collections.abc import Mapping
 
@@ -25,7 +26,7 @@ def variables(template: str) -> tuple[str, ...]:
     """Return the variable names a template uses, in order of appearance."""
     names: list[str] = []
     try:
-        parsed = list(_formatter.parse(template))
+        parsed = _parsed(template)
     except ValueError as exc:
         raise TemplateError(f"malformed template {template!r}: {exc}") from None
     for _literal, field, spec, conversion in parsed:
@@ -39,10 +40,18 @@ def variables(template: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+@functools.lru_cache(maxsize=2048)
+def _parsed(template: str) -> tuple[tuple[str, str | None, str | None, str | None], ...]:
+    """``string.Formatter().parse`` of a template, parsed once (a spec's templates are few)."""
+    return tuple(_formatter.parse(template))
+
+
 def render(template: str, values: Mapping[str, str | None]) -> str | None:
     """Fill a template; None when any variable it names has no value."""
+    if "{" not in template and "}" not in template:
+        return template
     out: list[str] = []
-    for literal, field, _spec, _conversion in _formatter.parse(template):
+    for literal, field, _spec, _conversion in _parsed(template):
         out.append(literal)
         if field is None:
             continue

@@ -17,13 +17,11 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from urllib.parse import quote_plus, urlencode
 
-import attrs
-
 from flowengine import _templates
 from flowengine._answer import Unreadable, answer_body, dig, expires_in_seconds, seconds_until
 from flowengine._errors import ConfigError, ProviderError
 from flowengine._http import HttpRequest, HttpResponse
-from flowengine._records import AccountRef, Token
+from flowengine._records import AccountRef, Token, evolve
 from flowengine._retry import parse_retry_after
 from flowengine._security import scrub_error, scrub_value
 from flowengine._spec import AccountRule, FlowSpec, TokenRequest
@@ -204,7 +202,7 @@ def read_token_response(
     except ProviderError as exc:
         raise _finish(exc, sent) from None
     if sent and token.extra:
-        token = attrs.evolve(token, extra=scrub_value(token.extra, sent))
+        token = evolve(token, extra=scrub_value(token.extra, sent))
     return token
 
 
@@ -274,14 +272,18 @@ def read_revocation_response(
     """
     if 200 <= response.status < 300:
         return
-    raise _finish(_error_for(spec, response, _json_body(response), now), sent)
+    raise _finish(_error_for(spec, response, _json_body(response), now, endpoint="revocation"), sent)
 
 
 def error_response(
-    spec: FlowSpec, response: HttpResponse, *, now: float, sent: Collection[str] = ()
+    spec: FlowSpec, response: HttpResponse, *, now: float, sent: Collection[str] = (), endpoint: str = "token"
 ) -> ProviderError:
-    """The ``ProviderError`` a token-style endpoint's error answer amounts to, secrets scrubbed."""
-    return _finish(_error_for(spec, response, _json_body(response), now), sent)
+    """The ``ProviderError`` a token-style endpoint's error answer amounts to, secrets scrubbed.
+
+    ``endpoint`` names the endpoint that answered, in the message ("the device
+    authorization endpoint answered 400: …").
+    """
+    return _finish(_error_for(spec, response, _json_body(response), now, endpoint=endpoint), sent)
 
 
 def _account(spec: FlowSpec, body: Mapping[str, Any], default: AccountRef, status: int) -> AccountRef:
@@ -314,13 +316,15 @@ def read_account_response(rule: AccountRule, response: HttpResponse) -> AccountR
     return account_in(rule, body, "the userinfo answer", response.status)
 
 
-def _error_for(spec: FlowSpec, response: HttpResponse, body: Any, now: float) -> ProviderError:
+def _error_for(
+    spec: FlowSpec, response: HttpResponse, body: Any, now: float, *, endpoint: str = "token"
+) -> ProviderError:
     status = response.status
     info: dict[str, Any] = body if isinstance(body, dict) else {}
     error = info.get("error") if isinstance(info.get("error"), str) else None
     description = info.get("error_description") if isinstance(info.get("error_description"), str) else None
     what = error or (f"a {response.content_type} body" if response.content_type else "no error code")
-    message = f"the token endpoint answered {status}: {what}"
+    message = f"the {endpoint} endpoint answered {status}: {what}"
     if description:
         message += f" ({description})"
     retry_after = parse_retry_after(response.headers, now)

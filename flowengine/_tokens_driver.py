@@ -12,10 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import attrs
 import pluggy
 
 from flowengine._clock import Clock
@@ -30,7 +29,8 @@ from flowengine._errors import (
     TransportTimeoutError,
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
-from flowengine._records import AccountRef, Token
+from flowengine._oidc_driver import new_assertion_id
+from flowengine._records import AccountRef, Token, evolve
 from flowengine._reporting import RequestTimer
 from flowengine._retry import RetryPolicy
 from flowengine._saving import Saver, store_call
@@ -38,17 +38,14 @@ from flowengine._spec import FlowSpec
 from flowengine._store import Lease, Store
 from flowengine._tokens import read_revocation_response
 
-__all__ = ["TokenOperations"]
+__all__ = ["Attempt", "TokenOperations"]
 
 log = logging.getLogger("flowengine")
 _T = TypeVar("_T")
 
 
-def _assertion_id() -> str:
-    """A fresh ``jti`` for a signed client assertion (RFC 7523: each assertion is good once)."""
-    import secrets
-
-    return secrets.token_urlsafe(32)
+#: One attempt's request and every secret it carries (SECURITY.md 28).
+Attempt = tuple[HttpRequest, tuple[str, ...]]
 
 
 def _dead(key: str) -> InvalidGrantError:
@@ -106,18 +103,12 @@ class TokenOperations:
         values = self.core.connection(connection)
         core = await self.core_for(values)
         scope = scope or core.default_scope()
-        request, sent = core.token_request(
-            grant,
-            {**self.declared_inputs(inputs), **values, "scope": scope},
-            now=self.clock(),
-            assertion_id=_assertion_id(),
-        )
+        filled = {**self.declared_inputs(inputs), **values, "scope": scope}
         default = None if subject is None else AccountRef("subject", subject)
-        token = await self.send_with_retry(
-            request,
+        token = await self.send_attempts(
+            lambda: core.token_request(grant, filled, now=self.clock(), assertion_id=new_assertion_id()),
             "grant",
-            sent,
-            lambda r: core.read_token(
+            lambda r, sent: core.read_token(
                 r,
                 self.clock(),
                 grant=grant,
@@ -188,15 +179,13 @@ class TokenOperations:
         core = await self.core_for(current.connection)
         core.check_token_endpoint(current)
         values = {**current.connection, **current.kept, "refresh_token": current.refresh_token}
-        request, sent = core.token_request(
-            "refresh_token", values, now=self.clock(), assertion_id=_assertion_id()
-        )
         try:
-            fresh = await self.send_with_retry(
-                request,
+            fresh = await self.send_attempts(
+                lambda: core.token_request(
+                    "refresh_token", values, now=self.clock(), assertion_id=new_assertion_id()
+                ),
                 "refresh",
-                sent,
-                lambda r: core.read_token(
+                lambda r, sent: core.read_token(
                     r,
                     self.clock(),
                     grant="refresh_token",
@@ -211,9 +200,9 @@ class TokenOperations:
             again = await store_call(self.store.get_token(current.key))
             if again is not None and again.refresh_token != current.refresh_token:
                 return again  # rotated by another worker meanwhile: ours was the spent one
-            await self._saver.save_token(attrs.evolve(current, dead=True, dead_at=self.clock()))
+            await self._saver.save_token(evolve(current, dead=True, dead_at=self.clock()))
             raise
-        fresh = attrs.evolve(
+        fresh = evolve(
             fresh,
             account=current.account,
             refresh_token=fresh.refresh_token or current.refresh_token,
@@ -267,19 +256,17 @@ class TokenOperations:
             raise FlowStateError(f"this token has no {hint}", code=code)
         values = {**current.connection, **current.kept, "token": value, "token_type_hint": hint}
         url = core.endpoint_url(rule.endpoint, core.client_values(values))
-        # ``sent``: every secret the request carries, scrubbed from what comes back.
-        request, sent = core.authenticated_request(rule, url, values, self.clock(), _assertion_id())
-        await self.send_with_retry(
-            request,
+        # ``sent``: every secret the attempt carried, scrubbed from what comes back.
+        await self.send_attempts(
+            lambda: core.authenticated_request(rule, url, values, self.clock(), new_assertion_id()),
             "revocation",
-            sent,
-            lambda r: read_revocation_response(self.spec, r, now=self.clock(), sent=sent),
+            lambda r, sent: read_revocation_response(self.spec, r, now=self.clock(), sent=sent),
         )
         if hint == "access_token" and current.refresh_token:
             # The refresh token still works at the provider: keep it, so it can be used or revoked.
             stored = await store_call(self.store.get_token(current.key))
             if stored is not None:
-                await self._saver.save_token(attrs.evolve(stored, expires_at=self.clock()))
+                await self._saver.save_token(evolve(stored, expires_at=self.clock()))
             return
         await self._saver.delete_token(current.key)
 
@@ -313,19 +300,37 @@ class TokenOperations:
         sent_secrets: tuple[str, ...],
         read: Callable[[HttpResponse], _T],
     ) -> _T:
+        """``send_attempts`` for a request that is the same at every attempt: no client assertion in it.
+
+        A request that authenticates the client builds a new assertion for each attempt
+        (``send_attempts``): a discovery, key set or userinfo request does not.
+        """
+        return await self.send_attempts(lambda: (request, sent_secrets), what, lambda r, _sent: read(r))
+
+    async def send_attempts(
+        self,
+        build: Callable[[], Attempt],
+        what: str,
+        read: Callable[[HttpResponse, tuple[str, ...]], _T],
+    ) -> _T:
         """Send and read a request that is safe to repeat, retrying what is retryable with backoff.
 
-        ``what`` (``refresh``, ``grant``, ``revocation``) names it in logs and request events.
+        ``build`` makes each attempt's request and the secrets it carries afresh: a signed
+        client assertion gets a new ``jti``, ``iat`` and ``exp`` every time, so a retry is
+        never a replay nor sent expired (RFC 7523 §3, SECURITY.md 37), and ``read`` scrubs
+        what comes back of that attempt's secrets. ``what`` (``refresh``, ``grant``,
+        ``revocation``) names it in logs and request events.
         """
         deadline = self.clock() + self.transport_config.operation_deadline
         sent = False  # whether any attempt may have reached the server
         for attempt in range(self.retry.attempts):
+            request, sent_secrets = build()
             timer = self.time_request(what, request, attempt + 1)
             status = None
             try:
                 response = await self._within(deadline, what, self.transport.send(request))
                 status = response.status
-                result = read(response)
+                result = read(response, sent_secrets)
             except (ProviderError, TransportError) as exc:
                 sent = sent or not isinstance(exc, TransportError) or exc.sent
                 delay = self._retry_delay(exc, attempt)
@@ -375,37 +380,33 @@ class TokenOperations:
         result: _T = await asyncio.shield(future)
         return result
 
-    @contextlib.asynccontextmanager
-    async def holding(self, lease: Lease) -> AsyncIterator[None]:
-        """Keep ``lease`` alive while a provider request runs: renewed every third of its ttl.
+    def holding(self, lease: Lease) -> _Heartbeat:
+        """``async with``: keep ``lease`` alive while a provider request runs, renewed every third of its ttl.
 
         Leases are short (``lease_ttl``), so one left by a worker that died stops
         blocking the others within seconds; a live holder renews it. The heartbeat
         waits in real time (the store's clock decides when a lease runs out, not an
-        engine's injected one). A store that is away cannot renew: the lease runs out on
-        its own, and the answer is kept until the store returns (SECURITY.md 23).
+        engine's injected one); it is a timer until its first beat, so a request that
+        ends sooner (most do) costs no task. A store that is away cannot renew: the
+        lease runs out on its own, and the answer is kept until the store returns
+        (SECURITY.md 23).
         """
-        beat = asyncio.ensure_future(self._renew_every(lease))
-        try:
-            yield
-        finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+        return _Heartbeat(lambda: self._renew_every(lease), self.lease_ttl / 3)
 
     async def _renew_every(self, lease: Lease) -> None:
+        """Renew ``lease`` now, then every third of its ttl, until it is lost or this is cancelled."""
         current = lease
         while True:
-            await asyncio.sleep(self.lease_ttl / 3)
             try:
                 renewed = await self.store.renew(current, self.lease_ttl)
             except Exception as exc:  # the store is away: nothing to do but try again
                 log.info("could not renew lease %s (%s); trying again", lease.key, type(exc).__name__)
-                continue
-            if renewed is None:
-                log.warning("lease %s was lost while its request ran", lease.key)
-                return
-            current = renewed
+            else:
+                if renewed is None:
+                    log.warning("lease %s was lost while its request ran", lease.key)
+                    return
+                current = renewed
+            await asyncio.sleep(self.lease_ttl / 3)
 
     async def release(self, lease: Lease) -> None:
         """Give a lease back; if the store is away, it expires on its own."""
@@ -413,3 +414,30 @@ class TokenOperations:
             await self.store.release(lease)
         except Exception:
             log.warning("could not release lease %s; it will expire", lease.key)
+
+
+class _Heartbeat:
+    """``async with``: after ``every`` seconds, run ``beat()`` as a task; on exit, stop it."""
+
+    __slots__ = ("_beat", "_every", "_task", "_timer")
+
+    def __init__(self, beat: Callable[[], Coroutine[Any, Any, None]], every: float) -> None:
+        self._beat = beat
+        self._every = every
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self._every, self._start)
+
+    def _start(self) -> None:
+        self._task = asyncio.ensure_future(self._beat())
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

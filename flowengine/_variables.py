@@ -153,7 +153,8 @@ def fill_endpoint(template: str, values: Mapping[str, str | None]) -> str | None
 
     A value may hold a ``/`` only where the URL's host stays what the value's part
     before its first ``/`` makes it: ``{subdomain}.zendesk.com`` never becomes
-    ``evil.example/`` followed by the rest.
+    ``evil.example/`` followed by the rest. No value may make a ``.`` or ``..`` path
+    segment (``acme/../other``), which clients and servers resolve to another path.
     """
     names = endpoint_variables(template)
     for name in names:
@@ -165,7 +166,17 @@ def fill_endpoint(template: str, values: Mapping[str, str | None]) -> str | None
         cut = {name: (values.get(name) or "").split("/", 1)[0] for name in names}
         if _host(_templates.render(template, {**values, **cut}) or "") != _host(url):
             return None
+    if url is not None and _dot_segments(url):
+        return None
     return url
+
+
+def _dot_segments(url: str) -> bool:
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return True
+    return any(segment in (".", "..") for segment in path.split("/"))
 
 
 def _host(url: str) -> str | None:

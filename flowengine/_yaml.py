@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import yaml
+import yaml.composer
 
 __all__ = [
     "MAX_DEPTH",
@@ -71,20 +72,23 @@ class _Limited(yaml.constructor.ConstructorError):
     """A limit exceeded while composing or constructing (a YAMLError, so it carries its mark)."""
 
 
-class _BoundedLoader(yaml.SafeLoader):
-    """SafeLoader that counts depth and expanded nodes while composing, and refuses duplicate keys."""
+class _Bounded(yaml.composer.Composer):
+    """The composing half of a loader: counts depth and expanded nodes, refuses self-reference.
 
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
+    Put before the parser in a loader's bases, so that its Python composer runs
+    over the parser's events, libyaml's or PyYAML's own.
+    """
+
+    def _start(self) -> None:
         self._depth = 0
         self._sizes: dict[int, int] = {}  # expanded node count of every node composed, by id
         self._total = 0  # nodes of the document so far, aliases expanded: fails fast on a bomb
 
     def _next_event(self) -> Any:
-        return self.peek_event()  # type: ignore[no-untyped-call]
+        return self.peek_event()  # type: ignore[attr-defined]
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
+        if self.check_event(yaml.AliasEvent):  # type: ignore[attr-defined]
             event = self._next_event()
             target = self.anchors.get(event.anchor)
             if target is not None and id(target) not in self._sizes:  # still open: it contains itself
@@ -111,8 +115,35 @@ class _BoundedLoader(yaml.SafeLoader):
             raise _Limited(None, None, message, mark)
 
 
+class _BoundedLoader(_Bounded, yaml.SafeLoader):
+    """PyYAML's pure-Python reader, scanner and parser under the bounded composer."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.SafeLoader.__init__(self, stream)
+        self._start()
+
+
+_CParser: Any = getattr(yaml.cyaml, "CParser", None) if getattr(yaml, "__with_libyaml__", False) else None
+
+if _CParser is not None:
+
+    class _BoundedCLoader(_Bounded, _CParser, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):  # type: ignore[misc]
+        """libyaml's scanner and parser (C, ten times faster) under the same bounded composer."""
+
+        def __init__(self, stream: str) -> None:
+            _CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+            self._start()
+
+    _LOADER: type[_BoundedLoader] | type[_BoundedCLoader] = _BoundedCLoader
+else:  # pragma: no cover - PyYAML built without libyaml
+    _LOADER = _BoundedLoader
+
+
 def _number(kind: str, construct: Any) -> Any:
-    def checked(loader: _BoundedLoader, node: yaml.ScalarNode) -> Any:
+    def checked(loader: Any, node: yaml.ScalarNode) -> Any:
         if len(node.value) > MAX_NUMBER_CHARS:
             message = f"{kind} longer than {MAX_NUMBER_CHARS} characters"
             raise _Limited(None, None, message, node.start_mark)
@@ -121,7 +152,7 @@ def _number(kind: str, construct: Any) -> Any:
     return checked
 
 
-def _mapping(loader: _BoundedLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _mapping(loader: Any, node: yaml.MappingNode) -> dict[Any, Any]:
     """A mapping, its merge keys (``<<: *defaults``) applied; a key written twice in it is refused.
 
     Keys a ``<<`` brings in are not duplicates of the mapping's own: the YAML
@@ -143,13 +174,14 @@ def _mapping(loader: _BoundedLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     return dict(loader.construct_pairs(node))
 
 
-_BoundedLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-_BoundedLoader.add_constructor(
-    "tag:yaml.org,2002:int", _number("an integer", yaml.SafeLoader.construct_yaml_int)
-)
-_BoundedLoader.add_constructor(
-    "tag:yaml.org,2002:float", _number("a number", yaml.SafeLoader.construct_yaml_float)
-)
+for _loader in {_BoundedLoader, _LOADER}:
+    _loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+    _loader.add_constructor(
+        "tag:yaml.org,2002:int", _number("an integer", yaml.SafeLoader.construct_yaml_int)
+    )
+    _loader.add_constructor(
+        "tag:yaml.org,2002:float", _number("a number", yaml.SafeLoader.construct_yaml_float)
+    )
 
 
 def load(text: str) -> Any:
@@ -162,9 +194,9 @@ def load(text: str) -> Any:
         raise YamlRefused("$", f"the document is larger than {MAX_SPEC_BYTES // 1024} KiB")
     if _flow_depth_exceeds(text):
         raise YamlRefused("$", f"invalid YAML: nested deeper than {MAX_DEPTH} levels")
-    loader: _BoundedLoader | None = None
+    loader: _BoundedLoader | _BoundedCLoader | None = None
     try:
-        loader = _BoundedLoader(text)  # the reader refuses control characters here already
+        loader = _LOADER(text)  # the reader refuses control characters here already
         data = loader.get_single_data()
     except yaml.YAMLError as exc:
         where = _at(getattr(exc, "problem_mark", None))

@@ -40,12 +40,14 @@ from flowengine._cli_common import (
     opened_store,
     parse_duration,
     print_error,
+    printable,
     run_command,
     sandbox_url,
     store_option,
     store_url,
 )
 from flowengine._cli_connection import connection_option, parse_connection, resolve_connection
+from flowengine._cli_flows import settled_flow
 from flowengine._credentials import (
     ClientSettings,
     config_path,
@@ -90,11 +92,13 @@ __all__ = [
     "parse_connection",
     "parse_duration",
     "print_error",
+    "printable",
     "readable_by_others",
     "resolve_client",
     "resolve_connection",
     "run_command",
     "sandbox_url",
+    "settled_flow",
     "spec_argument",
     "spec_folders",
     "spec_for_token",
@@ -208,7 +212,7 @@ def spec_validate(specs: tuple[str, ...], as_json: bool) -> None:
         report.append({"spec": ref, "ok": not problems, "problems": problems})
         if not as_json:
             for problem in problems:
-                click.echo(problem, err=True)
+                click.echo(printable(problem), err=True)
             if not problems:
                 click.echo(f"{ref}: ok")
     if as_json:

@@ -20,15 +20,18 @@ takes no time and has no timing window.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import random
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
+from flowengine._entropy import use_source
 from flowengine._errors import FlowError
 from flowengine._http import HttpRequest, HttpResponse
 
-__all__ = ["FakeClock", "Handler", "MockTransport", "json_response"]
+__all__ = ["FakeClock", "Handler", "MockTransport", "json_response", "seeded_randomness"]
 
 #: What a MockTransport calls: a request in; a response out (or awaited), or a FlowError raised.
 Handler = Callable[[HttpRequest], HttpResponse | Awaitable[HttpResponse]]
@@ -111,3 +114,18 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self.now!r})"
+
+
+@contextlib.contextmanager
+def seeded_randomness(seed: int) -> Iterator[None]:
+    """While the block runs, every random value an engine draws comes from ``random.Random(seed)``.
+
+    Flow ids, ``state``, PKCE verifiers, nonces and client assertion ids all come from
+    the engine's one source of randomness: seeded, two runs of a test start the same
+    flows (the same authorization URLs). For tests only: these values are then guessable.
+    """
+    previous = use_source(random.Random(seed).randbytes)  # noqa: S311 - a test's repeatable values
+    try:
+        yield
+    finally:
+        use_source(previous)

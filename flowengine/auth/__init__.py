@@ -4,8 +4,9 @@
 middleware) and ``RequestsAuth`` (a ``requests`` auth) share one behaviour: the
 spec's header form (``token.authorization_header()``), a refresh through the
 engine's single-flight ``refresh()`` when the token expires within ``margin``
-seconds, one refresh and one retry after a 401, no retry of a body that cannot be
-replayed, and the engine's typed error for a dead grant. See docs/using-tokens.md.
+seconds, the token sent only to the origin of the first request (SECURITY 37), one
+refresh and one retry after a 401 from that origin, no retry of a body that cannot
+be replayed, and the engine's typed error for a dead grant. See docs/using-tokens.md.
 
 Each class imports its HTTP library on first use (``import flowengine.auth`` imports
 none of them): requests is optional (the ``auth`` extra), aiohttp is heavy.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import aiohttp
 from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, hdrs
-from yarl import URL
 
 from flowengine import AsyncEngine, Engine
 from flowengine.auth._keeper import DEFAULT_MARGIN, TokenKeeper, refreshes_after, should_retry
@@ -41,16 +40,12 @@ class AiohttpAuth:
 
     def __init__(self, engine: AsyncEngine | Engine, *, key: str, margin: float = DEFAULT_MARGIN) -> None:
         self._keeper = TokenKeeper(engine, key=key, margin=margin)
-        self._origin: URL | None = None
 
     def _ours(self, request: ClientRequest) -> bool:
         """True for a request this middleware authenticates: no Authorization, our origin."""
         if hdrs.AUTHORIZATION in request.headers:
             return False  # the caller chose its own credentials
-        origin = request.url.origin()
-        if self._origin is None:
-            self._origin = origin
-        return origin == self._origin
+        return self._keeper.serves(str(request.url))
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Send ``request`` with the token; after a 401, refresh and send it once more."""
@@ -59,7 +54,9 @@ class AiohttpAuth:
         sent = await self._keeper.current()
         request.headers[hdrs.AUTHORIZATION] = sent.authorization_header()
         response = await handler(request)
-        if not refreshes_after(response.status, sent):
+        if not refreshes_after(response.status, sent) or not self._keeper.carried(
+            str(response.url), request.headers.get(hdrs.AUTHORIZATION), sent
+        ):
             return response
         try:
             fresh = await self._keeper.after_401(sent)

@@ -13,16 +13,33 @@ import asyncio
 import logging
 import math
 import threading
+from urllib.parse import urlsplit
 
 # The public names only: the engine's modules behind them are being reshaped.
 from flowengine import AsyncEngine, ConfigError, Engine, FlowStateError, Token
 
-__all__ = ["DEFAULT_MARGIN", "TokenKeeper", "refreshes_after", "should_retry"]
+__all__ = ["DEFAULT_MARGIN", "Origin", "TokenKeeper", "origin_of", "refreshes_after", "should_retry"]
 
 log = logging.getLogger("flowengine.auth")
 
 #: Seconds before ``expires_at`` at which a token is refreshed instead of sent.
 DEFAULT_MARGIN = 60.0
+
+#: (scheme, host, port), lower-cased, the port filled in for http and https.
+Origin = tuple[str, str, int | None]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> Origin:
+    """The origin of ``url`` (RFC 6454): where a token attached to a request to it goes."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1  # no origin of ours has an invalid port
+    return scheme, (parts.hostname or "").lower(), port if port is not None else _DEFAULT_PORTS.get(scheme)
 
 
 def refreshes_after(status: int, sent: Token) -> bool:
@@ -57,8 +74,33 @@ class TokenKeeper:
         self.key = key
         self.margin = float(margin)
         self._token: Token | None = None
+        self._origin: Origin | None = None
         # Sync clients call from many threads; an async client's tasks never wait on it.
         self._lock = threading.Lock()
+
+    def serves(self, url: str) -> bool:
+        """True when a request to ``url`` may carry the token: the origin of the first one that did.
+
+        The first request this keeper authenticates pins its origin. A request to any
+        other origin (a redirect's target, another API on the same client) is sent
+        without the token, and its 401 is never acted upon (SECURITY 37).
+        """
+        origin = origin_of(url)
+        with self._lock:
+            if self._origin is None:
+                self._origin = origin
+            return origin == self._origin
+
+    def carried(self, url: str, authorization: str | None, sent: Token) -> bool:
+        """True when a request to ``url`` that got an answer went to our origin with ``sent``.
+
+        A 401 is acted upon (refresh, retry) only then: a redirect's target that
+        answers 401 saw no token of ours, or is another origin, and its 401 goes back
+        to the caller as it is.
+        """
+        with self._lock:
+            pinned = self._origin
+        return origin_of(url) == pinned and authorization == sent.authorization_header()
 
     def _now(self) -> float:
         inner = self.engine.engine if isinstance(self.engine, Engine) else self.engine

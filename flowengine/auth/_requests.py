@@ -38,14 +38,18 @@ class _RetryOnce:
         self._sent = sent
 
     def __call__(self, response: requests.Response, **send_options: Any) -> requests.Response:
-        if not refreshes_after(response.status_code, self._sent):
+        # requests re-sends a redirect with this hook, to another origin too (Authorization
+        # stripped): only a 401 to a request that carried our token to our origin is ours.
+        request = response.request
+        if not refreshes_after(response.status_code, self._sent) or not self._keeper.carried(
+            str(request.url), request.headers.get("Authorization"), self._sent
+        ):
             return response
         try:
             fresh = self._keeper.after_401_sync(self._sent)
         except BaseException:
             response.close()
             raise
-        request = response.request
         if not should_retry(self._sent, fresh, replayable=_replayable(request)):
             return response
         retry = request.copy()
@@ -66,7 +70,9 @@ class RequestsAuth(AuthBase):
 
     ``session.auth = RequestsAuth(engine, key=token.key)`` or ``requests.get(url,
     auth=...)``, with the sync ``Engine`` (an ``AsyncEngine`` is a ``ConfigError``:
-    requests has no event loop to run it on). See docs/using-tokens.md.
+    requests has no event loop to run it on). The token goes only to the origin of
+    the first request this auth authenticates, and only a 401 from that origin to a
+    request that carried it is acted upon. See docs/using-tokens.md.
     """
 
     def __init__(self, engine: Engine, *, key: str, margin: float = DEFAULT_MARGIN) -> None:
@@ -75,8 +81,8 @@ class RequestsAuth(AuthBase):
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         """Attach the token and the hook that retries once after a 401."""
-        if "Authorization" in request.headers:
-            return request  # the caller chose its own credentials
+        if "Authorization" in request.headers or not self._keeper.serves(str(request.url)):
+            return request  # the caller chose its own credentials, or another origin
         sent = self._keeper.current_sync()
         request.headers["Authorization"] = sent.authorization_header()
         request.hooks["response"].append(_RetryOnce(self._keeper, sent))

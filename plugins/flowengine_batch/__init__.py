@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._jobs import ExchangeItem, GrantItem
     from ._journal import Journal, JournalBusy, default_state_dir
     from ._limits import PODIO_LIMIT, RateLimit, RateLimiter
-    from ._results import DONE_OUTCOMES, OK_OUTCOMES, ItemResult, Outcome, Report
+    from ._results import DONE_OUTCOMES, OK_OUTCOMES, ItemResult, ItemStatus, Report
     from ._runner import Batch, BatchRun
     from ._transport import BatchStopped, LimitedTransport, RateLimitDeferred
 
@@ -39,10 +39,10 @@ __all__ = [
     "ExchangeItem",
     "GrantItem",
     "ItemResult",
+    "ItemStatus",
     "Journal",
     "JournalBusy",
     "LimitedTransport",
-    "Outcome",
     "RateLimit",
     "RateLimitDeferred",
     "RateLimiter",
@@ -71,7 +71,7 @@ __getattr__ = lazy_exports(
         "DONE_OUTCOMES": "._results",
         "OK_OUTCOMES": "._results",
         "ItemResult": "._results",
-        "Outcome": "._results",
+        "ItemStatus": "._results",
         "Report": "._results",
         "Batch": "._runner",
         "BatchRun": "._runner",

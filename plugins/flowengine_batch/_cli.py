@@ -38,11 +38,9 @@ from flowengine.cli import (
     store_url,
 )
 
-from ._inputs import read_exchange_file, read_grant_file
 from ._journal import Journal, JournalBusy, default_state_dir
 from ._limits import RateLimit
 from ._progress import PROGRESS_MODES, Progress, ProgressMode
-from ._queued import enqueue
 from ._results import Report
 from ._runner import Batch, BatchRun
 
@@ -328,6 +326,8 @@ def batch_refresh(
             raise click.UsageError(
                 "--via queues the refreshes: the workers report them, not --report or --state"
             )
+        from ._queued import enqueue
+
         limits = (settings.account_limit, settings.client_limit)
         sys.exit(
             run_command(lambda: enqueue(via, settings.store, providers, within, limits, quiet=settings.quiet))
@@ -379,6 +379,8 @@ def batch_exchange(file: Path, spec_ref: str, **options: Any) -> None:
 
     async def work() -> int:
         async def make_run(batch: Batch, stack: contextlib.AsyncExitStack) -> BatchRun:
+            from ._inputs import read_exchange_file
+
             items = read_exchange_file(file)
             [engine] = await _engines(settings, batch, stack, [spec_argument(spec_ref)], sandbox_url)
             key = json.dumps(["exchange", spec_ref, _file_key(file)])
@@ -421,6 +423,8 @@ def batch_grant(spec_ref: str, file: Path, grant_name: str | None, **options: An
         async def make_run(batch: Batch, stack: contextlib.AsyncExitStack) -> BatchRun:
             spec = spec_argument(spec_ref)
             grant = grant_name or _default_grant(spec)
+            from ._inputs import read_grant_file
+
             items = read_grant_file(file, spec)
             [engine] = await _engines(settings, batch, stack, [spec], sandbox_url)
             key = json.dumps(["grant", spec.name, grant, _file_key(file)])

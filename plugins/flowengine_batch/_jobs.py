@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from flowengine import AsyncEngine, Flow, FlowError, ProviderError, RetryPolicy, TransportError
+from flowengine import AsyncEngine, Flow, FlowError, Outcome, ProviderError, RetryPolicy, TransportError
 
-from ._results import ItemResult
+from ._results import ItemResult, ItemStatus
 from ._transport import BatchStopped, RateLimitDeferred
 
 __all__ = ["ExchangeItem", "GrantItem", "Job", "Work", "exchange_job", "grant_job", "refresh_job"]
@@ -93,6 +93,63 @@ def _engine_key(engines: Iterable[AsyncEngine]) -> list[list[str]]:
 # --- refresh --------------------------------------------------------------------------
 
 
+async def _refresh_plan(
+    by_name: Mapping[str, AsyncEngine], keys: Sequence[str] | None, expiring_within: float | None, now: float
+) -> list[dict[str, Any]]:
+    """One entry per token to refresh: its key, provider, and the fingerprint and account it had."""
+    entries: list[dict[str, Any]] = []
+    if keys is not None:
+        for token_key in dict.fromkeys(keys):
+            # provider[@tenant...]:type:id: the provider is what comes before either.
+            engine = by_name.get(token_key.partition(":")[0].partition("@")[0])
+            token = await engine.get_token(token_key) if engine else None
+            entries.append(
+                {"id": token_key, "provider": engine.spec.name if engine else None}
+                | ({"fp": token.fingerprint, "account": str(token.account)} if token else {})
+            )
+        return entries
+    for name, engine in by_name.items():
+        for token in await engine.tokens():
+            if expiring_within is None or token.expires_within(expiring_within, now):
+                entries.append(
+                    {
+                        "id": token.key,
+                        "provider": name,
+                        "fp": token.fingerprint,
+                        "account": str(token.account),
+                    }
+                )
+    return sorted(entries, key=lambda entry: entry["id"])
+
+
+async def _refresh_one(engine: AsyncEngine | None, item: str, planned_fingerprint: str | None) -> ItemResult:
+    """Refresh one planned token, unless it is gone, moved on since the plan, dead or not refreshable."""
+    if engine is None:
+        return ItemResult(item, "skipped", error="token_unknown", message="no engine for this provider")
+    token = await engine.get_token(item)
+    if token is None:
+        return ItemResult(item, "skipped", error="token_unknown", message="the token is not in the store")
+    if planned_fingerprint and token.fingerprint != planned_fingerprint:
+        message = "refreshed since this run planned it (another run or worker)"
+        return ItemResult(item, "refreshed", message=message, token_key=token.key)
+    if token.dead:
+        message = "the grant was already dead; a new authorization is needed"
+        return ItemResult(item, "skipped", error="invalid_grant", message=message, token_key=token.key)
+    if not token.refresh_token:
+        return ItemResult(item, "skipped", error="no_refresh_token", message="the token has no refresh token")
+    try:
+        fresh = await engine.refresh(token)
+    except ProviderError as exc:
+        if exc.code == "invalid_grant":
+            return ItemResult(item, "dead", error=exc.code, message=exc.message, token_key=token.key)
+        return _failed(item, exc, token_key=token.key)
+    except FlowError as exc:
+        if _passthrough(exc):
+            raise
+        return _failed(item, exc, token_key=token.key)
+    return ItemResult(item, "refreshed", token_key=fresh.key)
+
+
 def refresh_job(
     engines: Sequence[AsyncEngine],
     *,
@@ -110,71 +167,15 @@ def refresh_job(
     key = json.dumps(["refresh", _engine_key(engines), expiring_within, sorted(keys) if keys else None])
 
     async def make_plan() -> list[dict[str, Any]]:
-        now = clock()
-        entries: list[dict[str, Any]] = []
-        if keys is not None:
-            for token_key in dict.fromkeys(keys):
-                # provider[@tenant...]:type:id: the provider is what comes before either.
-                engine = by_name.get(token_key.partition(":")[0].partition("@")[0])
-                token = await engine.get_token(token_key) if engine else None
-                entries.append(
-                    {"id": token_key, "provider": engine.spec.name if engine else None}
-                    | ({"fp": token.fingerprint, "account": str(token.account)} if token else {})
-                )
-            return entries
-        for name, engine in by_name.items():
-            for token in await engine.tokens():
-                if expiring_within is None or token.expires_within(expiring_within, now):
-                    entries.append(
-                        {
-                            "id": token.key,
-                            "provider": name,
-                            "fp": token.fingerprint,
-                            "account": str(token.account),
-                        }
-                    )
-        return sorted(entries, key=lambda entry: entry["id"])
+        return await _refresh_plan(by_name, keys, expiring_within, clock())
 
     def work(entry: dict[str, Any]) -> Work:
         item = str(entry["id"])
         engine = by_name.get(entry.get("provider") or "")
-
-        async def run() -> ItemResult:
-            if engine is None:
-                return ItemResult(
-                    item, "skipped", error="token_unknown", message="no engine for this provider"
-                )
-            token = await engine.get_token(item)
-            if token is None:
-                return ItemResult(
-                    item, "skipped", error="token_unknown", message="the token is not in the store"
-                )
-            if entry.get("fp") and token.fingerprint != entry["fp"]:
-                message = "refreshed since this run planned it (another run or worker)"
-                return ItemResult(item, "refreshed", message=message, token_key=token.key)
-            if token.dead:
-                message = "the grant was already dead; a new authorization is needed"
-                return ItemResult(
-                    item, "skipped", error="invalid_grant", message=message, token_key=token.key
-                )
-            if not token.refresh_token:
-                return ItemResult(
-                    item, "skipped", error="no_refresh_token", message="the token has no refresh token"
-                )
-            try:
-                fresh = await engine.refresh(token)
-            except ProviderError as exc:
-                if exc.code == "invalid_grant":
-                    return ItemResult(item, "dead", error=exc.code, message=exc.message, token_key=token.key)
-                return _failed(item, exc, token_key=token.key)
-            except FlowError as exc:
-                if _passthrough(exc):
-                    raise
-                return _failed(item, exc, token_key=token.key)
-            return ItemResult(item, "refreshed", token_key=fresh.key)
-
         client_id = engine.client.client_id if engine else ""
-        return Work(item, client_id, entry.get("account"), run)
+        return Work(
+            item, client_id, entry.get("account"), lambda: _refresh_one(engine, item, entry.get("fp"))
+        )
 
     return Job("refresh", key, make_plan, work)
 
@@ -182,17 +183,21 @@ def refresh_job(
 # --- exchange -------------------------------------------------------------------------
 
 
-def _flow_result(item: str, engine: AsyncEngine, flow: Flow) -> ItemResult:
-    if flow.outcome == "granted":
+#: The item status of each outcome of a flow: the one place batch reads ``flow.outcome``.
+_ITEM_STATUS: dict[str, ItemStatus] = {"granted": "exchanged", "denied": "denied", "expired": "failed"}
+
+
+def _flow_result(item: str, flow: Flow) -> ItemResult:
+    if flow.outcome == Outcome.GRANTED:
         return ItemResult(item, "exchanged", token_key=flow.token_key, flow_id=flow.id)
     error = flow.error
     if flow.outcome is None or error is None:
         message = f"the flow stopped in state {flow.state!r}"
         return ItemResult(item, "failed", error="invalid_transition", message=message, flow_id=flow.id)
     said = error.description or error.message
-    if flow.outcome == "denied":
-        return ItemResult(item, "denied", error=error.code, message=said, flow_id=flow.id)
-    return ItemResult(item, "failed", error=error.code, message=said, flow_id=flow.id)
+    return ItemResult(
+        item, _ITEM_STATUS.get(flow.outcome, "failed"), error=error.code, message=said, flow_id=flow.id
+    )
 
 
 def exchange_job(
@@ -224,9 +229,9 @@ def exchange_job(
             if flow.spec != engine.spec.name:
                 message = f"the flow belongs to spec {flow.spec!r}"
                 return ItemResult(item.id, "failed", error="wrong_provider", message=message, flow_id=flow.id)
-            return _flow_result(item.id, engine, await engine.exchange(item.flow_id))
+            return _flow_result(item.id, await engine.exchange(item.flow_id))
         assert item.url is not None
-        return _flow_result(item.id, engine, await engine.callback(item.url, session=item.session))
+        return _flow_result(item.id, await engine.callback(item.url, session=item.session))
 
     def work(entry: dict[str, Any]) -> Work:
         item_id = str(entry["id"])

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 import click
+from flowengine.cli import printable
 
 from ._results import ItemResult
 
@@ -82,10 +83,11 @@ class Progress:
         elif self.mode == "lines":
             reason = f" {result.error}" if result.error else ""
             carried = " (earlier run)" if result.resumed else ""
-            click.echo(f"{result.outcome} {result.item}{reason}{carried}", err=True)
+            click.echo(printable(f"{result.outcome} {result.item}{reason}{carried}"), err=True)
 
     def note(self, text: str) -> None:
         """A message for the person (stopping, resuming), above the bar."""
+        text = printable(text)
         if self._bar is not None:
             self._bar.console.print(text, highlight=False, markup=False)
         elif self.mode != "none":

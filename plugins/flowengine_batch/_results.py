@@ -15,12 +15,15 @@ from typing import Any, Literal
 
 import attrs
 
-__all__ = ["DONE_OUTCOMES", "OK_OUTCOMES", "ItemResult", "Outcome", "Report"]
+__all__ = ["DONE_OUTCOMES", "OK_OUTCOMES", "ItemResult", "ItemStatus", "Report"]
 
-Outcome = Literal["refreshed", "exchanged", "granted", "skipped", "dead", "denied", "failed", "interrupted"]
-#: Outcomes that need no attention (the exit status stays 0).
+#: How one item of a run ended (not a flow's ``Outcome``: a refresh or a grant has no flow).
+ItemStatus = Literal[
+    "refreshed", "exchanged", "granted", "skipped", "dead", "denied", "failed", "interrupted"
+]
+#: Item statuses that need no attention (the exit status stays 0).
 OK_OUTCOMES: frozenset[str] = frozenset({"refreshed", "exchanged", "granted", "skipped"})
-#: Outcomes a rerun keeps: everything but ``interrupted`` (the item is tried again).
+#: Item statuses a rerun keeps: everything but ``interrupted`` (the item is tried again).
 DONE_OUTCOMES: frozenset[str] = OK_OUTCOMES | {"dead", "denied", "failed"}
 
 
@@ -36,7 +39,7 @@ class ItemResult:
     """
 
     item: str
-    outcome: Outcome
+    outcome: ItemStatus
     error: str | None = None
     message: str | None = None
     token_key: str | None = None

@@ -75,7 +75,7 @@ def _run(task: Task[Any, Any], settings: FleetSettings, work: Any, *args: Any) -
     """Run a task's work on this process's engines; back to the queue when it says so."""
     rt = runtime(settings)
     try:
-        outcome: _work.Outcome = rt.run(work(rt, *args))
+        outcome: _work.TaskResult = rt.run(work(rt, *args))
     except _work.Requeue as again:
         retries = task.request.retries
         if again.counted and retries >= settings.task_retries:

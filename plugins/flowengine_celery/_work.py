@@ -22,7 +22,7 @@ so every task checks, before it spends anything, that its work is still to do:
   second; the first simply goes unused).
 
 Each task takes its first rate-limit permit before it calls the engine, so it
-never waits for the limiter while holding the store lease. Outcomes are small
+never waits for the limiter while holding the store lease. Task results are small
 dicts (JSON for Celery's result backend, when one is configured).
 """
 
@@ -43,13 +43,13 @@ from ._limiter import TooLong
 from ._runtime import FleetRuntime
 from ._transport import Deferred, Interrupted, SendMarker, TaskScope, current_task
 
-__all__ = ["Outcome", "Requeue", "exchange", "grant", "refresh"]
+__all__ = ["Requeue", "TaskResult", "exchange", "grant", "refresh"]
 
 log = logging.getLogger("flowengine.celery")
 
 
 @attrs.frozen
-class Outcome:
+class TaskResult:
     """How a task ended: ``refreshed``, ``fresh`` (nothing to do), ``exchanged``, ``granted``,
     ``skipped``, ``dead``, ``interrupted``, ``denied`` or ``failed``; an error code; requests sent."""
 
@@ -61,6 +61,10 @@ class Outcome:
     def to_json(self) -> dict[str, Any]:
         """The task's result (no secret: names, codes, counts)."""
         return attrs.asdict(self)
+
+
+#: The task status of each outcome of a flow: the one place the worker reads ``flow.outcome``.
+_TASK_STATUS = {"granted": "exchanged", "denied": "denied", "expired": "failed", "failed": "failed"}
 
 
 class Requeue(Exception):
@@ -110,49 +114,49 @@ async def _scoped(
             await marker.give_back()
 
 
-def _requeue_or_fail(item: str, exc: FlowError, requests: int) -> Outcome:
+def _requeue_or_fail(item: str, exc: FlowError, requests: int) -> TaskResult:
     """A rate-limit wait or a retryable failure goes back to the queue; anything else is the outcome."""
     if isinstance(exc, Deferred):
         raise Requeue(exc.wait, "waiting for the rate limit", counted=False) from exc
     if exc.retryable:
         raise Requeue(0.0, str(exc.code), counted=True) from exc
-    return Outcome(item, "failed", exc.code, requests)
+    return TaskResult(item, "failed", exc.code, requests)
 
 
-async def refresh(rt: FleetRuntime, spec: object, token_key: object, fingerprint: object) -> Outcome:
+async def refresh(rt: FleetRuntime, spec: object, token_key: object, fingerprint: object) -> TaskResult:
     """Refresh one token, unless it was refreshed since the plan saw ``fingerprint``."""
     checked = _names(rt, "refresh", spec, token_key, fingerprint)
     if checked is None:
-        return Outcome(str(token_key)[:100], "failed", "input_invalid")
+        return TaskResult(str(token_key)[:100], "failed", "input_invalid")
     name, key, seen = checked
     engine = await rt.engine(name)
     token = await engine.get_token(key)
     if token is None:
-        return Outcome(key, "skipped", "token_unknown")
+        return TaskResult(key, "skipped", "token_unknown")
     if token.fingerprint != seen:
-        return Outcome(key, "fresh")  # refreshed since it was planned: nothing to do
+        return TaskResult(key, "fresh")  # refreshed since it was planned: nothing to do
     if token.dead:
-        return Outcome(key, "skipped", "invalid_grant")
+        return TaskResult(key, "skipped", "invalid_grant")
     if not token.refresh_token:
-        return Outcome(key, "skipped", "no_refresh_token")
+        return TaskResult(key, "skipped", "no_refresh_token")
     marker = SendMarker(engine.store, f"sent:{key}:{seen}", rt.settings.resend_after)
     async with _scoped(rt, engine.client.client_id, str(token.account), marker) as scope:
         try:
             await engine.refresh(token)
         except InvalidGrantError as exc:
-            return Outcome(key, "dead", exc.code, scope.requests)
+            return TaskResult(key, "dead", exc.code, scope.requests)
         except Interrupted as exc:
-            return Outcome(key, "interrupted", exc.code, scope.requests)
+            return TaskResult(key, "interrupted", exc.code, scope.requests)
         except FlowError as exc:
             return _requeue_or_fail(key, exc, scope.requests)
-    return Outcome(key, "refreshed" if scope.requests else "fresh", None, scope.requests)
+    return TaskResult(key, "refreshed" if scope.requests else "fresh", None, scope.requests)
 
 
-async def exchange(rt: FleetRuntime, spec: object, flow_id: object) -> Outcome:
+async def exchange(rt: FleetRuntime, spec: object, flow_id: object) -> TaskResult:
     """Exchange the code of an ``authorized`` flow (the engine sends a code at most once)."""
     checked = _names(rt, "exchange", spec, flow_id)
     if checked is None:
-        return Outcome(f"flow {str(flow_id)[:100]}", "failed", "input_invalid")
+        return TaskResult(f"flow {str(flow_id)[:100]}", "failed", "input_invalid")
     name, flow = checked
     item = f"flow {flow}"
     engine = await rt.engine(name)
@@ -161,14 +165,12 @@ async def exchange(rt: FleetRuntime, spec: object, flow_id: object) -> Outcome:
             done = await engine.exchange(flow)
         except TransportError as exc:
             if exc.sent:  # the flow failed: its code may be spent, it is never sent again
-                return Outcome(item, "failed", exc.code, scope.requests)
+                return TaskResult(item, "failed", exc.code, scope.requests)
             return _requeue_or_fail(item, exc, scope.requests)  # the flow is still authorized
         except FlowError as exc:
-            return Outcome(item, "failed", exc.code, scope.requests)
-    if done.outcome == "granted":
-        return Outcome(item, "exchanged", None, scope.requests)
+            return TaskResult(item, "failed", exc.code, scope.requests)
     code = done.error.code if done.error is not None else None
-    return Outcome(item, "denied" if done.outcome == "denied" else "failed", code, scope.requests)
+    return TaskResult(item, _TASK_STATUS.get(done.outcome or "", "failed"), code, scope.requests)
 
 
 def grant_inputs(path: str | None, spec: str, name: str) -> Mapping[str, str]:
@@ -192,21 +194,21 @@ def grant_inputs(path: str | None, spec: str, name: str) -> Mapping[str, str]:
     return table
 
 
-async def grant(rt: FleetRuntime, spec: object, grant_name: object, inputs_name: object) -> Outcome:
+async def grant(rt: FleetRuntime, spec: object, grant_name: object, inputs_name: object) -> TaskResult:
     """Run a grant with the inputs the worker's grants file names ``inputs_name``; store its token."""
     checked = _names(rt, "grant", spec, grant_name, inputs_name)
     if checked is None:
-        return Outcome(f"grant {str(inputs_name)[:100]}", "failed", "input_invalid")
+        return TaskResult(f"grant {str(inputs_name)[:100]}", "failed", "input_invalid")
     name, chosen, ref = checked
     item = f"grant {ref}"
     try:
         inputs = grant_inputs(rt.settings.grants_file, name, ref)
     except ConfigError as exc:
-        return Outcome(item, "failed", exc.code)
+        return TaskResult(item, "failed", exc.code)
     engine = await rt.engine(name)
     async with _scoped(rt, engine.client.client_id, None) as scope:
         try:
             await engine.grant(chosen, inputs)
         except FlowError as exc:
             return _requeue_or_fail(item, exc, scope.requests)
-    return Outcome(item, "granted", None, scope.requests)
+    return TaskResult(item, "granted", None, scope.requests)

@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     import click
 
     from .common import TerminalPresenter, flow_summary, token_summary
-    from .login import callback_problem
     from .loopback import LoopbackListener, Reply
+    from .modes import callback_problem
 
 __all__ = [
     "LoopbackListener",
@@ -38,7 +38,7 @@ __getattr__ = lazy_exports(
         "TerminalPresenter": ".common",
         "flow_summary": ".common",
         "token_summary": ".common",
-        "callback_problem": ".login",
+        "callback_problem": ".modes",
         "LoopbackListener": ".loopback",
         "Reply": ".loopback",
     },

@@ -12,10 +12,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import click
-from flowengine import Flow, Token, hookimpl
+from flowengine import Flow, Outcome, Token, hookimpl
+from flowengine.cli import printable
 
 __all__ = [
     "TerminalPresenter",
+    "ago",
     "display_store_url",
     "flow_summary",
     "print_table",
@@ -43,8 +45,10 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
     Cells never wrap nor get cut, whatever the width: a key or fingerprint cut
     short is worse than a wide line. In a pipe the columns are two spaces apart
-    and lines carry no trailing spaces, so ``awk``/``cut`` read them.
+    and lines carry no trailing spaces, so ``awk``/``cut`` read them. Every cell
+    goes through ``printable``: an account or a scope is the provider's text.
     """
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
     if not sys.stdout.isatty():
         for line in (headers, *rows):
@@ -73,6 +77,7 @@ def flow_summary(flow: Flow) -> dict[str, Any]:
         "id": flow.id,
         "spec": flow.spec,
         "state": flow.state,
+        "outcome": flow.outcome,
         "created_at": flow.created_at,
         "expires_at": flow.expires_at,
         "client_id": flow.client_id,
@@ -136,7 +141,8 @@ class TerminalPresenter:
         self._console: Any = None  # a rich Console while a status line is live
 
     def echo(self, text: str) -> None:
-        """Print one line (to stderr when stdout carries JSON)."""
+        """Print one line or more (to stderr when stdout carries JSON), each through ``printable``."""
+        text = "\n".join(printable(line) for line in text.split("\n"))
         if self._console is not None:
             self._console.print(text, markup=False, highlight=False, soft_wrap=True)
         else:
@@ -167,7 +173,9 @@ class TerminalPresenter:
         code = f"  [{flow.error.code}]" if flow.error and dest == flow.state else ""
         self.echo(f"  {arrow:<28} ({event}){code}")
 
-    @hookimpl
+    # trylast: the terminal is the fallback; a presenter plugin (a QR code, a desktop
+    # notification) registered by anyone else shows a step of `flowengine login` first.
+    @hookimpl(trylast=True)
     def flowengine_present(self, flow: Flow, step: str, detail: Mapping[str, Any]) -> bool | None:
         """Show the authorization step, the result and errors; None lets another presenter try."""
         if step == "authorize":
@@ -175,29 +183,41 @@ class TerminalPresenter:
         elif step == "result":
             self.echo(describe_result(flow))
         elif step == "error":
-            self.echo(f"Error: {detail['error']}")
+            self.echo(printable(f"Error: {detail['error']}"))
         else:
             return None
         return True
 
 
-def printable(text: str) -> str:
-    """Provider text made safe for a terminal: control characters (escape sequences
-    that could retitle the window, hide text or fake output) shown as ``\\xNN``."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def describe_result(flow: Flow) -> str:
-    """One or two lines saying how a flow ended, for people."""
-    if flow.token_fingerprint:
+    """One or two lines saying how a flow ended (its ``outcome``), for people."""
+    if flow.outcome == Outcome.GRANTED:
         scope = flow.granted_scope or "unknown"
         who = flow.claims.get("email") or flow.claims.get("preferred_username")  # an OpenID login's
         named = f" ({printable(who)})" if isinstance(who, str) else ""
-        lines = [f"Authorized as {flow.account}{named}; token {flow.token_fingerprint}; scope {scope}."]
+        account, scope = printable(str(flow.account)), printable(scope)  # both are the provider's words
+        lines = [f"Authorized as {account}{named}; token {flow.token_fingerprint}; scope {scope}."]
         if flow.missing_scopes:
-            lines.append(f"Not granted: {' '.join(sorted(flow.missing_scopes))}.")
+            lines.append(f"Not granted: {printable(' '.join(sorted(flow.missing_scopes)))}.")
         return "\n".join(lines)
+    if flow.outcome is None:
+        return f"Flow waiting in state {flow.state!r}."
     if flow.error is None:
-        return f"Flow ended in state {flow.state!r}."
+        return f"Flow {flow.outcome} in state {flow.state!r}."
     said = printable(flow.error.description or flow.error.message)
     return f"Flow {flow.state}: {flow.error.code}: {said}"
+
+
+def ago(when: float | None, now: float) -> str:
+    """``in 25m``, ``47m ago``, ``5.6h ago``, ``2.0d ago`` (``never`` for None): times in tables."""
+    if when is None:
+        return "never"
+    delta = when - now
+    span = abs(delta)
+    if span >= 86400:
+        text = f"{span / 86400:.1f}d"
+    elif span >= 3600:
+        text = f"{span / 3600:.1f}h"
+    else:
+        text = f"{span / 60:.0f}m" if span >= 120 else f"{span:.0f}s"
+    return f"in {text}" if delta >= 0 else f"{text} ago"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -47,7 +46,7 @@ from flowengine.cli import (
     store_url,
 )
 
-from .common import display_store_url
+from .common import display_store_url, printable
 
 __all__ = ["Check", "doctor"]
 
@@ -77,6 +76,8 @@ class Check:
 
 
 def _python() -> Iterator[Check]:
+    import importlib.metadata
+
     wanted = importlib.metadata.metadata("flowengine")["Requires-Python"] or ""
     match = re.search(r">=\s*(\d+)\.(\d+)", wanted)
     need = (int(match[1]), int(match[2])) if match else (3, 11)
@@ -90,6 +91,8 @@ def _python() -> Iterator[Check]:
 
 def _extras() -> Iterator[Check]:
     """Each extra whose packages are all installed is ok; one that is not only warns (it is optional)."""
+    import importlib.metadata
+
     wanted: dict[str, list[str]] = {}
     for requirement in importlib.metadata.requires("flowengine") or []:
         marker = re.search(r"""extra\s*==\s*["']([^"']+)["']""", requirement)
@@ -110,6 +113,8 @@ def _extras() -> Iterator[Check]:
 
 
 def _installed(distribution: str) -> bool:
+    import importlib.metadata
+
     try:
         importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
@@ -329,7 +334,7 @@ def doctor(store: str | None, dev: bool) -> None:
     checks = run_checks(store, dev)
     width = max(len(check.name) for check in checks)
     for check in checks:
-        click.echo(f"{check.status:<5} {check.name:<{width}}  {check.detail}")
+        click.echo(printable(f"{check.status:<5} {check.name:<{width}}  {check.detail}"))
         if check.fix:
             click.echo(f"{'':<5} {'':<{width}}  fix: {check.fix}")
     failed = [check.name for check in checks if check.status == "FAIL"]

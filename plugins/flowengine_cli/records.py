@@ -15,10 +15,12 @@ from flowengine import (
     AsyncEngine,
     Client,
     ConfigError,
+    Flow,
     FlowSpec,
     FlowStateError,
     PluginError,
     Store,
+    StoreError,
     Token,
     open_sandbox,
 )
@@ -28,27 +30,14 @@ from flowengine.cli import (
     resolve_client,
     run_command,
     sandbox_url,
+    settled_flow,
     spec_for_token,
     store_option,
 )
 
-from .common import flow_summary, print_table, printable, token_summary
+from .common import ago, flow_summary, print_table, printable, token_summary
 
 __all__ = ["flows", "refresh_client", "refreshing_engine", "spec_option", "tokens"]
-
-
-def _ago(when: float | None, now: float) -> str:
-    if when is None:
-        return "never"
-    delta = when - now
-    span = abs(delta)
-    if span >= 86400:
-        text = f"{span / 86400:.1f}d"
-    elif span >= 3600:
-        text = f"{span / 3600:.1f}h"
-    else:
-        text = f"{span / 60:.0f}m" if span >= 120 else f"{span:.0f}s"
-    return f"in {text}" if delta >= 0 else f"{text} ago"
 
 
 def _emit(data: Any) -> None:
@@ -61,6 +50,17 @@ async def _stored_token(backend: Store, key: str) -> Token:
     if token is None:
         raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
     return token
+
+
+def _settled(found: list[Flow]) -> list[Flow]:
+    """The flows with the outcome their machine gives them; one it disagrees with is left out (stderr)."""
+    kept = []
+    for flow in found:
+        try:
+            kept.append(settled_flow(flow))
+        except StoreError as exc:
+            click.echo(f"Warning: flow {flow.id} left out: {exc.code}", err=True)
+    return kept
 
 
 @click.group()
@@ -83,7 +83,7 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
 
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
-            found = await backend.list_flows(spec=spec_name, state=state)
+            found = _settled(await backend.list_flows(spec=spec_name, state=state))
         if as_json:
             _emit([flow_summary(f) for f in found])
             return
@@ -93,7 +93,7 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
                 f.id,
                 f.spec,
                 f.state,
-                _ago(f.created_at, now),
+                ago(f.created_at, now),
                 str(f.account or ""),
                 f.error.code if f.error else "",
             ]
@@ -121,7 +121,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
             flow = await backend.get(flow_id)
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r} in the store", code="flow_unknown")
-        summary = flow_summary(flow)
+        summary = flow_summary(settled_flow(flow))
         if as_json:
             _emit(summary)
             return
@@ -135,7 +135,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
             "granted_scope",
             "token_key",
         ):
-            click.echo(f"{key + ':':<16}{summary[key] if summary[key] is not None else '-'}")
+            click.echo(printable(f"{key + ':':<16}{summary[key] if summary[key] is not None else '-'}"))
         for key in ("connection", "kept"):
             if summary[key]:
                 values = ", ".join(f"{name}={printable(value)}" for name, value in summary[key].items())
@@ -147,7 +147,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
         for entry in flow.history:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.at))
             error = f"  [{entry.error}]" if entry.error else ""
-            click.echo(f"  {when}  {entry.event:<9} {entry.source or '-'} -> {entry.dest}{error}")
+            click.echo(printable(f"  {when}  {entry.event:<9} {entry.source or '-'} -> {entry.dest}{error}"))
 
     run_command(work)
 
@@ -201,7 +201,7 @@ def tokens_list(provider: str | None, expiring_within: str | None, store: str | 
             return
         now = time.time()
         rows = [
-            [t.key, str(t.account), t.fingerprint, _ago(t.expires_at, now), t.scope or "", _grant_state(t)]
+            [t.key, str(t.account), t.fingerprint, ago(t.expires_at, now), t.scope or "", _grant_state(t)]
             for t in sorted(found, key=lambda t: t.key)
         ]
         print_table(["KEY", "WHOSE", "FINGERPRINT", "EXPIRES", "SCOPE", "STATUS"], rows)
@@ -229,12 +229,12 @@ def tokens_show(key: str, store: str | None, as_json: bool) -> None:
             _emit(summary)
             return
         now = time.time()
-        summary["expires_at"] = _ago(token.expires_at, now)
-        summary["obtained_at"] = _ago(token.obtained_at, now)
-        summary["dead_at"] = "" if token.dead_at is None else _ago(token.dead_at, now)
+        summary["expires_at"] = ago(token.expires_at, now)
+        summary["obtained_at"] = ago(token.obtained_at, now)
+        summary["dead_at"] = "" if token.dead_at is None else ago(token.dead_at, now)
         summary["account"] = str(token.account)
         for name, value in summary.items():
-            click.echo(f"{name + ':':<14}{value}")
+            click.echo(printable(f"{name + ':':<14}{value}"))
 
     run_command(work)
 

@@ -15,7 +15,9 @@ from collections.abc import Sequence
 import attrs
 import click
 from flowengine import EdgeView, SpecStatus, StateView, Status, TokenHealth
-from flowengine.cli import format_duration
+from flowengine.cli import format_duration, printable
+
+from .common import ago
 
 __all__ = ["Block", "blocks_of", "print_status"]
 
@@ -49,31 +51,21 @@ UNICODE = Glyphs("├─", "└─", "│ ", "─▶ ", " ↺", "● ", "■ ", 
 ASCII = Glyphs("|-", "`-", "| ", "-> ", " (again)", "* ", "# ", "; ")
 
 
+def _printable_rows(rows: Sequence[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+    """Cells fit for a terminal: an account, a key or a spec name may hold a provider's words."""
+    return tuple(tuple(printable(cell) for cell in row) for row in rows)
+
+
 @attrs.frozen
 class Block:
     """A titled table: ``rows`` of cells under ``headers``; ``right`` marks right-aligned columns."""
 
-    title: str
+    title: str = attrs.field(converter=printable)
     headers: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
+    rows: tuple[tuple[str, ...], ...] = attrs.field(converter=_printable_rows)
     right: frozenset[int] = frozenset()
     #: A style per row (rich markup style names), for the terminal only.
     styles: tuple[str, ...] = ()
-
-
-def _ago(when: float | None, now: float) -> str:
-    """``in 25m``, ``47m ago``, ``5.6h ago``, ``2.0d ago``: as ``flowengine tokens list`` writes times."""
-    if when is None:
-        return "never"
-    delta = when - now
-    span = abs(delta)
-    if span >= 86400:
-        text = f"{span / 86400:.1f}d"
-    elif span >= 3600:
-        text = f"{span / 3600:.1f}h"
-    else:
-        text = f"{span / 60:.0f}m" if span >= 120 else f"{span:.0f}s"
-    return f"in {text}" if delta >= 0 else f"{text} ago"
 
 
 def _state_label(state: StateView, g: Glyphs) -> str:
@@ -152,9 +144,9 @@ def _tokens(spec: SpecStatus, now: float, refresh: str, g: Glyphs) -> list[Block
                 HEALTH_WORDS[r.health],
                 r.account,
                 r.key,
-                _ago(r.expires_at, now),
-                _ago(r.dead_at, now) if r.dead_at is not None else "",
-                _ago(r.obtained_at, now),
+                ago(r.expires_at, now),
+                ago(r.dead_at, now) if r.dead_at is not None else "",
+                ago(r.obtained_at, now),
             )
             for r in view.rows
         )

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import TYPE_CHECKING, Any
 
 from flowengine import HttpRequest, HttpResponse, TransportConfig, TransportError, hookimpl
@@ -46,6 +45,8 @@ class HttpxTransport:
         self._turn = itertools.cycle(self._clients)
 
     def _open(self) -> list[httpx.AsyncClient]:
+        from http.cookiejar import CookieJar, DefaultCookiePolicy
+
         import httpx
 
         config = self.config

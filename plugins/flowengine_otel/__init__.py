@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowengine import Flow, RequestEvent, hookimpl, lazy_exports
 
@@ -36,11 +36,30 @@ def available() -> bool:
 
 
 def _configured() -> bool:
-    """True once the application set a tracer or meter provider (before that, spans go nowhere)."""
+    """True once the application set a tracer or meter provider (before that, spans go nowhere).
+
+    OpenTelemetry sets each global provider at most once, so once set it stays: that is
+    remembered, and the providers are asked again only while neither is set.
+    """
+    if _SET:
+        return True
+    metrics, trace = _api()
+    tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    if tracing or type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
+        _SET.append(True)
+    return bool(_SET)
+
+
+@functools.cache
+def _api() -> tuple[Any, Any]:
+    """OpenTelemetry's ``metrics`` and ``trace`` modules, imported on first use."""
     from opentelemetry import metrics, trace
 
-    tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-    return tracing or type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider"
+    return metrics, trace
+
+
+#: Holds True once a global provider was found set.
+_SET: list[bool] = []
 
 
 @functools.cache

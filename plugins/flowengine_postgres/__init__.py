@@ -27,17 +27,25 @@ from typing import TYPE_CHECKING
 
 from flowengine import hookimpl, lazy_exports
 
-from flowengine_postgres._migrations import SCHEMA_VERSION
-from flowengine_postgres._url import SCHEMES, PostgresURL, parse_url
-
 if TYPE_CHECKING:
+    from flowengine_postgres._migrations import SCHEMA_VERSION
     from flowengine_postgres._store import PostgresStore
+    from flowengine_postgres._url import PostgresURL, parse_url
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "PostgresURL", "flowengine_store", "parse_url"]
 
 
-# The store (and its driver) load on first use of the name, not with the plugin.
-__getattr__ = lazy_exports(__name__, {"PostgresStore": "._store"})
+# The store (and its driver) load on first use of the name, not with the plugin; so do the URL's
+# parser and the schema's version (finding the plugins, to load a spec, needs none of them).
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "PostgresStore": "._store",
+        "SCHEMA_VERSION": "._migrations",
+        "PostgresURL": "._url",
+        "parse_url": "._url",
+    },
+)
 
 
 @hookimpl
@@ -46,6 +54,8 @@ def flowengine_store(url: str) -> PostgresStore | None:
 
     A malformed URL raises ``ConfigError`` (``store_url_invalid``) here, before anything connects.
     """
+    from flowengine_postgres._url import SCHEMES
+
     if url.split(":", 1)[0].lower() not in SCHEMES:
         return None
     from flowengine_postgres._store import PostgresStore

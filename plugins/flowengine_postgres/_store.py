@@ -17,13 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
 
-import attrs
 from flowengine import (
     Flow,
     FlowCounts,
@@ -37,17 +35,17 @@ from flowengine import (
     codec_for,
     digests_equal,
     hour_of,
-    step_of,
 )
 
 from flowengine_postgres import _counts
+from flowengine_postgres._pool import Open, close_with_the_loop, forget
+from flowengine_postgres._rows import check_ttl, fetch_all, fetch_one, flow_row, row_count
 from flowengine_postgres._url import PostgresURL, parse_url
 
 _T = TypeVar("_T")
 
 if TYPE_CHECKING:
-    from psycopg import AsyncConnection, sql
-    from psycopg.abc import Params
+    from psycopg import AsyncConnection
     from psycopg.rows import TupleRow
     from psycopg_pool import AsyncConnectionPool
 
@@ -65,81 +63,6 @@ log = logging.getLogger("flowengine.store")
 _POOL_TIMEOUT_FALLBACK = 30.0
 
 
-@attrs.frozen(slots=True)
-class _Open:
-    """A store's live state: the loop its pool belongs to, the pool, the statements, the pool's closer."""
-
-    loop: asyncio.AbstractEventLoop
-    pool: AsyncConnectionPool[AsyncConnection[TupleRow]]
-    queries: Queries
-    closer: asyncio.Task[None]
-
-
-async def _close_with_the_loop(pool: AsyncConnectionPool[AsyncConnection[TupleRow]]) -> None:
-    """Wait until cancelled, then close ``pool`` if ``aclose()`` has not.
-
-    psycopg_pool's workers swallow ``CancelledError`` while they run a task
-    (opening a connection, say), so a loop ending with an open pool (an
-    ``asyncio.run`` whose code never called ``aclose()``) would wait on them
-    forever. This task is cancelled with the others and stops them properly.
-    """
-    try:
-        await asyncio.get_running_loop().create_future()
-    finally:
-        if not pool.closed:
-            await pool.close()
-
-
-async def _one(conn: _Conn, query: sql.Composed, params: Params) -> TupleRow | None:
-    return await (await conn.execute(query, params)).fetchone()
-
-
-async def _all(conn: _Conn, query: sql.Composed, params: Params) -> list[TupleRow]:
-    return await (await conn.execute(query, params)).fetchall()
-
-
-async def _count(conn: _Conn, query: sql.Composed, params: Params) -> int:
-    return (await conn.execute(query, params)).rowcount
-
-
-def _forget(tasks: set[asyncio.Task[object]]) -> Callable[[asyncio.Task[object]], None]:
-    """A done-callback: drop a finished straggler, read its outcome (none is "never retrieved")."""
-
-    def done(task: asyncio.Task[object]) -> None:
-        tasks.discard(task)
-        if not task.cancelled():
-            task.exception()
-
-    return done
-
-
-def _check_ttl(ttl: float) -> None:
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise ValueError(f"a lease needs a positive, finite ttl in seconds, not {ttl!r}")
-
-
-def _flow_row(flow: Flow, codec: RecordCodec) -> tuple[object, ...]:
-    """The flow's columns after ``id``, in the order the statements list them.
-
-    The record, then the transition this write makes (``step_*``), which the
-    triggers of migration 2 count.
-    """
-    step = step_of(flow)
-    return (
-        flow.spec,
-        flow.state,
-        flow.state_hash,
-        flow.version,
-        flow.created_at,
-        flow.expires_at,
-        codec.dump_flow(flow),
-        None if step is None else hour_of(step.at),
-        None if step is None else step.source,
-        None if step is None else step.event,
-        None if step is None else step.error,
-    )
-
-
 class PostgresStore:
     """A Store in one PostgreSQL schema; safe for many tasks, processes and hosts at once.
 
@@ -151,7 +74,7 @@ class PostgresStore:
     def __init__(self, url: PostgresURL, codec: RecordCodec) -> None:
         self.url = url
         self._codec = codec
-        self._open: _Open | None = None
+        self._open: Open | None = None
         self._opening: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         # Calls past their command_timeout, still ending (see _run).
         self._stragglers: set[asyncio.Task[object]] = set()
@@ -167,7 +90,7 @@ class PostgresStore:
 
     # -- connections ---------------------------------------------------------
 
-    async def _opened(self) -> _Open:
+    async def _opened(self) -> Open:
         loop = asyncio.get_running_loop()
         if self._open is not None and self._open.loop is not loop and self._open.loop.is_closed():
             # Its loop ended (``asyncio.run`` returned) and the closer task closed its pool.
@@ -187,7 +110,7 @@ class PostgresStore:
             )
         return self._open
 
-    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Open:
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> Open:
         import psycopg
         from psycopg_pool import AsyncConnectionPool
 
@@ -220,8 +143,8 @@ class PostgresStore:
         except BaseException:
             await pool.close()
             raise
-        closer = loop.create_task(_close_with_the_loop(pool), name=f"flowengine-{self.url.schema}-closer")
-        return _Open(loop, pool, Queries.for_schema(self.url.schema), closer)
+        closer = loop.create_task(close_with_the_loop(pool), name=f"flowengine-{self.url.schema}-closer")
+        return Open(loop, pool, Queries.for_schema(self.url.schema), closer)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[tuple[AsyncConnection[TupleRow], Queries]]:
@@ -266,7 +189,7 @@ class PostgresStore:
         task.cancel()
         if not task.done():
             self._stragglers.add(task)
-            task.add_done_callback(_forget(self._stragglers))
+            task.add_done_callback(forget(self._stragglers))
 
     async def _on_connection(self, work: _Work[_T]) -> _T:
         async with self._connection() as (conn, q):
@@ -302,7 +225,7 @@ class PostgresStore:
 
     async def create(self, flow: Flow) -> None:
         """Add a new flow; ``store_conflict`` if its id or its state digest is taken."""
-        row = _flow_row(flow, self._codec)
+        row = flow_row(flow, self._codec)
 
         async def work(conn: _Conn, q: Queries) -> bool:
             return (await conn.execute(q.create_flow, (flow.id, *row))).rowcount == 1
@@ -316,7 +239,7 @@ class PostgresStore:
 
     async def get(self, flow_id: str) -> Flow | None:
         """The flow with this id, or None; ``store_corrupt`` naming it when its record is damaged."""
-        row = await self._run(lambda conn, q: _one(conn, q.get_flow, (flow_id,)))
+        row = await self._run(lambda conn, q: fetch_one(conn, q.get_flow, (flow_id,)))
         return None if row is None else self._codec.load_flow(row[0], flow_id)
 
     async def get_by_state(self, state_hash: str) -> Flow | None:
@@ -325,7 +248,7 @@ class PostgresStore:
         The index finds the row; the record's own digest is then compared in
         constant time, so a row whose column and record disagree is refused.
         """
-        row = await self._run(lambda conn, q: _one(conn, q.get_flow_by_state, (state_hash,)))
+        row = await self._run(lambda conn, q: fetch_one(conn, q.get_flow_by_state, (state_hash,)))
         if row is None:
             return None
         flow = self._codec.load_flow(row[1], row[0])
@@ -341,7 +264,9 @@ class PostgresStore:
         """Flows, oldest first, filtered in SQL; damaged records are skipped with a warning."""
         params = [value for value in (spec, state) if value is not None]
         rows = await self._run(
-            lambda conn, q: _all(conn, q.list_flows(spec=spec is not None, state=state is not None), params)
+            lambda conn, q: fetch_all(
+                conn, q.list_flows(spec=spec is not None, state=state is not None), params
+            )
         )
         flows: list[Flow] = []
         for flow_id, record in rows:
@@ -359,17 +284,17 @@ class PostgresStore:
         Of any number of racing writers with the same expected version, the
         first UPDATE to commit changes the version and the others match no row.
         """
-        row = _flow_row(flow, self._codec)
+        row = flow_row(flow, self._codec)
         return (
             await self._run(
-                lambda conn, q: _count(conn, q.compare_and_set, (*row, flow.id, expected_version))
+                lambda conn, q: row_count(conn, q.compare_and_set, (*row, flow.id, expected_version))
             )
             == 1
         )
 
     async def delete(self, flow_id: str) -> bool:
         """Remove a flow; True if there was one."""
-        return await self._run(lambda conn, q: _count(conn, q.delete_flow, (flow_id,))) == 1
+        return await self._run(lambda conn, q: row_count(conn, q.delete_flow, (flow_id,))) == 1
 
     async def purge(self, now: float) -> int:
         """Remove flows whose ``expires_at`` is before ``now``; how many went.
@@ -380,7 +305,7 @@ class PostgresStore:
         """
 
         async def work(conn: _Conn, q: Queries) -> int:
-            removed = await _count(conn, q.purge_flows, (now,))
+            removed = await row_count(conn, q.purge_flows, (now,))
             await conn.execute(q.purge_leases)
             await conn.execute(q.purge_steps, (now - FlowCounts.KEPT,))
             return removed
@@ -393,11 +318,11 @@ class PostgresStore:
         """Insert or replace the token under ``token.key``."""
         row = (token.key, token.provider, token.expires_at, self._codec.dump_token(token))
         health = _counts.health_columns(token)
-        await self._run(lambda conn, q: _count(conn, q.put_token, (*row, *health)))
+        await self._run(lambda conn, q: row_count(conn, q.put_token, (*row, *health)))
 
     async def get_token(self, key: str) -> Token | None:
         """The token under ``key``, or None; ``store_corrupt`` naming it when damaged or keyed otherwise."""
-        row = await self._run(lambda conn, q: _one(conn, q.get_token, (key,)))
+        row = await self._run(lambda conn, q: fetch_one(conn, q.get_token, (key,)))
         return None if row is None else self._codec.load_token(row[0], key)
 
     async def list_tokens(
@@ -406,12 +331,12 @@ class PostgresStore:
         """Tokens by key, filtered in SQL (only the matches are decrypted); damaged ones skipped."""
         params = [value for value in (provider, expiring_before) if value is not None]
         filters = {"provider": provider is not None, "expiring_before": expiring_before is not None}
-        rows = await self._run(lambda conn, q: _all(conn, q.list_tokens(**filters), params))
+        rows = await self._run(lambda conn, q: fetch_all(conn, q.list_tokens(**filters), params))
         return self._readable_tokens(rows)
 
     async def delete_token(self, key: str) -> bool:
         """Remove a token; True if there was one."""
-        return await self._run(lambda conn, q: _count(conn, q.delete_token, (key,))) == 1
+        return await self._run(lambda conn, q: row_count(conn, q.delete_token, (key,))) == 1
 
     # -- counts ----------------------------------------------------------------
 
@@ -430,7 +355,7 @@ class PostgresStore:
         Tokens stored before counting began are classified first (once; see ``_counts``).
         """
         check_token_query(now, within, limit)
-        unclassified = await self._run(lambda conn, q: _all(conn, q.unclassified, ()))
+        unclassified = await self._run(lambda conn, q: fetch_all(conn, q.unclassified, ()))
         if unclassified:
             await self._classify(unclassified)
         query = (now, within, provider, limit)
@@ -476,17 +401,17 @@ class PostgresStore:
         the database clock, so workers with skewed clocks agree on expiry.
         ``Lease.expires_at`` is in that clock (Unix seconds).
         """
-        _check_ttl(ttl)
+        check_ttl(ttl)
         owner = secrets.token_urlsafe(16)
         params = {"key": key, "owner": owner, "ttl": float(ttl)}
-        row = await self._run(lambda conn, q: _one(conn, q.acquire, params))
+        row = await self._run(lambda conn, q: fetch_one(conn, q.acquire, params))
         return None if row is None else Lease(key, owner, float(row[0]))
 
     async def renew(self, lease: Lease, ttl: float) -> Lease | None:
         """Extend the lease to ``ttl`` seconds from now (database clock) while it is ours and live."""
-        _check_ttl(ttl)
+        check_ttl(ttl)
         params = {"key": lease.key, "owner": lease.token, "ttl": float(ttl)}
-        row = await self._run(lambda conn, q: _one(conn, q.renew, params))
+        row = await self._run(lambda conn, q: fetch_one(conn, q.renew, params))
         return None if row is None else Lease(lease.key, lease.token, float(row[0]))
 
     async def release(self, lease: Lease) -> None:
@@ -497,7 +422,7 @@ class PostgresStore:
         """
         for attempt in range(2):
             try:
-                await self._run(lambda conn, q: _count(conn, q.release, (lease.key, lease.token)))
+                await self._run(lambda conn, q: row_count(conn, q.release, (lease.key, lease.token)))
                 return
             except StoreError as exc:
                 if attempt == 1 or exc.code != "store_unavailable":

@@ -20,16 +20,17 @@ from typing import TYPE_CHECKING
 
 from flowengine import codec_for, hookimpl, lazy_exports
 
-from flowengine_redis._url import RedisOptions, parse_redis_url
-
 if TYPE_CHECKING:
     from flowengine_redis._store import RedisStore
+    from flowengine_redis._url import RedisOptions, parse_redis_url
 
 __all__ = ["RedisOptions", "RedisStore", "flowengine_store", "parse_redis_url"]
 
 
-# The store (and its driver) load on first use of the name, not with the plugin.
-__getattr__ = lazy_exports(__name__, {"RedisStore": "._store"})
+# The store (and its driver) load on first use of the name, not with the plugin; so does the URL's parser.
+__getattr__ = lazy_exports(
+    __name__, {"RedisStore": "._store", "RedisOptions": "._url", "parse_redis_url": "._url"}
+)
 
 
 @hookimpl
@@ -39,6 +40,8 @@ def flowengine_store(url: str) -> RedisStore | None:
     ``ConfigError`` when the URL or its encryption key is wrong, so a typo
     surfaces when the store is opened, not at the first callback.
     """
+    from flowengine_redis._url import parse_redis_url
+
     options = parse_redis_url(url)
     if options is None:
         return None

@@ -28,7 +28,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from flowengine import (
@@ -45,16 +45,12 @@ from flowengine import (
 
 from flowengine_redis import _counts
 from flowengine_redis._connection import Connection, driver_errors
+from flowengine_redis._replies import CHUNK, chunks, expiry_ms, lease_ms, readable_tokens, server_time, text
 from flowengine_redis._url import RedisOptions
 
 __all__ = ["RedisStore"]
 
 log = logging.getLogger("flowengine.store")
-
-# Ids per READ_FLOWS call: each call runs atomically on the server, so keep each one short.
-_CHUNK = 256
-# Beyond this many seconds since the epoch (year ~33000) Redis refuses an expiry time.
-_LATEST_EXPIRY = 1e12
 
 
 class RedisStore:
@@ -111,18 +107,6 @@ class RedisStore:
     def _driver_errors(self) -> contextlib.AbstractContextManager[None]:
         return driver_errors(self.options)
 
-    def _native_expiry_ms(self, expires_at: float) -> int:
-        """When Redis drops a flow by itself (ms since the epoch), or 0 for never.
-
-        ``expires_at`` is on the engine's clock, which need not be this one (tests and
-        replays use fixed clocks), so the record is always kept ``retention`` seconds
-        past the later of it and now: natural expiry only collects what nobody purged.
-        """
-        if not math.isfinite(expires_at):
-            return 0
-        at = max(expires_at, time.time()) + self.options.retention
-        return 0 if at > _LATEST_EXPIRY else math.ceil(at * 1000)
-
     # Flows ------------------------------------------------------------------------------------
 
     async def create(self, flow: Flow) -> None:
@@ -150,7 +134,7 @@ class RedisStore:
                     repr(flow.created_at),
                     repr(flow.expires_at),
                     self.codec.dump_flow(flow),
-                    self._native_expiry_ms(flow.expires_at),
+                    expiry_ms(flow.expires_at, time.time(), self.options.retention),
                     name,
                     *step_args,
                 ],
@@ -177,7 +161,7 @@ class RedisStore:
             flow_id = await redis.get(self._state_key(state_hash))
             if flow_id is None:
                 return None
-            name = _text(flow_id)
+            name = text(flow_id)
             blob = await redis.hget(self._flow_key(name), "blob")
         if blob is None:
             return None
@@ -200,13 +184,13 @@ class RedisStore:
         ]
         with self._driver_errors():
             conn = self._conn()
-            ids = [_text(raw) for raw in await conn.redis.zrange(self._flows_key, 0, -1)]
+            ids = [text(raw) for raw in await conn.redis.zrange(self._flows_key, 0, -1)]
             if not ids:
                 return []
             # One chunk runs as a plain EVALSHA; a pipeline first asks SCRIPT EXISTS, one trip more.
-            pipe = conn.redis.pipeline(transaction=False) if len(ids) > _CHUNK else None
+            pipe = conn.redis.pipeline(transaction=False) if len(ids) > CHUNK else None
             replies: list[list[Any]] = []
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 reply = await conn.read_flows(
                     keys=[self._flows_key, self._expiry_key, *(self._flow_key(i) for i in chunk)],
                     args=[*filters, *chunk],
@@ -250,7 +234,7 @@ class RedisStore:
                     raw = await conn.redis.hget(self._flow_key(flow.id), "state")
                     if raw is None:
                         return False
-                    old_state = _text(raw)
+                    old_state = text(raw)
                 written = await conn.cas(
                     keys=[
                         self._flow_key(flow.id),
@@ -269,7 +253,7 @@ class RedisStore:
                         flow.version,
                         repr(flow.expires_at),
                         blob,
-                        self._native_expiry_ms(flow.expires_at),
+                        expiry_ms(flow.expires_at, time.time(), self.options.retention),
                         old_state,
                         name,
                         *step_args,
@@ -297,7 +281,7 @@ class RedisStore:
         with self._driver_errors():
             redis = self._conn().redis
             raw = await redis.zrangebyscore(self._expiry_key, "-inf", f"({now!r}")
-            removed = await self._delete_flows([_text(r) for r in raw], now=now)
+            removed = await self._delete_flows([text(r) for r in raw], now=now)
             await _counts.drop_old_steps(redis, self._counted, now)
             return removed
 
@@ -319,10 +303,10 @@ class RedisStore:
                 continue
             keys = [
                 self._flow_key(flow_id),
-                self._state_key(_text(state_hash)),
+                self._state_key(text(state_hash)),
                 self._flows_key,
                 self._expiry_key,
-                self._counted.in_state(_counts.state_name(_text(spec), _text(state))),
+                self._counted.in_state(_counts.state_name(text(spec), text(state))),
             ]
             args = [flow_id] if now is None else [flow_id, repr(now)]
             await conn.delete_flow(keys=keys, args=args, client=pipe)
@@ -388,7 +372,7 @@ class RedisStore:
                 raw = await redis.zrange(index, 0, -1)
             else:
                 raw = await redis.zrangebyscore(index, "-inf", f"({expiring_before!r}")
-            keys = [_text(r) for r in raw]
+            keys = [text(r) for r in raw]
             if not keys:
                 return []
             pipe = redis.pipeline(transaction=False)
@@ -416,8 +400,8 @@ class RedisStore:
             pipe.delete(self._token_key(key))
             pipe.zrem(self._tokens_key, key)
             if provider is not None:
-                pipe.zrem(self._provider_key(_text(provider)), key)
-                for health in self._counted.health(_text(provider)):
+                pipe.zrem(self._provider_key(text(provider)), key)
+                for health in self._counted.health(text(provider)):
                     pipe.zrem(health, key)
             results: list[Any] = await pipe.execute()
         return bool(results[0])
@@ -439,23 +423,15 @@ class RedisStore:
         check_token_query(now, within, limit)
         with self._driver_errors():
             redis = self._conn().redis
-            for name in map(_text, await redis.smembers(self._counted.providers)):
+            for name in map(text, await redis.smembers(self._counted.providers)):
                 await self._classify(await _counts.unclassified(redis, self._counted, name))
             return await _counts.token_counts(
                 redis, self._counted, (now, within, provider, limit), self._tokens
             )
 
     async def _classify(self, keys: Sequence[str]) -> None:
-        for key, (_provider, blob) in zip(keys, await self._token_rows(keys), strict=True):
-            if blob is None:
-                continue
-            try:
-                token = self.codec.load_token(blob, key)
-            except StoreError as exc:
-                if exc.code == "store_key_missing":
-                    raise
-                log.warning("cannot count token %r in the Redis store at %s: %s", key, self._where, exc)
-                continue
+        rows = await self._token_rows(keys)
+        for token, blob in readable_tokens(self.codec, keys, rows, self._where, "cannot count"):
             await self._put_token(token, blob, counted=False)
 
     async def _token_rows(self, keys: Sequence[str]) -> list[list[bytes | None]]:
@@ -467,17 +443,8 @@ class RedisStore:
 
     async def _tokens(self, keys: Sequence[str]) -> list[Token]:
         """The readable tokens under ``keys`` (damaged ones skipped with a warning)."""
-        tokens: list[Token] = []
-        for key, (_provider, blob) in zip(keys, await self._token_rows(keys), strict=True):
-            if blob is None:
-                continue
-            try:
-                tokens.append(self.codec.load_token(blob, key))
-            except StoreError as exc:
-                if exc.code == "store_key_missing":
-                    raise
-                log.warning("skipping token %r in the Redis store at %s: %s", key, self._where, exc)
-        return tokens
+        rows = await self._token_rows(keys)
+        return [token for token, _ in readable_tokens(self.codec, keys, rows, self._where, "skipping")]
 
     # Leases -----------------------------------------------------------------------------------
 
@@ -487,17 +454,17 @@ class RedisStore:
         Redis expires the lease itself, so a worker that dies holding it blocks
         the others for at most ``ttl``. ``expires_at`` is on the Redis server's clock.
         """
-        token, ttl_ms = secrets.token_urlsafe(16), _ttl_ms(ttl)
+        token, ttl_ms = secrets.token_urlsafe(16), lease_ms(ttl)
         with self._driver_errors():
             taken = await self._conn().acquire(keys=[self._lease_key(key)], args=[token, ttl_ms])
-        return Lease(key, token, _server_time(taken) + ttl) if taken else None
+        return Lease(key, token, server_time(taken) + ttl) if taken else None
 
     async def renew(self, lease: Lease, ttl: float) -> Lease | None:
         """Extend the lease to ``ttl`` seconds from now while this owner holds it; else None."""
-        ttl_ms = _ttl_ms(ttl)
+        ttl_ms = lease_ms(ttl)
         with self._driver_errors():
             renewed = await self._conn().renew(keys=[self._lease_key(lease.key)], args=[lease.token, ttl_ms])
-        return Lease(lease.key, lease.token, _server_time(renewed) + ttl) if renewed else None
+        return Lease(lease.key, lease.token, server_time(renewed) + ttl) if renewed else None
 
     async def release(self, lease: Lease) -> None:
         """Give the lease back, unless it expired and another owner took it since.
@@ -531,25 +498,3 @@ class RedisStore:
     @property
     def _where(self) -> str:
         return f"{self.options.address} (prefix {self.options.prefix!r})"
-
-
-def _ttl_ms(ttl: float) -> int:
-    if not (math.isfinite(ttl) and ttl > 0):
-        raise ValueError(f"a lease needs a positive, finite ttl in seconds, not {ttl!r}")
-    return max(1, math.ceil(ttl * 1000))
-
-
-def _server_time(reply: Any) -> float:
-    """Redis's ``TIME`` reply (seconds, microseconds) as Unix seconds."""
-    seconds, micros = reply
-    return int(seconds) + int(micros) / 1_000_000
-
-
-def _text(raw: object) -> str:
-    """A key or id as Redis returned it (bytes: this client never decodes replies)."""
-    return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]

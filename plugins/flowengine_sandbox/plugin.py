@@ -240,8 +240,6 @@ def flowengine_commands(cli: click.Group) -> None:
     """Add ``flowengine sandbox serve``."""
     import click
 
-    from .settings import SandboxSettings
-
     @cli.group()
     def sandbox() -> None:
         """Run the local provider emulator (Podio's, and any spec's)."""
@@ -273,6 +271,7 @@ def flowengine_commands(cli: click.Group) -> None:
         from flowengine.cli import fail
 
         from .server import serve_forever
+        from .settings import SandboxSettings
 
         if not is_loopback(host):
             raise click.BadParameter(f"{host!r} is not a loopback address", param_hint="--host")

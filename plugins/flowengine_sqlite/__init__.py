@@ -18,21 +18,24 @@ from typing import TYPE_CHECKING
 
 from flowengine import hookimpl, lazy_exports
 
-from flowengine_sqlite._url import SCHEME, default_url
-
 if TYPE_CHECKING:
     from flowengine_sqlite._store import SQLiteStore
+    from flowengine_sqlite._url import default_url
 
 __all__ = ["SQLiteStore", "default_url", "flowengine_store"]
 
 
-# The store (and its driver) load on first use of the name, not with the plugin.
-__getattr__ = lazy_exports(__name__, {"SQLiteStore": "._store"})
+# The store (and its driver) load on first use of the name, not with the plugin; so does the URL's parser.
+__getattr__ = lazy_exports(__name__, {"SQLiteStore": "._store", "default_url": "._url"})
 
 
 @hookimpl
 def flowengine_store(url: str) -> SQLiteStore | None:
     """A SQLiteStore for a ``sqlite://`` URL (``ConfigError`` if it is malformed), else None."""
+    from flowengine_sqlite._url import SCHEME
+
+    if url.split(":", 1)[0] != SCHEME:
+        return None
     from flowengine_sqlite._store import SQLiteStore
 
-    return SQLiteStore.from_url(url) if url.split(":", 1)[0] == SCHEME else None
+    return SQLiteStore.from_url(url)

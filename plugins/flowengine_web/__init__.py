@@ -13,17 +13,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
 from flowengine import hookimpl, lazy_exports
 
 if TYPE_CHECKING:
+    import click
+
     from flowengine_web._app import create_app
     from flowengine_web._hooks import ON_TOKEN_WINDOW, OnToken, Render, Subject, SuccessUrl
     from flowengine_web._http import SECURITY_HEADERS
     from flowengine_web._operator_auth import OperatorHook
     from flowengine_web._operator_page import OPERATOR_CONTENT_SECURITY_POLICY
-    from flowengine_web._outcome import outcome_of
-    from flowengine_web._pages import CONTENT_SECURITY_POLICY, Outcome, Page, PageKind, SpecLink, render_html
+    from flowengine_web._outcome import result_kind
+    from flowengine_web._pages import (
+        CONTENT_SECURITY_POLICY,
+        Page,
+        PageKind,
+        ResultKind,
+        SpecLink,
+        render_html,
+    )
     from flowengine_web._server import WebServer
 
 __all__ = [
@@ -33,18 +41,18 @@ __all__ = [
     "SECURITY_HEADERS",
     "OnToken",
     "OperatorHook",
-    "Outcome",
     "Page",
     "PageKind",
     "Render",
+    "ResultKind",
     "SpecLink",
     "Subject",
     "SuccessUrl",
     "WebServer",
     "create_app",
     "flowengine_commands",
-    "outcome_of",
     "render_html",
+    "result_kind",
 ]
 
 # The public names need Starlette or uvicorn: they load on first use, not with the plugin.
@@ -57,12 +65,12 @@ __getattr__ = lazy_exports(
         "Subject": "._hooks",
         "SuccessUrl": "._hooks",
         "create_app": "._app",
-        "outcome_of": "._outcome",
+        "result_kind": "._outcome",
         "SECURITY_HEADERS": "._http",
         "OperatorHook": "._operator_auth",
         "OPERATOR_CONTENT_SECURITY_POLICY": "._operator_page",
         "CONTENT_SECURITY_POLICY": "._pages",
-        "Outcome": "._pages",
+        "ResultKind": "._pages",
         "Page": "._pages",
         "PageKind": "._pages",
         "SpecLink": "._pages",

@@ -20,395 +20,78 @@ many times and on however many workers its callback arrives.
 from __future__ import annotations
 
 import contextlib
-import logging
-import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from flowengine import (
     AsyncEngine,
     ConfigError,
-    ErrorInfo,
-    Flow,
-    FlowError,
-    digest,
-    digests_equal,
-    parse_web_url,
 )
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessUrl, deliver_once, resolve
-from flowengine_web._http import SECURITY_HEADERS, SecurityHeadersMiddleware, wants_json
+from flowengine_web._connection import check_engines, checked_base_url, named_engines
+from flowengine_web._frontend import Frontend
+from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessUrl
+from flowengine_web._http import SecurityHeadersMiddleware
 from flowengine_web._operator import OperatorPage
 from flowengine_web._operator_auth import OperatorAccess, OperatorHook
-from flowengine_web._outcome import flow_json, outcome_of
-from flowengine_web._pages import Page, PageKind, SpecLink, describe_error, render_html
 from flowengine_web._session import SecretKey, SessionCookies
 
 __all__ = ["create_app"]
 
-log = logging.getLogger("flowengine.web")
 
-_SPEC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_FLOW_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_REASON = re.compile(r"[a-z][a-z0-9_]{0,63}")
-# HTTP status of an error page, by code; anything else a callback is refused for is 400.
-_STATUS = {
-    "store_unavailable": 503,
-    "store_conflict": 503,
-    "store_corrupt": 500,
-    "transport_error": 502,
-    "transport_timeout": 502,
-    "response_too_large": 502,
-    "config_invalid": 500,
-    "redirect_uri_invalid": 500,
-    "token_hook_failed": 500,
-    "token_unknown": 500,
-}
-_TITLES = {
-    "success": "Authorized",
-    "denied": "Authorization denied",
-    "failed": "Authorization failed",
-    "pending": "Authorization in progress",
-    "error": "Authorization failed",
-    "not_found": "Not found",
-}
+def _routes(frontend: Frontend, *, home: bool) -> list[Route]:
+    """The flow routes (and the home page): what every app serves."""
+    routes = [
+        Route("/auth/{spec}", frontend.start, methods=["GET"]),
+        Route("/auth/{spec}/callback", frontend.callback, methods=["GET"]),
+        Route("/auth/{spec}/result/{flow_id}", frontend.result, methods=["GET"]),
+        Route("/auth/{spec}/error/{reason}", frontend.error, methods=["GET"]),
+    ]
+    if home:
+        routes.insert(0, Route("/", frontend.home, methods=["GET"]))
+    return routes
 
 
-class _Frontend:
-    """The route handlers, sharing the engines, the session cookies and the host's hooks."""
+def _checked_scopes(scopes: Mapping[str, str], named: Mapping[str, AsyncEngine]) -> Mapping[str, str]:
+    unknown = sorted(set(scopes) - set(named))
+    if unknown:
+        raise ConfigError(f"scopes given for unknown spec names: {', '.join(unknown)}", code="config_invalid")
+    return scopes
 
-    def __init__(
-        self,
-        engines: Mapping[str, AsyncEngine],
-        sessions: SessionCookies,
-        *,
-        scopes: Mapping[str, str],
-        base_url: str | None,
-        on_token: OnToken | None,
-        success_url: SuccessUrl | None,
-        render: Render | None,
-        title: str,
-        subject: Subject | None = None,
-        connection: Connection | None = None,
-    ) -> None:
-        self.engines = dict(engines)
-        self.connection = connection
-        self.sessions = sessions
-        self.scopes = dict(scopes)
-        self.base_url = base_url
-        self.on_token = on_token
-        self.success_url = success_url
-        self.subject = subject
-        self.render = render
-        self.title = title
 
-    # --- URLs -----------------------------------------------------------------------
+def _operator_routes(
+    named: Mapping[str, AsyncEngine],
+    frontend: Frontend,
+    secret: str | bytes | None,
+    hook: OperatorHook | None,
+    refresh: float,
+) -> list[Route]:
+    """The operator page's routes: none unless a secret or a hook is given."""
+    if secret is None and hook is None:
+        return []
+    if not (0 < refresh <= 3600):
+        raise ConfigError("operator_refresh is seconds between 0 and 3600", code="config_invalid")
+    return OperatorPage(named, OperatorAccess(secret, hook), refresh=refresh, path=frontend.path).routes()
 
-    @staticmethod
-    def path(request: Request, suffix: str) -> str:
-        """An absolute path under the app's mount point (no reliance on route names)."""
-        root: str = request.scope.get("root_path", "")
-        return root.rstrip("/") + suffix
 
-    def redirect_uri(self, request: Request, spec: str) -> str:
-        """The callback URL the provider sends the person back to (``base_url`` if set)."""
-        path = self.path(request, f"/auth/{spec}/callback")
-        if self.base_url is not None:
-            return self.base_url + path
-        return str(request.url.replace(path=path, query="", fragment=""))
+def _lifespan(
+    named: Mapping[str, AsyncEngine], *, close: bool
+) -> Callable[[Starlette], contextlib.AbstractAsyncContextManager[None]]:
+    """The app's lifespan: with ``close``, the engines are closed (each once) when it shuts down."""
 
-    def _same_origin(self, request: Request, url: str) -> bool:
-        """True for a path on this site, or a URL whose origin (as a browser reads it) is this app's."""
-        if url.startswith("/") and not url.startswith("//"):
-            # A browser drops tabs and newlines and reads "\\" as "/": "/\\evil.example" is another host.
-            return url.isascii() and url.isprintable() and " " not in url and "\\" not in url
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            origin = parse_web_url(url).origin
-            origins = {parse_web_url(str(request.url)).origin}
-            if self.base_url is not None:
-                origins.add(parse_web_url(self.base_url).origin)
-        except FlowError:
-            return False
-        return origin in origins
+            yield
+        finally:
+            if close:
+                for engine in {id(e): e for e in named.values()}.values():
+                    await engine.aclose()
 
-    # --- responses ------------------------------------------------------------------
-
-    def engine(self, request: Request) -> tuple[str, AsyncEngine]:
-        """The spec name in the path and its engine; 404 for a spec this app does not serve."""
-        name: str = request.path_params["spec"]
-        engine = self.engines.get(name)
-        if engine is None:
-            raise HTTPException(404, "no such spec")
-        return name, engine
-
-    async def show(self, request: Request, page: Page) -> Response:
-        """The page through the host's ``render`` hook, or the default HTML."""
-        if self.render is not None:
-            custom = await resolve(self.render(request, page))
-            if isinstance(custom, Response):
-                return custom
-            if isinstance(custom, str):
-                return HTMLResponse(custom, status_code=page.status_code)
-        return HTMLResponse(render_html(page), status_code=page.status_code)
-
-    @staticmethod
-    def see_other(location: str) -> Response:
-        """303: the browser GETs ``location`` and the URL it came from leaves no history entry."""
-        return Response(status_code=303, headers={"Location": location})
-
-    async def failure(self, request: Request, spec: str, code: str) -> Response:
-        """The error page (or JSON) for a refusal or a failure that has no flow to show."""
-        status = _STATUS.get(code, 400)
-        retry = self.path(request, f"/auth/{spec}")
-        error = ErrorInfo(code=code, message=describe_error(code))
-        if wants_json(request):
-            return JSONResponse(
-                {"error": {"code": code, "message": error.message}, "retry_url": retry}, status_code=status
-            )
-        page = Page(
-            "error",
-            status,
-            _TITLES["error"],
-            home_url=self.path(request, "/"),
-            spec=spec,
-            error=error,
-            retry_url=retry,
-        )
-        return await self.show(request, page)
-
-    async def outcome(self, request: Request, spec: str, engine: AsyncEngine, flow: Flow) -> Response:
-        """The page (or JSON) for a flow's outcome."""
-        outcome = outcome_of(engine, flow)
-        result_url = self.path(request, f"/auth/{spec}/result/{flow.id}")
-        retry_url = self.path(request, f"/auth/{spec}")
-        if wants_json(request):
-            return JSONResponse(flow_json(flow, outcome, result_url, retry_url))
-        page = Page(
-            outcome,
-            200,
-            _TITLES[outcome],
-            home_url=self.path(request, "/"),
-            spec=spec,
-            flow=flow,
-            error=flow.error if outcome in ("denied", "failed") else None,
-            retry_url=None if outcome in ("success", "pending") else retry_url,
-            result_url=result_url,
-        )
-        response = await self.show(request, page)
-        if outcome == "pending":
-            response.headers.setdefault("Refresh", "2")
-        return response
-
-    # --- routes ---------------------------------------------------------------------
-
-    async def home(self, request: Request) -> Response:
-        """``GET /``: every spec with a "Try to authorize" link."""
-        links = tuple(
-            SpecLink(name, engine.spec.description, self.path(request, f"/auth/{name}"))
-            for name, engine in self.engines.items()
-        )
-        response: Response
-        if wants_json(request):
-            response = JSONResponse(
-                {
-                    "specs": [
-                        {"name": s.name, "description": s.description, "start_url": s.start_url}
-                        for s in links
-                    ]
-                }
-            )
-        else:
-            page = Page("home", 200, self.title, home_url=self.path(request, "/"), specs=links)
-            response = await self.show(request, page)
-        return response  # no session yet: each flow start issues a fresh one
-
-    async def start(self, request: Request) -> Response:
-        """``GET /auth/{spec}``: start a flow bound to a fresh session of this browser, 302 to the provider.
-
-        Fresh at every start, whatever cookie came in: a planted one binds nothing (SECURITY.md 31).
-        """
-        name, engine = self.engine(request)
-        sid = self.sessions.fresh()
-        response: Response
-        try:
-            flow = await engine.start(
-                scope=self.scopes.get(name),
-                session=sid,
-                redirect_uri=self.redirect_uri(request, name),
-                subject=await resolve(self.subject(request)) if self.subject is not None else None,
-                connection=await self.connection_values(request, name, engine),
-            )
-        except FlowError as exc:
-            log.warning("web: cannot start a %s flow: %s", name, exc)
-            response = await self.failure(request, name, exc.code)
-        else:
-            url = flow.authorization_url or ""
-            if wants_json(request):
-                response = JSONResponse(
-                    {
-                        "flow_id": flow.id,
-                        "spec": name,
-                        "authorization_url": url,
-                        "expires_at": flow.expires_at,
-                        "result_url": self.path(request, f"/auth/{name}/result/{flow.id}"),
-                    }
-                )
-            else:
-                # Not RedirectResponse: it re-quotes URLs, and this one must reach the provider as made.
-                response = Response(status_code=302, headers={"Location": url})
-        self.sessions.issue(request, response, sid)
-        return response
-
-    async def connection_values(self, request: Request, name: str, engine: AsyncEngine) -> dict[str, str]:
-        """The flow's connection values: the host's ``connection`` hook, else the query's.
-
-        ``/auth/zendesk?subdomain=acme``: each query parameter named like a connection
-        variable of the spec; the engine checks them against their patterns.
-        """
-        if self.connection is not None:
-            given = await resolve(self.connection(request, name))
-            if given is not None:
-                return dict(given)
-        declared = engine.spec.connection
-        return {key: value for key, value in request.query_params.items() if key in declared}
-
-    async def callback(self, request: Request) -> Response:
-        """``GET /auth/{spec}/callback``: finish the flow, then 303 to its clean result URL."""
-        name, engine = self.engine(request)
-        query = request.scope.get("query_string", b"").decode("latin-1")
-        try:
-            flow = await engine.callback("?" + query, session=self.sessions.read(request))
-        except FlowError as exc:
-            # Nothing about the request is logged but the code: its URL holds a code.
-            log.info("web: %s callback refused: %s", name, exc.code)
-            return await self.refused(request, name, exc.code)
-        outcome = outcome_of(engine, flow)
-        if outcome == "success" and self.on_token is not None:
-            try:
-                await deliver_once(self.on_token, request, engine, flow)
-            except FlowError as exc:
-                log.warning("web: %s flow %s: token hook not run: %s", name, flow.id, exc)
-                return await self.refused(request, name, exc.code)
-            except Exception:
-                log.exception("web: %s flow %s: the on_token hook failed", name, flow.id)
-                return await self.refused(request, name, "token_hook_failed")
-        if wants_json(request):
-            return await self.outcome(request, name, engine, flow)
-        target = None
-        if outcome == "success" and self.success_url is not None:
-            target = await resolve(self.success_url(request, flow))
-            if target is not None and not self._same_origin(request, target):
-                raise ConfigError("success_url returned a URL on another origin", code="config_invalid")
-        return self.see_other(target or self.path(request, f"/auth/{name}/result/{flow.id}"))
-
-    async def refused(self, request: Request, spec: str, code: str) -> Response:
-        """A callback that ends without a flow to show: JSON now, or 303 to the error page."""
-        if wants_json(request):
-            return await self.failure(request, spec, code)
-        return self.see_other(self.path(request, f"/auth/{spec}/error/{code}"))
-
-    async def result(self, request: Request) -> Response:
-        """``GET /auth/{spec}/result/{flow_id}``: the outcome, to the session that started it only."""
-        name, engine = self.engine(request)
-        flow_id: str = request.path_params["flow_id"]
-        sid = self.sessions.read(request)
-        flow = None
-        if sid is not None and _FLOW_ID.fullmatch(flow_id):
-            try:
-                flow = await engine.get(flow_id)
-            except FlowError as exc:
-                return await self.failure(request, name, exc.code)
-        if (
-            flow is None
-            or sid is None
-            or flow.spec != engine.spec.name
-            or not digests_equal(flow.session_hash, digest(sid))
-        ):
-            # Another session's flow is as absent as a flow that never was.
-            raise HTTPException(404, "no such result")
-        return await self.outcome(request, name, engine, flow)
-
-    async def error(self, request: Request) -> Response:
-        """``GET /auth/{spec}/error/{reason}``: why a callback was refused, with a Retry link."""
-        name, _ = self.engine(request)
-        reason: str = request.path_params["reason"]
-        if not _REASON.fullmatch(reason):
-            raise HTTPException(404, "no such reason")
-        return await self.failure(request, name, reason)
-
-    # --- errors ---------------------------------------------------------------------
-
-    async def http_error(self, request: Request, exc: Exception) -> Response:
-        """404 (unknown spec or path), 405 and other HTTP errors, as pages or JSON."""
-        assert isinstance(exc, HTTPException)
-        code = "not_found" if exc.status_code == 404 else f"http_{exc.status_code}"
-        if wants_json(request):
-            return JSONResponse(
-                {"error": {"code": code, "message": exc.detail}},
-                status_code=exc.status_code,
-                headers=exc.headers,
-            )
-        kind: PageKind = "not_found" if exc.status_code == 404 else "error"
-        page = Page(
-            kind,
-            exc.status_code,
-            _TITLES[kind],
-            home_url=self.path(request, "/"),
-            error=None if kind == "not_found" else ErrorInfo(code=code, message=exc.detail),
-        )
-        response = await self.show(request, page)
-        for name, value in (exc.headers or {}).items():
-            response.headers.setdefault(name, value)
-        return response
-
-    async def server_error(self, request: Request, exc: Exception) -> Response:
-        """500: the default page only (the host's renderer may be what failed); headers set here,
-        since this runs outside the middleware."""
-        page = Page(
-            "error",
-            500,
-            _TITLES["error"],
-            home_url=self.path(request, "/"),
-            error=ErrorInfo(code="internal_error", message="Something went wrong on this site."),
-        )
-        return HTMLResponse(render_html(page), status_code=500, headers=dict(SECURITY_HEADERS))
-
-
-def _named(engines: AsyncEngine | Mapping[str, AsyncEngine]) -> dict[str, AsyncEngine]:
-    named = {engines.spec.name: engines} if isinstance(engines, AsyncEngine) else dict(engines)
-    if not named:
-        raise ConfigError("create_app needs at least one engine", code="config_invalid")
-    for name, engine in named.items():
-        if not isinstance(name, str) or not _SPEC_NAME.fullmatch(name):
-            raise ConfigError(
-                f"spec name {str(name)[:80]!r} cannot be a URL segment (letters, digits, '.', '_', '-')",
-                code="config_invalid",
-            )
-        if not isinstance(engine, AsyncEngine):
-            raise ConfigError(
-                f"{name!r}: expected an AsyncEngine (for a sync Engine, pass its .engine)",
-                code="config_invalid",
-            )
-    return named
-
-
-def _checked_base_url(base_url: str | None) -> str | None:
-    if base_url is None:
-        return None
-    try:
-        parsed = parse_web_url(base_url)
-    except FlowError as exc:
-        raise ConfigError(f"base_url: {exc.message}", code="config_invalid") from None
-    if parsed.query is not None:
-        raise ConfigError(
-            "base_url must be an absolute http(s) URL without query or fragment", code="config_invalid"
-        )
-    return base_url.rstrip("/")
+    return lifespan
 
 
 def create_app(
@@ -426,75 +109,48 @@ def create_app(
     cookie_name: str = "flowengine_session",
     close_engines: bool = False,
     connection: Connection | None = None,
+    pinned: Mapping[str, Mapping[str, str]] | None = None,
     operator_secret: str | bytes | None = None,
     operator: OperatorHook | None = None,
     operator_refresh: float = 10.0,
 ) -> Starlette:
     """A Starlette app serving the authorization flows of ``engines``; mount it anywhere.
 
-    ``engines`` is one AsyncEngine (served under its spec's name) or a mapping of
-    URL names to engines. ``secret_key`` signs the session cookie (at least 16
-    bytes; a list rotates keys: the first signs, all verify); every worker
-    needs the same. ``scopes`` maps a name to the scope its flows ask for.
-    ``base_url`` is the public origin (and prefix) the redirect URI is built on;
-    without it, the request's own URL is used. Hooks, each sync or async:
-    ``on_token(request, flow, token)`` once per successful flow;
-    ``success_url(request, flow)`` where to send the person after success (same
-    origin; None for the built-in page); ``subject(request)`` who the person is in
-    your app (their tokens are filed under it when the provider names no account);
-    ``render(request, page)`` a Response or HTML for any page (None for the default);
-    ``connection(request, name)`` the connection values a flow starts with (None: the
-    query's, ``/auth/zendesk?subdomain=acme``). ``home=False`` drops the home page;
-    ``close_engines=True`` closes the engines when the app shuts down (lifespan runs
-    only for the outermost app). The operator page (``/operator``) is off unless
+    ``engines`` is one AsyncEngine (served under its spec's name) or a mapping of URL
+    names to engines. ``secret_key`` signs the session cookie (at least 16 bytes; a list
+    rotates keys: the first signs, all verify). ``scopes``: a name's scope.
+    ``base_url``: the public origin (and prefix) of the redirect URI. The hooks, each sync or async, are in
+    docs/web.md: ``on_token``, ``success_url``, ``subject``, ``render`` and ``connection``
+    (None: the query's). ``pinned`` maps a name to the connection values configuration
+    fixes: a query may not change them, nor give one that can name any host
+    (``flowengine.pinned_connection``). ``home=False`` drops the home page;
+    ``close_engines=True`` closes the engines at shutdown. The operator page (``/operator``) is off unless
     ``operator_secret`` (at least 16 bytes: a sign-in form takes it) or ``operator``
     (``operator(request)`` True admits a request) is given; it refreshes itself every
     ``operator_refresh`` seconds.
     """
-    named = _named(engines)
-    unknown = sorted(set(scopes or {}) - set(named))
-    if unknown:
-        raise ConfigError(f"scopes given for unknown spec names: {', '.join(unknown)}", code="config_invalid")
-    frontend = _Frontend(
+    named = named_engines(engines)
+    scopes = _checked_scopes(scopes or {}, named)
+    check_engines({n: e.spec for n, e in named.items()}, pinned or {}, hooked=connection is not None)
+    frontend = Frontend(
         named,
         SessionCookies(secret_key, cookie_name=cookie_name),
-        scopes=scopes or {},
-        base_url=_checked_base_url(base_url),
+        scopes=scopes,
+        base_url=checked_base_url(base_url),
         on_token=on_token,
         success_url=success_url,
         render=render,
         title=title,
         subject=subject,
         connection=connection,
+        pinned=pinned,
     )
-    routes = [
-        Route("/auth/{spec}", frontend.start, methods=["GET"]),
-        Route("/auth/{spec}/callback", frontend.callback, methods=["GET"]),
-        Route("/auth/{spec}/result/{flow_id}", frontend.result, methods=["GET"]),
-        Route("/auth/{spec}/error/{reason}", frontend.error, methods=["GET"]),
-    ]
-    if home:
-        routes.insert(0, Route("/", frontend.home, methods=["GET"]))
-    if operator_secret is not None or operator is not None:
-        if not (0 < operator_refresh <= 3600):
-            raise ConfigError("operator_refresh is seconds between 0 and 3600", code="config_invalid")
-        access = OperatorAccess(operator_secret, operator)
-        routes += OperatorPage(named, access, refresh=operator_refresh, path=frontend.path).routes()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            if close_engines:
-                for engine in {id(e): e for e in named.values()}.values():
-                    await engine.aclose()
-
     app = Starlette(
-        routes=routes,
+        routes=_routes(frontend, home=home)
+        + _operator_routes(named, frontend, operator_secret, operator, operator_refresh),
         middleware=[Middleware(SecurityHeadersMiddleware)],
         exception_handlers={HTTPException: frontend.http_error, Exception: frontend.server_error},
-        lifespan=lifespan,
+        lifespan=_lifespan(named, close=close_engines),
     )
     app.state.flowengine_engines = named
     return app

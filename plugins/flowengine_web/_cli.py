@@ -28,6 +28,8 @@ from flowengine.cli import (
     store_url,
 )
 
+from flowengine_web._connection import check_pinned, query_connection
+
 __all__ = ["web"]
 
 SECRET_ENV = "FLOWENGINE_WEB_SECRET"  # noqa: S105 - the variable's name, not a secret
@@ -103,9 +105,11 @@ def serve(
     one, and a store they share (redis://, postgresql://), so that a flow
     started on one worker can finish on another.
 
-    A spec's connection variables come from the start URL's query
-    (/auth/zendesk?subdomain=acme), else --connection NAME=VALUE, else (with
-    --sandbox) the spec's examples.
+    A spec's connection variables come from --connection NAME=VALUE, else the
+    start URL's query (/auth/zendesk?subdomain=acme), else (with --sandbox) the
+    spec's examples. A query never changes a --connection value, nor names one
+    that can choose any host (the oidc spec's issuer, gitlab's host): give those
+    with --connection.
 
     --operator adds the operator page (/operator): the machine of each spec with
     live counts, failures over time and every token's health. Its sign-in takes
@@ -123,6 +127,25 @@ def serve(
         )
     secret_key = _secret_key()
     operator_secret = _operator_secret() if operator else None
+    _require_client(sandbox, client_id)
+    with contextlib.ExitStack() as stack:
+        try:
+            plan = _Plan(store_url(store), [spec_argument(ref) for ref in spec_refs], sandbox, client_id)
+            sock = _listen(stack, host, port)
+            public = base_url or (f"http://127.0.0.1:{sock.getsockname()[1]}" if sandbox else None)
+            engines = plan.engines(stack, registered_domain)
+            given = parse_connection(connection)
+            defaults = _connection_defaults(plan.specs, given, sandbox)
+            pins = {s.name: {n: v for n, v in given.items() if n in s.connection} for s in plan.specs}
+            app = _app(engines, secret_key, scope, public, (pins, defaults), operator_secret)
+        except FlowError as exc:
+            fail(exc)
+        shown = (public or _url_of(sock)).rstrip("/")
+        serve_forever(app, sock, lambda: _announce(shown, engines, plan, operator=operator))
+
+
+def _require_client(sandbox: bool, client_id: str | None) -> None:
+    """Off the sandbox, a client id is needed (its secret comes from the environment)."""
     if not sandbox and not client_id:
         fail(
             ConfigError(
@@ -131,18 +154,6 @@ def serve(
                 code="credentials_missing",
             )
         )
-    with contextlib.ExitStack() as stack:
-        try:
-            plan = _Plan(store_url(store), [spec_argument(ref) for ref in spec_refs], sandbox, client_id)
-            sock = _listen(stack, host, port)
-            public = base_url or (f"http://127.0.0.1:{sock.getsockname()[1]}" if sandbox else None)
-            engines = plan.engines(stack, registered_domain)
-            defaults = _connection_defaults(plan.specs, parse_connection(connection), sandbox)
-            app = _app(engines, secret_key, scope, public, defaults, operator_secret)
-        except FlowError as exc:
-            fail(exc)
-        shown = (public or _url_of(sock)).rstrip("/")
-        serve_forever(app, sock, lambda: _announce(shown, engines, plan, operator=operator))
 
 
 def _secret_key() -> str:
@@ -189,7 +200,10 @@ def _url_of(sock: socket.socket) -> str:
 def _connection_defaults(
     specs: list[FlowSpec], given: dict[str, str], sandbox: bool
 ) -> dict[str, dict[str, str]]:
-    """Per spec, the connection values a start URL without them gets: --connection, else the examples."""
+    """Per spec, the connection values a start URL without them gets: --connection, else the examples.
+
+    ``connection_pinned`` when a value that can choose any host has none (a query may not give it).
+    """
     defaults: dict[str, dict[str, str]] = {}
     for spec in specs:
         mine = {name: value for name, value in given.items() if name in spec.connection}
@@ -197,6 +211,7 @@ def _connection_defaults(
             defaults[spec.name] = resolve_connection(spec, mine, sandbox=sandbox, prompt=False)
         except ConfigError:
             defaults[spec.name] = mine  # the start URL's query must name the rest
+        check_pinned(spec, spec.name, defaults[spec.name])
     return defaults
 
 
@@ -205,15 +220,18 @@ def _app(
     secret_key: str,
     scope: str | None,
     public: str | None,
-    defaults: dict[str, dict[str, str]],
+    connections: tuple[dict[str, dict[str, str]], dict[str, dict[str, str]]],
     operator_secret: str | None = None,
 ) -> Any:
     from flowengine_web._app import create_app
 
+    pins, defaults = connections
+
     def connection(request: Any, name: str) -> dict[str, str]:
-        declared = engines[name].spec.connection
-        asked = {key: value for key, value in request.query_params.items() if key in declared}
-        return {**defaults.get(name, {}), **asked}
+        spec = engines[name].spec
+        return query_connection(
+            spec, request.query_params, pinned=pins.get(name, {}), defaults=defaults.get(name, {})
+        )
 
     return create_app(
         engines,

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 
-from flowengine import AsyncEngine, FlowError, SpecStatus, Status, read_status
+from flowengine import AsyncEngine, FlowError, SpecStatus, Status, pinned_connection, read_status
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -99,11 +99,19 @@ class OperatorPage:
         return Status(now=now, window=window, refresh_window=refresh_window, specs=tuple(specs))
 
     def _start_urls(self, request: Request, status: Status) -> dict[str, str]:
-        """Per dead token, the URL starting a new flow of its spec with its connection values."""
+        """Per dead token, the URL starting a new flow of its spec with its connection values.
+
+        Never those that can choose any host: a start URL may not carry them (SECURITY.md 36).
+        """
         base = self.path(request, "")
         names = {engine.spec.name: name for name, engine in reversed(self.engines.items())}
+        pinned = {engine.spec.name: pinned_connection(engine.spec) for engine in self.engines.values()}
         return {
-            row.key: start_url(base, names[spec.name], row.connection)
+            row.key: start_url(
+                base,
+                names[spec.name],
+                {k: v for k, v in row.connection.items() if k not in pinned[spec.name]},
+            )
             for spec in status.specs
             if spec.name in names
             for row in spec.tokens.rows

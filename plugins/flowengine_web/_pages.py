@@ -19,16 +19,16 @@ from flowengine import AccountRef, ErrorInfo, Flow
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
-    "Outcome",
     "Page",
     "PageKind",
+    "ResultKind",
     "SpecLink",
     "describe_error",
     "render_html",
 ]
 
-#: How a flow ended, as the web frontend tells it (whatever the spec calls its states).
-Outcome = Literal["success", "denied", "failed", "pending"]
+#: The page a flow's result gets (from ``flow.outcome``; an expired flow shows ``failed``).
+ResultKind = Literal["success", "denied", "failed", "pending"]
 #: Every page the frontend shows: a flow's outcome, the home page, or an error without a flow.
 PageKind = Literal["home", "success", "denied", "failed", "pending", "error", "not_found"]
 
@@ -93,6 +93,10 @@ _REASONS: dict[str, str] = {
     "transport_timeout": "The provider took too long to answer.",
     "redirect_uri_invalid": "This site is not set up to receive the provider's answer at this address.",
     "config_invalid": "This site is not set up correctly for this provider.",
+    "connection_pinned": (
+        "This sign-in link chooses a provider or tenant that only this site's configuration may set."
+    ),
+    "connection_invalid": "This sign-in link names a tenant or region this provider does not accept.",
     "token_hook_failed": "The provider authorized this site, but the site could not save the result.",
 }
 

@@ -10,6 +10,7 @@ test can make the token expire at the provider before the engine's clock says so
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol
@@ -31,6 +32,7 @@ ACCESS_TTL = 3600
 REFRESH_TTL = 28 * 86_400
 
 Body = Literal["bytes", "stream"] | None
+Headers = dict[str, str] | None
 
 
 @attrs.define
@@ -71,7 +73,9 @@ class AuthClient(Protocol):
     #: The Authorization header of every request that reached the wire, in order.
     sent: list[str | None]
 
-    async def call(self, *, body: Body = None, headers: dict[str, str] | None = None) -> Reply: ...
+    async def call(
+        self, *, body: Body = None, headers: dict[str, str] | None = None, url: str | None = None
+    ) -> Reply: ...
 
     async def burst(self, count: int) -> list[Reply]: ...
 
@@ -100,15 +104,20 @@ class HttpxAsyncClient:
             self.sent.append(request.headers.get("authorization"))
 
         self.http = httpx.AsyncClient(
-            auth=HttpxAuth(engine, key=key), event_hooks={"request": [record]}, trust_env=False
+            auth=HttpxAuth(engine, key=key),
+            event_hooks={"request": [record]},
+            trust_env=False,
+            follow_redirects=True,
         )
 
-    async def call(self, *, body: Body = None, headers: dict[str, str] | None = None) -> Reply:
+    async def call(
+        self, *, body: Body = None, headers: dict[str, str] | None = None, url: str | None = None
+    ) -> Reply:
         async def stream() -> AsyncIterator[bytes]:
             yield b"streamed"
 
         content = {None: None, "bytes": b"in memory", "stream": stream()}[body]
-        response = await self.http.request("GET", self.url, content=content, headers=headers)
+        response = await self.http.request("GET", url or self.url, content=content, headers=headers)
         return _reply(response.status_code, response.json)
 
     async def burst(self, count: int) -> list[Reply]:
@@ -132,16 +141,19 @@ class HttpxSyncClient:
             auth=HttpxAuth(engine, key=key),
             event_hooks={"request": [record]},
             trust_env=False,
+            follow_redirects=True,
             limits=httpx.Limits(max_connections=100),
         )
 
-    def _call(self, body: Body = None, headers: dict[str, str] | None = None) -> Reply:
+    def _call(self, body: Body = None, headers: Headers = None, url: str | None = None) -> Reply:
         content = {None: None, "bytes": b"in memory", "stream": iter([b"streamed"])}[body]
-        response = self.http.request("GET", self.url, content=content, headers=headers)
+        response = self.http.request("GET", url or self.url, content=content, headers=headers)
         return _reply(response.status_code, response.json)
 
-    async def call(self, *, body: Body = None, headers: dict[str, str] | None = None) -> Reply:
-        return await asyncio.to_thread(self._call, body, headers)
+    async def call(
+        self, *, body: Body = None, headers: dict[str, str] | None = None, url: str | None = None
+    ) -> Reply:
+        return await asyncio.to_thread(self._call, body, headers, url)
 
     async def burst(self, count: int) -> list[Reply]:
         return await asyncio.to_thread(_sync_burst, self._call, count)
@@ -202,16 +214,18 @@ class RequestsClient:
         self.sent: list[str | None] = []
         self.auth = RequestsAuth(engine, key=key)
 
-    def _call(self, body: Body = None, headers: dict[str, str] | None = None) -> Reply:
+    def _call(self, body: Body = None, headers: Headers = None, url: str | None = None) -> Reply:
         data = {None: None, "bytes": b"in memory", "stream": iter([b"streamed"])}[body]
         with requests.Session() as session:
             session.trust_env = False
             session.mount("http://", _RecordingAdapter(self.sent))
-            response = session.get(self.url, data=data, headers=headers, auth=self.auth, timeout=30)
+            response = session.get(url or self.url, data=data, headers=headers, auth=self.auth, timeout=30)
         return _reply(response.status_code, response.json)
 
-    async def call(self, *, body: Body = None, headers: dict[str, str] | None = None) -> Reply:
-        return await asyncio.to_thread(self._call, body, headers)
+    async def call(
+        self, *, body: Body = None, headers: dict[str, str] | None = None, url: str | None = None
+    ) -> Reply:
+        return await asyncio.to_thread(self._call, body, headers, url)
 
     async def burst(self, count: int) -> list[Reply]:
         return await asyncio.to_thread(_sync_burst, self._call, count)
@@ -275,12 +289,9 @@ async def close_engine(engine: fe.AsyncEngine | fe.Engine) -> None:
         await engine.aclose()
 
 
-@pytest.fixture(params=KINDS)
-async def client(
-    request: pytest.FixtureRequest, sandbox: SandboxFixture, clocks: Clocks
-) -> AsyncIterator[AuthClient]:
-    """A logged-in token and a client of one kind that calls /user/status with it."""
-    kind: str = request.param
+@contextlib.asynccontextmanager
+async def logged_in(kind: str, sandbox: SandboxFixture, clocks: Clocks) -> AsyncIterator[AuthClient]:
+    """A logged-in token and a client of ``kind`` that calls /user/status with it."""
     sync = kind in ("httpx-sync", "requests", "httpx-async+sync-engine")
     engine = open_engine(sync, sandbox, clocks.engine)
     try:
@@ -292,6 +303,15 @@ async def client(
             await http.aclose()
     finally:
         await close_engine(engine)
+
+
+@pytest.fixture(params=KINDS)
+async def client(
+    request: pytest.FixtureRequest, sandbox: SandboxFixture, clocks: Clocks
+) -> AsyncIterator[AuthClient]:
+    """A logged-in token and a client of one kind that calls /user/status with it."""
+    async with logged_in(request.param, sandbox, clocks) as http:
+        yield http
 
 
 def refreshes(sandbox: SandboxFixture) -> int:

@@ -55,7 +55,7 @@ def test_login_sandbox_deny_exits_3_with_the_description(sandbox: SandboxFixture
         "login", "podio", "--sandbox", "--deny", env={"FLOWENGINE_SANDBOX_URL": sandbox.server.url}
     )
     assert result.returncode == 3
-    assert "The user denied your request." in result.stdout
+    assert "Flow denied: access_denied: The user denied your request." in result.stdout
     assert sandbox.token_requests() == []
 
 
@@ -65,7 +65,7 @@ def test_login_json_prints_one_document_without_secrets(sandbox: SandboxFixture)
     )
     assert result.returncode == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["state"] == "exchanged"
+    assert (document["state"], document["outcome"]) == ("exchanged", "granted")
     assert document["account"] == {"type": "user", "id": 1001}
     assert [h["dest"] for h in document["history"]] == ["redirected", "authorized", "exchanging", "exchanged"]
     assert not {"code", "code_verifier", "state_hash", "access_token"} & set(document)
@@ -137,3 +137,36 @@ def test_every_terminal_command_has_help_with_an_example() -> None:
             command = command.commands[name]  # type: ignore[attr-defined]
         if not isinstance(command, click.Group):
             assert "flowengine " in result.stdout.partition("Example")[2], path
+
+
+def test_a_presenter_plugin_shows_the_login_steps_in_place_of_the_terminal(sandbox: SandboxFixture) -> None:
+    """``flowengine_present`` is a real seam: the terminal's presenter is only the fallback."""
+    from collections.abc import Mapping
+    from typing import Any
+
+    from flowengine import Flow, get_plugin_manager, hookimpl
+
+    shown: list[tuple[str, str, str | None]] = []
+
+    class QrPresenter:
+        @hookimpl
+        def flowengine_present(self, flow: Flow, step: str, detail: Mapping[str, Any]) -> bool | None:
+            if step not in ("authorize", "result"):
+                return None
+            shown.append((step, flow.state, detail.get("where")))
+            return True
+
+    pm = get_plugin_manager()
+    presenter = QrPresenter()
+    pm.register(presenter, name="test-qr-presenter")
+    try:
+        result = invoke("login", "podio", "--sandbox", env={"FLOWENGINE_SANDBOX_URL": sandbox.server.url})
+    finally:
+        pm.unregister(presenter)
+    assert result.returncode == 0, result.stderr
+    assert shown == [
+        ("authorize", "redirected", f"{sandbox.server.url}/oauth/authorize"),
+        ("result", "exchanged", None),
+    ]
+    assert "Authorizing at" not in result.stdout and "Authorized as" not in result.stdout
+    assert "redirected -> authorized" in result.stdout  # the terminal still follows the transitions

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.cli.conftest import invoke
 from tests.conftest import SandboxFixture
+from tests.support.old_records import as_0_1_0, rewrite_flows
 
 run = invoke  # in-process: these tests are about what the commands do
 
@@ -52,7 +54,7 @@ def test_flows_list_show_and_purge(env: dict[str, str]) -> None:
     run("login", "podio", "--sandbox", "--deny", env=env)
 
     flows = json.loads(run("flows", "list", "--json", env=env).stdout)
-    assert [f["state"] for f in flows] == ["exchanged", "denied"]
+    assert [(f["state"], f["outcome"]) for f in flows] == [("exchanged", "granted"), ("denied", "denied")]
     failed_only = json.loads(run("flows", "list", "--state", "denied", "--json", env=env).stdout)
     assert [f["id"] for f in failed_only] == [flows[1]["id"]]
 
@@ -117,3 +119,34 @@ def test_tables_keep_every_cell_whole(env: dict[str, str]) -> None:
     assert row.split()[1] == "user:1001"  # whose token it is (SECURITY.md 32)
     assert row.split()[2].startswith("sha256:") and len(row.split()[2]) == 19
     assert row == row.rstrip()
+
+
+def test_flows_stored_by_0_1_0_list_and_show_with_the_outcome_their_state_means(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    run("login", "podio", "--sandbox", env=env)
+    run("login", "podio", "--sandbox", "--deny", env=env)
+    assert rewrite_flows(tmp_path / "fe.db", as_0_1_0) == 2
+
+    flows = json.loads(run("flows", "list", "--json", env=env).stdout)
+    assert [(f["state"], f["outcome"]) for f in flows] == [("exchanged", "granted"), ("denied", "denied")]
+    shown = json.loads(run("flows", "show", flows[1]["id"], "--json", env=env).stdout)
+    assert shown["outcome"] == "denied"
+
+
+def test_a_flow_whose_stored_outcome_disagrees_with_its_state_is_left_out_or_refused(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    run("login", "podio", "--sandbox", "--deny", env=env)
+    forged_ids: list[str] = []
+
+    def forged(data: dict[str, Any]) -> None:
+        data["outcome"] = "granted"
+        forged_ids.append(data["id"])
+
+    rewrite_flows(tmp_path / "fe.db", forged)
+    listed = run("flows", "list", "--json", env=env)
+    assert json.loads(listed.stdout) == []
+    assert f"flow {forged_ids[0]} left out: store_corrupt" in listed.stderr
+    shown = run("flows", "show", forged_ids[0], env=env)
+    assert shown.returncode == 4 and "store_corrupt" in shown.stderr

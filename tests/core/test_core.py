@@ -7,6 +7,7 @@ input), so the same inputs give the same Step every time.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import parse_qs, urlsplit
 
@@ -220,3 +221,28 @@ def test_without_an_account_in_the_answer_the_token_is_the_subjects_or_the_flows
         step = core.step(flow, Answer(json_response(TOKEN_BODY)), NOW)
         assert step.flow.account == account
         assert step.flow.token_key == f"podio:{account}"
+
+
+def test_every_random_value_of_a_flow_comes_from_the_drivers_one_source() -> None:
+    """Flow id, state, PKCE verifier and nonce all come from one replaceable source (review finding 5)."""
+    from flowengine.testing import seeded_randomness
+
+    client = fe.Client("id", "secret", "https://app.example/cb")
+
+    async def start_google() -> fe.Flow:
+        async with fe.AsyncEngine("google", client=client) as engine:
+            return await engine.start()
+
+    with seeded_randomness(7):
+        first = asyncio.run(start_google())
+    with seeded_randomness(7):
+        again = asyncio.run(start_google())
+    other = asyncio.run(start_google())
+
+    query = parse_qs(urlsplit(first.authorization_url or "").query)
+    assert {"state", "code_challenge", "nonce"} <= set(query)  # every random value is in the URL
+    assert (again.id, again.authorization_url) == (first.id, first.authorization_url)
+    assert other.id != first.id
+    assert not {"state", "code_challenge", "nonce"} & {
+        k for k, v in parse_qs(urlsplit(other.authorization_url or "").query).items() if v == query[k]
+    }

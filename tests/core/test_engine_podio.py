@@ -320,6 +320,28 @@ async def test_manual_exchange_when_auto_exchange_is_off(
     assert len(sandbox.token_requests()) == 1
 
 
+@pytest.mark.parametrize(
+    ("ending", "outcome"), [("approve", "granted"), ("deny", "denied"), ("server_error", "failed")]
+)
+async def test_exchange_returns_every_final_flow_unchanged_and_sends_nothing(
+    engine: fe.AsyncEngine, sandbox: SandboxFixture, ending: str, outcome: str
+) -> None:
+    flow = await engine.start()
+    if ending == "server_error":
+        state = parse_qs(urlsplit(flow.authorization_url or "").query)["state"][0]
+        back = f"{flow.redirect_uri}?error=server_error&state={state}"
+    else:
+        back = await sandbox.consent(flow.authorization_url, approve=ending == "approve")
+    done = await engine.callback(back)
+    assert done.outcome == outcome
+    sent = len(sandbox.token_requests())
+
+    again = await engine.exchange(flow.id)
+
+    assert again == done
+    assert len(sandbox.token_requests()) == sent
+
+
 async def test_sec10_off_domain_redirect_uri_is_refused_before_any_redirect(
     sandbox: SandboxFixture, podio_spec: fe.FlowSpec
 ) -> None:

@@ -11,21 +11,23 @@ import flowengine
 
 #: The public API, exactly: a name added or removed is a decision, made here and in docs/python-api.md.
 PUBLIC = [
-    "AccountRef", "Action", "AsyncEngine", "CallbackError", "Client", "ConfigError",
-    "DeviceAuthorization", "DiscoveryError", "EdgeView", "Engine", "Enqueued", "ErrorCode", "ErrorInfo",
+    "AccountRef", "Action", "AsyncEngine", "CallbackError", "CallbackInput", "Client", "Clock",
+    "ConfigError", "DeviceAuthorization", "DiscoveryError", "EdgeView", "Engine", "EngineOptions",
+    "Enqueued", "ErrorCode", "ErrorInfo",
     "FailureView", "Flow", "FlowCounts", "FlowError", "FlowSpec", "FlowStateError", "Guard",
     "HealthCount", "HistoryEntry", "HttpRequest", "HttpResponse", "IdTokenError", "InvalidGrantError",
     "JwksError", "Lease", "Outcome", "PluginError", "ProviderError", "RateFeedback", "RateLimit",
     "RateLimitedError", "RecordCodec", "RefreshOrder", "RefreshQueue", "RequestEvent", "RetryPolicy",
     "Sandbox", "SpecError", "SpecProblem", "SpecStatus", "StateCount", "StateView", "Status",
-    "StepCount", "Store", "StoreError", "Token", "TokenCounts", "TokenHealth", "TokenRow", "TokenView",
+    "StepCount", "Store", "StoreError", "SystemClock", "Token", "TokenCounts", "TokenHealth", "TokenRow",
+    "TokenView",
     "TransitionContext", "Transport", "TransportConfig", "TransportError", "TransportTimeoutError",
     "UserinfoError", "WebUrl", "__version__", "attention_order", "callback_state", "check_token_query",
     "codec_for", "digest", "digests_equal", "fingerprint", "get_plugin_manager", "health_of",
     "hookimpl", "hour_of", "is_loopback", "lazy_exports", "load_spec", "make_private_folder",
     "new_plugin_manager", "new_store_key", "open_sandbox", "open_store", "open_transport",
-    "parse_retry_after", "parse_web_url", "read_rate_feedback", "read_status", "spec_document",
-    "step_of",
+    "parse_retry_after", "parse_web_url", "pinned_connection", "read_rate_feedback", "read_status",
+    "spec_document", "step_of",
 ]  # fmt: skip
 
 #: The public submodules; every other module of the package is private (underscored).

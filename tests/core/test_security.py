@@ -38,6 +38,7 @@ from flowengine._callbacks import (
     callback_error,
     parse_callback,
 )
+from flowengine._entropy import flow_secrets
 from flowengine._security import (
     SECRET_FIELDS,
     check_redirect_uri,
@@ -45,8 +46,6 @@ from flowengine._security import (
     digests_equal,
     fingerprint,
     is_loopback,
-    new_state,
-    new_verifier,
     pkce_challenge,
     redact,
 )
@@ -76,6 +75,18 @@ def assert_no_secret(*texts: str) -> None:
 
 
 # --- SEC 1: state ----------------------------------------------------------------------------------
+
+
+def new_state() -> str:
+    """A ``state`` as the engine draws it for a new flow."""
+    return flow_secrets(pkce=False).state
+
+
+def new_verifier() -> str:
+    """A PKCE verifier as the engine draws it for a new flow."""
+    verifier = flow_secrets(pkce=True).verifier
+    assert verifier is not None
+    return verifier
 
 
 def _decoded_bits(value: str) -> int:

@@ -32,6 +32,11 @@ async def _redeem(provider: OidcProvider, transport: fe.Transport, auth: dict[st
     return await transport.send(request)
 
 
+def _jti() -> str:
+    """A fresh assertion id, as the engine's driver draws one for each assertion."""
+    return secrets.token_urlsafe(32)
+
+
 def _now() -> float:
     return time.time()  # Authlib checks exp against its own clock
 
@@ -41,7 +46,11 @@ async def test_client_secret_jwt_authenticates_at_authlibs_token_endpoint(
 ) -> None:
     provider.only_auth_methods("client_secret_jwt")
     auth = client_secret_jwt(
-        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_endpoint=provider.token_endpoint, now=_now()
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        token_endpoint=provider.token_endpoint,
+        now=_now(),
+        jti=_jti(),
     )
     response = await _redeem(provider, transport, auth)
     assert response.status == 200, response.body
@@ -54,11 +63,11 @@ async def test_a_replayed_assertion_is_refused_and_each_one_is_fresh(
 ) -> None:
     provider.only_auth_methods("client_secret_jwt")
     kw: dict[str, Any] = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET}
-    auth = client_secret_jwt(**kw, token_endpoint=provider.token_endpoint, now=_now())
+    auth = client_secret_jwt(**kw, token_endpoint=provider.token_endpoint, now=_now(), jti=_jti())
     assert (await _redeem(provider, transport, auth)).status == 200
     replay = await _redeem(provider, transport, auth)
     assert (replay.status, json.loads(replay.body)["error"]) == (400, "invalid_client")  # no Basic: 400
-    fresh = client_secret_jwt(**kw, token_endpoint=provider.token_endpoint, now=_now())
+    fresh = client_secret_jwt(**kw, token_endpoint=provider.token_endpoint, now=_now(), jti=_jti())
     assert fresh["client_assertion"] != auth["client_assertion"]
     assert (await _redeem(provider, transport, fresh)).status == 200
 
@@ -83,7 +92,7 @@ async def test_private_key_jwt_authenticates_at_authlibs_token_endpoint(
         material, kid=str(key.kid) if "pem" in kind else None, password="pw" if "encrypted" in kind else None
     )
     auth = private_key_jwt(
-        client_id=CLIENT_ID, key=client_key, token_endpoint=provider.token_endpoint, now=_now()
+        client_id=CLIENT_ID, key=client_key, token_endpoint=provider.token_endpoint, now=_now(), jti=_jti()
     )
     response = await _redeem(provider, transport, auth)
     assert response.status == 200, response.body
@@ -97,7 +106,7 @@ async def test_an_assertion_signed_by_an_unregistered_key_is_refused(
     provider.register_client_key(RSAKey.generate_key(2048, {"kid": "k"}).as_dict(private=False))
     impostor = load_client_key(RSAKey.generate_key(2048).as_dict(private=True), kid="k")
     auth = private_key_jwt(
-        client_id=CLIENT_ID, key=impostor, token_endpoint=provider.token_endpoint, now=_now()
+        client_id=CLIENT_ID, key=impostor, token_endpoint=provider.token_endpoint, now=_now(), jti=_jti()
     )
     answer = await _redeem(provider, transport, auth)
     assert (answer.status, json.loads(answer.body)["error"]) == (400, "invalid_client")
@@ -105,7 +114,9 @@ async def test_an_assertion_signed_by_an_unregistered_key_is_refused(
 
 def test_the_assertion_says_who_for_whom_and_how_long() -> None:
     key = load_client_key(ECKey.generate_key("P-384").as_dict(private=True))
-    form = private_key_jwt(client_id="c1", key=key, token_endpoint="https://op.example/token", now=NOW)
+    form = private_key_jwt(
+        client_id="c1", key=key, token_endpoint="https://op.example/token", now=NOW, jti="assertion-1"
+    )
     assert (
         form["client_assertion_type"]
         == ASSERTION_TYPE
@@ -115,7 +126,7 @@ def test_the_assertion_says_who_for_whom_and_how_long() -> None:
     assert token.header == {"typ": "JWT", "alg": "ES384", "kid": key.kid} and key.kid == key.key.thumbprint()
     claims = token.claims
     assert (claims["iss"], claims["sub"], claims["aud"]) == ("c1", "c1", "https://op.example/token")
-    assert (claims["iat"], claims["exp"]) == (NOW, NOW + 60) and len(claims["jti"]) >= 43
+    assert (claims["iat"], claims["exp"], claims["jti"]) == (NOW, NOW + 60, "assertion-1")
     custom = private_key_jwt(
         client_id="c1",
         key=key,
@@ -123,6 +134,7 @@ def test_the_assertion_says_who_for_whom_and_how_long() -> None:
         now=NOW,
         lifetime=30,
         audience="https://op.example",
+        jti="assertion-2",
     )
     claims = jwt.decode(custom["client_assertion"], key.key, algorithms=["ES384"]).claims
     assert (claims["aud"], claims["exp"]) == ("https://op.example", NOW + 30)
@@ -132,7 +144,12 @@ def test_client_secret_jwt_is_an_hmac_of_the_secret() -> None:
     secret = "s" * 64
     for alg in ("HS256", "HS384", "HS512"):
         form = client_secret_jwt(
-            client_id="c", client_secret=secret, token_endpoint="https://op.example/t", now=NOW, alg=alg
+            client_id="c",
+            client_secret=secret,
+            token_endpoint="https://op.example/t",
+            now=NOW,
+            alg=alg,
+            jti="j",
         )
         token = jwt.decode(form["client_assertion"], OctKey.import_key(secret), algorithms=[alg])
         assert (token.header["alg"], token.claims["sub"]) == (alg, "c")
@@ -143,7 +160,7 @@ def test_client_secret_jwt_is_an_hmac_of_the_secret() -> None:
     [
         (
             lambda: client_secret_jwt(
-                client_id="c", client_secret="short", token_endpoint="https://o.example/t", now=NOW
+                client_id="c", client_secret="short", token_endpoint="https://o.example/t", now=NOW, jti="j"
             ),
             "client_secret_too_short",
         ),
@@ -153,6 +170,7 @@ def test_client_secret_jwt_is_an_hmac_of_the_secret() -> None:
                 client_secret="s" * 40,
                 token_endpoint="https://o.example/t",
                 now=NOW,
+                jti="j",
                 alg="HS384",
             ),
             "client_secret_too_short",
@@ -163,19 +181,20 @@ def test_client_secret_jwt_is_an_hmac_of_the_secret() -> None:
                 client_secret="s" * 40,
                 token_endpoint="https://o.example/t",
                 now=NOW,
+                jti="j",
                 alg="RS256",
             ),
             "client_auth_invalid",
         ),
         (
             lambda: client_secret_jwt(
-                client_id="c", client_secret="s" * 40, token_endpoint="http://o.example/t", now=NOW
+                client_id="c", client_secret="s" * 40, token_endpoint="http://o.example/t", now=NOW, jti="j"
             ),
             "client_auth_invalid",
         ),
         (
             lambda: client_secret_jwt(
-                client_id="", client_secret="s" * 40, token_endpoint="https://o.example/t", now=NOW
+                client_id="", client_secret="s" * 40, token_endpoint="https://o.example/t", now=NOW, jti="j"
             ),
             "client_auth_invalid",
         ),
@@ -185,6 +204,7 @@ def test_client_secret_jwt_is_an_hmac_of_the_secret() -> None:
                 client_secret="s" * 40,
                 token_endpoint="https://o.example/t",
                 now=NOW,
+                jti="j",
                 lifetime=301,
             ),
             "client_auth_invalid",
@@ -195,6 +215,7 @@ def test_client_secret_jwt_is_an_hmac_of_the_secret() -> None:
                 client_secret="s" * 40,
                 token_endpoint="https://o.example/t",
                 now=NOW,
+                jti="j",
                 lifetime=0,
             ),
             "client_auth_invalid",

@@ -136,6 +136,38 @@ async def test_a_spoiled_id_token_in_a_device_answer_fails_the_flow_and_stores_n
         assert await eng.tokens() == []
 
 
+@pytest.mark.parametrize("ending", ["granted", "denied", "expired"])
+async def test_exchange_returns_a_final_device_flow_unchanged_and_sends_nothing(
+    provider: OidcProvider, ending: str
+) -> None:
+    async with engine() as eng:
+        flow = await _start(eng, provider)
+        assert flow.device is not None
+        if ending == "expired":
+            provider.expire_device(flow.device.user_code)
+        else:
+            provider.decide_device(flow.device.user_code, approve=ending == "granted")
+        done = await eng.poll_device(flow)
+        assert done.outcome == ending
+        sent = len(provider.received("/token"))
+
+        again = await eng.exchange(flow.id)
+
+        assert again == done
+        assert eng.is_final(again)
+        assert len(provider.received("/token")) == sent
+
+
+async def test_exchange_of_a_pending_device_flow_points_at_polling(provider: OidcProvider) -> None:
+    async with engine() as eng:
+        flow = await _start(eng, provider)
+        with pytest.raises(fe.FlowStateError) as info:
+            await eng.exchange(flow.id)
+        assert "poll_device" in str(info.value)
+        assert provider.received("/token") == []
+        assert await eng.get(flow.id) == flow
+
+
 async def test_a_spec_without_device_section_refuses_start_device() -> None:
     async with fe.AsyncEngine("github", client=fe.Client("id", "secret", "https://app.example/cb")) as eng:
         with pytest.raises(fe.ConfigError) as info:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -21,7 +22,6 @@ from flowengine._jwks import JwksCache, SigningKey, read_jwks
 from flowengine._oidc import (
     IdTokenRules,
     left_half_hash,
-    new_nonce,
     nonce_hash,
     read_id_token,
     validate_id_token,
@@ -36,6 +36,11 @@ from tests.support import oidc_tokens
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, USER, OidcProvider, Sabotage
 
 NOW = 1_800_000_000.0
+
+
+def _new_nonce() -> str:
+    """A nonce as a client would draw one (the engine draws its own with each flow's state)."""
+    return secrets.token_urlsafe(32)
 
 
 async def _keys(provider: OidcProvider, transport: fe.Transport) -> tuple[SigningKey, ...]:
@@ -74,7 +79,7 @@ async def _validate_login(
 
 
 async def test_the_id_token_of_a_real_login_is_valid(provider: OidcProvider, transport: fe.Transport) -> None:
-    nonce = new_nonce()
+    nonce = _new_nonce()
     answer = await _login(provider, transport, nonce)
     token = await _validate_login(provider, transport, answer, nonce)
     assert (token.issuer, token.subject, token.audience) == (provider.issuer, USER.sub, (CLIENT_ID,))
@@ -92,7 +97,7 @@ async def test_each_default_algorithm_is_accepted(
     provider: OidcProvider, transport: fe.Transport, alg: str
 ) -> None:
     provider.sign_with(alg)
-    nonce = new_nonce()
+    nonce = _new_nonce()
     token = await _validate_login(provider, transport, await _login(provider, transport, nonce), nonce)
     assert token.header.alg == alg
 
@@ -116,9 +121,9 @@ REFUSALS = {
 async def test_each_spoiled_token_from_the_token_endpoint_is_refused_with_its_code(
     provider: OidcProvider, transport: fe.Transport, sabotage: Sabotage
 ) -> None:
-    provider.authorize(nonce=new_nonce())  # an earlier flow, whose nonce a replay would carry
+    provider.authorize(nonce=_new_nonce())  # an earlier flow, whose nonce a replay would carry
     provider.sabotage_next(sabotage)
-    nonce = new_nonce()
+    nonce = _new_nonce()
     answer = await _login(provider, transport, nonce)
     with pytest.raises(IdTokenError) as error:
         await _validate_login(provider, transport, answer, nonce)
@@ -249,13 +254,12 @@ async def test_claims_are_checked_as_core_says(
 
 
 async def test_the_nonce_is_compared_by_digest(provider: OidcProvider, transport: fe.Transport) -> None:
-    nonce = new_nonce()
-    assert len(nonce) >= 43 and nonce != new_nonce()
+    nonce = _new_nonce()
     assert nonce_hash(nonce) == fe.digest(nonce)
     good = _claims(provider, nonce=nonce)
     assert await _check(provider, transport, good, nonce_hash=nonce_hash(nonce)) is None
     other = await _check(
-        provider, transport, _claims(provider, nonce=new_nonce()), nonce_hash=nonce_hash(nonce)
+        provider, transport, _claims(provider, nonce=_new_nonce()), nonce_hash=nonce_hash(nonce)
     )
     assert _code(other) == "id_token_nonce_mismatch"
     assert await _check(provider, transport, good) is None  # a flow that sent no nonce checks none

@@ -195,6 +195,39 @@ async def test_sec5_a_multi_tenant_issuer_names_the_tokens_own_tenant(
         assert done.error is not None and done.error.code == "id_token_wrong_issuer"
 
 
+OTHER_TENANT = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+
+
+@pytest.mark.parametrize(
+    ("tenant", "tid", "ok"),
+    [
+        (TENANT, OTHER_TENANT, False),  # one tenant configured: another tenant's token is refused
+        (TENANT, TENANT, True),
+        ("common", OTHER_TENANT, True),  # the multi-tenant aliases: the token names its tenant
+        ("organizations", OTHER_TENANT, True),
+        ("consumers", OTHER_TENANT, True),
+    ],
+)
+async def test_sec35_a_configured_tenant_is_never_replaced_by_the_tokens_own_claim(
+    tenant: str, tid: str, ok: bool
+) -> None:
+    provider = Provider(iss=f"https://login.microsoftonline.com/{tid}/v2.0", tid=tid)
+    async with _engine(provider, "microsoft") as eng:
+        done = await _login(eng, provider, connection={"tenant": tenant})
+        assert (done.outcome == "granted") is ok, done.error
+        if not ok:
+            assert done.error is not None and done.error.code == "id_token_wrong_issuer"
+            assert await eng.tokens() == [] and eng.unsaved_tokens == []
+
+
+def test_sec35_a_spec_must_say_which_values_let_a_claim_name_the_tenant() -> None:
+    data = fe.spec_document(fe.load_spec("microsoft"))
+    del data["openid"]["multi_tenant"]
+    with pytest.raises(fe.SpecError) as caught:
+        fe.load_spec(data)
+    assert [p.path for p in caught.value.problems] == ["$.openid.multi_tenant.tenant"]
+
+
 # --- 32: the account is sub within iss -------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import flowengine as fe
 import pytest
+from flowengine.testing import MockTransport
 
 from tests.security.helpers import podio_data
 
@@ -142,3 +143,34 @@ def test_sec27_the_judge_reads_hosts_as_a_browser_does() -> None:
     assert not url.loopback
     assert fe.parse_web_url("http://[::1]:8080/").origin == "http://[::1]:8080"
     assert fe.parse_web_url("https://xn--bcher-kva.example/").host == "xn--bcher-kva.example"
+
+
+def _issuer_spec() -> fe.FlowSpec:
+    """The generic oidc spec, its issuer's pattern opened up: only the URL judge stands in the way."""
+    data = fe.spec_document(fe.load_spec("oidc"))
+    data["connection"]["issuer"]["pattern"] = ".+"
+    return fe.load_spec(data)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [u.replace("http:", "https:", 1) for u in DISAGREEING.values()]
+    + ["https://evil.example/..", "https://a/%2e%2e/b"],
+    ids=[*DISAGREEING.keys(), "dot-dot", "escaped-dot-dot"],
+)
+async def test_sec27_an_issuer_browsers_read_differently_is_refused_before_any_fetch(url: str) -> None:
+    fetched: list[str] = []
+
+    def provider(request: fe.HttpRequest) -> fe.HttpResponse:
+        fetched.append(request.url)
+        return fe.HttpResponse(404, {}, b"")
+
+    async with fe.AsyncEngine(
+        _issuer_spec(),
+        client=fe.Client("cid", "secret", "https://app.example/cb"),
+        transport=MockTransport(provider),
+    ) as engine:
+        with pytest.raises(fe.ConfigError) as caught:
+            await engine.start(connection={"issuer": url.removesuffix("/authorize")})
+        assert caught.value.code in ("issuer_invalid", "connection_invalid")
+    assert fetched == []

@@ -369,6 +369,7 @@ async def test_json_variants_of_both_routes(browser: Browser, sandbox: SandboxFi
     assert finished.status_code == 200
     outcome = finished.json()
     assert outcome["outcome"] == "success" and outcome["state"] == "exchanged"
+    assert outcome["flow_outcome"] == "granted"  # the engine's word beside the page's
     assert outcome["account"] == {"type": "user", "id": 1001}
     assert outcome["token_fingerprint"].startswith("sha256:")
     assert outcome["error"] is None and outcome["retry_url"] is None
@@ -378,7 +379,7 @@ async def test_json_variants_of_both_routes(browser: Browser, sandbox: SandboxFi
     assert len(sandbox.token_requests()) == 1
 
     denied = await browser.get(await browser.authorize(approve=False), accept="application/json")
-    assert denied.json()["outcome"] == "denied"
+    assert (denied.json()["outcome"], denied.json()["flow_outcome"]) == ("denied", "denied")
     assert denied.json()["error"]["description"] == "The user denied your request."
     assert denied.json()["retry_url"] == "/auth/podio"
 

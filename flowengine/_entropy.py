@@ -1,0 +1,44 @@
+"""The driver's one source of randomness: every random value a flow or a request needs.
+
+The core draws nothing (``tests/test_layers.py`` forbids ``secrets``, ``random`` and
+``uuid`` in it): the flow id, ``state``, PKCE verifier and nonce come in with ``Begin``
+(``flow_secrets``), a signed client assertion's ``jti`` with its input (``new_token``).
+They are all drawn here, from ``secrets`` (SECURITY.md 1, 2), unless a test replaced
+the source (``flowengine.testing.seeded_randomness``).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable
+
+from flowengine._steps import FlowSecrets
+
+__all__ = ["flow_secrets", "new_token", "use_source"]
+
+#: Where random bytes come from: ``n`` bytes in, ``n`` random bytes out.
+Source = Callable[[int], bytes]
+
+_source: Source = secrets.token_bytes
+
+
+def use_source(source: Source) -> Source:
+    """Draw every later value from ``source``; returns the source it replaced (tests only)."""
+    global _source
+    previous, _source = _source, source
+    return previous
+
+
+def new_token() -> str:
+    """256 random bits, URL-safe (43 characters): a ``state``, verifier, nonce or ``jti``."""
+    return base64.urlsafe_b64encode(_source(32)).rstrip(b"=").decode("ascii")
+
+
+def flow_secrets(*, pkce: bool) -> FlowSecrets:
+    """Fresh values for a new flow: a 128-bit id, and 256-bit ``state``, nonce and PKCE verifier.
+
+    The id is hex: it never starts with ``-``, which a command line would read as an option.
+    """
+    flow_id = _source(16).hex()
+    return FlowSecrets(flow_id, new_token(), new_token() if pkce else None, new_token())
