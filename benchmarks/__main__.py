@@ -3,10 +3,14 @@
 Runs every benchmark, each in a fresh Python process (one benchmark's million
 flows or open sockets never weigh on the next one's figures), and prints one
 Markdown table: the median of several rounds with min and max beside it, and
-for each target whether it is met or by how much it is missed. ``--json``
-also writes every figure, the machine and the command. ``--quick`` is the
-smoke run CI uses: every benchmark runs, with fewer flows and rounds, in
-under a minute; its figures are too short to judge the targets by.
+for each target whether it is met or by how much it is missed. Every ratio
+row names its baseline and that baseline's median beside its own figure.
+``--json`` also writes every figure, the machine and the command; each row
+there keeps its two sides (``figure``, ``figure_value``, ``baseline``,
+``baseline_value``) with its ratio, target and verdict, so a check can read
+the ratios without parsing the table. ``--quick`` is the
+smoke run: every benchmark runs, with fewer flows, tokens and rounds, in a
+few minutes; its figures are too short to judge the targets by.
 
 Benchmarks, in the order they run (each module's docstring says what it measures):
 startup, spec_load, engine_cost, scale, memory, e2e, stores, batch, web_load.
@@ -21,6 +25,7 @@ import importlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,7 +45,7 @@ __all__ = ["BENCHMARKS", "main", "print_rows", "run_one"]
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ("startup", "spec_load", "engine_cost", "scale", "memory", "e2e", "stores", "batch", "web_load")
 #: Seconds one benchmark may take before the suite gives up on it.
-TIMEOUT = {"quick": 120, "full": 1800}
+TIMEOUT = {"quick": 240, "full": 3600}
 
 
 def _single(value: float) -> Stat:
@@ -50,55 +55,51 @@ def _single(value: float) -> Stat:
 def _rows_of(name: str, result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The table rows of a benchmark's result: its own, or read from the shape it returns."""
     if "rows" in result:
-        return [row.as_dict() if isinstance(row, Row) else dict(row) for row in result["rows"]]
-    if name == "stores":
-        return _store_rows(result)
-    if name == "web_load":
-        return _web_rows(result)
-    if name == "batch" and isinstance(result.get("refresh"), list):
-        return _batch_rows(result)
+        return with_baselines(
+            [row.as_dict() if isinstance(row, Row) else dict(row) for row in result["rows"]]
+        )
     return _generic_rows(name, result)
 
 
-def _store_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows: list[Row] = []
-    for backend, by_concurrency in result.get("cas", {}).items():
-        if "skipped" in by_concurrency:
-            rows.append(Row("stores", f"{backend}: skipped ({by_concurrency['skipped']})", _single(0), ""))
+def _words(name: str) -> set[str]:
+    return set(re.findall(r"[\w.]+", name.lower()))
+
+
+def _side_row(name: str, candidates: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The figure row a ratio side names: that name before its ``:``, or starting it, or holding its words."""
+    exact = [row for row in candidates if row["metric"].split(": ", 1)[0].strip() == name]
+    if len(exact) == 1:
+        return exact[0]
+    prefixed = [row for row in candidates if row["metric"].startswith(name + " ")]
+    if len(prefixed) == 1:
+        return prefixed[0]
+    wanted = _words(name)
+    loose = [row for row in candidates if wanted <= _words(row["metric"].split(": ", 1)[0])]
+    return loose[0] if len(loose) == 1 else None
+
+
+def with_baselines(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill in the two sides of a ratio row (``A / B ...``) that did not name them, from its bench's rows.
+
+    A benchmark should name them itself (``ratio_of``, or ``ratio_row`` with
+    ``figure=``/``baseline=``); this reads them back from the rows the ratio
+    was made of. A side it cannot find stays empty, which the smoke test flags.
+    """
+    for row in rows:
+        if row["unit"] != "x" or row.get("baseline") or " / " not in row["metric"]:
             continue
-        for label, figures in by_concurrency.items():
-            bench = f"stores c{label[1:]}"
-            rows.append(
-                Row(bench, f"{backend}: CAS transitions/s", _single(figures["transitions_per_s"]), "/s")
-            )
-            rows.append(Row(bench, f"{backend}: p99 latency", _single(figures["p99_ms"]), "ms"))
-    return [row.as_dict() for row in rows]
-
-
-def _web_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows: list[Row] = []
-    for run in result.get("runs", []):
-        bench = f"web load, {run['workers']} worker(s), {run['store']}"
-        rows.append(
-            Row(bench, f"{run['browsers']} browsers: flows/s", _single(run["flows_per_second"]), "/s")
+        left, right = row["metric"].split(" / ", 1)
+        right = right.split(": ", 1)[0].split(", ", 1)[0].strip()
+        candidates = [other for other in rows if other["bench"] == row["bench"] and other["unit"] != "x"]
+        figure, baseline = _side_row(left.strip(), candidates), _side_row(right, candidates)
+        if figure is None or baseline is None or figure is baseline:
+            continue
+        row.update(
+            figure=figure["metric"],
+            figure_value=figure["value"],
+            baseline=baseline["metric"],
+            baseline_value=baseline["value"],
         )
-        rows.append(Row(bench, "flow p99 latency", _single(run["p99_ms"]), "ms"))
-    return [row.as_dict() for row in rows]
-
-
-def _batch_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Refreshes per second per side and concurrency (benchmarks/batch.py's shape), then the proof."""
-    rows: list[dict[str, Any]] = []
-    for entry in result["refresh"]:
-        bench = f"batch refresh c{entry.get('concurrency', '?')}"
-        for key, value in entry.items():
-            if key in ("tokens", "concurrency") or not isinstance(value, int | float):
-                continue
-            unit = "x" if key.startswith("ratio") else "/s"
-            rows.append(
-                Row(bench, f"{key} ({entry.get('tokens', '?')} tokens)", _single(value), unit).as_dict()
-            )
-    rows += _generic_rows("batch proof", result.get("proof", {}))
     return rows
 
 
@@ -119,13 +120,10 @@ def _generic_rows(name: str, result: Mapping[str, Any], prefix: str = "") -> lis
 def _run_module(name: str, quick: bool) -> dict[str, Any]:
     """Import and run one benchmark in this process; its result as JSON data."""
     module = importlib.import_module(f"benchmarks.{name}")
-    if name == "web_load":
-        runs = module.run([1, 2], 10 if quick else 50, 100 if quick else 1000, None)
-        result: dict[str, Any] = {"runs": runs}
-    else:
-        result = dict(module.run(quick))
+    result = dict(module.run(quick))
     result["rows"] = _rows_of(name, result)
-    return json.loads(json.dumps(result, default=_json_default))
+    data: dict[str, Any] = json.loads(json.dumps(result, default=_json_default))
+    return data
 
 
 def _json_default(value: object) -> object:
@@ -185,17 +183,22 @@ def _number(value: float) -> str:
 
 
 def print_rows(rows: Iterable[Row | Mapping[str, Any]], *, file: Any = None) -> None:
-    """The rows as a Markdown table: median, min, max, unit, target, verdict."""
+    """The rows as a Markdown table: median, min, max, unit, baseline and its median, target, verdict."""
     out = file or sys.stdout
-    print("| benchmark | measure | median | min | max | unit | target | verdict |", file=out)
-    print("| --- | --- | ---: | ---: | ---: | --- | --- | --- |", file=out)
+    print(
+        "| benchmark | measure | median | min | max | unit | baseline | baseline median | target | verdict |",
+        file=out,
+    )
+    print("| --- | --- | ---: | ---: | ---: | --- | --- | ---: | --- | --- |", file=out)
     for row in rows:
         data = row.as_dict() if isinstance(row, Row) else row
         value = data["value"]
         spread = ("", "") if value["rounds"] <= 1 else (_number(value["low"]), _number(value["high"]))
+        base = data.get("baseline_value")
         print(
             f"| {data['bench']} | {data['metric']} | {_number(value['median'])} | {spread[0]} | {spread[1]} "
-            f"| {data['unit']} | {data['target']} | {data['verdict']} |",
+            f"| {data['unit']} | {data.get('baseline', '')} | {_number(base['median']) if base else ''} "
+            f"| {data['target']} | {data['verdict']} |",
             file=out,
         )
 

@@ -33,6 +33,7 @@ __all__ = [
     "cpu_seconds",
     "interleaved",
     "machine",
+    "ratio_of",
     "ratio_row",
     "server_process",
     "stat",
@@ -78,7 +79,13 @@ def stat(values: Sequence[float]) -> Stat:
 
 @attrs.frozen
 class Row:
-    """One line of the suite's table; ``target`` and ``verdict`` only on the lines that have a target."""
+    """One line of the suite's table; ``target`` and ``verdict`` only on the lines that have a target.
+
+    A ratio row also names its two sides: ``figure`` over ``baseline``, each
+    with its own median, min and max from the same run (``figure_value``,
+    ``baseline_value``), so a reader of the JSON sees what the ratio compares
+    without looking for the rows it came from.
+    """
 
     bench: str
     metric: str
@@ -86,6 +93,10 @@ class Row:
     unit: str
     target: str = ""
     verdict: str = ""
+    figure: str = ""
+    figure_value: Stat | None = None
+    baseline: str = ""
+    baseline_value: Stat | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The row as JSON data."""
@@ -100,10 +111,24 @@ def verdict(value: float, limit: float, *, higher_is_better: bool) -> str:
     return f"missed by {shortfall:.0%}"
 
 
+Side = tuple[str, Sequence[float]]
+
+
 def ratio_row(
-    bench: str, metric: str, ratios: Sequence[float], limit: float, *, higher_is_better: bool
+    bench: str,
+    metric: str,
+    ratios: Sequence[float],
+    limit: float,
+    *,
+    higher_is_better: bool,
+    figure: Side | None = None,
+    baseline: Side | None = None,
 ) -> Row:
-    """A row for a same-run ratio with its target (``≥``/``≤`` ``limit``x)."""
+    """A row for a same-run ratio with its target (``≥``/``≤`` ``limit``x).
+
+    ``figure`` and ``baseline`` are the two sides' names and per-round values;
+    pass them (or use ``ratio_of``) so the row carries its baseline.
+    """
     value = stat(ratios)
     sign = "≥" if higher_is_better else "≤"
     return Row(
@@ -113,7 +138,42 @@ def ratio_row(
         "x",
         f"{sign} {limit:g}x",
         verdict(value.median, limit, higher_is_better=higher_is_better),
+        *_sides(figure, baseline),
     )
+
+
+def _sides(figure: Side | None, baseline: Side | None) -> tuple[str, Stat | None, str, Stat | None]:
+    return (
+        figure[0] if figure else "",
+        stat(figure[1]) if figure else None,
+        baseline[0] if baseline else "",
+        stat(baseline[1]) if baseline else None,
+    )
+
+
+def ratio_of(
+    bench: str,
+    figures: dict[str, list[float]],
+    figure: str,
+    baseline: str,
+    limit: float | None = None,
+    *,
+    higher_is_better: bool = True,
+) -> Row:
+    """``figure`` over ``baseline`` round by round (both in ``figures``); a target if ``limit`` is given."""
+    ratios = [a / b for a, b in zip(figures[figure], figures[baseline], strict=True)]
+    sides = ((figure, figures[figure]), (baseline, figures[baseline]))
+    if limit is not None:
+        return ratio_row(
+            bench,
+            f"{figure} / {baseline}",
+            ratios,
+            limit,
+            higher_is_better=higher_is_better,
+            figure=sides[0],
+            baseline=sides[1],
+        )
+    return Row(bench, f"{figure} / {baseline}", stat(ratios), "x", "", "", *_sides(*sides))
 
 
 def interleaved(rounds: int, sides: dict[str, Callable[[], float]]) -> dict[str, list[float]]:

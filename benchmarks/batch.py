@@ -1,47 +1,64 @@
-"""Batch refreshes: the engine against plain httpx, and the issue's proof at full size.
+"""Batch refreshes at 10,000 and 100,000 tokens beside raw aiohttp, resident memory per token, and the proof.
 
-    python -m benchmarks.batch            # 10,000 tokens at concurrency 1, 32, 128; proof with 2,000
-    python -m benchmarks.batch --quick    # 500 tokens; proof with 200: well under a minute
+    python -m benchmarks.batch            # 10,000 and 100,000 tokens; proof with 2,000
+    python -m benchmarks.batch --quick    # 1,000 and 2,000 tokens, c128 only; proof with 200
 
-The sandbox runs in a process of its own (so the client's event loop has a core
-to itself), with rate limits off and refresh tokens not rotated: every run then
-refreshes the same tokens with the same requests. For each concurrency it
-measures, on the same sandbox and in one run:
+Each size runs in a fresh Python process of its own (so its resident memory is
+its own), against a sandbox in another process with rate limits off
+(``SandboxSettings(rate_limit=None)``; ``client_rate_limit`` is off by
+default) and refresh tokens not rotated, so every round refreshes the same
+tokens with the same requests. The tokens are first granted through the batch
+(``podio-app``, one app per token) into a memory store. Then, in the same
+process, interleaved round by round at concurrency 128:
 
-- ``httpx``: plain ``httpx.AsyncClient`` posts of the refresh requests (the floor);
-- ``engine``: ``AsyncEngine.refresh()`` per token (memory store, httpx transport);
-- ``batch``: ``Batch.refresh()`` (the engine plus the rate limiter, progress, results);
-- ``aiohttp`` (plain, when installed): whether another client library would be faster.
+- ``aiohttp.ClientSession``: the floor, what a user would write without
+  flowengine: one session, a connector of 128 connections, 128 workers each
+  posting the refresh request of the next token (the same JSON body), reading
+  the JSON answer and keeping the new access token;
+- ``flowengine Batch.refresh``: ``Batch(concurrency=128, account_limit=None)``
+  over the default transport (aiohttp when installed, a pool of 128), every
+  token of the store refreshed, checked, stored, and its result reported.
 
-``ratio`` is engine (or batch) refreshes per second over plain httpx's. The proof
+Target: the batch at least 0.8x the floor at 100,000 tokens (and at 10,000).
+At the smallest size the same two sides also run at concurrency 1 and 32
+(no target; not with ``--quick``). Resident memory (``VmRSS``, after a garbage collection) is read
+before the grants, after them, and after one ``Batch.refresh`` with its report
+still held (after a warm-up of 100 tokens in a store of its own, so that
+imports, the spec and the pools are paid before the first reading): the
+growth per token of the whole (store, engine, batch, report),
+and the larger size's over the smaller's (target ≤ 1.2x: flat). The proof
 refreshes N tokens through 10% injected faults under a per-key rate limit and
 checks what tests/batch/test_refresh_proof.py checks. ``run(quick)`` returns
-the figures as a dict for a suite runner.
+the figures and rows for the suite.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import cProfile
-import io
+import gc
 import json
-import pstats
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 import flowengine as fe
 import httpx
 
+from benchmarks._common import Row, ratio_of, ratio_row, run_alone, stat
 from flowengine_batch import Batch, GrantItem, RateLimit
 from flowengine_memory import MemoryStore
 
-CONCURRENCY = (1, 32, 128)
+CONCURRENCY = 128
+FLOOR = "aiohttp.ClientSession"
+BATCH = "flowengine Batch.refresh"
+#: The batch's refreshes/s over the floor's; the largest size's memory per token over the smallest's.
+RATE_TARGET, FLAT_TARGET = 0.8, 1.2
 _FAULTS = [  # 10% of token requests fail
     {"kind": "status", "share": 0.05},
     {"kind": "rate_limit", "share": 0.02, "retry_after": 0},
@@ -49,6 +66,7 @@ _FAULTS = [  # 10% of token requests fail
     {"kind": "reset", "stage": "before", "share": 0.01},
     {"kind": "reset", "share": 0.01},
 ]
+
 _SANDBOX = """
 import sys
 from flowengine_sandbox.app import create_app
@@ -97,60 +115,8 @@ def _client() -> fe.Client:
     return fe.Client("sandbox-client", "sandbox-secret")
 
 
-async def _workers(count: int, concurrency: int, work: Callable[[int], Awaitable[None]]) -> float:
-    """Run ``work(i)`` for every i with ``concurrency`` workers; the seconds it took."""
-    queue = iter(range(count))
-
-    async def worker() -> None:
-        for index in queue:
-            await work(index)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return time.perf_counter() - started
-
-
-async def _plain_httpx(url: str, refresh_tokens: Sequence[str], concurrency: int) -> float:
-    limits = httpx.Limits(
-        max_connections=max(100, concurrency), max_keepalive_connections=max(100, concurrency)
-    )
-    async with httpx.AsyncClient(limits=limits, trust_env=False, timeout=30) as client:
-
-        async def post(index: int) -> None:
-            body = {
-                "grant_type": "refresh_token",
-                "client_id": "sandbox-client",
-                "client_secret": "sandbox-secret",
-            }
-            response = await client.post(url, json={**body, "refresh_token": refresh_tokens[index]})
-            response.raise_for_status()
-
-        return await _workers(len(refresh_tokens), concurrency, post)
-
-
-async def _plain_aiohttp(url: str, refresh_tokens: Sequence[str], concurrency: int) -> float | None:
-    try:
-        import aiohttp
-    except ImportError:
-        return None
-    connector = aiohttp.TCPConnector(limit=max(100, concurrency))
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def post(index: int) -> None:
-            body = {
-                "grant_type": "refresh_token",
-                "client_id": "sandbox-client",
-                "client_secret": "sandbox-secret",
-            }
-            async with session.post(url, json={**body, "refresh_token": refresh_tokens[index]}) as response:
-                response.raise_for_status()
-                await response.read()
-
-        return await _workers(len(refresh_tokens), concurrency, post)
-
-
 async def _seed(sandbox: Sandbox, store: MemoryStore, count: int) -> list[fe.Token]:
-    batch = Batch(concurrency=64, account_limit=None)
+    batch = Batch(concurrency=CONCURRENCY, account_limit=None)
     engine = batch.engine(
         "podio-app", client=_client(), store=store, endpoints={"token": _token_url(sandbox)}
     )
@@ -168,74 +134,154 @@ def _token_url(sandbox: Sandbox) -> str:
     return sandbox.url + "/oauth/token/v2"
 
 
-async def _compare(sandbox: Sandbox, count: int, profile: bool) -> list[dict[str, Any]]:
-    store = MemoryStore()
-    tokens = await _seed(sandbox, store, count)
-    refresh_tokens = [t.refresh_token or "" for t in tokens]
-    url = _token_url(sandbox)
-    rows = []
-    for concurrency in CONCURRENCY:
-        row: dict[str, Any] = {"tokens": count, "concurrency": concurrency}
-        row["httpx"] = count / await _plain_httpx(url, refresh_tokens, concurrency)
-        aio = await _plain_aiohttp(url, refresh_tokens, concurrency)
-        row["aiohttp"] = count / aio if aio else None
-        config = fe.TransportConfig(max_connections=max(100, concurrency))
-        engine = fe.AsyncEngine(
-            "podio-app", client=_client(), store=store, endpoints={"token": url}, transport_config=config
+def rss_bytes() -> int:
+    """This process's resident memory now, after a garbage collection (Linux: ``/proc/self/status``)."""
+    gc.collect()
+    status = Path("/proc/self/status").read_text()
+    found = re.search(r"VmRSS:\s+(\d+) kB", status)
+    return int(found.group(1)) * 1024 if found else 0
+
+
+async def _workers(count: int, concurrency: int, work: Callable[[int], Awaitable[None]]) -> float:
+    """Run ``work(i)`` for every i with ``concurrency`` workers; the seconds it took."""
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for index in queue:
+            await work(index)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - started
+
+
+async def _floor(url: str, refresh_tokens: Sequence[str], concurrency: int) -> float:
+    """Refreshes per second of plain aiohttp: one session, the same requests, the answers kept."""
+    import aiohttp
+
+    kept: dict[int, str] = {}
+    body = {"grant_type": "refresh_token", "client_id": "sandbox-client", "client_secret": "sandbox-secret"}
+    connector = aiohttp.TCPConnector(limit=max(100, concurrency))
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(index: int) -> None:
+            async with session.post(url, json={**body, "refresh_token": refresh_tokens[index]}) as response:
+                response.raise_for_status()
+                kept[index] = (await response.json())["access_token"]
+
+        seconds = await _workers(len(refresh_tokens), concurrency, post)
+    assert len(kept) == len(refresh_tokens)
+    return len(refresh_tokens) / seconds
+
+
+async def _batch(url: str, store: MemoryStore, count: int, concurrency: int) -> tuple[float, Any]:
+    """Refreshes per second of ``Batch.refresh`` over every stored token; and its report."""
+    batch = Batch(concurrency=concurrency, account_limit=None)
+    engine = batch.engine("podio-app", client=_client(), store=store, endpoints={"token": url})
+    started = time.perf_counter()
+    report = await batch.refresh(engine).wait()
+    seconds = time.perf_counter() - started
+    await engine.transport.aclose()
+    assert report.counts == {"refreshed": count}, report.counts
+    return count / seconds, report
+
+
+async def measure_size(count: int, rounds: int, concurrencies: Sequence[int]) -> dict[str, Any]:
+    """One size in this process: memory through the grants and a refresh, then the sides interleaved."""
+    sandbox = Sandbox(count)
+    try:
+        url = _token_url(sandbox)
+        warm = MemoryStore()  # one-time costs (imports, the spec, the pools) before the first reading
+        await _seed(sandbox, warm, min(100, count))
+        await _batch(url, warm, min(100, count), CONCURRENCY)
+        del warm
+        memory = {"start": rss_bytes()}
+        store = MemoryStore()
+        tokens = await _seed(sandbox, store, count)
+        memory["granted"] = rss_bytes()
+        _, report = await _batch(url, store, count, CONCURRENCY)
+        memory["refreshed"] = rss_bytes()
+        del report
+        refresh_tokens = [t.refresh_token or "" for t in tokens]
+        del tokens
+        figures: dict[str, dict[str, list[float]]] = {}
+        for concurrency in concurrencies:
+            sides = {FLOOR: lambda c=concurrency: _floor(url, refresh_tokens, c)}
+            sides[BATCH] = lambda c=concurrency: _first(_batch(url, store, count, c))
+            runs: dict[str, list[float]] = {name: [] for name in sides}
+            for index in range(rounds):
+                names = list(sides)[index % 2 :] + list(sides)[: index % 2]
+                for name in names:
+                    runs[name].append(await sides[name]())
+            figures[f"c{concurrency}"] = runs
+    finally:
+        sandbox.stop()
+    return {"tokens": count, "rss": memory, "per_second": figures}
+
+
+async def _first(pair: Awaitable[tuple[float, Any]]) -> float:
+    return (await pair)[0]
+
+
+def _size_in_child(count: int, rounds: int, concurrencies: Sequence[int]) -> dict[str, Any]:
+    """``measure_size`` in a fresh interpreter: its memory figures are its own."""
+    with tempfile.TemporaryDirectory(prefix="fe-bench-batch-") as tmp:
+        out = Path(tmp) / "size.json"
+        code = (
+            "import asyncio, json, pathlib\n"
+            "from benchmarks.batch import measure_size\n"
+            f"result = asyncio.run(measure_size({count}, {rounds}, {list(concurrencies)!r}))\n"
+            f"pathlib.Path({str(out)!r}).write_text(json.dumps(result))\n"
         )
-        keys = [t.key for t in tokens]
+        done = subprocess.run([sys.executable, "-c", code], check=False, timeout=3600)  # noqa: S603
+        if done.returncode != 0 or not out.exists():
+            raise RuntimeError(f"the batch benchmark at {count:,} tokens failed ({done.returncode})")
+        result: dict[str, Any] = json.loads(out.read_text())
+    return result
 
-        async def refresh(index: int, engine: fe.AsyncEngine = engine, keys: list[str] = keys) -> None:
-            await engine.refresh(keys[index])
 
-        row["engine"] = count / await _workers(count, concurrency, refresh)
-        await engine.transport.aclose()
-        batch = Batch(concurrency=concurrency, account_limit=None)
-        batched = batch.engine("podio-app", client=_client(), store=store, endpoints={"token": url})
-        profiler = cProfile.Profile() if profile and concurrency == 32 else None
-        started = time.perf_counter()
-        if profiler:
-            profiler.enable()
-        report = await batch.refresh(batched).wait()
-        if profiler:
-            profiler.disable()
-            row["profile"] = _top(profiler)
-        row["batch"] = count / (time.perf_counter() - started)
-        assert report.counts == {"refreshed": count}, report.counts
-        await batched.transport.aclose()
-        aio_transport = _aiohttp_transport(concurrency)
-        if aio_transport is not None:
-            aio_engine = fe.AsyncEngine(
-                "podio-app", client=_client(), store=store, endpoints={"token": url}, transport=aio_transport
-            )
-
-            async def refresh_aio(
-                index: int, engine: fe.AsyncEngine = aio_engine, keys: list[str] = keys
-            ) -> None:
-                await engine.refresh(keys[index])
-
-            row["engine_aiohttp"] = count / await _workers(count, concurrency, refresh_aio)
-            await aio_transport.aclose()
-            aio_batch = Batch(concurrency=concurrency, account_limit=None)
-            aio_batched = aio_batch.engine(
-                "podio-app", client=_client(), store=store, endpoints={"token": url},
-                transport=_aiohttp_transport(concurrency),
-            )  # fmt: skip
-            started = time.perf_counter()
-            await aio_batch.refresh(aio_batched).wait()
-            row["batch_aiohttp"] = count / (time.perf_counter() - started)
-            await aio_batched.transport.aclose()
-        row["ratio_engine"] = row["engine"] / row["httpx"]
-        row["ratio_batch"] = row["batch"] / row["httpx"]
-        rows.append(row)
-        print(_line(row), flush=True)
+def size_rows(result: dict[str, Any]) -> list[Row]:
+    """Each side's refreshes per second per concurrency, and the batch over the floor (target at 128)."""
+    count = result["tokens"]
+    rows: list[Row] = []
+    for label, runs in result["per_second"].items():
+        bench = f"batch refresh {label}, {count:,} tokens"
+        rows += [Row(bench, f"{name}: refreshes/s", stat(values), "/s") for name, values in runs.items()]
+        limit = RATE_TARGET if label == f"c{CONCURRENCY}" else None
+        rows.append(ratio_of(bench, runs, BATCH, FLOOR, limit))
     return rows
 
 
-def _top(profiler: cProfile.Profile, lines: int = 12) -> str:
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(lines)
-    return out.getvalue()
+def memory_rows(results: Sequence[dict[str, Any]]) -> list[Row]:
+    """Resident memory growth per token at each size, and the largest size's over the smallest's."""
+    bench = "batch memory"
+    per_token: dict[str, list[float]] = {}
+    rows: list[Row] = []
+    for result in results:
+        count, rss = result["tokens"], result["rss"]
+        granted = (rss["granted"] - rss["start"]) / count
+        whole = (rss["refreshed"] - rss["start"]) / count
+        name = f"{count:,} tokens"
+        per_token[name] = [whole]
+        rows.append(Row(bench, f"{name}: resident growth per token, granted", stat([granted]), "B"))
+        rows.append(Row(bench, f"{name}: resident growth per token, granted + refreshed", stat([whole]), "B"))
+    names = list(per_token)
+    if len(names) < 2:
+        return rows
+    small, large = names[0], names[-1]
+    ratio = per_token[large][0] / per_token[small][0]
+    rows.append(
+        ratio_row(
+            bench,
+            f"per token: {large} / {small}",
+            [ratio],
+            FLAT_TARGET,
+            higher_is_better=False,
+            figure=(f"{large}: growth per token", per_token[large]),
+            baseline=(f"{small}: growth per token", per_token[small]),
+        )
+    )
+    return rows
 
 
 async def _proof(sandbox: Sandbox, count: int) -> dict[str, Any]:
@@ -299,85 +345,38 @@ def _fingerprint(secret: str) -> str:
     return fingerprint(secret)
 
 
-_COLUMNS = ("tokens", "conc", "httpx", "aiohttp", "engine", "batch", "eng+aio", "bat+aio", "eng/hx", "bat/hx")
-_KEYS = ("tokens", "concurrency", "httpx", "aiohttp", "engine", "batch", "engine_aiohttp", "batch_aiohttp",
-         "ratio_engine", "ratio_batch")  # fmt: skip
+def proof_rows(proof: dict[str, Any]) -> list[Row]:
+    """The proof's checks as rows (counts, not speeds)."""
+    bench = f"batch proof, {proof['tokens']:,} tokens"
+    rows = [
+        Row(bench, "seconds", stat([proof["seconds"]]), "s"),
+        Row(bench, "faults injected", stat([proof["faults_injected"]]), ""),
+        Row(bench, "most refreshes of one token", stat([proof["max_refreshes_per_token"]]), ""),
+        Row(bench, "rejected by the sandbox's limits", stat([proof["rejected_by_sandbox"]]), ""),
+    ]
+    rows += [Row(bench, f"outcome {name}", stat([n]), "") for name, n in sorted(proof["counts"].items())]
+    return rows
 
 
-def _line(row: dict[str, Any]) -> str:
-    cells = []
-    for key in _KEYS:
-        value = row.get(key)
-        cells.append(
-            "       -" if value is None else f"{value:8.2f}" if key.startswith("ratio") else f"{value:8.0f}"
-        )
-    return " ".join(cells)
-
-
-class AiohttpTransport:
-    """A Transport over one aiohttp session: what a transport plugin built on aiohttp would do."""
-
-    def __init__(self, connections: int) -> None:
-        import aiohttp
-
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections))
-
-    async def send(self, request: fe.HttpRequest) -> fe.HttpResponse:
-        async with self._session.request(
-            request.method, request.url, headers=request.headers, data=request.body, allow_redirects=False
-        ) as response:
-            body = await response.read()
-            return fe.HttpResponse(response.status, dict(response.headers), body)
-
-    async def aclose(self) -> None:
-        await self._session.close()
-
-
-def _aiohttp_transport(concurrency: int) -> AiohttpTransport | None:
-    try:
-        return AiohttpTransport(max(100, concurrency))
-    except ImportError:
-        return None
-
-
-def run(quick: bool = False, profile: bool = False) -> dict[str, Any]:
-    """Measure; return ``{"refresh": [rows], "proof": {...}}`` (refreshes per second, ratios)."""
-    count, proof_count = (500, 200) if quick else (10_000, 2_000)
-    print(" ".join(f"{name:>8}" for name in _COLUMNS))
-    sandbox = Sandbox(count)
-    try:
-        rows = asyncio.run(_compare(sandbox, count, profile))
-    finally:
-        sandbox.stop()
+def run(quick: bool = False, sizes: Sequence[int] | None = None) -> dict[str, Any]:
+    """Measure every size (default 10,000 and 100,000; quick 1,000 and 2,000), then the proof."""
+    default, rounds, proof_count = ((1000, 2000), 2, 200) if quick else ((10_000, 100_000), 2, 2_000)
+    sizes = sizes or default
+    results = []
+    for index, count in enumerate(sizes):
+        small = index == 0 and count <= 10_000 and not quick
+        concurrencies = (1, 32, CONCURRENCY) if small else (CONCURRENCY,)
+        results.append(_size_in_child(count, rounds, concurrencies))
     proof_box = Sandbox(proof_count)
     try:
         proof = asyncio.run(_proof(proof_box, proof_count))
     finally:
         proof_box.stop()
-    print("proof:", json.dumps(proof))
-    return {"refresh": rows, "proof": proof}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="500 tokens and a 200-token proof")
-    parser.add_argument(
-        "--profile", action="store_true", help="print where the batch run at concurrency 32 spends"
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    args = parser.parse_args()
-    results = run(args.quick, args.profile)
-    if args.profile:
-        for row in results["refresh"]:
-            if "profile" in row:
-                print(row["profile"])
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(results, handle, indent=2)
-    sys.stdout.flush()
+    rows = [row for result in results for row in size_rows(result)]
+    rows += memory_rows(results)
+    rows += proof_rows(proof)
+    return {"sizes": results, "proof": proof, "rows": rows}
 
 
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

@@ -19,7 +19,16 @@ import time
 import tracemalloc
 from typing import Any
 
-from benchmarks._common import CLIENT_ID, CLIENT_SECRET, MemoryTransport, Row, run_alone, stat, verdict
+from benchmarks._common import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    MemoryTransport,
+    Row,
+    ratio_row,
+    run_alone,
+    stat,
+    verdict,
+)
 
 __all__ = ["engine_bytes_per_flow", "plain_bytes_per_flow", "run"]
 
@@ -102,7 +111,6 @@ def run(quick: bool) -> dict[str, Any]:
         plain.append(plain_bytes_per_flow(count))
         gc.collect()
     per_flow = stat(engine)
-    ratio = stat([a / b for a, b in zip(engine, plain, strict=True)])
     bench = f"memory, {count:,} pending flows"
     rows = [
         Row(
@@ -114,13 +122,14 @@ def run(quick: bool) -> dict[str, Any]:
             verdict(per_flow.median, 1024, higher_is_better=False),
         ),
         Row(bench, "plain dict of the same fields, keyed by state", stat(plain), "B"),
-        Row(
+        ratio_row(
             bench,
             "flowengine / plain dict",
-            ratio,
-            "x",
-            "≤ 1.2x",
-            verdict(ratio.median, 1.2, higher_is_better=False),
+            [a / b for a, b in zip(engine, plain, strict=True)],
+            1.2,
+            higher_is_better=False,
+            figure=("flowengine memory store: per pending flow", engine),
+            baseline=("plain dict of the same fields, keyed by state", plain),
         ),
     ]
     return {"flows": count, "engine_bytes": engine, "plain_bytes": plain, "rows": rows}

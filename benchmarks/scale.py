@@ -20,7 +20,15 @@ import resource
 import time
 from typing import Any
 
-from benchmarks._common import CLIENT_ID, CLIENT_SECRET, MemoryTransport, Row, run_alone, stat, verdict
+from benchmarks._common import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    MemoryTransport,
+    Row,
+    ratio_row,
+    run_alone,
+    stat,
+)
 
 __all__ = ["run"]
 
@@ -115,15 +123,15 @@ def run(quick: bool) -> dict[str, Any]:
     largest = sizes[-1]
     for step in ("start", "callback"):
         ratios = [a / b for a, b in zip(figures[largest][step], figures[10][step], strict=True)]
-        value = stat(ratios)
         rows.append(
-            Row(
+            ratio_row(
                 "scale",
                 f"{step}: {largest:,} / 10 pending flows",
-                value,
-                "x",
-                "≤ 1.2x (flat)",
-                verdict(value.median, 1.2, higher_is_better=False),
+                ratios,
+                1.2,
+                higher_is_better=False,
+                figure=(f"{step} with {largest:,} pending flows", figures[largest][step]),
+                baseline=(f"{step} with 10 pending flows", figures[10][step]),
             )
         )
     fill = result["fill"][largest]

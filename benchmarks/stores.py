@@ -1,23 +1,35 @@
-"""Store benchmark: compare-and-set transitions per second and latency, per backend.
+"""Store benchmark: compare-and-set writes per second per backend, beside its own driver's floor.
 
-A "transition" is what the engine does for every step of a flow: read the flow,
-then ``compare_and_set`` its next version. Each task works on its own flows, so
-the figures measure the store, not contention on one row (the guarantees suite
-covers contention). Run: ``python -m benchmarks.stores [--quick] [--json FILE]``.
+Every step of a flow ends in ``compare_and_set`` of its next version. For each
+backend, in the same run and interleaved round by round (the order rotated):
+
+- ``compare_and_set``: the store's write of a flow's next version (the flows
+  built before the clock starts, each with the one new history entry an
+  engine step adds, which the store's counts read), the figure the target
+  is about;
+- ``get + compare_and_set``: the whole transition as the engine does it (a
+  read, then the write), for reference;
+- the floor: the backend's own driver doing the write with no store around it
+  (benchmarks/_store_floor.py says exactly what: one ``UPDATE`` for SQLite
+  and PostgreSQL, a ``GET`` and a ``SET`` for Redis), on rows of the same table.
+
+Target: the store's compare-and-set at concurrency 1 at least 0.7x its floor
+(for SQLite, the floor on its own worker thread as the store's; the inline
+floor, which blocks the event loop, is shown beside). Concurrency 32 is
+reported without a target. The memory store has no driver and no floor.
+Each task works on its own flows, so the figures measure the store, not
+contention on one row (the guarantees suite covers contention).
+Run: ``python -m benchmarks.stores [--quick]``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-import json
-import os
-import statistics
-import sys
 import time
 import tracemalloc
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +38,15 @@ import flowengine as fe
 from flowengine import _plugins as plugins
 from flowengine import digest
 
+from benchmarks._common import Row, ratio_of, run_alone, stat
+from benchmarks._store_floor import Floor, floors_for
+
+#: The store's compare-and-set over its floor at concurrency 1.
+TARGET = 0.7
+
 
 def _flow(n: int, run: str) -> fe.Flow:
+    """A pending flow as the engine stores it: its newest history entry is the step that led to its state."""
     now = time.time()
     return fe.Flow(
         id=f"{run}-{n}",
@@ -38,7 +57,19 @@ def _flow(n: int, run: str) -> fe.Flow:
         client_id="bench-client",
         redirect_uri="https://app.example.com/callback",
         state_hash=digest(f"{run}-{n}"),
+        history=(fe.HistoryEntry(now, "start", "new", "redirected"),),
     )
+
+
+def _next(flow: fe.Flow, versions: int = 1) -> fe.Flow:
+    """``flow`` ``versions`` writes later, as the engine writes a step: one new history entry.
+
+    The entry is a step from the flow's state to itself (``redirected``), so
+    every write moves no flow between states but counts a step, and the
+    record keeps its size however many rounds run.
+    """
+    step = fe.HistoryEntry(time.time(), "bench", flow.state, flow.state)
+    return attrs.evolve(flow, version=flow.version + versions, history=(step,))
 
 
 def store_urls(tmp: Path) -> dict[str, str]:
@@ -71,35 +102,91 @@ async def _cleanup(name: str, url: str) -> None:
             await conn.commit()
 
 
-async def measure_cas(url: str, *, concurrency: int, transitions: int) -> dict[str, float]:
-    """Transitions per second, p50 and p99 latency (ms) at ``concurrency`` tasks."""
-    store = plugins.open_store(url)
-    run = uuid.uuid4().hex[:8]
-    per_task = max(1, transitions // concurrency)
-    flows = [_flow(n, run) for n in range(concurrency)]
+CAS = "flowengine store: compare_and_set"
+TRANSITION = "flowengine store: get + compare_and_set"
+Side = Callable[[int, int], Awaitable[float]]
+
+
+async def _store_sides(store: Any, run: str, concurrency: int) -> dict[str, Side]:
+    """The store's two sides: ``side(task, n)`` does ``n`` steps on its task's own flow; its seconds."""
+    flows: dict[str, list[fe.Flow]] = {}
+    for side in (CAS, TRANSITION):
+        flows[side] = [_flow(n, f"{run}-{len(flows)}") for n in range(concurrency)]
+        for flow in flows[side]:
+            await store.create(flow)
+
+    async def cas(task: int, n: int) -> float:
+        current = flows[CAS][task]
+        moves = [_next(current, i) for i in range(1, n + 1)]
+        began = time.perf_counter()
+        for moved in moves:
+            assert await store.compare_and_set(moved, moved.version - 1)
+        flows[CAS][task] = moves[-1]
+        return time.perf_counter() - began
+
+    async def transition(task: int, n: int) -> float:
+        flow_id = flows[TRANSITION][task].id
+        began = time.perf_counter()
+        for _ in range(n):
+            current = await store.get(flow_id)
+            assert current is not None
+            assert await store.compare_and_set(_next(current), current.version)
+        return time.perf_counter() - began
+
+    return {CAS: cas, TRANSITION: transition}
+
+
+async def _floor_side(store: Any, floor: Floor, run: str, concurrency: int) -> Side:
+    """A floor on rows of its own, created through the store (same table, same triggers)."""
+    flows = [_flow(n, f"{run}-floor-{id(floor)}") for n in range(concurrency)]
     for flow in flows:
         await store.create(flow)
-    latencies: list[float] = []
+    await floor.open([flow.id for flow in flows])
 
-    async def worker(flow: fe.Flow) -> None:
-        for _ in range(per_task):
-            began = time.perf_counter()
-            current = await store.get(flow.id)
-            assert current is not None
-            moved = attrs.evolve(current, version=current.version + 1)
-            assert await store.compare_and_set(moved, current.version)
-            latencies.append(time.perf_counter() - began)
+    async def side(task: int, n: int) -> float:
+        began = time.perf_counter()
+        for _ in range(n):
+            await floor.step(task)
+        return time.perf_counter() - began
 
-    began = time.perf_counter()
-    await asyncio.gather(*(worker(flow) for flow in flows))
-    elapsed = time.perf_counter() - began
-    await store.aclose()
-    latencies.sort()
-    return {
-        "transitions_per_s": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-    }
+    return side
+
+
+async def measure_backend(
+    backend: str, url: str, *, concurrency: int, steps: int, rounds: int
+) -> dict[str, list[float]]:
+    """Steps per second of every side, round by round, the sides' order rotated each round."""
+    store = plugins.open_store(url)
+    run = uuid.uuid4().hex[:8]
+    floors = floors_for(backend, url)
+    try:
+        sides = await _store_sides(store, run, concurrency)
+        for floor in floors:
+            sides[floor.name] = await _floor_side(store, floor, run, concurrency)
+        per_task = max(1, steps // concurrency)
+        names = list(sides)
+        figures: dict[str, list[float]] = {name: [] for name in names}
+        for index in range(rounds):
+            shift = index % len(names)
+            for name in names[shift:] + names[:shift]:
+                began = time.perf_counter()
+                await asyncio.gather(*(sides[name](task, per_task) for task in range(concurrency)))
+                figures[name].append(per_task * concurrency / (time.perf_counter() - began))
+        return figures
+    finally:
+        for floor in floors:
+            await floor.aclose()
+        await store.aclose()
+
+
+def backend_rows(backend: str, concurrency: int, figures: dict[str, list[float]]) -> list[Row]:
+    """A row per side, then the store's compare-and-set over each floor (the first one with the target)."""
+    bench = f"stores {backend} c{concurrency}"
+    rows = [Row(bench, f"{name}: per s", stat(values), "/s") for name, values in figures.items()]
+    for index, floor in enumerate(name for name in figures if name not in (CAS, TRANSITION)):
+        limit = TARGET if concurrency == 1 and index == 0 else None
+        rows.append(ratio_of(bench, figures, CAS, floor, limit))
+    return rows
 
 
 def memory_per_pending_flow(count: int) -> dict[str, float]:
@@ -145,59 +232,33 @@ def available(name: str) -> bool:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    """Every store at concurrency 1 and 32, and memory per pending flow."""
+    """Every store at concurrency 1 (the target) and 32 beside its driver's floor; memory per flow."""
     import tempfile
 
-    transitions = 300 if quick else 3000
-    results: dict[str, Any] = {"cas": {}, "memory": memory_per_pending_flow(10_000 if quick else 100_000)}
+    steps, rounds = (60, 3) if quick else (500, 7)
+    results: dict[str, Any] = {"steps_per_round": steps, "rounds": rounds, "per_second": {}}
+    results["memory"] = memory_per_pending_flow(10_000 if quick else 100_000)
+    rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, url in store_urls(Path(tmp)).items():
             if not available(name):
-                results["cas"][name] = {"skipped": "service not reachable"}
+                results["per_second"][name] = {"skipped": "service not reachable"}
+                rows.append(Row(f"stores {name}", "skipped: service not reachable", stat([0.0]), ""))
                 continue
             try:
-                results["cas"][name] = {
-                    f"c{c}": asyncio.run(measure_cas(url, concurrency=c, transitions=transitions))
-                    for c in (1, 32)
-                }
-            except fe.PluginError as exc:
-                results["cas"][name] = {"skipped": str(exc)}
+                for c in (1, 32):
+                    figures = asyncio.run(
+                        measure_backend(
+                            name, url, concurrency=c, steps=steps * (1 if c == 1 else 4), rounds=rounds
+                        )
+                    )
+                    results["per_second"].setdefault(name, {})[f"c{c}"] = figures
+                    rows += backend_rows(name, c, figures)
             finally:
                 asyncio.run(_cleanup(name, url))
+    results["rows"] = rows
     return results
 
 
-def print_table(results: dict[str, Any]) -> None:
-    """The results as the Markdown table docs/performance.md holds."""
-    print("| store | concurrency | transitions/s | p50 ms | p99 ms |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for name, by_concurrency in results["cas"].items():
-        if "skipped" in by_concurrency:
-            print(f"| {name} | - | skipped: {by_concurrency['skipped']} | | |")
-            continue
-        for label, row in by_concurrency.items():
-            print(
-                f"| {name} | {label[1:]} | {row['transitions_per_s']:,.0f} | "
-                f"{row['p50_ms']:.3f} | {row['p99_ms']:.3f} |"
-            )
-    memory = results["memory"]
-    print(
-        f"\nmemory store: {memory['bytes_per_flow']:,.0f} B per pending flow "
-        f"(plain dict of the same fields: {memory['plain_dict_bytes_per_flow']:,.0f} B)"
-    )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="fewer transitions: a smoke run")
-    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
-    args = parser.parse_args(argv)
-    results = run(args.quick)
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    print_table(results)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(run, __doc__)

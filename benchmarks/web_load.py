@@ -1,23 +1,37 @@
-"""Load test of the web frontend: N concurrent simulated browsers completing whole flows.
+"""Load test of the web frontend beside Authlib's Starlette client: N browsers completing whole flows.
 
-    python -m benchmarks.web_load            # 50 browsers, 1000 flows, 1 then 2 workers
-    python -m benchmarks.web_load --quick    # 10 browsers, 100 flows: a few seconds
+    python -m benchmarks.web_load            # 50 browsers, 300 flows, 2 rounds, 1 then 2 workers
+    python -m benchmarks.web_load --quick    # 8 browsers, 40 flows, 1 round: under a minute
 
-Each browser is an httpx client with its own cookie jar. A flow is five
+Two sides, driven by the same load generator against the same sandbox, their
+runs interleaved (A B, then B A): flowengine's web frontend, and the app a user
+would write instead, a minimal Starlette app with Authlib's Starlette client
+and ``SessionMiddleware`` (benchmarks/_authlib_web.py; it saves each token in
+the same Redis), as written (a new httpx client, so a new SSL context, per
+Authlib call) and with one SSL context shared by those clients. Targets against
+each: flowengine's flows/s at least 1.0x, and its p99 flow latency at most
+1.0x, with 1 and with 2 workers.
+
+Each browser is an httpx client with its own cookie jar. A flow is four
 requests: ``GET /auth/podio`` on a worker (302), the sandbox's authorization
 endpoint (which auto-consents, 302), the callback (303), and the result page
 (200, "Authorized"), timed from the first request to the last. With two
 workers the callback goes to the *other* worker, as a load balancer would
 send it, so every flow crosses processes through the shared store.
 
-The workers are ``flowengine web serve`` processes. The sandbox (consent:
+The workers are ``flowengine web serve`` processes, or the Authlib app's,
+each served by the same uvicorn setup (``flowengine.serving``, no access log). The sandbox (consent:
 approve) runs in a process of its own, served by the frontend's server code:
 ``flowengine sandbox serve`` binds its socket without ``IPPROTO_TCP``, so
 asyncio leaves Nagle on and each of its answers waits ~40 ms for a delayed
 ACK, which would be measured here as the frontend's. The store is Redis
 (a fresh key prefix) when a server answers on 127.0.0.1:6379, else a SQLite
 file; ``--store URL`` picks another. After each run the sandbox's record of
-token requests is checked: exactly one per flow.
+token requests is checked: never more than one per flow, and for flowengine
+one for every completed flow. A flow that does not end on the "Authorized"
+page (a browser gives up after 30 s) is counted as failed, by where it
+stopped, and left out of its side's flows/s and latency; the table shows the
+failed flows of each side that had any.
 """
 
 from __future__ import annotations
@@ -40,6 +54,9 @@ from typing import IO, Any
 
 import httpx
 
+from benchmarks.__main__ import print_rows
+from benchmarks._common import Row, ratio_of, stat
+
 CLI = [sys.executable, "-c", "from flowengine.cli import main; main()"]
 SANDBOX = [
     sys.executable,
@@ -51,7 +68,11 @@ SANDBOX = [
     "app = create_app(SandboxSettings(consent='approve', rate_limit=None))\n"
     "serve_forever(app, sock, lambda: print('sandbox on', url_of(sock), flush=True))\n",
 ]
-WIDTHS = (7, 7, 9, 8, 8, 8, 10)
+AUTHLIB = [sys.executable, "-m", "benchmarks._authlib_web"]
+FLOWENGINE = "flowengine web"
+AUTHLIB_SIDE = "authlib (Starlette client)"
+AUTHLIB_TLS = "authlib, one SSL context"
+SIDES = (FLOWENGINE, AUTHLIB_SIDE, AUTHLIB_TLS)
 
 
 class Process:
@@ -107,31 +128,53 @@ def _cleanup_store(url: str) -> None:
                 client.delete(*keys[start : start + 1000])
 
 
+class FlowFailed(Exception):
+    """A flow that did not end on the "Authorized" page; the message says where it stopped."""
+
+
+async def _get(browser: httpx.AsyncClient, url: str) -> httpx.Response:
+    """GET ``url``, once more if the server closed the kept-alive connection as the request went out.
+
+    Under load a browser's idle connection can outlive the server's keep-alive
+    timeout (uvicorn's 5 s) and be closed just as it is reused; a browser then
+    sends the request again on a new connection, and so does this.
+    """
+    try:
+        return await browser.get(url)
+    except httpx.RemoteProtocolError:
+        return await browser.get(url)
+
+
 async def _one_flow(browser: httpx.AsyncClient, start: str, finish: str) -> float:
     """One whole flow: started on ``start``, called back on ``finish``; its duration in seconds."""
     began = time.perf_counter()
-    started = await browser.get(f"{start}/auth/podio")
+    started = await _get(browser, f"{start}/auth/podio")
     if started.status_code != 302:
-        raise RuntimeError(f"start answered {started.status_code}")
-    consent = await browser.get(started.headers["location"])
+        raise FlowFailed(f"start answered {started.status_code}")
+    consent = await _get(browser, started.headers["location"])
     callback = consent.headers.get("location", "")
     if consent.status_code != 302 or not callback.startswith(start):
-        raise RuntimeError(f"the sandbox answered {consent.status_code}")
-    finished = await browser.get(finish + callback.removeprefix(start))
+        raise FlowFailed(f"the sandbox answered {consent.status_code}")
+    finished = await _get(browser, finish + callback.removeprefix(start))
     if finished.status_code != 303:
-        raise RuntimeError(f"the callback answered {finished.status_code}")
-    page = await browser.get(finish + finished.headers["location"])
+        raise FlowFailed(f"the callback answered {finished.status_code}")
+    page = await _get(browser, finish + finished.headers["location"])
     if page.status_code != 200 or "<h1>Authorized</h1>" not in page.text:
-        raise RuntimeError(f"the result page answered {page.status_code}")
+        heading = re.search(r"<h1>(.*?)</h1>", page.text)  # the page's title: never a token
+        code = re.search(r"Error code: <code>(.*?)</code>", page.text)
+        title = (heading.group(1) if heading else "?") + (f" ({code.group(1)})" if code else "")
+        raise FlowFailed(f"the result page answered {page.status_code}: {title}")
     return time.perf_counter() - began
 
 
-async def _drive(workers: list[str], browsers: int, flows: int) -> tuple[float, list[float]]:
-    """``flows`` flows through ``browsers`` concurrent browsers; wall time and each flow's time."""
+async def _drive(workers: list[str], browsers: int, flows: int) -> tuple[float, list[float], dict[str, int]]:
+    """``flows`` flows through ``browsers`` concurrent browsers; wall time, each completed flow's time,
+    and the failed ones by where they stopped (a browser times out after 30 s)."""
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(flows):
         queue.put_nowait(index)
     times: list[float] = []
+    failures: dict[str, int] = {}
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
 
     async def browse() -> None:
@@ -143,61 +186,127 @@ async def _drive(workers: list[str], browsers: int, flows: int) -> tuple[float, 
                     return
                 start = workers[index % len(workers)]
                 finish = workers[(index + 1) % len(workers)]
-                times.append(await _one_flow(browser, start, finish))
+                try:
+                    times.append(await _one_flow(browser, start, finish))
+                except (FlowFailed, httpx.HTTPError) as exc:
+                    reason = str(exc) if isinstance(exc, FlowFailed) else type(exc).__name__
+                    failures[reason] = failures.get(reason, 0) + 1
 
     began = time.perf_counter()
     await asyncio.gather(*(browse() for _ in range(browsers)))
-    return time.perf_counter() - began, times
+    return time.perf_counter() - began, times, failures
 
 
 def _token_requests(sandbox: str) -> int:
     return len(httpx.get(f"{sandbox}/_sandbox/token-requests", trust_env=False).json())
 
 
-def run(worker_counts: Sequence[int], browsers: int, flows: int, store: str | None) -> list[dict[str, Any]]:
-    """Run the load for each worker count; one result dict per count."""
-    results = []
+def _workers(side: str, count: int, sandbox: str, store: str) -> list[Process]:
+    """``count`` workers of one side, sharing a session secret and (flowengine) a store."""
+    secret = uuid.uuid4().hex * 2
+    if side == FLOWENGINE:
+        env = {"FLOWENGINE_SANDBOX_URL": sandbox, "FLOWENGINE_WEB_SECRET": secret}
+        args = [*CLI, "web", "serve", "--spec", "podio", "--store", store, "--port", "0", "--sandbox"]
+        return [Process(args, r"flowengine web on (http://\S+?)/ ", env) for _ in range(count)]
+    env = {"AUTHLIB_WEB_SANDBOX": sandbox, "AUTHLIB_WEB_SECRET": secret}
+    env["AUTHLIB_WEB_SHARED_TLS"] = "1" if side == AUTHLIB_TLS else "0"
+    if store.startswith("redis://"):
+        env["AUTHLIB_WEB_REDIS"] = store.split("prefix=", 1)[1] + "authlib:"
+    elif count > 1:
+        raise RuntimeError("the Authlib app shares its tokens between workers through Redis only")
+    return [Process(AUTHLIB, r"authlib web on (http://\S+?)/ ", env) for _ in range(count)]
+
+
+def _measure(side: str, urls: list[str], sandbox: str, browsers: int, flows: int) -> dict[str, Any]:
+    """One run of ``flows`` flows; completed flows/s, p50 and p99 (ms) of those, the failures.
+
+    Failed flows are counted, by where they stopped, and left out of the figures;
+    more token requests than flows (a flow that sent two) fails the run.
+    """
+    before = _token_requests(sandbox)
+    wall, times, failures = asyncio.run(_drive(urls, browsers, flows))
+    sent = _token_requests(sandbox) - before
+    if sent > flows or (side == FLOWENGINE and sent < len(times)):
+        raise RuntimeError(f"{side}: {flows} flows sent {sent} token requests; failed: {failures}")
+    if not times:
+        raise RuntimeError(f"{side}: every flow failed: {failures}")
+    ordered = sorted(times)
+    return {
+        "failed": sum(failures.values()),
+        "failures": failures,
+        "flows_per_second": len(times) / wall,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+    }
+
+
+def measure(count: int, sandbox: str, store: str, browsers: int, flows: int, rounds: int) -> dict[str, Any]:
+    """Both sides with ``count`` workers each, warmed up, then ``rounds`` runs each, interleaved."""
+    workers = {side: _workers(side, count, sandbox, store) for side in SIDES}
+    try:
+        urls = {side: [worker.url for worker in started] for side, started in workers.items()}
+        for side in SIDES:
+            asyncio.run(_drive(urls[side], min(browsers, 4), 4 * count))  # warm up every worker
+        runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
+        for index in range(rounds):
+            shift = index % len(SIDES)
+            for side in SIDES[shift:] + SIDES[:shift]:
+                runs[side].append(_measure(side, urls[side], sandbox, browsers, flows))
+        return runs
+    finally:
+        for started in workers.values():
+            for worker in started:
+                worker.stop()
+
+
+def rows_of(count: int, label: str, runs: dict[str, list[dict[str, Any]]]) -> list[Row]:
+    """Each side's flows/s and p99, and flowengine's over each Authlib app's (≥ 1x flows/s, ≤ 1x p99)."""
+    bench = f"web load, {count} worker(s), {label}"
+    rate = {side: [run["flows_per_second"] for run in runs[side]] for side in SIDES}
+    p99 = {f"{side}, p99": [run["p99_ms"] for run in runs[side]] for side in SIDES}
+    rows = [Row(bench, f"{side}: flows/s", stat(rate[side]), "/s") for side in SIDES]
+    rows += [Row(bench, f"{side}: flow p99 latency", stat(p99[f"{side}, p99"]), "ms") for side in SIDES]
+    rows += [
+        Row(bench, f"{side}: failed flows (left out above)", stat([run["failed"] for run in runs[side]]), "")
+        for side in SIDES
+        if any(run["failed"] for run in runs[side])
+    ]
+    for baseline in (AUTHLIB_SIDE, AUTHLIB_TLS):
+        rows.append(ratio_of(bench, rate, FLOWENGINE, baseline, 1.0, higher_is_better=True))
+        slowest = (f"{FLOWENGINE}, p99", f"{baseline}, p99")
+        rows.append(ratio_of(bench, p99, *slowest, 1.0, higher_is_better=False))
+    return rows
+
+
+def run(
+    quick: bool,
+    worker_counts: Sequence[int] = (1, 2),
+    browsers: int | None = None,
+    flows: int | None = None,
+    store: str | None = None,
+) -> dict[str, Any]:
+    """Both sides for each worker count; the runs and the rows."""
+    browsers = browsers or (8 if quick else 50)
+    flows = flows or (40 if quick else 300)
+    rounds = 1 if quick else 2
+    result: dict[str, Any] = {"browsers": browsers, "flows": flows, "rounds": rounds, "runs": {}, "rows": []}
     with tempfile.TemporaryDirectory(prefix="fe-web-load-") as tmp:
         sandbox = Process(SANDBOX, r"sandbox on (http://\S+)", {})
         try:
             for count in worker_counts:
-                url, label = (
-                    (store, urlsplit_scheme(store)) if store else _default_store(Path(tmp) / str(count))
-                )
                 (Path(tmp) / str(count)).mkdir(exist_ok=True)
-                env = {"FLOWENGINE_SANDBOX_URL": sandbox.url, "FLOWENGINE_WEB_SECRET": uuid.uuid4().hex * 2}
-                args = [*CLI, "web", "serve", "--spec", "podio", "--store", url, "--port", "0", "--sandbox"]
-                workers = [Process(args, r"flowengine web on (http://\S+?)/ ", env) for _ in range(count)]
+                where = Path(tmp) / str(count)
+                url, label = (store, urlsplit_scheme(store)) if store else _default_store(where)
                 try:
-                    urls = [worker.url for worker in workers]
-                    asyncio.run(_drive(urls, min(browsers, 4), 4 * count))  # warm up every worker
-                    before = _token_requests(sandbox.url)
-                    wall, times = asyncio.run(_drive(urls, browsers, flows))
-                    sent = _token_requests(sandbox.url) - before
+                    runs = measure(count, sandbox.url, url, browsers, flows, rounds)
                 finally:
-                    for worker in workers:
-                        worker.stop()
                     if not store:
                         _cleanup_store(url)
-                if sent != flows:
-                    raise RuntimeError(f"{flows} flows sent {sent} token requests")
-                ordered = sorted(times)
-                results.append(
-                    {
-                        "workers": count,
-                        "store": label,
-                        "browsers": browsers,
-                        "flows": flows,
-                        "seconds": round(wall, 3),
-                        "flows_per_second": round(flows / wall, 1),
-                        "p50_ms": round(statistics.median(ordered) * 1000, 1),
-                        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 1),
-                        "token_requests": sent,
-                    }
-                )
+                result["runs"][f"{count} worker(s), {label}"] = runs
+                result["rows"] += rows_of(count, label, runs)
         finally:
             sandbox.stop()
-    return results
+    return result
 
 
 def urlsplit_scheme(url: str) -> str:
@@ -206,33 +315,28 @@ def urlsplit_scheme(url: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Parse the options, run, print a table (or JSON)."""
+    """Parse the options, run, print the table (and the JSON)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.web_load", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="10 browsers, 100 flows")
+    parser.add_argument("--quick", action="store_true", help="8 browsers, 40 flows, one round")
     parser.add_argument("--browsers", type=int, help="concurrent browsers (default 50)")
-    parser.add_argument("--flows", type=int, help="flows per run (default 1000)")
+    parser.add_argument("--flows", type=int, help="flows per run (default 300)")
     parser.add_argument(
         "--workers", default="1,2", help="worker counts to run, comma-separated (default 1,2)"
     )
     parser.add_argument("--store", help="store URL the workers share (default: Redis if up, else SQLite)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--json", type=Path, help="also write the results as JSON here")
     options = parser.parse_args(argv)
-    browsers = options.browsers or (10 if options.quick else 50)
-    flows = options.flows or (100 if options.quick else 1000)
     counts = [int(n) for n in options.workers.split(",")]
-    results = run(counts, browsers, flows, options.store)
-    if options.json:
-        print(json.dumps(results, indent=2))
-        return
+    result = run(options.quick, counts, options.browsers, options.flows, options.store)
     print(
-        f"web frontend load: {browsers} concurrent browsers, {flows} flows per run, podio spec, sandbox; "
-        f"{os.cpu_count()} CPUs shared by the load, the sandbox and the workers"
+        f"web frontend load: {result['browsers']} concurrent browsers, {result['flows']} flows per run, "
+        f"{result['rounds']} round(s) per side, podio spec, sandbox; {os.cpu_count()} CPUs shared by the "
+        "load, the sandbox and the workers\n"
     )
-    columns = ("workers", "store", "flows/s", "p50 ms", "p99 ms", "seconds", "token reqs")
-    print(" ".join(f"{name:>{width}}" for name, width in zip(columns, WIDTHS, strict=True)))
-    keys = ("workers", "store", "flows_per_second", "p50_ms", "p99_ms", "seconds", "token_requests")
-    for r in results:
-        print(" ".join(f"{r[key]!s:>{width}}" for key, width in zip(keys, WIDTHS, strict=True)))
+    print_rows(result["rows"])
+    if options.json:
+        result["rows"] = [row.as_dict() for row in result["rows"]]
+        options.json.write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

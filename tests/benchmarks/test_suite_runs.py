@@ -26,7 +26,7 @@ def test_quick_suite_runs_every_benchmark_and_writes_json(tmp_path: Path) -> Non
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=900,
         check=False,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
@@ -39,3 +39,15 @@ def test_quick_suite_runs_every_benchmark_and_writes_json(tmp_path: Path) -> Non
         assert result["rows"] or "skipped" in result, name
     assert "| benchmark | measure | median | min | max |" in done.stdout
     assert "engine cost" in done.stdout and "e2e sandbox c50" in done.stdout
+    rows = [row for result in report["benchmarks"].values() for row in result["rows"]]
+    ratios = [row for row in rows if row["unit"] == "x"]
+    assert ratios, "no ratio rows at all"
+    for row in ratios:  # every ratio keeps both its sides, so a check can read it without the table
+        where = f"{row['bench']}: {row['metric']}"
+        assert row["baseline"] and row["figure"], where
+        assert row["baseline_value"]["median"] > 0 and row["figure_value"]["median"] > 0, where
+    targeted = [row for row in ratios if row["target"]]
+    assert all(row["verdict"] for row in targeted)
+    benches = {row["bench"].split(",")[0] for row in targeted}
+    assert {"stores sqlite c1", "stores redis c1", "stores postgres c1"} <= benches, benches
+    assert {"batch refresh c128", "web load"} <= benches, benches
