@@ -48,6 +48,7 @@ from flowengine._cli_common import (
 )
 from flowengine._cli_connection import connection_option, parse_connection, resolve_connection
 from flowengine._cli_flows import settled_flow
+from flowengine._cli_graph import GRAPH_FORMATS, graph_format, render_image
 from flowengine._cli_output import (
     Commands,
     check_writable,
@@ -278,53 +279,6 @@ def spec_from_issuer(issuer: str, name: str | None, output: Path | None) -> None
     click.echo(f"{output}: written ({len(text.splitlines())} lines); `flowengine spec validate {output}`")
 
 
-GRAPH_FORMATS = ("mermaid", "dot", "svg", "png")
-
-
-_GRAPH_SUFFIXES = {".mmd": "mermaid", ".dot": "dot", ".gv": "dot", ".svg": "svg", ".png": "png"}
-
-
-def _graph_format(fmt: str | None, output: Path | None) -> str:
-    """The graph's format: ``--format``, else the output file's suffix, else Mermaid.
-
-    A suffix that names no format (``x.pdf``) is a usage error rather than Mermaid
-    text in a file whose name says otherwise; a name with no suffix gets Mermaid.
-    """
-    if fmt is not None:
-        return fmt
-    suffix = output.suffix.lower() if output is not None else ""
-    if suffix and suffix not in _GRAPH_SUFFIXES:
-        raise click.BadParameter(
-            f"{suffix} names no format this command writes ({', '.join(_GRAPH_SUFFIXES)}): "
-            "choose one with --format (pdf: --format dot | dot -Tpdf)",
-            param_hint="--output",
-        )
-    return _GRAPH_SUFFIXES.get(suffix, "mermaid")
-
-
-def _render_image(dot_text: str, fmt: str) -> bytes:
-    """Graphviz's ``dot`` turns the DOT text into an image; a missing ``dot`` is a usage error."""
-    import shutil
-    import subprocess
-
-    dot = shutil.which("dot")
-    if dot is None:
-        fail(
-            ConfigError(
-                f"--format {fmt} needs Graphviz's `dot` program (Debian: apt-get install graphviz); "
-                "--format dot writes the text it would draw",
-                code="graphviz_missing",
-            )
-        )
-    done = subprocess.run(  # noqa: S603 - a fixed program on our own DOT text
-        [dot, f"-T{fmt}"], input=dot_text.encode(), capture_output=True, timeout=60, check=False
-    )
-    if done.returncode != 0:
-        said = done.stderr.decode(errors="replace")[:500].strip()
-        fail(FlowError(f"Graphviz's dot failed: {said}", code="graphviz_failed"))
-    return done.stdout
-
-
 @spec.command("graph")
 @click.argument("spec_ref", metavar="SPEC", shell_complete=complete_spec)
 @click.option(
@@ -349,7 +303,7 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
       flowengine spec graph podio -o podio.svg
       flowengine spec graph podio --format dot | dot -Tpdf > podio.pdf
     """
-    fmt = _graph_format(fmt, output)
+    fmt = graph_format(fmt, output)
     if fmt in ("svg", "png") and output is None and sys.stdout.isatty():
         raise click.UsageError(f"--format {fmt} is binary: pass --output FILE or redirect stdout")
     try:
@@ -367,7 +321,7 @@ def spec_graph(spec_ref: str, fmt: str | None, output: Path | None) -> None:
         text = render_graph(loaded, "mermaid" if fmt == "mermaid" else "dot")
     except FlowError as exc:
         fail(exc)
-    data = text.encode() if fmt in ("mermaid", "dot") else _render_image(text, fmt)
+    data = text.encode() if fmt in ("mermaid", "dot") else render_image(text, fmt)
     if output is not None:
         try:
             write_output(output, data)
