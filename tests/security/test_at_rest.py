@@ -253,14 +253,14 @@ def test_sec15_the_batch_commands_default_state_folder_is_private(
 
 
 def test_sec15_make_private_folder_leaves_existing_folders_alone(tmp_path: Path) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir(mode=0o755)
-    shared.chmod(0o755)
+    parent = tmp_path / "parent"
+    parent.mkdir(mode=0o755)
+    parent.chmod(0o755)
     previous = os.umask(0)
     try:
-        made = fe.make_private_folder(shared / "a" / "b")
+        made = fe.make_private_folder(parent / "a" / "b")
     finally:
         os.umask(previous)
-    assert made == shared / "a" / "b"
-    assert stat.S_IMODE(shared.stat().st_mode) == 0o755
-    assert {stat.S_IMODE(p.stat().st_mode) for p in (shared / "a", made)} == {0o700}
+    assert made == parent / "a" / "b"
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (parent / "a", made)} == {0o700}
