@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import attrs
@@ -18,6 +19,12 @@ from flowengine_sandbox.state import RecordedTokenRequest
 from tests.security import profiles as _hypothesis_profiles  # noqa: F401
 
 _DEFAULTS = SandboxSettings()
+
+# A run started in the background by a shell without job control (`pytest &`, nohup, some CI
+# runners) inherits SIGINT ignored, and every process a test starts would inherit that too. The
+# tests of Ctrl-C are about a terminal, where it is not ignored: give the children the default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @attrs.define
