@@ -34,12 +34,13 @@ from flowengine import (
     check_token_query,
     codec_for,
     digests_equal,
+    flow_columns,
     hour_of,
 )
 
 from flowengine_postgres import _counts
 from flowengine_postgres._pool import Open, close_with_the_loop, forget
-from flowengine_postgres._rows import check_ttl, fetch_all, fetch_one, flow_row, row_count
+from flowengine_postgres._rows import check_ttl, fetch_all, fetch_one, row_count
 from flowengine_postgres._url import PostgresURL, parse_url
 
 _T = TypeVar("_T")
@@ -225,7 +226,7 @@ class PostgresStore:
 
     async def create(self, flow: Flow) -> None:
         """Add a new flow; ``store_conflict`` if its id or its state digest is taken."""
-        row = flow_row(flow, self._codec)
+        row = flow_columns(flow, self._codec.dump_flow(flow))  # the statements' order, after id
 
         async def work(conn: _Conn, q: Queries) -> bool:
             return (await conn.execute(q.create_flow, (flow.id, *row))).rowcount == 1
@@ -284,7 +285,7 @@ class PostgresStore:
         Of any number of racing writers with the same expected version, the
         first UPDATE to commit changes the version and the others match no row.
         """
-        row = flow_row(flow, self._codec)
+        row = flow_columns(flow, self._codec.dump_flow(flow))  # the statements' order, after id
         return (
             await self._run(
                 lambda conn, q: row_count(conn, q.compare_and_set, (*row, flow.id, expected_version))
