@@ -39,7 +39,7 @@ from flowengine import (
 )
 
 from flowengine_postgres import _counts
-from flowengine_postgres._pool import Open, close_with_the_loop, forget
+from flowengine_postgres._pool import Liveness, Open, close_with_the_loop, forget
 from flowengine_postgres._rows import check_ttl, fetch_all, fetch_one, row_count
 from flowengine_postgres._url import PostgresURL, parse_url
 
@@ -62,6 +62,8 @@ log = logging.getLogger("flowengine.store")
 # When libpq's connect_timeout is 0 (wait forever), a call still gives up
 # waiting for a pooled connection after this long.
 _POOL_TIMEOUT_FALLBACK = 30.0
+# A pooled connection not handed out for this many seconds is checked with a round trip.
+_IDLE_CHECK = 10.0
 
 
 class PostgresStore:
@@ -128,9 +130,9 @@ class PostgresStore:
             max_size=self.url.max_size,
             timeout=timeout,
             name=f"flowengine-{self.url.schema}",
-            # One empty round trip per checkout: a connection the server dropped
-            # (restart, failover, idle timeout) is replaced instead of failing a call.
-            check=AsyncConnectionPool.check_connection,
+            # A connection the server dropped (restart, failover, idle timeout) is
+            # replaced instead of failing a call; a round trip only when it may be dead.
+            check=Liveness(_IDLE_CHECK),
             # The pool retries a failed connect with a growing backoff (1 s, 2 s, 4 s...):
             # giving up after command_timeout keeps it short, and the next call starts
             # afresh, so once the server is back the pool reconnects within seconds.
