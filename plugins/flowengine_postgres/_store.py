@@ -271,15 +271,7 @@ class PostgresStore:
                 conn, q.list_flows(spec=spec is not None, state=state is not None), params
             )
         )
-        flows: list[Flow] = []
-        for flow_id, record in rows:
-            try:
-                flows.append(self._codec.load_flow(record, flow_id))
-            except StoreError as exc:
-                if exc.code == "store_key_missing":
-                    raise  # not one damaged record: without the key no sealed record can be read
-                log.warning("postgres store %s: skipping flow %r: %s", self.url.schema, flow_id, exc.message)
-        return flows
+        return self._readable(rows, self._codec.load_flow, "flow")
 
     async def compare_and_set(self, flow: Flow, expected_version: int) -> bool:
         """Replace the flow if its stored version is ``expected_version``: one conditional UPDATE.
@@ -385,15 +377,19 @@ class PostgresStore:
         await self._run(work)
 
     def _readable_tokens(self, rows: list[TupleRow]) -> list[Token]:
-        tokens: list[Token] = []
-        for key, record in rows:
+        return self._readable(rows, self._codec.load_token, "token")
+
+    def _readable(self, rows: list[TupleRow], load: Callable[[bytes, str], _T], what: str) -> list[_T]:
+        """Decode (id, record) ``rows``, skipping (and logging) the ones that cannot be read."""
+        found: list[_T] = []
+        for name, record in rows:
             try:
-                tokens.append(self._codec.load_token(record, key))
+                found.append(load(record, name))
             except StoreError as exc:
                 if exc.code == "store_key_missing":
                     raise  # not one damaged record: without the key no sealed record can be read
-                log.warning("postgres store %s: skipping token %r: %s", self.url.schema, key, exc.message)
-        return tokens
+                log.warning("postgres store %s: skipping %s %r: %s", self.url.schema, what, name, exc.message)
+        return found
 
     # -- leases ----------------------------------------------------------------
 
