@@ -20,7 +20,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowengine import (
     Flow,
@@ -64,6 +64,15 @@ log = logging.getLogger("flowengine.store")
 _POOL_TIMEOUT_FALLBACK = 30.0
 # A pooled connection not handed out for this many seconds is checked with a round trip.
 _IDLE_CHECK = 10.0
+
+
+class _TooLate(Exception):
+    """The ``command_timeout`` of a call passed before its work ended."""
+
+
+def _too_late(answer: asyncio.Future[Any]) -> None:
+    if not answer.done():
+        answer.set_exception(_TooLate())
 
 
 class PostgresStore:
@@ -170,12 +179,18 @@ class PostgresStore:
         Past the deadline the caller gets ``store_unavailable`` at once. The work
         itself is cancelled and left to end in the background: psycopg first asks
         the server to cancel the query (5 s at most for that, 5 s more for the
-        answer), then closes a connection still busy rather than pool it.
+        answer), then closes a connection still busy rather than pool it. So the
+        work runs in a task of its own, which settles the caller's ``answer`` itself;
+        a timer settles it at the deadline (one future and one timer: a ``wait_for``
+        around a ``shield`` took two more turns of the event loop per call).
         """
-        task = asyncio.ensure_future(self._on_connection(work))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[_T] = loop.create_future()
+        task = loop.create_task(self._answer(work, answer))
+        timer = loop.call_later(self.url.command_timeout, _too_late, answer)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.url.command_timeout)
-        except TimeoutError:
+            return await answer
+        except _TooLate:
             self._abandon(task)
             raise StoreError(
                 f"postgres store at {self.url.address} (schema {self.url.schema!r}) did not answer"
@@ -186,6 +201,19 @@ class PostgresStore:
         except asyncio.CancelledError:  # the caller gave up: so does the work
             self._abandon(task)
             raise
+        finally:
+            timer.cancel()
+
+    async def _answer(self, work: _Work[_T], answer: asyncio.Future[_T]) -> None:
+        """Run ``work`` on a pooled connection; settle ``answer`` with its outcome, if still unsettled."""
+        try:
+            result = await self._on_connection(work)
+        except Exception as exc:
+            if not answer.done():  # else the caller has had its answer (the deadline, or it gave up)
+                answer.set_exception(exc)
+            return
+        if not answer.done():
+            answer.set_result(result)
 
     def _abandon(self, task: asyncio.Task[_T]) -> None:
         """Cancel ``task`` and keep it until it ends, so that ``aclose`` can wait for it."""
