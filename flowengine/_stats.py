@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, TypeAlias
 
 import attrs
 
@@ -42,6 +42,7 @@ __all__ = [
     "TokenHealth",
     "attention_order",
     "check_token_query",
+    "flow_columns",
     "health_of",
     "hour_of",
     "step_of",
@@ -172,6 +173,41 @@ def step_of(flow: Flow) -> HistoryEntry | None:
     if flow.history and flow.history[-1].dest == flow.state:
         return flow.history[-1]
     return None
+
+
+#: ``flow_columns``' values: spec, state, state_hash, version, created_at, expires_at, record, then
+#: step_hour, step_source, step_event, step_error.
+FlowColumns: TypeAlias = tuple[
+    str, str, str, int, float, float, bytes, float | None, str | None, str | None, str | None
+]
+
+
+def flow_columns(flow: Flow, record: bytes) -> FlowColumns:
+    """The columns a SQL store writes for ``flow`` (its id aside), in the bundled stores' order.
+
+    ``spec, state, state_hash, version, created_at, expires_at`` (the clear columns a
+    store finds flows by), ``record`` (as given: the codec's bytes of the whole flow),
+    then the transition this write records (``step_of``), which counting triggers read:
+    ``step_hour`` (its ``hour_of``), ``step_source``, ``step_event``, ``step_error``, all
+    None when the write records none.
+    """
+    step = step_of(flow)
+    hour, source, event, error = (
+        (None, None, None, None) if step is None else (hour_of(step.at), step.source, step.event, step.error)
+    )
+    return (
+        flow.spec,
+        flow.state,
+        flow.state_hash,
+        flow.version,
+        flow.created_at,
+        flow.expires_at,
+        record,
+        hour,
+        source,
+        event,
+        error,
+    )
 
 
 def health_of(token: Token, now: float, within: float) -> TokenHealth:

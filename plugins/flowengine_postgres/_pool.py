@@ -1,8 +1,14 @@
-"""A PostgresStore's live pool: bound to the event loop that opened it, closed with that loop."""
+"""A PostgresStore's live pool: bound to the event loop that opened it, closed with that loop.
+
+And the pool's check of a connection it hands out (``Liveness``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import select
+import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -17,7 +23,7 @@ if TYPE_CHECKING:
 
     _Conn = AsyncConnection[TupleRow]
 
-__all__ = ["Open", "close_with_the_loop", "forget"]
+__all__ = ["Liveness", "Open", "close_with_the_loop", "forget"]
 
 
 @attrs.frozen(slots=True)
@@ -54,3 +60,39 @@ def forget(tasks: set[asyncio.Task[object]]) -> Callable[[asyncio.Task[object]],
             task.exception()
 
     return done
+
+
+def _readable(fd: int) -> bool:
+    """True when ``fd`` has something to read (or has hung up) right now; never waits."""
+    if hasattr(select, "poll"):  # not bounded by FD_SETSIZE as select() is
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+class Liveness:
+    """The pool's ``check``: a round trip to the server only for a connection that may be dead.
+
+    psycopg_pool calls it on every checkout, and replaces a connection it fails. An
+    empty query every time (the pool's own ``check_connection``) costs a round trip
+    per call. This one sends it only when the connection may have died: when its
+    socket has something to read between queries (a server restarting, shutting down,
+    or ending the session sends a FATAL notice and closes; a cut connection reads a
+    reset or an end of file: found without a round trip), when it is new to the check,
+    or when it has not been handed out for ``idle`` seconds (a peer gone silently, a
+    firewall that dropped the connection, are found only by writing to it).
+    """
+
+    def __init__(self, idle: float) -> None:
+        self._idle = idle
+        self._used: weakref.WeakKeyDictionary[_Conn, float] = weakref.WeakKeyDictionary()
+
+    async def __call__(self, conn: _Conn) -> None:
+        from psycopg_pool import AsyncConnectionPool
+
+        now = time.monotonic()
+        last = self._used.get(conn)
+        self._used[conn] = now
+        if last is None or now - last > self._idle or conn.closed or _readable(conn.pgconn.socket):
+            await AsyncConnectionPool.check_connection(conn)

@@ -20,7 +20,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowengine import (
     Flow,
@@ -34,12 +34,13 @@ from flowengine import (
     check_token_query,
     codec_for,
     digests_equal,
+    flow_columns,
     hour_of,
 )
 
 from flowengine_postgres import _counts
-from flowengine_postgres._pool import Open, close_with_the_loop, forget
-from flowengine_postgres._rows import check_ttl, fetch_all, fetch_one, flow_row, row_count
+from flowengine_postgres._pool import Liveness, Open, close_with_the_loop, forget
+from flowengine_postgres._rows import check_ttl, fetch_all, fetch_one, row_count
 from flowengine_postgres._url import PostgresURL, parse_url
 
 _T = TypeVar("_T")
@@ -61,6 +62,17 @@ log = logging.getLogger("flowengine.store")
 # When libpq's connect_timeout is 0 (wait forever), a call still gives up
 # waiting for a pooled connection after this long.
 _POOL_TIMEOUT_FALLBACK = 30.0
+# A pooled connection not handed out for this many seconds is checked with a round trip.
+_IDLE_CHECK = 10.0
+
+
+class _TooLate(Exception):
+    """The ``command_timeout`` of a call passed before its work ended."""
+
+
+def _too_late(answer: asyncio.Future[Any]) -> None:
+    if not answer.done():
+        answer.set_exception(_TooLate())
 
 
 class PostgresStore:
@@ -127,9 +139,9 @@ class PostgresStore:
             max_size=self.url.max_size,
             timeout=timeout,
             name=f"flowengine-{self.url.schema}",
-            # One empty round trip per checkout: a connection the server dropped
-            # (restart, failover, idle timeout) is replaced instead of failing a call.
-            check=AsyncConnectionPool.check_connection,
+            # A connection the server dropped (restart, failover, idle timeout) is
+            # replaced instead of failing a call; a round trip only when it may be dead.
+            check=Liveness(_IDLE_CHECK),
             # The pool retries a failed connect with a growing backoff (1 s, 2 s, 4 s...):
             # giving up after command_timeout keeps it short, and the next call starts
             # afresh, so once the server is back the pool reconnects within seconds.
@@ -167,12 +179,18 @@ class PostgresStore:
         Past the deadline the caller gets ``store_unavailable`` at once. The work
         itself is cancelled and left to end in the background: psycopg first asks
         the server to cancel the query (5 s at most for that, 5 s more for the
-        answer), then closes a connection still busy rather than pool it.
+        answer), then closes a connection still busy rather than pool it. So the
+        work runs in a task of its own, which settles the caller's ``answer`` itself;
+        a timer settles it at the deadline (one future and one timer: a ``wait_for``
+        around a ``shield`` took two more turns of the event loop per call).
         """
-        task = asyncio.ensure_future(self._on_connection(work))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[_T] = loop.create_future()
+        task = loop.create_task(self._answer(work, answer))
+        timer = loop.call_later(self.url.command_timeout, _too_late, answer)
         try:
-            return await asyncio.wait_for(asyncio.shield(task), self.url.command_timeout)
-        except TimeoutError:
+            return await answer
+        except _TooLate:
             self._abandon(task)
             raise StoreError(
                 f"postgres store at {self.url.address} (schema {self.url.schema!r}) did not answer"
@@ -183,6 +201,19 @@ class PostgresStore:
         except asyncio.CancelledError:  # the caller gave up: so does the work
             self._abandon(task)
             raise
+        finally:
+            timer.cancel()
+
+    async def _answer(self, work: _Work[_T], answer: asyncio.Future[_T]) -> None:
+        """Run ``work`` on a pooled connection; settle ``answer`` with its outcome, if still unsettled."""
+        try:
+            result = await self._on_connection(work)
+        except Exception as exc:
+            if not answer.done():  # else the caller has had its answer (the deadline, or it gave up)
+                answer.set_exception(exc)
+            return
+        if not answer.done():
+            answer.set_result(result)
 
     def _abandon(self, task: asyncio.Task[_T]) -> None:
         """Cancel ``task`` and keep it until it ends, so that ``aclose`` can wait for it."""
@@ -225,7 +256,7 @@ class PostgresStore:
 
     async def create(self, flow: Flow) -> None:
         """Add a new flow; ``store_conflict`` if its id or its state digest is taken."""
-        row = flow_row(flow, self._codec)
+        row = flow_columns(flow, self._codec.dump_flow(flow))  # the statements' order, after id
 
         async def work(conn: _Conn, q: Queries) -> bool:
             return (await conn.execute(q.create_flow, (flow.id, *row))).rowcount == 1
@@ -268,15 +299,7 @@ class PostgresStore:
                 conn, q.list_flows(spec=spec is not None, state=state is not None), params
             )
         )
-        flows: list[Flow] = []
-        for flow_id, record in rows:
-            try:
-                flows.append(self._codec.load_flow(record, flow_id))
-            except StoreError as exc:
-                if exc.code == "store_key_missing":
-                    raise  # not one damaged record: without the key no sealed record can be read
-                log.warning("postgres store %s: skipping flow %r: %s", self.url.schema, flow_id, exc.message)
-        return flows
+        return self._readable(rows, self._codec.load_flow, "flow")
 
     async def compare_and_set(self, flow: Flow, expected_version: int) -> bool:
         """Replace the flow if its stored version is ``expected_version``: one conditional UPDATE.
@@ -284,7 +307,7 @@ class PostgresStore:
         Of any number of racing writers with the same expected version, the
         first UPDATE to commit changes the version and the others match no row.
         """
-        row = flow_row(flow, self._codec)
+        row = flow_columns(flow, self._codec.dump_flow(flow))  # the statements' order, after id
         return (
             await self._run(
                 lambda conn, q: row_count(conn, q.compare_and_set, (*row, flow.id, expected_version))
@@ -382,15 +405,19 @@ class PostgresStore:
         await self._run(work)
 
     def _readable_tokens(self, rows: list[TupleRow]) -> list[Token]:
-        tokens: list[Token] = []
-        for key, record in rows:
+        return self._readable(rows, self._codec.load_token, "token")
+
+    def _readable(self, rows: list[TupleRow], load: Callable[[bytes, str], _T], what: str) -> list[_T]:
+        """Decode (id, record) ``rows``, skipping (and logging) the ones that cannot be read."""
+        found: list[_T] = []
+        for name, record in rows:
             try:
-                tokens.append(self._codec.load_token(record, key))
+                found.append(load(record, name))
             except StoreError as exc:
                 if exc.code == "store_key_missing":
                     raise  # not one damaged record: without the key no sealed record can be read
-                log.warning("postgres store %s: skipping token %r: %s", self.url.schema, key, exc.message)
-        return tokens
+                log.warning("postgres store %s: skipping %s %r: %s", self.url.schema, what, name, exc.message)
+        return found
 
     # -- leases ----------------------------------------------------------------
 

@@ -60,16 +60,16 @@ def connect(target: SQLiteTarget) -> sqlite3.Connection:
     return conn
 
 
-def checkpoint(conn: sqlite3.Connection, timeout: float) -> None:
+def checkpoint(conn: sqlite3.Connection, timeout: float) -> bool:
     """Move the WAL into the database and truncate it, if nobody else is in the middle of a call.
 
     A WAL keeps every page a commit wrote until a checkpoint, so a copy of the
     ``-wal`` file would hold a spent code, a PKCE verifier or a superseded refresh
     token long after the table rows changed (SECURITY.md 30). ``secure_delete``
     zeroes what the database file frees; this empties the WAL. It never waits for
-    another connection (busy timeout 0 while it runs): a busy checkpoint is skipped
-    and the next one, or the last connection closing, does the work. Its failure is
-    logged, never raised: the write before it has committed.
+    another connection (busy timeout 0 while it runs): True when the WAL was emptied,
+    False when another connection was busy (the caller tries again later) or it
+    failed. Its failure is logged, never raised: the write before it has committed.
     """
     try:
         conn.execute("PRAGMA busy_timeout = 0")
@@ -79,6 +79,7 @@ def checkpoint(conn: sqlite3.Connection, timeout: float) -> None:
             conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000):d}")
     except sqlite3.Error as exc:
         log.debug("checkpoint skipped: %s", exc)
-        return
+        return False
     if busy:
         log.debug("checkpoint skipped: another connection is busy")
+    return not busy

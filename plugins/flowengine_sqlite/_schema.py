@@ -110,6 +110,11 @@ _COUNTS: tuple[str, ...] = (
     """,
 )
 
+# 3: whether a flow's record holds a secret (a code, a PKCE verifier, a device code): 1 or 0, NULL
+# for a row written before (taken as 1). A write over a row that held none supersedes no secret,
+# so it needs no WAL checkpoint (SECURITY.md 30; _store.py).
+_SECRETS: tuple[str, ...] = ("ALTER TABLE flows ADD COLUMN holds_secret INTEGER",)
+
 # MIGRATIONS[n] takes a database from user_version n to n + 1. Once released: append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -147,6 +152,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         """,
     ),
     _COUNTS,
+    _SECRETS,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -5,16 +5,19 @@ objects or processes on one file are kept apart by SQLite's own locks:
 single-statement writes, ``BEGIN IMMEDIATE`` where a read must precede a
 write, and the busy timeout while waiting for either.
 
-A write that supersedes a secret (a flow that drops its code and verifier, a
-token replaced or deleted, flows purged) is followed, as soon as no other call
-is queued, by a WAL checkpoint that truncates the ``-wal`` file, so no copy of it
-keeps the old values (SECURITY.md 30).
+A write that supersedes a secret (a flow whose stored record held a code, a
+verifier or a device code that the write drops or replaces, or that it deletes or
+purges; a token replaced or deleted) is followed, as soon as no other call is
+queued, by a WAL checkpoint that truncates the ``-wal`` file, so no copy of it keeps
+the old values (SECURITY.md 30). A write over a record that held none (every step
+of a flow after its exchange) supersedes nothing and leaves the WAL alone: which is
+which is known from the row's ``holds_secret`` column, read in the write's own
+transaction (``_rows``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import math
 import secrets
@@ -35,10 +38,17 @@ from flowengine import (
     check_token_query,
     codec_for,
     hour_of,
-    step_of,
 )
 
 from flowengine_sqlite import _counts
+from flowengine_sqlite._rows import (
+    FLOW_COLUMNS,
+    flow_values,
+    holds_secret,
+    load_flow,
+    load_token,
+    supersedes,
+)
 from flowengine_sqlite._schema import immediate
 from flowengine_sqlite._url import SQLiteTarget, parse_url
 from flowengine_sqlite._worker import Worker
@@ -50,11 +60,10 @@ log = logging.getLogger("flowengine.store")
 _T = TypeVar("_T")
 
 # Whole queries, not assembled ones: one per filter combination, each able to use an index.
-# Every column a write of a flow sets, but its id (the triggers of _schema count from step_*).
-_FLOW_COLUMNS = (
-    "spec, state, state_hash, version, created_at, expires_at, record,"
-    " step_hour, step_source, step_event, step_error"
-)
+_CREATE_FLOW = f"INSERT INTO flows ({FLOW_COLUMNS}, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+_UPDATE_FLOW = f"UPDATE flows SET ({FLOW_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?"  # noqa: S608
+# The same, at the version a compare-and-set expects, of a row whose record holds no secret.
+_UPDATE_CLEAN = f"{_UPDATE_FLOW} AND version = ? AND holds_secret = 0"
 _GET_FLOW = "SELECT id, spec, state, state_hash, version, record FROM flows WHERE id = ?"
 _GET_FLOW_BY_STATE = "SELECT id, spec, state, state_hash, version, record FROM flows WHERE state_hash = ?"
 _LIST_FLOWS = {  # keyed by (spec given, state given)
@@ -66,6 +75,9 @@ _LIST_FLOWS = {  # keyed by (spec given, state given)
     (True, True): "SELECT id, spec, state, state_hash, version, record FROM flows"
     " WHERE spec = ? AND state = ? ORDER BY created_at, id",
 }
+# The stored row at the version a compare-and-set expects: whether its record held a secret (and it).
+_HELD = "SELECT holds_secret, NULL FROM flows WHERE id = ? AND version = ?"
+_HELD_RECORD = "SELECT holds_secret, record FROM flows WHERE id = ? AND version = ?"
 _LIST_TOKENS = {  # keyed by (provider given, expiring_before given)
     (False, False): "SELECT key, provider, record FROM tokens ORDER BY key",
     (True, False): "SELECT key, provider, record FROM tokens WHERE provider = ? ORDER BY key",
@@ -78,11 +90,6 @@ _LIST_TOKENS = {  # keyed by (provider given, expiring_before given)
 def _check_ttl(ttl: float) -> None:
     if not (math.isfinite(ttl) and ttl > 0):
         raise ValueError(f"a lease needs a positive, finite ttl in seconds, not {ttl!r}")
-
-
-def _utf8(text: object) -> bytes:
-    # Bytes, not str: compare_digest refuses non-ASCII str, and damaged records may hold any.
-    return str(text).encode("utf-8", "surrogatepass")
 
 
 class SQLiteStore:
@@ -129,60 +136,13 @@ class SQLiteStore:
         """A write superseded secrets: the worker empties the WAL once no call is queued."""
         self._worker.superseded()
 
-    # -- records <-> rows ------------------------------------------------------------------------
-
-    def _flow_values(self, flow: Flow) -> tuple[Any, ...]:
-        """The columns of ``_FLOW_COLUMNS``, id last; ``step_*`` is the transition the triggers count."""
-        step = step_of(flow)
-        return (
-            flow.spec,
-            flow.state,
-            flow.state_hash,
-            flow.version,
-            flow.created_at,
-            flow.expires_at,
-            self._codec.dump_flow(flow),
-            None if step is None else hour_of(step.at),
-            None if step is None else step.source,
-            None if step is None else step.event,
-            None if step is None else step.error,
-            flow.id,
-        )
+    # -- rows ------------------------------------------------------------------------------------
 
     def _load_flow(self, row: Sequence[Any]) -> Flow:
-        """Decode a flow row, checking the record against the clear columns it is found by.
-
-        The columns are not sealed; a record that disagrees with them (a row
-        edited by hand, a record pasted under another id) is damaged, since
-        lookups and compare-and-set would act on the wrong thing.
-        """
-        flow_id, spec, state, state_hash, version, record = row
-        flow = self._codec.load_flow(record, flow_id)
-        if not (
-            flow.id == flow_id
-            and flow.spec == spec
-            and flow.state == state
-            and flow.version == version
-            and hmac.compare_digest(_utf8(flow.state_hash), _utf8(state_hash))
-        ):
-            raise StoreError(
-                f"stored flow {flow_id!r} does not match its indexed columns",
-                code="store_corrupt",
-                retryable=False,
-            )
-        return flow
+        return load_flow(row, self._codec)
 
     def _load_token(self, row: Sequence[Any]) -> Token:
-        """Decode a token row, checking it is the token its key and provider columns say."""
-        key, provider, record = row
-        token = self._codec.load_token(record, key)
-        if token.key != key or token.provider != provider:
-            raise StoreError(
-                f"stored token {key!r} does not match its indexed columns",
-                code="store_corrupt",
-                retryable=False,
-            )
-        return token
+        return load_token(row, self._codec)
 
     def _readable_tokens(self, rows: list[Any]) -> list[Token]:
         return self._readable(rows, self._load_token)
@@ -206,10 +166,7 @@ class SQLiteStore:
 
         def work(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(
-                    f"INSERT INTO flows ({_FLOW_COLUMNS}, id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
-                    self._flow_values(flow),
-                )
+                conn.execute(_CREATE_FLOW, flow_values(flow, self._codec))
             except sqlite3.IntegrityError:
                 raise StoreError(
                     f"flow {flow.id!r} already exists (its id or state is taken)",
@@ -255,27 +212,36 @@ class SQLiteStore:
     async def compare_and_set(self, flow: Flow, expected_version: int) -> bool:
         """Replace the flow if its stored version is ``expected_version``; True if this call wrote.
 
-        One conditional ``UPDATE``: SQLite runs each write statement under the
-        database's write lock, so of two racing writers (tasks, store objects
-        or processes) exactly one matches the old version.
+        SQLite runs each write under the database's write lock, so of two racing
+        writers (tasks, store objects or processes) exactly one finds the old version.
+        First one conditional ``UPDATE`` of a row whose record holds no secret: a write
+        over it supersedes none (every step of a flow after its exchange). When that
+        matches nothing, the row is read and replaced in one ``BEGIN IMMEDIATE``
+        transaction, and the WAL is emptied if the write superseded a secret the row
+        held (``_rows.supersedes``).
         """
+        # The old record is read only when the new one holds a secret too: only then may it be kept.
+        read = _HELD_RECORD if holds_secret(flow) else _HELD
 
         def work(conn: sqlite3.Connection) -> bool:
+            values = flow_values(flow, self._codec)
             try:
-                cursor = conn.execute(
-                    f"UPDATE flows SET ({_FLOW_COLUMNS}) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
-                    " WHERE id = ? AND version = ?",
-                    (*self._flow_values(flow), expected_version),
-                )
+                if conn.execute(_UPDATE_CLEAN, (*values, expected_version)).rowcount == 1:
+                    return True
+                with immediate(conn):
+                    row = conn.execute(read, (flow.id, expected_version)).fetchone()
+                    if row is None:
+                        return False
+                    conn.execute(_UPDATE_FLOW, values)
             except sqlite3.IntegrityError:
                 raise StoreError(
                     f"flow {flow.id!r} cannot take a state digest another flow has",
                     code="store_conflict",
                     retryable=False,
                 ) from None
-            if cursor.rowcount == 1 and flow.code is None and flow.code_verifier is None:
-                self._forget()  # whatever code or verifier the flow held is superseded now
-            return cursor.rowcount == 1
+            if supersedes(row[0], row[1], flow, self._codec):
+                self._forget()
+            return True
 
         return await self._worker.run(work)
 
@@ -283,10 +249,13 @@ class SQLiteStore:
         """Remove a flow; True if there was one."""
 
         def work(conn: sqlite3.Connection) -> bool:
-            deleted = conn.execute("DELETE FROM flows WHERE id = ?", (flow_id,)).rowcount == 1
-            if deleted:
+            # fetchall: the statement ends (and commits) before the call returns.
+            removed = conn.execute(
+                "DELETE FROM flows WHERE id = ? RETURNING holds_secret", (flow_id,)
+            ).fetchall()
+            if any(held != 0 for (held,) in removed):  # NULL: written before the column, may hold one
                 self._forget()
-            return deleted
+            return bool(removed)
 
         return await self._worker.run(work)
 
@@ -300,12 +269,14 @@ class SQLiteStore:
 
         def work(conn: sqlite3.Connection) -> int:
             with immediate(conn):
-                removed = conn.execute("DELETE FROM flows WHERE expires_at < ?", (now,)).rowcount
+                removed = conn.execute(
+                    "DELETE FROM flows WHERE expires_at < ? RETURNING holds_secret", (now,)
+                ).fetchall()
                 conn.execute("DELETE FROM leases WHERE expires_at <= ?", (self._clock(),))
                 conn.execute("DELETE FROM flow_steps WHERE hour < ?", (now - FlowCounts.KEPT,))
-            if removed:
+            if any(held != 0 for (held,) in removed):
                 self._forget()
-            return removed
+            return len(removed)
 
         return await self._worker.run(work)
 

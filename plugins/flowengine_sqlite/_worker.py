@@ -118,7 +118,9 @@ class Worker:
         The checkpoint runs on this thread when no other call is queued, before the
         call that left the queue empty returns: one caller at a time finds the WAL
         empty as soon as its call is answered, and a burst of writes (a batch
-        refresh) pays for one checkpoint at its end instead of one per write.
+        refresh) pays for one checkpoint at its end instead of one per write. One
+        that another connection kept from completing is tried again at the end of
+        each later call until it completes.
         """
         self._superseded = True
 
@@ -134,8 +136,7 @@ class Worker:
         finally:
             idle = self._count(-1)
             if idle and self._superseded and self._conn is not None and not self._shut:
-                self._superseded = False
-                checkpoint(self._conn, self._target.timeout)
+                self._superseded = not checkpoint(self._conn, self._target.timeout)
 
     def _call_now(self, work: Work[_T]) -> _T:
         if self._shut:  # queued behind close() (from another thread, or by run_later)

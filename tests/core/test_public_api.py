@@ -23,7 +23,7 @@ PUBLIC = [
     "TokenView",
     "TransitionContext", "Transport", "TransportConfig", "TransportError", "TransportTimeoutError",
     "UserinfoError", "WebUrl", "__version__", "attention_order", "callback_state", "check_token_query",
-    "codec_for", "digest", "digests_equal", "fingerprint", "get_plugin_manager", "health_of",
+    "codec_for", "digest", "digests_equal", "fingerprint", "flow_columns", "get_plugin_manager", "health_of",
     "hookimpl", "hour_of", "is_loopback", "lazy_exports", "load_spec", "make_private_folder",
     "new_plugin_manager", "new_store_key", "open_sandbox", "open_store", "open_transport",
     "parse_retry_after", "parse_web_url", "pinned_connection", "read_rate_feedback", "read_status",

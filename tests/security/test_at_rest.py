@@ -8,10 +8,15 @@ backend helpers of ``tests/stores``, behind the store's back.
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import attrs
 import flowengine as fe
 import pytest
 from flowengine import new_store_key
@@ -196,6 +201,153 @@ async def test_sec30_a_purged_flow_leaves_no_verifier_behind(sandbox: SandboxFix
         clock.advance(3600)
         assert await engine.purge() == 1
         assert flow.code_verifier.encode() not in _copy_of_the_files(path)
+
+
+def _pending(n: int, **secrets: Any) -> fe.Flow:
+    """A flow as a store keeps it, holding the given secrets (code, code_verifier, device)."""
+    return fe.Flow(
+        id=f"flow-{n}",
+        spec="podio",
+        state="redirected",
+        created_at=time.time(),
+        expires_at=time.time() + 600,
+        client_id="client",
+        redirect_uri="https://example.com/cb",
+        state_hash=fe.digest(f"state-{n}"),
+        **secrets,
+    )
+
+
+def _device(device_code: str | None) -> fe.DeviceAuthorization:
+    return fe.DeviceAuthorization("WDJB-MJHT", "https://example.com/device", device_code=device_code)
+
+
+@asynccontextmanager
+async def _opened(path: Path) -> AsyncIterator[fe.Store]:
+    store = fe.open_store(f"sqlite://{path}")
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+def _wal(path: Path) -> int:
+    wal = path.with_name(path.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+# The flow's secrets before and after a compare-and-set; what the write superseded; what it kept.
+SUPERSEDING: dict[str, tuple[dict[str, object], dict[str, object], str, list[str]]] = {
+    "code and verifier dropped": (
+        {"code": "code-spent-4e1f", "code_verifier": "verifier-spent-88c2"},
+        {},
+        "code-spent-4e1f",
+        [],
+    ),
+    "verifier replaced": (
+        {"code_verifier": "verifier-old-5d0a"},
+        {"code_verifier": "verifier-new-19bb"},
+        "verifier-old-5d0a",
+        ["verifier-new-19bb"],
+    ),
+    "code replaced, verifier kept": (
+        {"code": "code-old-7c3e", "code_verifier": "verifier-kept-c1d4"},
+        {"code": "code-new-a9f0", "code_verifier": "verifier-kept-c1d4"},
+        "code-old-7c3e",
+        ["code-new-a9f0", "verifier-kept-c1d4"],
+    ),
+    "device code dropped": (
+        {"device": _device("device-spent-2b6e")},
+        {"device": _device(None)},
+        "device-spent-2b6e",
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SUPERSEDING))
+async def test_sec30_a_compare_and_set_that_drops_or_replaces_a_flow_secret_leaves_no_copy(
+    tmp_path: Path, case: str
+) -> None:
+    before, after, gone, kept = SUPERSEDING[case]
+    path = tmp_path / "store.db"
+    async with _opened(path) as store:
+        await store.create(_pending(1, **before))
+        assert gone.encode() in _copy_of_the_files(path)
+        assert await store.compare_and_set(attrs.evolve(_pending(1, **after), version=2), 1)
+        copy = _copy_of_the_files(path)
+    assert gone.encode() not in copy, "a superseded secret lingers"
+    assert all(secret.encode() in copy for secret in kept)  # the copy does show what the flow holds
+
+
+async def test_sec30_a_deleted_flow_leaves_no_secret_behind(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    async with _opened(path) as store:
+        await store.create(_pending(1, code_verifier="verifier-deleted-3f70"))
+        assert await store.delete("flow-1")
+        assert b"verifier-deleted-3f70" not in _copy_of_the_files(path)
+
+
+async def test_sec30_writes_that_supersede_no_secret_leave_the_wal_as_it_is(tmp_path: Path) -> None:
+    """Emptying the WAL costs a checkpoint and its fsync, so it is done only when a secret was
+    superseded: not for a step that keeps the flow's secrets, nor for any step of a flow holding none."""
+    path = tmp_path / "store.db"
+    async with _opened(path) as store:
+        await store.create(_pending(1, code_verifier="verifier-live-6a2d"))
+        flow = attrs.evolve(_pending(1, code_verifier="verifier-live-6a2d", code="code-live-0e95"), version=2)
+        assert await store.compare_and_set(flow, 1)  # a code added, the verifier kept
+        assert _wal(path) > 0
+        assert await store.compare_and_set(attrs.evolve(flow, version=3, code=None, code_verifier=None), 2)
+        assert _wal(path) == 0  # both superseded: the WAL was emptied (the test above says what went)
+        for version in (4, 5):
+            assert await store.compare_and_set(attrs.evolve(_pending(1), version=version), version - 1)
+        await store.create(_pending(2))
+        assert await store.delete("flow-2")
+        assert _wal(path) > 0
+
+
+async def test_sec30_a_checkpoint_another_connection_held_off_is_done_by_the_next_call(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "store.db"
+    async with _opened(path) as store:
+        await store.create(_pending(1, code_verifier="verifier-spent-d41c"))
+        reader = sqlite3.connect(path, isolation_level=None)
+        try:
+            reader.execute("BEGIN")
+            reader.execute("SELECT count(*) FROM flows").fetchall()  # a read snapshot the WAL must keep
+            assert await store.compare_and_set(attrs.evolve(_pending(1), version=2), 1)
+            assert b"verifier-spent-d41c" in _copy_of_the_files(path)  # the checkpoint could not complete
+        finally:
+            reader.close()
+        assert await store.get("flow-1") is not None  # any later call: it supersedes nothing itself
+        assert b"verifier-spent-d41c" not in _copy_of_the_files(path)
+
+
+async def test_sec30_a_flow_written_before_the_store_recorded_its_secrets_counts_as_holding_them(
+    tmp_path: Path,
+) -> None:
+    """A database of schema version 2 has no ``holds_secret`` column: its flows may hold a secret."""
+    from flowengine import codec_for
+
+    from flowengine_sqlite._schema import MIGRATIONS
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    flow = _pending(1, code_verifier="verifier-old-schema-77e1")
+    conn.execute(
+        "INSERT INTO flows (id, spec, state, state_hash, version, created_at, expires_at, record)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (flow.id, flow.spec, flow.state, flow.state_hash, flow.version, flow.created_at, flow.expires_at,
+         codec_for({}).dump_flow(flow)),
+    )  # fmt: skip
+    conn.close()
+    async with _opened(path) as store:
+        assert await store.compare_and_set(attrs.evolve(_pending(1), version=2), 1)
+        assert b"verifier-old-schema-77e1" not in _copy_of_the_files(path)
 
 
 # --- SECURITY.md 15: every folder made for secrets is private whatever the umask ---------------------

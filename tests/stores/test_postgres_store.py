@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -386,6 +387,25 @@ async def test_a_connection_the_server_dropped_is_replaced(
         isinstance(first, fe.StoreError) and first.code == "store_unavailable" and first.retryable
     )
     assert await store.get("flow-1") == make_flow(1)
+
+
+async def test_sec23_connections_the_server_ended_between_calls_are_replaced_before_a_call_meets_them(
+    url: str, open_pg: Callable[..., fe.Store]
+) -> None:
+    """A restart or an ended session tells the client (a FATAL notice, then the end of the stream):
+    the pool's check sees it on the idle connection, without a round trip, and replaces it."""
+    name = f"fe_ended_{uuid.uuid4().hex[:12]}"
+    store = open_pg(f"&min_size=2&max_size=2&application_name={name}")
+    await store.create(make_flow(1))
+    await asyncio.gather(*(store.get("flow-1") for _ in range(4)))  # both connections used
+    ended = rows(  # each backend has exited (and said so) when this returns
+        url,
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE application_name = %s",
+        (name,),
+    )
+    assert ended == [(True,), (True,)]
+    for _ in range(4):  # every pooled connection handed out again: none fails a call
+        assert await store.get("flow-1") == make_flow(1)
 
 
 # -- event loops -------------------------------------------------------------------------
