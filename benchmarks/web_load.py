@@ -31,7 +31,9 @@ token requests is checked: never more than one per flow, and for flowengine
 one for every completed flow. A flow that does not end on the "Authorized"
 page (a browser gives up after 30 s) is counted as failed, by where it
 stopped, and left out of its side's flows/s and latency; the table shows the
-failed flows of each side that had any.
+failed flows of each side that had any. Beside them, the CPU each side's workers
+used per completed flow (user and system time, from ``/proc``; no target): the
+figure the load of a shared machine disturbs least.
 """
 
 from __future__ import annotations
@@ -217,14 +219,31 @@ def _workers(side: str, count: int, sandbox: str, store: str) -> list[Process]:
     return [Process(AUTHLIB, r"authlib web on (http://\S+?)/ ", env) for _ in range(count)]
 
 
-def _measure(side: str, urls: list[str], sandbox: str, browsers: int, flows: int) -> dict[str, Any]:
-    """One run of ``flows`` flows; completed flows/s, p50 and p99 (ms) of those, the failures.
+def _cpu_seconds(pids: Sequence[int]) -> float | None:
+    """CPU seconds (user and system) these processes have used so far; None without ``/proc``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def _measure(side: str, workers: list[Process], sandbox: str, browsers: int, flows: int) -> dict[str, Any]:
+    """One run of ``flows`` flows; completed flows/s, p50 and p99 (ms) of those, the failures, and
+    the CPU the workers used per completed flow (ms; None where ``/proc`` is not there).
 
     Failed flows are counted, by where they stopped, and left out of the figures;
     more token requests than flows (a flow that sent two) fails the run.
     """
     before = _token_requests(sandbox)
-    wall, times, failures = asyncio.run(_drive(urls, browsers, flows))
+    pids = [worker.proc.pid for worker in workers]
+    cpu_before = _cpu_seconds(pids)
+    wall, times, failures = asyncio.run(_drive([worker.url for worker in workers], browsers, flows))
+    cpu_after = _cpu_seconds(pids)
     sent = _token_requests(sandbox) - before
     if sent > flows or (side == FLOWENGINE and sent < len(times)):
         raise RuntimeError(f"{side}: {flows} flows sent {sent} token requests; failed: {failures}")
@@ -237,6 +256,9 @@ def _measure(side: str, urls: list[str], sandbox: str, browsers: int, flows: int
         "flows_per_second": len(times) / wall,
         "p50_ms": statistics.median(ordered) * 1000,
         "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "worker_cpu_ms": None
+        if cpu_before is None or cpu_after is None
+        else (cpu_after - cpu_before) * 1000 / len(times),
     }
 
 
@@ -244,14 +266,14 @@ def measure(count: int, sandbox: str, store: str, browsers: int, flows: int, rou
     """Both sides with ``count`` workers each, warmed up, then ``rounds`` runs each, interleaved."""
     workers = {side: _workers(side, count, sandbox, store) for side in SIDES}
     try:
-        urls = {side: [worker.url for worker in started] for side, started in workers.items()}
         for side in SIDES:
-            asyncio.run(_drive(urls[side], min(browsers, 4), 4 * count))  # warm up every worker
+            urls = [worker.url for worker in workers[side]]
+            asyncio.run(_drive(urls, min(browsers, 4), 4 * count))  # warm up every worker
         runs: dict[str, list[dict[str, Any]]] = {side: [] for side in SIDES}
         for index in range(rounds):
             shift = index % len(SIDES)
             for side in SIDES[shift:] + SIDES[:shift]:
-                runs[side].append(_measure(side, urls[side], sandbox, browsers, flows))
+                runs[side].append(_measure(side, workers[side], sandbox, browsers, flows))
         return runs
     finally:
         for started in workers.values():
@@ -260,12 +282,18 @@ def measure(count: int, sandbox: str, store: str, browsers: int, flows: int, rou
 
 
 def rows_of(count: int, label: str, runs: dict[str, list[dict[str, Any]]]) -> list[Row]:
-    """Each side's flows/s and p99, and flowengine's over each Authlib app's (≥ 1x flows/s, ≤ 1x p99)."""
+    """Each side's flows/s, p99 and worker CPU per flow, and flowengine's over each Authlib app's
+    (≥ 1x flows/s, ≤ 1x p99; the CPU has no target: it is what load on the machine disturbs least)."""
     bench = f"web load, {count} worker(s), {label}"
     rate = {side: [run["flows_per_second"] for run in runs[side]] for side in SIDES}
     p99 = {f"{side}, p99": [run["p99_ms"] for run in runs[side]] for side in SIDES}
     rows = [Row(bench, f"{side}: flows/s", stat(rate[side]), "/s") for side in SIDES]
     rows += [Row(bench, f"{side}: flow p99 latency", stat(p99[f"{side}, p99"]), "ms") for side in SIDES]
+    rows += [
+        Row(bench, f"{side}: worker CPU per completed flow", stat(cpu), "ms")
+        for side in SIDES
+        if (cpu := [run["worker_cpu_ms"] for run in runs[side] if run.get("worker_cpu_ms") is not None])
+    ]
     rows += [
         Row(bench, f"{side}: failed flows (left out above)", stat([run["failed"] for run in runs[side]]), "")
         for side in SIDES

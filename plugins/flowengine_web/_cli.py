@@ -28,7 +28,7 @@ from flowengine.cli import (
     store_url,
 )
 
-from flowengine_web._connection import check_pinned, query_connection
+from flowengine_web._connection import QueryConnection, check_pinned
 
 __all__ = ["web"]
 
@@ -245,12 +245,13 @@ def _app(
     from flowengine_web._app import create_app
 
     pins, defaults = connections
+    queries = {
+        name: QueryConnection(engine.spec, pinned=pins.get(name, {}), defaults=defaults.get(name, {}))
+        for name, engine in engines.items()
+    }
 
     def connection(request: Any, name: str) -> dict[str, str]:
-        spec = engines[name].spec
-        return query_connection(
-            spec, request.query_params, pinned=pins.get(name, {}), defaults=defaults.get(name, {})
-        )
+        return queries[name](request.query_params)
 
     return create_app(
         engines,

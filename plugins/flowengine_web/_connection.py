@@ -23,39 +23,48 @@ from flowengine import (
     pinned_connection,
 )
 
-__all__ = ["check_engines", "check_pinned", "checked_base_url", "named_engines", "query_connection"]
+__all__ = ["QueryConnection", "check_engines", "check_pinned", "checked_base_url", "named_engines"]
 
 _SPEC_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
-def query_connection(
-    spec: FlowSpec,
-    query: Mapping[str, str],
-    *,
-    pinned: Mapping[str, str],
-    defaults: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """The connection values of a flow started by a URL with this query.
+class QueryConnection:
+    """The connection values of a flow of ``spec`` started by a URL with a given query.
 
     ``pinned``: what configuration fixes (a query may repeat it, not change it);
     ``defaults``: what a query may change (a sandbox's examples). A query value for a
-    variable that can name any host is refused unless it is the configured one.
+    variable that can name any host is refused unless it is the configured one. Made
+    once per spec: which variables can name any host is worked out here, not per request.
     """
-    free = pinned_connection(spec)
-    fixed = {**{n: v for n, v in (defaults or {}).items() if n in free}, **pinned}
-    asked = {key: value for key, value in query.items() if key in spec.connection}
-    for name, value in asked.items():
-        if (name in free or name in pinned) and fixed.get(name) != value:
-            why = (
-                "it chooses the provider's host, so only the deployment's configuration gives it"
-                if name in free
-                else "this deployment's configuration sets it"
-            )
-            raise ConfigError(
-                f"a start URL may not set the connection value {name!r} of spec {spec.name!r}: {why}",
-                code=ErrorCode.CONNECTION_PINNED,
-            )
-    return {**(defaults or {}), **pinned, **asked}
+
+    def __init__(
+        self, spec: FlowSpec, *, pinned: Mapping[str, str], defaults: Mapping[str, str] | None = None
+    ) -> None:
+        self.spec = spec
+        self.free = pinned_connection(spec)
+        self.pinned = dict(pinned)
+        defaults = defaults or {}
+        self.fixed = {**{n: v for n, v in defaults.items() if n in self.free}, **self.pinned}
+        self.given = {**defaults, **self.pinned}
+
+    def __call__(self, query: Mapping[str, str]) -> dict[str, str]:
+        """The values for this query: ``connection_pinned`` when it names one it may not set."""
+        if not self.spec.connection:
+            return dict(self.given)
+        asked = {key: value for key, value in query.items() if key in self.spec.connection}
+        for name, value in asked.items():
+            if (name in self.free or name in self.pinned) and self.fixed.get(name) != value:
+                why = (
+                    "it chooses the provider's host, so only the deployment's configuration gives it"
+                    if name in self.free
+                    else "this deployment's configuration sets it"
+                )
+                raise ConfigError(
+                    f"a start URL may not set the connection value {name!r} of spec {self.spec.name!r}: "
+                    + why,
+                    code=ErrorCode.CONNECTION_PINNED,
+                )
+        return {**self.given, **asked}
 
 
 def check_pinned(spec: FlowSpec, url_name: str, pinned: Mapping[str, str]) -> None:

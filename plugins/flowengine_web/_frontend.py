@@ -27,10 +27,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
-from flowengine_web._connection import query_connection
+from flowengine_web._connection import QueryConnection
 from flowengine_web._hooks import Connection, OnToken, Render, Subject, SuccessUrl, deliver_once, resolve
 from flowengine_web._http import SECURITY_HEADERS, wants_json
-from flowengine_web._outcome import flow_json, result_kind
+from flowengine_web._outcome import RecentOutcomes, flow_json, result_kind
 from flowengine_web._pages import Page, PageKind, SpecLink, describe_error, render_html
 from flowengine_web._session import SessionCookies
 
@@ -83,7 +83,10 @@ class Frontend:
     ) -> None:
         self.engines = dict(engines)
         self.connection = connection
-        self.pinned = dict(pinned or {})
+        self.queries = {
+            name: QueryConnection(engine.spec, pinned=(pinned or {}).get(name, {}))
+            for name, engine in self.engines.items()
+        }
         self.sessions = sessions
         self.scopes = dict(scopes)
         self.base_url = base_url
@@ -92,6 +95,7 @@ class Frontend:
         self.subject = subject
         self.render = render
         self.title = title
+        self.recent = RecentOutcomes()
 
     # --- URLs -----------------------------------------------------------------------
 
@@ -227,7 +231,7 @@ class Frontend:
                 session=sid,
                 redirect_uri=self.redirect_uri(request, name),
                 subject=await resolve(self.subject(request)) if self.subject is not None else None,
-                connection=await self.connection_values(request, name, engine),
+                connection=await self.connection_values(request, name),
             )
         except FlowError as exc:
             log.warning("web: cannot start a %s flow: %s", name, exc)
@@ -250,7 +254,7 @@ class Frontend:
         self.sessions.issue(request, response, sid)
         return response
 
-    async def connection_values(self, request: Request, name: str, engine: AsyncEngine) -> dict[str, str]:
+    async def connection_values(self, request: Request, name: str) -> dict[str, str]:
         """The flow's connection values: the host's ``connection`` hook, else the query's.
 
         ``/auth/zendesk?subdomain=acme``: each query parameter named like a connection
@@ -261,7 +265,7 @@ class Frontend:
             given = await resolve(self.connection(request, name))
             if given is not None:
                 return dict(given)
-        return query_connection(engine.spec, request.query_params, pinned=self.pinned.get(name, {}))
+        return self.queries[name](request.query_params)
 
     async def callback(self, request: Request) -> Response:
         """``GET /auth/{spec}/callback``: finish the flow, then 303 to its clean result URL."""
@@ -290,6 +294,8 @@ class Frontend:
             target = await resolve(self.success_url(request, flow))
             if target is not None and not self._same_origin(request, target):
                 raise ConfigError("success_url returned a URL on another origin", code="config_invalid")
+        if target is None and engine.is_final(flow):
+            self.recent.put(flow)  # its result page, next, need not read it back from the store
         return self.see_other(target or self.path(request, f"/auth/{name}/result/{flow.id}"))
 
     async def refused(self, request: Request, spec: str, code: str) -> Response:
@@ -306,7 +312,7 @@ class Frontend:
         flow = None
         if sid is not None and _FLOW_ID.fullmatch(flow_id):
             try:
-                flow = await engine.get(flow_id)
+                flow = self.recent.take(flow_id, digest(sid)) or await engine.get(flow_id)
             except FlowError as exc:
                 return await self.failure(request, name, exc.code)
         if (

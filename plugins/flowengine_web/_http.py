@@ -7,9 +7,9 @@ app's ``render`` hook may return a Response with its own Content-Security-Policy
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,6 +33,12 @@ SECURITY_HEADERS: Mapping[str, str] = {
 }
 
 
+#: ``SECURITY_HEADERS`` as ASGI raw headers, made once.
+_RAW_HEADERS = tuple(
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in SECURITY_HEADERS.items()
+)
+
+
 class SecurityHeadersMiddleware:
     """ASGI middleware: add ``SECURITY_HEADERS`` to every HTTP response that lacks them."""
 
@@ -46,10 +52,10 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
-                    if name not in headers:
-                        headers[name] = value
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers += [pair for pair in _RAW_HEADERS if pair[0] not in present]
+                message["headers"] = headers
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -85,7 +91,12 @@ def wants_json(request: Request) -> bool:
     On equal q-values the more specific range decides, so ``application/json, */*``
     (what fetch libraries send) gets JSON and ``*/*`` alone gets HTML.
     """
-    accept = request.headers.get("accept", "")
+    return _prefers_json(request.headers.get("accept", ""))
+
+
+@functools.lru_cache(maxsize=64)
+def _prefers_json(accept: str) -> bool:
+    """``wants_json`` for an Accept header: a client sends the same one each time, so it is remembered."""
     if not accept:
         return False
     json_pref = _preference(accept, "application/json")

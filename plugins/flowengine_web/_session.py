@@ -20,9 +20,11 @@ import re
 import secrets
 from collections.abc import Sequence
 
+import attrs
 from flowengine import ConfigError, is_loopback
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
+from starlette.types import Scope
 
 __all__ = ["MIN_SECRET_BYTES", "SecretKey", "SessionCookies"]
 
@@ -53,6 +55,21 @@ def _keys(secret_key: SecretKey) -> list[bytes]:
     return keys
 
 
+@attrs.frozen
+class CookieShape:
+    """What the session cookie is called and how it is set, for one origin and mount point."""
+
+    name: str
+    path: str
+    secure: bool
+    #: The attributes after ``name=value`` in the ``Set-Cookie`` header.
+    attributes: str
+
+
+#: Origins (Host header, mount point) whose cookie shape is remembered; past this many, forget all.
+_SHAPES_KEPT = 256
+
+
 class SessionCookies:
     """Reads and issues the session cookie of the web frontend."""
 
@@ -61,37 +78,46 @@ class SessionCookies:
             raise ConfigError(f"cookie_name {cookie_name[:80]!r} is not a plain token", code="config_invalid")
         self._keys = _keys(secret_key)
         self.cookie_name = cookie_name
+        self._shapes: dict[tuple[object, ...], CookieShape] = {}
 
-    def _sign(self, sid: str, key: bytes) -> str:
-        mac = hmac.new(key, sid.encode("ascii"), hashlib.sha256).digest()
+    @staticmethod
+    def _sign(sid: str, key: bytes) -> str:
+        mac = hmac.digest(key, sid.encode("ascii"), "sha256")
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
-    @staticmethod
-    def secure(conn: HTTPConnection) -> bool:
-        """True when the cookie must be ``Secure``: every host but loopback."""
-        return not is_loopback(conn.url.hostname)
+    def shape(self, conn: HTTPConnection) -> CookieShape:
+        """The cookie's name, path and flags for the origin and mount point of this request.
 
-    @staticmethod
-    def _mount(conn: HTTPConnection) -> str:
-        root: str = conn.scope.get("root_path", "")
-        return root.rstrip("/") or "/"
+        Worked out from the request's URL once per (Host header, mount point), as
+        Starlette reads them, then remembered (at most ``_SHAPES_KEPT`` at a time:
+        the Host header is the client's to choose).
+        """
+        scope = conn.scope
+        host = next((value for key, value in scope["headers"] if key == b"host"), None)
+        server = scope.get("server")
+        key = (scope.get("scheme", "http"), host, None if server is None else tuple(server), _mount(scope))
+        shape = self._shapes.get(key)
+        if shape is None:
+            if len(self._shapes) >= _SHAPES_KEPT:
+                self._shapes.clear()
+            shape = self._shapes[key] = self._shape_of(not is_loopback(conn.url.hostname), key[3])
+        return shape
 
-    def path(self, conn: HTTPConnection) -> str:
-        """The cookie's path: ``/`` where ``__Host-`` applies (it demands it), else the mount point."""
-        return "/" if self.secure(conn) else self._mount(conn)
-
-    def name(self, conn: HTTPConnection) -> str:
-        """The cookie name: ``__Host-`` prefixed off loopback; with a mount point's digest below the root."""
-        if not self.secure(conn):
-            return self.cookie_name
-        mount = self._mount(conn)
-        if mount == "/":
-            return "__Host-" + self.cookie_name
-        return f"__Host-{self.cookie_name}-{hashlib.sha256(mount.encode()).hexdigest()[:8]}"
+    def _shape_of(self, secure: bool, mount: str) -> CookieShape:
+        """Off loopback: ``__Host-`` prefixed, ``Path=/``, ``Secure``; below the root, the mount point's
+        digest in the name instead of its ``Path``. On loopback: the plain name, the mount point's path."""
+        if not secure:
+            name, path = self.cookie_name, mount
+        elif mount == "/":
+            name, path = "__Host-" + self.cookie_name, "/"
+        else:
+            name, path = f"__Host-{self.cookie_name}-{hashlib.sha256(mount.encode()).hexdigest()[:8]}", "/"
+        attributes = f"; HttpOnly; Path={path}; SameSite=lax" + ("; Secure" if secure else "")
+        return CookieShape(name, path, secure, attributes)
 
     def read(self, conn: HTTPConnection) -> str | None:
         """The session id the request carries, or None (absent, malformed or not ours)."""
-        value = conn.cookies.get(self.name(conn))
+        value = conn.cookies.get(self.shape(conn).name)
         if not value or value.count(".") != 1:
             return None
         sid, signature = value.split(".")
@@ -113,13 +139,17 @@ class SessionCookies:
 
         Lax, not Strict: the provider sends the person back with a cross-site
         top-level GET, and Strict would leave the cookie behind on that one.
-        It lasts the browser session: a flow is minutes long.
+        It lasts the browser session: a flow is minutes long. The header is the
+        one Starlette's ``set_cookie`` writes; the name and value are plain
+        tokens (``_COOKIE_NAME``, base64url), so nothing in it needs quoting.
         """
-        response.set_cookie(
-            self.name(conn),
-            f"{sid}.{self._sign(sid, self._keys[0])}",
-            path=self.path(conn),
-            secure=self.secure(conn),
-            httponly=True,
-            samesite="lax",
+        shape = self.shape(conn)
+        value = f"{sid}.{self._sign(sid, self._keys[0])}"
+        response.raw_headers.append(
+            (b"set-cookie", f"{shape.name}={value}{shape.attributes}".encode("ascii"))
         )
+
+
+def _mount(scope: Scope) -> str:
+    root: str = scope.get("root_path", "")
+    return root.rstrip("/") or "/"

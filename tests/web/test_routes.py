@@ -313,6 +313,38 @@ async def test_a_result_is_shown_only_to_the_session_that_started_the_flow(
     assert (await browser.get(result_url)).status_code == 200
 
 
+async def test_the_first_result_view_reads_nothing_back_and_shows_what_a_reload_shows(
+    sandbox: SandboxFixture, podio_spec: fe.FlowSpec, make_browser: object
+) -> None:
+    class CountingStore(MemoryStore):
+        reads = 0
+
+        async def get(self, flow_id: str) -> fe.Flow | None:
+            self.reads += 1
+            return await super().get(flow_id)
+
+    store = CountingStore()
+    async with fe.AsyncEngine(
+        podio_spec, client=sandbox.client, endpoints=sandbox.endpoints, store=store
+    ) as engine:
+        app = create_app(engine, secret_key=SECRET)
+        browser: Browser = make_browser(app)  # type: ignore[operator]
+        other: Browser = make_browser(app)  # type: ignore[operator]
+        for approve, title in ((True, "Authorized"), (False, "Authorization denied")):
+            done = await browser.get(await browser.authorize(approve=approve))
+            result_url = done.headers["location"]
+            await other.start()  # a session of its own, asking first: still not its flow
+            assert (await other.get(result_url)).status_code == 404
+            reads = store.reads
+            first = await browser.get(result_url, accept="application/json")
+            assert store.reads == reads  # the flow the callback just finished, not read back
+            reload = await browser.get(result_url, accept="application/json")
+            assert store.reads == reads + 1
+            assert first.json() == reload.json() and first.json()["outcome"] in ("success", "denied")
+            page, page_again = await browser.get(result_url), await browser.get(result_url)
+            assert f"<h1>{title}</h1>" in page.text and page.text == page_again.text
+
+
 @pytest.mark.parametrize(
     "path",
     [
