@@ -45,6 +45,7 @@ from benchmarks._common import (
     CLIENT_ID,
     CLIENT_SECRET,
     REDIRECT_URI,
+    MemoryTransport,
     Row,
     interleaved,
     ratio_of,
@@ -250,9 +251,33 @@ def _ratio_rows(bench: str, figures: dict[str, list[float]], limit: float) -> li
     ]
 
 
+def warm_up() -> None:
+    """Import, once and untimed, what a side would otherwise import inside its first timed round.
+
+    A process's first flow imports what the engine's observers load on first use (the
+    OpenTelemetry API, with the otel plugin installed: a tenth of a second or more),
+    and each client library is imported on first use: in a short run that would be a
+    large part of whichever side happens to go first.
+    """
+    import aiohttp  # noqa: F401 - imported for its cost, untimed
+    import flowengine as fe
+    import httpx  # noqa: F401
+
+    async def one_flow() -> None:
+        client = fe.Client(CLIENT_ID, CLIENT_SECRET, redirect_uri=REDIRECT_URI)
+        async with fe.AsyncEngine("podio", client=client, transport=MemoryTransport()) as engine:
+            flow = await engine.start()
+            assert flow.authorization_url is not None
+            state = flow.authorization_url.rpartition("state=")[2]
+            await engine.callback(f"{REDIRECT_URI}?code=warm-up&state={state}")
+
+    asyncio.run(one_flow())
+
+
 def run(quick: bool) -> dict[str, Any]:
     """Both servers, concurrency 1 and 50, every side interleaved; rows and target ratios."""
     rounds = 2 if quick else 5
+    warm_up()
     sides = [name for name in SIDES if not (quick and name.startswith("authlib"))]
     results: dict[str, Any] = {"rounds": rounds, "default_transport": default_transport(), "servers": {}}
     rows: list[Row] = []
