@@ -21,8 +21,6 @@ from __future__ import annotations
 #: ``typing`` is not imported for this: it would be most of what ``import flowengine`` costs.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from flowengine._callbacks import CallbackInput, callback_state
     from flowengine._client import Client
     from flowengine._clock import Clock, SystemClock
@@ -234,27 +232,30 @@ _HOMES = {
 _HOME = {name: module for module, names in _HOMES.items() for name in names.split()}
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module on first use, and keep the name here (PEP 562).
+# Hidden from type checkers, which read the imports above: to them a module ``__getattr__``
+# would make every misspelt ``flowengine.X`` a valid name of type ``Any``.
+if not TYPE_CHECKING:
 
-    A submodule asked for as an attribute (``flowengine._security``,
-    ``flowengine.testing``) is imported then too.
-    """
-    from importlib import import_module
+    def __getattr__(name: str) -> object:
+        """Import a public name's module on first use, and keep the name here (PEP 562).
 
-    module = _HOME.get(name)
-    if module is not None:
-        value = getattr(import_module(f"flowengine.{module}"), name)
-        globals()[name] = value
-        return value
-    if not name.startswith("__"):
-        try:
-            return import_module(f"flowengine.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"flowengine.{name}":
-                raise
-    raise AttributeError(f"module 'flowengine' has no attribute {name!r}")
+        A submodule asked for as an attribute (``flowengine._security``,
+        ``flowengine.testing``) is imported then too.
+        """
+        from importlib import import_module
 
+        module = _HOME.get(name)
+        if module is not None:
+            value = getattr(import_module(f"flowengine.{module}"), name)
+            globals()[name] = value
+            return value
+        if not name.startswith("__"):
+            try:
+                return import_module(f"flowengine.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"flowengine.{name}":
+                    raise
+        raise AttributeError(f"module 'flowengine' has no attribute {name!r}")
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})
