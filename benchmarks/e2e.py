@@ -11,6 +11,9 @@ sharing one client or one engine):
 - ``aiohttp.ClientSession``: the same with aiohttp, for reference;
 - ``flowengine (aiohttp)`` and ``flowengine (httpx)``: whole flows on the memory
   store, ``start`` -> ``callback`` -> exchange over the wire, per transport;
+- ``AiohttpTransport alone``: the default transport's ``send`` with the token
+  request the engine builds (JSON, its headers), no engine: what the transport
+  costs beside ``aiohttp.ClientSession``, and so what of the gap is the engine's;
 - ``authlib`` (full run only): a shared ``AsyncOAuth2Client`` fetching the token
   (form-encoded, so from the sandbox's ``/oauth/token``).
 
@@ -23,7 +26,8 @@ server takes any code.
 Targets, as ratios to ``aiohttp.ClientSession`` (the floor of the default
 transport) taken round by round: ``flowengine (aiohttp)`` ≥ 0.8x against the
 sandbox at concurrency 1 and 50, ≥ 0.6x (c=1) and ≥ 0.7x (c=50) against the raw
-server. ``flowengine (httpx)`` is shown beside ``httpx.AsyncClient``, without a target.
+server. ``flowengine (httpx)`` is shown beside ``httpx.AsyncClient``, and
+``AiohttpTransport alone`` beside ``aiohttp.ClientSession``, without a target.
 Run alone: ``python -m benchmarks.e2e [--quick]``.
 """
 
@@ -41,9 +45,10 @@ from benchmarks._common import (
     CLIENT_ID,
     CLIENT_SECRET,
     REDIRECT_URI,
+    MemoryTransport,
     Row,
     interleaved,
-    ratio_row,
+    ratio_of,
     run_alone,
     server_process,
     stat,
@@ -171,6 +176,28 @@ async def _flowengine_side(url: str, codes: list[str], concurrency: int, transpo
         return await _drive(len(codes), concurrency, work)
 
 
+async def _transport_side(url: str, codes: list[str], concurrency: int) -> float:
+    import json
+
+    import flowengine as fe
+
+    from flowengine_aiohttp import AiohttpTransport
+
+    transport = AiohttpTransport()
+    headers = {"content-type": "application/json", "accept": "application/json", "user-agent": "flowengine"}
+    try:
+
+        async def work(index: int) -> None:
+            body = json.dumps(_token_fields(codes[index])).encode()
+            answer = await transport.send(fe.HttpRequest("POST", f"{url}/oauth/token/v2", headers, body))
+            if answer.status != 200 or "access_token" not in json.loads(answer.body):
+                raise RuntimeError(f"AiohttpTransport: the token endpoint answered {answer.status}")
+
+        return await _drive(len(codes), concurrency, work)
+    finally:
+        await transport.aclose()
+
+
 async def _authlib_side(url: str, codes: list[str], concurrency: int) -> float:
     # Authlib announces a move to "httpx2" with a filter of its own set to "always": record, don't print.
     with warnings.catch_warnings(record=True):
@@ -191,6 +218,7 @@ SIDES: dict[str, Callable[[str, list[str], int], Awaitable[float]]] = {
     "aiohttp.ClientSession": _aiohttp_side,
     "flowengine (aiohttp)": lambda url, codes, c: _flowengine_side(url, codes, c, "aiohttp"),
     "flowengine (httpx)": lambda url, codes, c: _flowengine_side(url, codes, c, "httpx"),
+    "AiohttpTransport alone": _transport_side,
     "authlib AsyncOAuth2Client": _authlib_side,
 }
 
@@ -215,31 +243,41 @@ def default_transport() -> str:
 
 
 def _ratio_rows(bench: str, figures: dict[str, list[float]], limit: float) -> list[Row]:
-    """Each engine beside its transport's own client, round by round; the target on aiohttp's."""
-
-    def ratios(name: str, baseline: str) -> list[float]:
-        return [a / b for a, b in zip(figures[name], figures[baseline], strict=True)]
-
+    """Each engine (and the transport alone) beside its client, round by round; the target on aiohttp's."""
     return [
-        ratio_row(
-            bench,
-            "flowengine (aiohttp) / aiohttp.ClientSession",
-            ratios("flowengine (aiohttp)", "aiohttp.ClientSession"),
-            limit,
-            higher_is_better=True,
-        ),
-        Row(
-            bench,
-            "flowengine (httpx) / httpx.AsyncClient",
-            stat(ratios("flowengine (httpx)", "httpx.AsyncClient")),
-            "x",
-        ),
+        ratio_of(bench, figures, "flowengine (aiohttp)", "aiohttp.ClientSession", limit),
+        ratio_of(bench, figures, "AiohttpTransport alone", "aiohttp.ClientSession"),
+        ratio_of(bench, figures, "flowengine (httpx)", "httpx.AsyncClient"),
     ]
+
+
+def warm_up() -> None:
+    """Import, once and untimed, what a side would otherwise import inside its first timed round.
+
+    A process's first flow imports what the engine's observers load on first use (the
+    OpenTelemetry API, with the otel plugin installed: a tenth of a second or more),
+    and each client library is imported on first use: in a short run that would be a
+    large part of whichever side happens to go first.
+    """
+    import aiohttp  # noqa: F401 - imported for its cost, untimed
+    import flowengine as fe
+    import httpx  # noqa: F401
+
+    async def one_flow() -> None:
+        client = fe.Client(CLIENT_ID, CLIENT_SECRET, redirect_uri=REDIRECT_URI)
+        async with fe.AsyncEngine("podio", client=client, transport=MemoryTransport()) as engine:
+            flow = await engine.start()
+            assert flow.authorization_url is not None
+            state = flow.authorization_url.rpartition("state=")[2]
+            await engine.callback(f"{REDIRECT_URI}?code=warm-up&state={state}")
+
+    asyncio.run(one_flow())
 
 
 def run(quick: bool) -> dict[str, Any]:
     """Both servers, concurrency 1 and 50, every side interleaved; rows and target ratios."""
     rounds = 2 if quick else 5
+    warm_up()
     sides = [name for name in SIDES if not (quick and name.startswith("authlib"))]
     results: dict[str, Any] = {"rounds": rounds, "default_transport": default_transport(), "servers": {}}
     rows: list[Row] = []

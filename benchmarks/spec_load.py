@@ -1,6 +1,7 @@
 """5. Spec load and compile: ``load_spec("podio")`` + ``compile_flow``, cold and cached.
 
-Cold is a fresh Python process that has imported flowengine and loads its
+Cold is a fresh Python process that has imported flowengine (and its engine:
+``import flowengine`` alone loads nothing since it became lazy) and loads its
 first spec: finding the spec folders (which loads the plugins), reading and
 validating the YAML, building the machine; each part is timed apart. Cached is
 the same call again in a warm process, what every ``AsyncEngine("podio", ...)``
@@ -29,6 +30,7 @@ __all__ = ["run"]
 COLD = """
 import json, time
 import flowengine
+from flowengine import AsyncEngine, load_spec  # what `import flowengine` loaded before it was lazy
 from flowengine import _plugins as plugins
 from flowengine._machine import compile_flow
 began = time.perf_counter()

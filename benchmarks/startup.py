@@ -9,6 +9,11 @@ Each is the median of several runs, interleaved; the ratios are taken round by
 round. Targets: ``import flowengine`` ≤ 1.0x ``import httpx``, ``--help`` ≤ 1.3x
 ``python -c 'import flowengine'``.
 
+``import flowengine`` loads no module of the package (each public name is imported
+on first use), so beside it is also ``python -c 'from flowengine import AsyncEngine'``,
+the package as a program uses it (what ``import flowengine`` loaded before it was
+lazy), and ``--help`` over that, without a target.
+
 Before timing, one untimed run writes the bytecode of every module the commands
 import (even under ``PYTHONDONTWRITEBYTECODE``): an installed package has its
 ``.pyc`` files, and httpx's in site-packages always do, so a source checkout
@@ -30,6 +35,9 @@ from benchmarks._common import Row, interleaved, ratio_row, run_alone, stat
 
 __all__ = ["run"]
 
+#: The package as a program uses it: the engine and everything it imports.
+ENGINE = "from flowengine import AsyncEngine"
+
 
 def import_ms(package: str = "flowengine") -> float:
     """The ``package`` line of ``-X importtime``: cumulative ms to import the package."""
@@ -50,7 +58,7 @@ def import_ms(package: str = "flowengine") -> float:
 def write_bytecode() -> None:
     """Run each command once, untimed, allowed to write the ``.pyc`` files of what it imports."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    for command in ([sys.executable, "-c", "import flowengine, httpx"], help_command()):
+    for command in ([sys.executable, "-c", f"import httpx; {ENGINE}"], help_command()):
         subprocess.run(command, capture_output=True, check=True, timeout=60, env=env)  # noqa: S603
 
 
@@ -82,6 +90,8 @@ def run(quick: bool) -> dict[str, Any]:
             "help": lambda: _wall_ms(help_command()),
             "python": lambda: _wall_ms([sys.executable, "-c", "pass"]),
             "import_wall": lambda: _wall_ms([sys.executable, "-c", "import flowengine"]),
+            "engine_wall": lambda: _wall_ms([sys.executable, "-c", ENGINE]),
+            "httpx_wall": lambda: _wall_ms([sys.executable, "-c", "import httpx"]),
         },
     )
     pairs = zip(figures["import"], figures["import_httpx"], strict=True)
@@ -105,9 +115,30 @@ def run(quick: bool) -> dict[str, Any]:
             1.3,
             higher_is_better=False,
         ),
+        Row("start-up", f"python -c '{ENGINE}' (wall)", stat(figures["engine_wall"]), "ms"),
+        Row("start-up", "python -c 'import httpx' (wall)", stat(figures["httpx_wall"]), "ms"),
+        _untargeted(
+            figures, ("engine_wall", f"python -c '{ENGINE}'"), ("httpx_wall", "python -c 'import httpx'")
+        ),
+        _untargeted(figures, ("help", "flowengine --help"), ("engine_wall", f"python -c '{ENGINE}'")),
         Row("start-up", "python -c pass (wall: the interpreter alone)", stat(figures["python"]), "ms"),
     ]
     return {"ms": figures, "rows": rows}
+
+
+def _untargeted(figures: dict[str, list[float]], figure: tuple[str, str], baseline: tuple[str, str]) -> Row:
+    """``figure`` over ``baseline`` (wall times: ``(key, command)`` each), round by round, no target."""
+    (top, top_name), (bottom, bottom_name) = figure, baseline
+    return Row(
+        "start-up",
+        f"{top_name} / {bottom_name} (wall)",
+        stat([a / b for a, b in zip(figures[top], figures[bottom], strict=True)]),
+        "x",
+        figure=f"{top_name} (wall)",
+        figure_value=stat(figures[top]),
+        baseline=f"{bottom_name} (wall)",
+        baseline_value=stat(figures[bottom]),
+    )
 
 
 if __name__ == "__main__":

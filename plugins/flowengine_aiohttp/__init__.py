@@ -13,23 +13,28 @@ connection the server had already closed), never follows redirects, keeps no
 cookies, asks for no compression (the size cap counts the bytes that arrive),
 and says whether a failed request may have reached the server. Each request
 has a total deadline (``TransportConfig.request_deadline``) from asking for a
-connection to the last byte of the body: aiohttp's own timeouts are per read,
-so a server trickling a byte at a time would otherwise hold a request forever.
+connection to the last byte of the body: aiohttp's ``total`` timeout, which it
+starts for every request anyway (a raw ``ClientSession`` has one of five
+minutes), so the deadline costs no timer of its own; the per-read timeouts
+alone would let a server trickling a byte at a time hold a request forever.
+
+Loading the plugin imports neither aiohttp nor the engine's HTTP types: the
+first ``send`` imports ``flowengine_aiohttp._wire``, which does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import importlib.util
 from typing import TYPE_CHECKING
 
-from flowengine import HttpRequest, HttpResponse, TransportConfig, TransportError, hookimpl
+from flowengine import hookimpl
 
-if TYPE_CHECKING:  # aiohttp is imported when the first request is sent, not at plugin load
+if TYPE_CHECKING:
     import ssl
 
     import aiohttp
+    from flowengine import HttpRequest, HttpResponse, TransportConfig
 
 __all__ = ["AiohttpTransport", "flowengine_transport"]
 
@@ -39,39 +44,28 @@ class AiohttpTransport:
 
     The session is opened on the first ``send``, inside the event loop that
     uses it (aiohttp binds a session to its loop); pass ``session`` to share
-    one you manage, which ``aclose`` then leaves open.
+    one you manage, which ``aclose`` then leaves open (its requests are sent
+    with this transport's timeouts and deadline).
     """
 
     def __init__(
         self, config: TransportConfig | None = None, session: aiohttp.ClientSession | None = None
     ) -> None:
+        from flowengine import TransportConfig
+
         self.config = config or TransportConfig()
         self._session = session
         self._owns_session = session is None
+        self._timeout: aiohttp.ClientTimeout | None = None
 
     def _open(self) -> aiohttp.ClientSession:
-        import aiohttp
+        """The session (opened now, unless one was passed in) and every request's timeouts."""
+        import flowengine_aiohttp._wire as wire
 
-        from flowengine_aiohttp._wire import MarkingConnector
-
-        config = self.config
-        connector = MarkingConnector(
-            limit=config.max_connections, limit_per_host=0, ssl=_ssl_context(), force_close=False
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=config.timeout,  # waiting for a pooled connection, and connecting
-            sock_connect=config.connect_timeout,
-            sock_read=config.timeout,
-        )
-        return aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            headers={"accept-encoding": "identity"},
-            trust_env=False,
-        )
+        if self._session is None:
+            self._session = wire.open_session(self.config, _ssl_context())
+        self._timeout = wire.timeouts(self.config)
+        return self._session
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         """Send the request; read at most ``max_response_bytes`` of the answer, within the deadline.
@@ -80,78 +74,40 @@ class AiohttpTransport:
         ``sent=False`` only while it had no connection yet (with a session you
         passed in, which cannot tell, always ``sent=True``).
         """
-        from flowengine_aiohttp._wire import ATTEMPT, Attempt
+        import flowengine_aiohttp._wire as wire
 
         session = self._session
-        if session is None:
-            session = self._session = self._open()
-        attempt = Attempt()
-        marker = ATTEMPT.set(attempt)
-        deadline = self.config.request_deadline
-        try:
-            async with asyncio.timeout(deadline):
-                return await self._send(session, request)
-        except TimeoutError:  # the deadline's own: _send turns aiohttp's timeouts into TransportError
-            raise TransportError(
-                f"{_origin(request)} did not finish answering within {deadline:g} s",
-                code="transport_timeout",
-                sent=attempt.connected or not self._owns_session,
-            ) from None
-        finally:
-            ATTEMPT.reset(marker)
-
-    async def _send(self, session: aiohttp.ClientSession, request: HttpRequest) -> HttpResponse:
-        import aiohttp
-        from yarl import URL
-
-        limit = self.config.max_response_bytes
+        if session is None or self._timeout is None:
+            session = self._open()
+        attempt = wire.Attempt()
+        marker = wire.ATTEMPT.set(attempt)
         try:
             async with session.request(
                 request.method,
-                URL(request.url, encoded=True),  # sent as built: no re-quoting
+                wire.URL(request.url, encoded=True),  # sent as built: no re-quoting
                 headers=request.headers,
                 data=request.body or None,
                 allow_redirects=False,
+                timeout=self._timeout,
             ) as response:
-                body = bytearray()
-                async for chunk in response.content.iter_any():
-                    body += chunk
-                    if len(body) > limit:
-                        raise TransportError(
-                            f"the response from {_origin(request)} is larger than {limit} bytes",
-                            code="response_too_large",
-                            retryable=False,
-                        )
-                return HttpResponse(response.status, _headers(response), bytes(body))
-        except aiohttp.ConnectionTimeoutError:
-            raise TransportError(
-                f"timed out connecting to {_origin(request)}", code="transport_timeout", sent=False
-            ) from None
-        except (aiohttp.ClientConnectorError, aiohttp.InvalidURL) as exc:
-            raise TransportError(
-                f"cannot connect to {_origin(request)}: {_reason(exc)}", sent=False
-            ) from None
-        except TimeoutError:  # aiohttp.SocketTimeoutError: the request went out, no answer came
-            raise TransportError(
-                f"{_origin(request)} did not answer in time", code="transport_timeout"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"the exchange with {_origin(request)} broke off: {_reason(exc)}") from None
+                headers = wire.headers_of(response)
+                body = await wire.bounded_body(response.content, self.config.max_response_bytes, request)
+        except Exception as exc:
+            sent = attempt.connected or not self._owns_session
+            failure = wire.failure(exc, request, self.config.request_deadline, sent_by_deadline=sent)
+            if failure is None:
+                raise
+            raise failure from None
+        finally:
+            wire.ATTEMPT.reset(marker)
+        return wire.HttpResponse(response.status, headers, body)
 
     async def aclose(self) -> None:
         """Close the pooled connections (of a session this transport opened)."""
         if self._session is not None and self._owns_session:
             await self._session.close()
         self._session = None
-
-
-def _headers(response: aiohttp.ClientResponse) -> dict[str, str]:
-    """Header names lower-cased; a repeated header's values joined with ", " (as httpx does)."""
-    headers: dict[str, str] = {}
-    for name, value in response.headers.items():
-        key = name.lower()
-        headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return headers
+        self._timeout = None
 
 
 @functools.cache
@@ -168,17 +124,6 @@ def _ssl_context() -> ssl.SSLContext:
     except ImportError:  # pragma: no cover - certifi comes with httpx
         return ssl.create_default_context()
     return ssl.create_default_context(cafile=certifi.where())
-
-
-def _origin(request: HttpRequest) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(request.url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
-def _reason(exc: Exception) -> str:
-    return type(exc).__name__ + (f" ({str(exc)[:120]})" if str(exc) else "")
 
 
 @hookimpl(tryfirst=True)

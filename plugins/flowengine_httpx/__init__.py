@@ -13,22 +13,23 @@ connection and every waiting request on each request it assigns, so one pool
 of 50 busy connections spends more CPU on bookkeeping than on HTTP (measured
 in ``benchmarks/e2e.py``: a split pool more than doubles throughput at
 concurrency 50). ``httpx`` itself is imported on first use, not when the plugin
-loads: importing it costs tens of milliseconds at every ``flowengine`` start.
+loads: importing it costs tens of milliseconds at every ``flowengine`` start; so
+are asyncio and the engine's HTTP types (the plugin loads with every command).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import itertools
 from typing import TYPE_CHECKING, Any
 
-from flowengine import HttpRequest, HttpResponse, TransportConfig, TransportError, hookimpl
+from flowengine import hookimpl
 
 if TYPE_CHECKING:
     import ssl
 
     import httpx
+    from flowengine import HttpRequest, HttpResponse, TransportConfig
 
 __all__ = ["HttpxTransport", "flowengine_transport"]
 
@@ -42,6 +43,8 @@ class HttpxTransport:
     def __init__(
         self, config: TransportConfig | None = None, client: httpx.AsyncClient | None = None
     ) -> None:
+        from flowengine import TransportConfig
+
         self.config = config or TransportConfig()
         self._owns_clients = client is None
         self._clients = [client] if client is not None else self._open()
@@ -78,6 +81,10 @@ class HttpxTransport:
         says when its headers start to go out; with a client you passed in,
         whose transport may not trace, always ``sent=True``).
         """
+        import asyncio
+
+        from flowengine import TransportError
+
         attempt = _Attempt()
         deadline = self.config.request_deadline
         try:
@@ -92,6 +99,7 @@ class HttpxTransport:
 
     async def _send(self, request: HttpRequest, attempt: _Attempt) -> HttpResponse:
         import httpx
+        from flowengine import HttpResponse, TransportError
 
         limit = self.config.max_response_bytes
         try:
