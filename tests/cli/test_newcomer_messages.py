@@ -177,16 +177,18 @@ def test_an_https_sandbox_url_says_to_write_http(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("issuer", "why"),
     [
-        (f"https://127.0.0.1:{_closed_port()}", "the connection was refused (nothing listens there?)"),
+        ("https://127.0.0.1:{closed_port}", "the connection was refused (nothing listens there?)"),
         (
             "https://accounts.example.invalid",
             "its host name does not resolve (no network, or a typo in the URL?)",
         ),
     ],
+    ids=["refused", "unresolved"],  # the same on every xdist worker: no port in an id
 )
 def test_spec_from_issuer_and_login_say_plainly_why_the_document_could_not_be_fetched(
     issuer: str, why: str, tmp_path: Path
 ) -> None:
+    issuer = issuer.format(closed_port=_closed_port())
     login = [
         "login",
         "oidc",
