@@ -18,6 +18,9 @@ from flowengine_sandbox.state import RecordedTokenRequest
 # The fuzz profiles must exist before hypothesis reads --hypothesis-profile (tests/security/profiles.py).
 from tests.security import profiles as _hypothesis_profiles  # noqa: F401
 
+# The store-outage fixtures (networked_backend, fault_proxy), shared by tests/stores and tests/security.
+pytest_plugins = ["tests.support.outages"]
+
 _DEFAULTS = SandboxSettings()
 
 # A run started in the background by a shell without job control (`pytest &`, nohup, some CI

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import queue
 import re
@@ -10,7 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import attrs
 import pytest
@@ -52,18 +54,60 @@ class Ran:
     stderr: str
 
 
-def invoke(*args: str, env: dict[str, str] | None = None) -> Ran:
+class _ToStderr(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is when a record comes: click's runner swaps it in."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:
+            self.handleError(record)
+
+
+#: How a separate process's logging reaches its stderr: as ``run``'s entry configures it
+#: (``logging.basicConfig(level=DEBUG)``), or, configured by nobody, Python's last resort
+#: (warnings and errors, the bare message).
+LOGS = {"debug": (logging.DEBUG, logging.BASIC_FORMAT), "unconfigured": (logging.WARNING, "%(message)s")}
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(logs: Literal["debug", "unconfigured"] | None) -> Iterator[None]:
+    if logs is None:
+        yield
+        return
+    level, form = LOGS[logs]
+    handler, root = _ToStderr(level), logging.getLogger()
+    handler.setFormatter(logging.Formatter(form))
+    before = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, before))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)
+
+
+def invoke(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    logs: Literal["debug", "unconfigured"] | None = None,
+) -> Ran:
     """Run the command in this process (click's runner): the same commands, without a start-up.
 
     For tests about what a command does; the ones about processes, terminals
-    and sockets use ``run`` or ``Running``.
+    and sockets use ``run`` or ``Running``. ``logs`` sends the log records to
+    stderr as a separate process would (``LOGS``), so a test that counts
+    stderr's lines counts the log lines that ``run`` would show too.
     """
     from click.testing import CliRunner
     from flowengine import _plugins as plugins
     from flowengine.cli import cli
 
     plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)
-    result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    with _logging_to_stderr(logs):
+        result = CliRunner().invoke(cli, list(args), env=env, input=stdin, catch_exceptions=False)
     return Ran(result.exit_code, result.stdout, result.stderr)
 
 

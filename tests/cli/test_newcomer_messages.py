@@ -2,6 +2,10 @@
 
 Each test is a class of slip (a name typed as a file, the wrong key, two modes at
 once, a sandbox that is gone, …), tried with cases beyond the one the review found.
+The commands run in this process (``command``: every log record on stderr at DEBUG, as
+``run`` sets it, so "one line on stderr" still means no log line came with it); a
+separate process (``run``) where the process is the point: a sandbox that ends with
+the command that started it, a server's start-up.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pathlib import Path
 import flowengine as fe
 import pytest
 
-from tests.cli.conftest import invoke, run
+from tests.cli.conftest import Ran, invoke, run
 from tests.support.terminal import Terminal, flowengine_command, needs_tmux
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +30,11 @@ def _one_error(stderr: str, code: str) -> str:
     assert lines[0].startswith(f"Error: {code}: "), stderr
     assert "Traceback" not in stderr
     return lines[0]
+
+
+def command(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> Ran:
+    """The command in this process, its log records on stderr at DEBUG as ``run``'s process has them."""
+    return invoke(*args, env=env, stdin=stdin, logs="debug")
 
 
 def _closed_port() -> int:
@@ -43,7 +52,7 @@ def _closed_port() -> int:
 )
 def test_a_spec_that_is_no_file_is_looked_up_as_a_name_with_a_guess(ref: str, guess: str) -> None:
     for args in (["spec", "show", ref], ["login", ref, "--sandbox"]):
-        result = run(*args)
+        result = command(*args)
         assert result.returncode == 2
         said = _one_error(result.stderr, "spec_not_found")
         assert f"did you mean {guess}?" in said, said
@@ -80,7 +89,7 @@ def test_every_reading_command_refuses_a_store_opened_with_the_wrong_key(
         ["token", "header", "podio", "user:1001"],
         ["status", "--refresh-window", "9h"],  # lists the token as expiring: it must be read
     ):
-        result = run(*args, env=wrong)
+        result = command(*args, env=wrong)
         assert result.returncode == 4, (args, result.stderr)
         said = _one_error(result.stderr, "store_corrupt")
         assert "cannot be decrypted with this key" in said and "FLOWENGINE_KEY" in said
@@ -133,9 +142,9 @@ def test_batch_grant_of_a_flow_spec_says_to_log_in(env: dict[str, str], tmp_path
 
 def test_token_header_sandbox_checks_that_a_sandbox_answers(env: dict[str, str]) -> None:
     assert invoke("login", "podio", "--sandbox", env=env).returncode == 0
-    assert run("token", "header", "podio", "--sandbox", env=env).returncode == 0
+    assert command("token", "header", "podio", "--sandbox", env=env).returncode == 0
     port = _closed_port()
-    nothing = run(
+    nothing = command(
         "token",
         "header",
         "podio",
@@ -153,11 +162,11 @@ def test_an_https_sandbox_url_says_to_write_http(env: dict[str, str]) -> None:
     https = {**env, "FLOWENGINE_SANDBOX_URL": env["FLOWENGINE_SANDBOX_URL"].replace("http://", "https://")}
     plain = env["FLOWENGINE_SANDBOX_URL"]
     for args in (["login", "podio", "--sandbox"], ["token", "header", "podio", "--sandbox"]):
-        result = run(*args, env=https)
+        result = command(*args, env=https)
         assert result.returncode == 2
         said = _one_error(result.stderr, "sandbox_unreachable")
         assert said.endswith(f"a sandbox serves plain http, write {plain}"), said
-    doctor = run("doctor", env=https)
+    doctor = command("doctor", env=https)
     assert doctor.returncode == 4
     assert f"a sandbox serves plain http, write {plain}" in doctor.stdout
 
@@ -168,16 +177,18 @@ def test_an_https_sandbox_url_says_to_write_http(env: dict[str, str]) -> None:
 @pytest.mark.parametrize(
     ("issuer", "why"),
     [
-        (f"https://127.0.0.1:{_closed_port()}", "the connection was refused (nothing listens there?)"),
+        ("https://127.0.0.1:{closed_port}", "the connection was refused (nothing listens there?)"),
         (
             "https://accounts.example.invalid",
             "its host name does not resolve (no network, or a typo in the URL?)",
         ),
     ],
+    ids=["refused", "unresolved"],  # the same on every xdist worker: no port in an id
 )
 def test_spec_from_issuer_and_login_say_plainly_why_the_document_could_not_be_fetched(
     issuer: str, why: str, tmp_path: Path
 ) -> None:
+    issuer = issuer.format(closed_port=_closed_port())
     login = [
         "login",
         "oidc",
@@ -190,7 +201,7 @@ def test_spec_from_issuer_and_login_say_plainly_why_the_document_could_not_be_fe
         "--no-browser",
     ]
     for args in (["spec", "from-issuer", issuer], login):
-        result = run(*args, env={"FLOWENGINE_STORE": f"sqlite://{tmp_path}/fe.db"})
+        result = command(*args, env={"FLOWENGINE_STORE": f"sqlite://{tmp_path}/fe.db"})
         assert result.returncode == 4
         said = _one_error(result.stderr, "discovery_unavailable")
         assert said == f"Error: discovery_unavailable: cannot fetch the discovery document of {issuer}: {why}"
@@ -204,7 +215,7 @@ def test_refreshing_a_token_of_a_gone_sandbox_says_it_is_gone(env: dict[str, str
     own = {key: value for key, value in env.items() if key != "FLOWENGINE_SANDBOX_URL"}
     assert run("login", "podio", "--sandbox", env={**own, "FLOWENGINE_SANDBOX_URL": ""}).returncode == 0
     for args, where in ((["--sandbox"], env), ([], own)):
-        result = run("tokens", "refresh", "podio:user:1001", *args, env=where)
+        result = command("tokens", "refresh", "podio:user:1001", *args, env=where)
         assert result.returncode == 2
         said = _one_error(result.stderr, "token_endpoint_mismatch")
         assert re.search(r"came from the sandbox at http://127\.0\.0\.1:\d+, which no longer answers", said)
@@ -216,12 +227,12 @@ def test_refreshing_a_token_of_a_running_sandbox_names_that_sandbox(env: dict[st
     assert invoke("login", "podio", "--sandbox", env=env).returncode == 0
     url = env["FLOWENGINE_SANDBOX_URL"]
     own = {key: value for key, value in env.items() if key != "FLOWENGINE_SANDBOX_URL"}
-    without = run("tokens", "refresh", "podio:user:1001", env=own)
+    without = command("tokens", "refresh", "podio:user:1001", env=own)
     assert without.returncode == 2
     said = _one_error(without.stderr, "credentials_missing")
     hint = "was issued by the sandbox (client 'sandbox-client'): add --sandbox, with FLOWENGINE_SANDBOX_URL="
     assert said.endswith(hint + url)
-    elsewhere = run(
+    elsewhere = command(
         "tokens", "refresh", "podio:user:1001", "--sandbox", env={**env, "FLOWENGINE_SANDBOX_URL": url + "/"}
     )
     assert elsewhere.returncode == 0, "the same sandbox, written with a trailing slash"
@@ -238,19 +249,19 @@ def test_doctor_fails_a_store_whose_folder_cannot_be_made(tmp_path: Path) -> Non
         ("sqlite:///proc/flowengine/x.db", "/proc takes no new folder"),
         (f"sqlite://{a_file}/x.db", "Not a directory"),
     ):
-        result = run("doctor", "--store", url)
+        result = command("doctor", "--store", url)
         assert result.returncode == 4
         [line] = [line for line in result.stdout.splitlines() if line.startswith("FAIL  store")]
         assert "cannot be created" in line and why in line, line
     assert not list(tmp_path.glob(".flowengine-doctor-*"))
-    fine = run("doctor", "--store", f"sqlite://{tmp_path}/new/x.db")
+    fine = command("doctor", "--store", f"sqlite://{tmp_path}/new/x.db")
     assert "not created yet; the first login creates it" in fine.stdout
     assert not (tmp_path / "new").exists() and not list(tmp_path.glob(".flowengine-doctor-*"))
 
 
 def test_doctor_fails_a_spec_path_folder_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-folder"
-    result = run("doctor", "--store", "memory://", env={"FLOWENGINE_SPEC_PATH": str(missing)})
+    result = command("doctor", "--store", "memory://", env={"FLOWENGINE_SPEC_PATH": str(missing)})
     assert result.returncode == 4
     assert re.search(
         rf"^FAIL +spec path +{re.escape(str(missing))} \(in FLOWENGINE_SPEC_PATH\) is not a folder$",
@@ -269,7 +280,7 @@ def test_a_table_on_a_terminal_never_cuts_nor_wraps_a_cell(
     env: dict[str, str], terminal: list[Terminal], width: int
 ) -> None:
     assert invoke("login", "podio", "--sandbox", env=env).returncode == 0
-    listed = run("flows", "list", "--json", env=env)
+    listed = command("flows", "list", "--json", env=env)
     [flow_id] = re.findall(r'"id": "([0-9a-f]{32})"', listed.stdout)
     # COLUMNS as a shell sets it, so that no COLUMNS inherited from the test run decides the width.
     term = Terminal(flowengine_command("flows", "list"), {**env, "COLUMNS": str(width)}, width=width)
@@ -313,10 +324,10 @@ def test_a_connection_value_is_refused_in_plain_words(env: dict[str, str]) -> No
 
 
 def test_paste_mode_with_input_ended_puts_the_error_on_its_own_line(env: dict[str, str]) -> None:
-    result = run("login", "podio", "--sandbox", "--paste", "--no-browser", "--json", env=env, stdin="")
+    result = command("login", "podio", "--sandbox", "--paste", "--no-browser", "--json", env=env, stdin="")
     assert result.returncode == 4
     assert re.search(r"^Callback URL: \nError: paste_ended: ", result.stderr, re.MULTILINE), result.stderr
-    plain = run("login", "podio", "--sandbox", "--paste", "--no-browser", env=env, stdin="")
+    plain = command("login", "podio", "--sandbox", "--paste", "--no-browser", env=env, stdin="")
     assert plain.stdout.endswith("Callback URL: \n")
 
 
@@ -334,15 +345,15 @@ def test_an_empty_listing_says_which_filter_names_nothing_known(env: dict[str, s
         ),
         (["tokens", "list", "--provider", "zzz", "--json"], "--provider 'zzz' is not a known name (known: "),
     ):
-        result = run(*args, env=env)
+        result = command(*args, env=env)
         assert result.returncode == 0
         assert f"Hint: no {args[0]} match; {hint}" in result.stderr
-    quiet = run("flows", "list", "--spec", "github", env=env)  # a known name with no flows: nothing to say
+    quiet = command("flows", "list", "--spec", "github", env=env)  # a known name, no flows: nothing to say
     assert "Hint" not in quiet.stderr
 
 
 def test_a_device_login_without_credentials_suggests_the_sandbox(tmp_path: Path) -> None:
-    result = run("login", "google", "--device", env={"XDG_CONFIG_HOME": str(tmp_path)}, stdin="")
+    result = command("login", "google", "--device", env={"XDG_CONFIG_HOME": str(tmp_path)}, stdin="")
     assert result.returncode == 2
     said = _one_error(result.stderr, "credentials_missing")
     assert said.endswith("; to try flowengine without credentials, add --sandbox")

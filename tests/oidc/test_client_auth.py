@@ -18,6 +18,7 @@ from flowengine._client_auth import ASSERTION_TYPE, client_secret_jwt, load_clie
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
+from tests.support.keys import rsa_key
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, OidcProvider
 
 NOW = 1_800_000_000.0
@@ -78,7 +79,7 @@ async def test_private_key_jwt_authenticates_at_authlibs_token_endpoint(
 ) -> None:
     provider.only_auth_methods("private_key_jwt")
     if kind.startswith("rsa"):
-        key: RSAKey | ECKey = RSAKey.generate_key(2048, {"kid": "client-rsa"})
+        key: RSAKey | ECKey = rsa_key(0, {"kid": "client-rsa"})
     else:
         key = ECKey.generate_key("P-256", {"kid": "client-ec"})
     provider.register_client_key(key.as_dict(private=False))
@@ -103,8 +104,8 @@ async def test_an_assertion_signed_by_an_unregistered_key_is_refused(
     provider: OidcProvider, transport: fe.Transport
 ) -> None:
     provider.only_auth_methods("private_key_jwt")
-    provider.register_client_key(RSAKey.generate_key(2048, {"kid": "k"}).as_dict(private=False))
-    impostor = load_client_key(RSAKey.generate_key(2048).as_dict(private=True), kid="k")
+    provider.register_client_key(rsa_key(0, {"kid": "k"}).as_dict(private=False))
+    impostor = load_client_key(rsa_key(1).as_dict(private=True), kid="k")
     auth = private_key_jwt(
         client_id=CLIENT_ID, key=impostor, token_endpoint=provider.token_endpoint, now=_now(), jti=_jti()
     )
@@ -232,14 +233,14 @@ def test_unsafe_settings_are_refused(call: Any, code: str) -> None:
 @pytest.mark.parametrize(
     ("material", "options"),
     [
-        (RSAKey.generate_key(2048).as_pem(private=False), {}),  # a public key signs nothing
-        (RSAKey.generate_key(2048).as_dict(private=False), {}),
-        (RSAKey.generate_key(2048).as_pem(private=True), {"alg": "ES256"}),  # an alg the key cannot sign
+        (rsa_key().as_pem(private=False), {}),  # a public key signs nothing
+        (rsa_key().as_dict(private=False), {}),
+        (rsa_key().as_pem(private=True), {"alg": "ES256"}),  # an alg the key cannot sign
         (ECKey.generate_key("P-256").as_dict(private=True), {"alg": "ES384"}),  # the wrong curve
-        (RSAKey.generate_key(2048).as_pem(private=True), {"alg": "HS256"}),
-        (RSAKey.generate_key(2048).as_pem(private=True, password="pw"), {"password": "wrong"}),
+        (rsa_key().as_pem(private=True), {"alg": "HS256"}),
+        (rsa_key().as_pem(private=True, password="pw"), {"password": "wrong"}),
         (OctKey.generate_key(256).as_dict(private=True), {}),
-        ({"keys": [RSAKey.generate_key(2048).as_dict(private=True)]}, {}),
+        ({"keys": [rsa_key().as_dict(private=True)]}, {}),
         ("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----", {}),
         ('{"kty": "RSA"', {}),
         ("[1]", {}),
@@ -273,6 +274,6 @@ def test_a_small_rsa_key_is_refused() -> None:
 
 
 def test_the_key_record_never_shows_the_key() -> None:
-    key = load_client_key(RSAKey.generate_key(2048, {"kid": "mine", "alg": "PS256"}).as_dict(private=True))
+    key = load_client_key(rsa_key(0, {"kid": "mine", "alg": "PS256"}).as_dict(private=True))
     assert (key.alg, key.kid) == ("PS256", "mine")
     assert "PRIVATE" not in repr(key) and "key=" not in repr(key)

@@ -17,6 +17,7 @@ from joserfc import jws
 from joserfc.jwk import ECKey, RSAKey
 
 from tests.oidc.engine import SPEC, engine, login
+from tests.support.keys import rsa_key
 from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, OidcProvider
 
 _REQUESTS = ("authorization_code", "refresh_token", "device_code")
@@ -72,7 +73,7 @@ def _check(claims: list[dict[str, object]], provider: OidcProvider) -> None:
 
 @pytest.mark.parametrize("kind", ["RSA", "EC"])
 async def test_private_key_jwt_from_a_key_file(provider: OidcProvider, tmp_path: Path, kind: str) -> None:
-    key = RSAKey.generate_key(2048) if kind == "RSA" else ECKey.generate_key("P-256")
+    key = rsa_key(0) if kind == "RSA" else ECKey.generate_key("P-256")
     provider.register_client_key(key.as_dict(private=False))
     provider.only_auth_methods("private_key_jwt")
     key_file = tmp_path / "client-key.pem"
@@ -87,7 +88,7 @@ async def test_private_key_jwt_from_a_key_file(provider: OidcProvider, tmp_path:
 
 
 async def test_private_key_jwt_with_a_key_given_at_run_time(provider: OidcProvider, tmp_path: Path) -> None:
-    key = RSAKey.generate_key(2048, {"kid": "run-time-key"})
+    key = rsa_key(0, {"kid": "run-time-key"})
     provider.register_client_key(key.as_dict(private=False))
     provider.only_auth_methods("private_key_jwt")
     client = fe.Client(CLIENT_ID, None, REDIRECT_URI, private_key=key.as_dict(private=True))
@@ -107,9 +108,9 @@ async def test_client_secret_jwt(provider: OidcProvider, tmp_path: Path) -> None
 
 
 async def test_the_provider_refuses_a_key_it_does_not_know(provider: OidcProvider, tmp_path: Path) -> None:
-    provider.register_client_key(RSAKey.generate_key(2048).as_dict(private=False))
+    provider.register_client_key(rsa_key(0).as_dict(private=False))
     provider.only_auth_methods("private_key_jwt")
-    stranger = RSAKey.generate_key(2048).as_dict(private=True)
+    stranger = rsa_key(1).as_dict(private=True)
     client = fe.Client(CLIENT_ID, None, REDIRECT_URI, private_key=stranger)
     async with engine(spec=_spec(tmp_path, "private_key_jwt"), client=client) as eng:
         done = await login(eng, provider)

@@ -22,6 +22,7 @@ from flowengine._oidc_errors import IdTokenError, JwksError, refuse_userinfo
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
 from tests.oidc.helpers import keys_for
+from tests.support.keys import rsa_key
 from tests.support.oidc_provider import CLIENT_ID, OidcProvider
 
 NOW = 1_800_000_000.0
@@ -51,7 +52,7 @@ async def test_the_providers_set_is_read(provider: OidcProvider, transport: fe.T
 
 
 def test_keys_not_meant_for_signatures_or_too_weak_are_left_out() -> None:
-    rsa, ec = RSAKey.generate_key(2048, {"kid": "good-rsa"}), ECKey.generate_key("P-256", {"kid": "good-ec"})
+    rsa, ec = rsa_key(0, {"kid": "good-rsa"}), ECKey.generate_key("P-256", {"kid": "good-ec"})
     with pytest.warns(UserWarning, match="2048"):  # joserfc warns; the key set is refused it silently
         weak = RSAKey.generate_key(1024, {"kid": "weak"})
     keys = read_jwks(
@@ -59,9 +60,9 @@ def test_keys_not_meant_for_signatures_or_too_weak_are_left_out() -> None:
             _public(rsa, use="sig"),
             _public(ec, key_ops=["verify"]),
             _public(weak),
-            _public(RSAKey.generate_key(2048), kid="enc", use="enc"),
-            _public(RSAKey.generate_key(2048), kid="oaep", alg="RSA-OAEP"),
-            _public(RSAKey.generate_key(2048), kid="ops", key_ops=["encrypt"]),
+            _public(rsa_key(1), kid="enc", use="enc"),
+            _public(rsa_key(2), kid="oaep", alg="RSA-OAEP"),
+            _public(rsa_key(3), kid="ops", key_ops=["encrypt"]),
             _public(ECKey.generate_key("secp256k1"), kid="k1"),
             OctKey.generate_key(256, {"kid": "hmac"}).as_dict(private=True),
             {"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
@@ -73,7 +74,7 @@ def test_keys_not_meant_for_signatures_or_too_weak_are_left_out() -> None:
 
 
 def test_private_members_published_by_mistake_are_dropped() -> None:
-    rsa = RSAKey.generate_key(2048, {"kid": "leaky"})
+    rsa = rsa_key(0, {"kid": "leaky"})
     (key,) = read_jwks(_jwks(rsa.as_dict(private=True)))
     assert not key.key.is_private
 
@@ -100,13 +101,14 @@ def test_unusable_key_sets_are_typed_refusals(response: fe.HttpResponse, code: s
     assert (error.value.code, error.value.retryable) == (code, retryable)
 
 
-def _key(kty: str, kid: str | None, alg: str | None = None, crv: str | None = None) -> SigningKey:
-    material = RSAKey.generate_key(2048) if kty == "RSA" else ECKey.generate_key(crv or "P-256")
+def _key(kty: str, kid: str | None, alg: str | None = None, crv: str | None = None, n: int = 0) -> SigningKey:
+    """A key of ``kty``; RSA keys of one test differ by ``n``."""
+    material = rsa_key(n) if kty == "RSA" else ECKey.generate_key(crv or "P-256")
     return SigningKey(kty, kid, alg, crv, material)
 
 
 def test_keys_are_chosen_by_kid_then_by_what_the_alg_needs() -> None:
-    rsa_a, rsa_b = _key("RSA", "a"), _key("RSA", "b", alg="RS256")
+    rsa_a, rsa_b = _key("RSA", "a", n=0), _key("RSA", "b", alg="RS256", n=1)
     ec_256, ec_384 = _key("EC", "c", crv="P-256"), _key("EC", "d", crv="P-384")
     keys = [rsa_a, rsa_b, ec_256, ec_384]
     assert select_keys(keys, JwsHeader("RS256", "b")) == (rsa_b,)
@@ -116,7 +118,7 @@ def test_keys_are_chosen_by_kid_then_by_what_the_alg_needs() -> None:
     assert select_keys(keys, JwsHeader("RS256", None)) == (rsa_a, rsa_b)
     assert select_keys(keys, JwsHeader("HS256", "a")) == ()  # no key ever fits an HMAC
     assert select_keys(keys, JwsHeader("RS256", "unknown")) == ()
-    kidless = _key("RSA", None)
+    kidless = _key("RSA", None, n=2)
     assert select_keys([kidless], JwsHeader("RS256", "anything")) == (kidless,)
 
 
@@ -172,7 +174,7 @@ def test_the_unknown_key_refusal_speaks_for_whoever_asked() -> None:
     cache = JwksCache()
     fetch = cache.resolve("https://op.example", "https://op.example/jwks", JwsHeader("RS256", "x"), NOW)
     assert isinstance(fetch, FetchKeys)
-    key = RSAKey.generate_key(2048, {"kid": "x"})
+    key = rsa_key(0, {"kid": "x"})
     cache.accept("https://op.example", "https://op.example/jwks", _jwks(_public(key)), NOW)
     with pytest.raises(fe.FlowError) as error:
         cache.resolve(
@@ -215,7 +217,7 @@ def test_without_any_set_a_throttled_fetch_is_a_retryable_refusal() -> None:
 
 def test_a_refused_answer_keeps_the_set_held() -> None:
     cache, issuer, uri = JwksCache(), "https://op.example", "https://op.example/jwks"
-    key = RSAKey.generate_key(2048, {"kid": "k"})
+    key = rsa_key(0, {"kid": "k"})
     cache.accept(issuer, uri, _jwks(_public(key)), NOW)
     with pytest.raises(JwksError):
         cache.accept(issuer, uri, fe.HttpResponse(503), NOW + 1)
@@ -224,14 +226,14 @@ def test_a_refused_answer_keeps_the_set_held() -> None:
 
 def test_a_new_jwks_uri_means_a_new_set() -> None:
     cache, issuer = JwksCache(), "https://op.example"
-    cache.accept(issuer, f"{issuer}/jwks", _jwks(_public(RSAKey.generate_key(2048, {"kid": "k"}))), NOW)
+    cache.accept(issuer, f"{issuer}/jwks", _jwks(_public(rsa_key(0, {"kid": "k"}))), NOW)
     answer = cache.resolve(issuer, f"{issuer}/v2/jwks", JwsHeader("RS256", "k"), NOW + 61)
     assert isinstance(answer, FetchKeys) and answer.request.url == f"{issuer}/v2/jwks"
 
 
 def test_the_cache_holds_a_bounded_number_of_issuers() -> None:
     cache = JwksCache(max_issuers=2)
-    body = _jwks(_public(RSAKey.generate_key(2048, {"kid": "k"})))
+    body = _jwks(_public(rsa_key(0, {"kid": "k"})))
     for n in range(3):
         cache.accept(f"https://op{n}.example", f"https://op{n}.example/jwks", body, NOW)
     assert cache.keys("https://op0.example") == ()

@@ -21,7 +21,8 @@ import attrs
 import flowengine as fe
 import pytest
 from flowengine.testing import FakeClock, MockTransport, json_response
-from joserfc.jwk import RSAKey
+
+from tests.support.keys import rsa_key
 
 ROOT = Path(__file__).resolve().parents[2]
 BUSY = 3  # answers 503 this many times before it answers
@@ -99,7 +100,7 @@ def _client(method: str, tmp_path: Path) -> fe.Client:
     if method == "client_secret_jwt":
         return fe.Client("cid", SECRET, "http://127.0.0.1/cb")
     key_file = tmp_path / "client-key.pem"
-    key_file.write_bytes(RSAKey.generate_key(2048).as_pem(private=True))
+    key_file.write_bytes(rsa_key(0).as_pem(private=True))
     return fe.Client("cid", None, "http://127.0.0.1/cb", private_key=key_file)
 
 

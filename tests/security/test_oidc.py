@@ -21,11 +21,12 @@ import flowengine as fe
 import pytest
 from flowengine.testing import FakeClock, MockTransport, json_response
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+
+from tests.support.keys import rsa_key
 
 NOW = 1_800_000_000.0
-KEY = RSAKey.generate_key(2048, {"kid": "k1", "use": "sig"})
-IMPOSTOR = RSAKey.generate_key(2048, {"kid": "k1", "use": "sig"})
+KEY = rsa_key(0, {"kid": "k1", "use": "sig"})
+IMPOSTOR = rsa_key(1, {"kid": "k1", "use": "sig"})
 CLIENT = fe.Client("client-1", "client-secret-" + "s" * 32, "https://app.example.com/callback")
 GOOGLE = "https://accounts.google.com"
 TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"

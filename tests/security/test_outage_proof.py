@@ -20,7 +20,7 @@ reconnect: an event, not a window.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import flowengine as fe
@@ -31,13 +31,12 @@ from flowengine.testing import FakeClock, MockTransport
 from flowengine_httpx import HttpxTransport
 from flowengine_sandbox.plugin import PodioSandbox, SpecSandbox
 from tests.conftest import SandboxFixture
-from tests.stores.backends import BACKENDS, Backend, require
+from tests.stores.backends import Backend
 from tests.support.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.slow  # two real stores, a proxy and the sandbox per case
 
 SAVE_DEADLINE = 30.0
-NETWORKED = [backend for backend in BACKENDS if backend.upstream is not None]
 APP = {"app_id": "2002", "app_token": "sandbox-app-token"}
 
 
@@ -72,20 +71,6 @@ async def _recovered(store: fe.Store | None) -> None:
         except fe.StoreError:
             continue
     raise AssertionError("the store did not come back after the outage")
-
-
-@pytest.fixture(params=NETWORKED, ids=[backend.name for backend in NETWORKED])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    backend: Backend = request.param
-    require(backend)
-    return backend
-
-
-@pytest.fixture
-async def proxy(backend: Backend) -> AsyncIterator[FaultProxy]:
-    assert backend.upstream is not None
-    async with FaultProxy(backend.upstream) as proxy:
-        yield proxy
 
 
 class CutAfter:
@@ -163,13 +148,14 @@ async def _run(step: str, engine: fe.AsyncEngine, box: PodioSandbox | SpecSandbo
 @pytest.mark.parametrize("seconds", [1, 5, 40])
 @pytest.mark.parametrize("step", ["exchange", "refresh", "grant", "revoke"])
 async def test_sec23_an_outage_right_after_the_provider_answered_loses_nothing(
-    backend: Backend,
-    proxy: FaultProxy,
+    networked_backend: Backend,
+    fault_proxy: FaultProxy,
     sandbox: SandboxFixture,
     tmp_path: Any,
     step: str,
     seconds: int,
 ) -> None:
+    backend, proxy = networked_backend, fault_proxy
     url = backend.new_url(tmp_path)
     direct = plugins.open_store(url)  # the schema made with the default timeouts
     await direct.get("nothing")

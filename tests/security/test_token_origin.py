@@ -60,10 +60,18 @@ def _serve(host: str) -> Iterator[Foreign]:
         thread.join()
 
 
-@pytest.fixture(params=["127.0.0.2", "127.0.0.1"], ids=["other-host", "other-port"])
-def foreign(request: pytest.FixtureRequest) -> Iterator[Foreign]:
-    """Another origin than the sandbox's: another loopback address, or another port."""
+@pytest.fixture(scope="module", params=["127.0.0.2", "127.0.0.1"], ids=["other-host", "other-port"])
+def _foreign_server(request: pytest.FixtureRequest) -> Iterator[Foreign]:
+    """One server per origin for the module: stopping one waits out its poll (half a second)."""
     yield from _serve(request.param)
+
+
+@pytest.fixture
+def foreign(_foreign_server: Foreign) -> Foreign:
+    """Another origin than the sandbox's: another loopback address, or another port; nothing seen yet."""
+    _foreign_server.seen.clear()
+    _foreign_server.location = None
+    return _foreign_server
 
 
 @pytest.fixture(params=KINDS)

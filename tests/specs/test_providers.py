@@ -41,7 +41,8 @@ from flowengine import (
 )
 from flowengine.testing import FakeClock, MockTransport, json_response
 from joserfc import jwt
-from joserfc.jwk import RSAKey
+
+from tests.support.keys import rsa_key
 
 SAMPLES = Path(__file__).parent / "samples"
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -103,7 +104,7 @@ NAMES = sorted(SAMPLE_DATA)
 
 
 #: The key the provider of an OpenID sample signs its ID tokens with, and the key set serving it.
-SIGNING_KEY = RSAKey.generate_key(2048, {"kid": "sample-key", "use": "sig"})
+SIGNING_KEY = rsa_key(0, {"kid": "sample-key", "use": "sig"})
 JWKS = {"keys": [SIGNING_KEY.as_dict(private=False)]}
 
 

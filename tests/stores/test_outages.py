@@ -18,7 +18,7 @@ import flowengine as fe
 import pytest
 from flowengine import _plugins as plugins
 
-from tests.stores.backends import BACKENDS, Backend, require
+from tests.stores.backends import Backend
 from tests.stores.test_conformance import make_flow, make_token
 from tests.support.faultproxy import FaultProxy
 
@@ -43,22 +43,16 @@ CALLS: dict[str, Call] = {
 
 pytestmark = pytest.mark.slow  # each test waits out a few 1 s timeouts
 
-NETWORKED = [backend for backend in BACKENDS if backend.upstream is not None]
 
-
-@pytest.fixture(params=NETWORKED, ids=[backend.name for backend in NETWORKED])
-def backend(request: pytest.FixtureRequest) -> Backend:
+@pytest.fixture
+def backend(networked_backend: Backend) -> Backend:
     """Only the stores with a server to lose (this overrides conftest's every-backend fixture)."""
-    backend: Backend = request.param
-    require(backend)
-    return backend
+    return networked_backend
 
 
 @pytest.fixture
-async def proxy(backend: Backend) -> AsyncIterator[FaultProxy]:
-    assert backend.upstream is not None
-    async with FaultProxy(backend.upstream) as proxy:
-        yield proxy
+def proxy(fault_proxy: FaultProxy) -> FaultProxy:
+    return fault_proxy
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from typing import Any
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 
+from tests.support.keys import rsa_key
 from tests.support.oidc_models import CLIENT_ID, USER, ProviderState, Sabotage, User
 
 
@@ -100,9 +101,7 @@ def sign(state: ProviderState, claims: dict[str, Any], alg: str, sabotage: Sabot
         mac = hmac.new(secret, signing_input.encode("ascii"), hashlib.sha256).digest()
         return f"{signing_input}.{_b64(mac)}"
     if sabotage in (Sabotage.BAD_SIGNATURE, Sabotage.UNKNOWN_KID):
-        impostor: RSAKey | ECKey = (
-            ECKey.generate_key("P-256") if alg.startswith("ES") else RSAKey.generate_key(2048)
-        )
+        impostor: RSAKey | ECKey = ECKey.generate_key("P-256") if alg.startswith("ES") else rsa_key(1)
         kid = key.kid if sabotage is Sabotage.BAD_SIGNATURE else "never-published"
         return jwt.encode({"alg": alg, "kid": kid}, claims, impostor, algorithms=[alg])
     return jwt.encode({"alg": alg, "kid": key.kid}, claims, key, algorithms=[alg])
