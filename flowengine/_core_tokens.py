@@ -173,7 +173,7 @@ class TokenRequests:
         connection: Mapping[str, str] | None = None,
         kept: Mapping[str, str] | None = None,
         requested_scope: str | None = None,
-        account: AccountRef | None = None,
+        refreshing: Token | None = None,
         keep_id_token: bool = False,
     ) -> Token:
         """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to.
@@ -181,41 +181,43 @@ class TokenRequests:
         The token keeps the connection and kept values it was obtained with (refresh and
         revoke go to that tenant) and the file of its spec. An answer that names no
         scope granted ``requested_scope`` (RFC 6749 §5.1; a refresh, §6: the same as before).
-        ``account`` (a refresh) is whose token it is, whatever the answer says or leaves out.
+        ``refreshing``: the token a refresh replaces; the new one is its account's, whatever
+        the answer says or leaves out, keeps its claims (those of its login), and keeps its
+        refresh token when the answer brings none (RFC 6749 §6).
         ``sent``: the secrets the request carried, scrubbed from whatever the answer echoes
         back (SECURITY.md 28). The token remembers the token endpoint that issued it. An
         OpenID spec's raw ``id_token`` is never kept in ``extra``; ``keep_id_token`` leaves
         it there for the core to validate (and then remove).
         """
+        values = {**(connection or {}), **(kept or {})}
         token = read_token_response(
             self.spec,
             response,
             client_id=self.client.client_id,
             now=now,
             sent=sent,
-            default_account=account or default_account,
+            default_account=refreshing.account if refreshing is not None else default_account,
             requested_scope=requested_scope,
-            account_required=account is None,
+            account_required=refreshing is None,
+            old_refresh_token=refreshing.refresh_token if refreshing is not None else None,
+            fields={
+                "connection": dict(connection or {}),
+                "kept": dict(kept or {}),
+                "spec_source": self._spec_file,
+                "token_endpoint": self.grant_url(grant, values),
+                "claims": refreshing.claims if refreshing is not None else {},
+            },
         )
-        values = {**(connection or {}), **(kept or {})}
-        extra = {name: value for name, value in token.extra.items() if name != "id_token"}
         if self.spec.openid is None:
-            extra = token.extra
-        elif keep_id_token:
+            return token
+        extra = {name: value for name, value in token.extra.items() if name != "id_token"}
+        if keep_id_token:
             # Read from the answer itself: ``extra`` was scrubbed of the request's secrets, and a
             # JWT's base64 may happen to begin like one (the client id in HTTP Basic's).
             body = answer_body(response.body, response.content_type)
             if isinstance(body, dict) and "id_token" in body:
                 extra["id_token"] = body["id_token"]
-        return evolve(
-            token,
-            connection=dict(connection or {}),
-            kept=dict(kept or {}),
-            spec_source=self._spec_file,
-            token_endpoint=self.grant_url(grant, values),
-            extra=extra,
-        )
-
+        return evolve(token, extra=extra)
 
 def _origin(url: str) -> str:
     """``scheme://host[:port]`` of a URL: enough to tell servers apart, without its path."""

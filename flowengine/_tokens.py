@@ -21,7 +21,7 @@ from flowengine import _templates
 from flowengine._answer import Unreadable, answer_body, dig, expires_in_seconds, seconds_until
 from flowengine._errors import ConfigError, ProviderError
 from flowengine._http import HttpRequest, HttpResponse
-from flowengine._records import AccountRef, Token, evolve
+from flowengine._records import AccountRef, Token
 from flowengine._retry import parse_retry_after
 from flowengine._security import scrub_error, scrub_value
 from flowengine._spec import AccountRule, FlowSpec, TokenRequest
@@ -177,6 +177,8 @@ def read_token_response(
     default_account: AccountRef | None = None,
     requested_scope: str | None = None,
     account_required: bool = True,
+    old_refresh_token: str | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> Token:
     """Read a token response; raise ``ProviderError`` with a stable code if it is not a token.
 
@@ -187,10 +189,12 @@ def read_token_response(
     client (a grant's token). An answer without a scope granted what was asked
     (``requested_scope``, RFC 6749 §5.1), else the spec's ``default_scope``.
     ``account_required=False`` (a refresh, whose account is known) lets an answer
-    leave out the account fields.
+    leave out the account fields. ``old_refresh_token`` (a refresh) is kept when the
+    answer brings no new one (RFC 6749 §6). ``fields``: more of the token's fields, that the
+    answer does not say (``connection``, ``token_endpoint``, ...): the token is made once.
     """
     try:
-        token = _read_token(
+        read = _read_token(
             spec,
             response,
             client_id=client_id,
@@ -201,9 +205,11 @@ def read_token_response(
         )
     except ProviderError as exc:
         raise _finish(exc, sent) from None
-    if sent and token.extra:
-        token = evolve(token, extra=scrub_value(token.extra, sent))
-    return token
+    if read["refresh_token"] is None:
+        read["refresh_token"] = old_refresh_token
+    if sent and read["extra"]:
+        read["extra"] = scrub_value(read["extra"], sent)
+    return Token(**read, **(fields or {}))
 
 
 def _read_token(
@@ -215,7 +221,8 @@ def _read_token(
     default_account: AccountRef | None,
     requested_scope: str | None,
     account_required: bool,
-) -> Token:
+) -> dict[str, Any]:
+    """The fields of the token the answer holds, by name."""
     body = _token_body(spec, response, now)
     status = response.status
     rules = spec.token
@@ -248,19 +255,19 @@ def _read_token(
     leeway = min(rules.leeway, expires_in / 2) if expires_in is not None else 0
     known = [rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope]
     known += [rules.expires_at] if rules.expires_at else []
-    return Token(
-        provider=spec.name,
-        account=account,
-        access_token=access_token,
-        token_type=token_type,
-        obtained_at=now,
-        expires_at=None if expires_in is None else now + expires_in - leeway,
-        refresh_token=refresh_token,
-        scope=scope if scope is not None else requested_scope or rules.default_scope,
-        client_id=client_id,
-        header_scheme=spec.usage.header_scheme,
-        extra=_without(body, known),
-    )
+    return {
+        "provider": spec.name,
+        "account": account,
+        "access_token": access_token,
+        "token_type": token_type,
+        "obtained_at": now,
+        "expires_at": None if expires_in is None else now + expires_in - leeway,
+        "refresh_token": refresh_token,
+        "scope": scope if scope is not None else requested_scope or rules.default_scope,
+        "client_id": client_id,
+        "header_scheme": spec.usage.header_scheme,
+        "extra": _without(body, known),
+    }
 
 
 def read_revocation_response(

@@ -193,7 +193,7 @@ class TokenOperations:
                     connection=current.connection,
                     kept=current.kept,
                     requested_scope=current.scope,
-                    account=current.account,
+                    refreshing=current,
                 ),
             )
         except InvalidGrantError:
@@ -202,12 +202,6 @@ class TokenOperations:
                 return again  # rotated by another worker meanwhile: ours was the spent one
             await self._saver.save_token(evolve(current, dead=True, dead_at=self.clock()))
             raise
-        fresh = evolve(
-            fresh,
-            account=current.account,
-            refresh_token=fresh.refresh_token or current.refresh_token,
-            claims=current.claims,  # an OpenID token keeps the claims of its login
-        )
         await self._saver.save_token(fresh)
         return fresh
 
