@@ -219,6 +219,7 @@ class TokenRequests:
                 extra["id_token"] = body["id_token"]
         return evolve(token, extra=extra)
 
+
 def _origin(url: str) -> str:
     """``scheme://host[:port]`` of a URL: enough to tell servers apart, without its path."""
     scheme, _, rest = url.partition("://")
