@@ -86,6 +86,7 @@ class Endpoints:
         #: engine (bounded: past the limit, tenants' URLs are forgotten and made again).
         self._good: dict[tuple[str | None, ...], str] = {}
         self._filled: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+        self._bound: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
 
     def filled(self, connection: Mapping[str, str]) -> dict[str, str]:
         """Every endpoint the connection values fill completely, filled (not judged)."""
@@ -107,10 +108,15 @@ class Endpoints:
         re-pointed (a token endpoint that was down, then fixed) without orphaning it.
         Every endpoint the values fill is judged, bound or not.
         """
-        known = {*connection, "client_id"}
-        names = [n for n, wanted in self._variables.items() if wanted <= known]
-        judged = {name: self.url(name, connection) for name in names}
-        return {name: judged[name] for name in self._tenant if name in judged}
+        key = tuple(sorted(connection.items()))
+        found = self._bound.get(key)
+        if found is None:
+            known = {*connection, "client_id"}
+            names = [n for n, wanted in self._variables.items() if wanted <= known]
+            judged = {name: self.url(name, connection) for name in names}
+            found = {name: judged[name] for name in self._tenant if name in judged}
+            _remember(self._bound, key, found)
+        return dict(found)
 
     def bound_elsewhere(self, connection: Mapping[str, str], bound: Mapping[str, str]) -> bool:
         """True when this engine fills a flow's tenant endpoints otherwise than the flow recorded."""

@@ -285,8 +285,11 @@ class Token:
         ``podio:user:1001``; with connection or kept values, each comes after an
         ``@`` (``zendesk@acme:user:42``), so tokens of two tenants never share a key.
         """
+        account = self.account
+        if not self.connection and not self.kept:  # most tokens: no tenant to name
+            return f"{self.provider}:{account.type}:{account.id}"
         where = "".join(f"@{value}" for value in (*self.connection.values(), *self.kept.values()))
-        return f"{self.provider}{where}:{self.account}"
+        return f"{self.provider}{where}:{account.type}:{account.id}"
 
     @property
     def fingerprint(self) -> str:

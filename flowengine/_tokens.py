@@ -11,6 +11,7 @@ request sent (``sent``) and scrub them from every text they keep of the answer (
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -161,6 +162,12 @@ def _finish(error: ProviderError, sent: Collection[str]) -> ProviderError:
     return error
 
 
+@functools.lru_cache(maxsize=64)
+def _lowered(names: tuple[str, ...]) -> frozenset[str]:
+    """``names`` in lower case: a spec's token types, compared without case (read once per spec)."""
+    return frozenset(name.lower() for name in names)
+
+
 def _header_safe(value: str, what: str, status: int) -> str:
     if not _HEADER_SAFE.fullmatch(value):
         raise _invalid(f"the {what} holds characters that are not visible ASCII (unsafe in a header)", status)
@@ -236,7 +243,7 @@ def _read_token(
     if not isinstance(token_type, str):
         raise _invalid(f"the token response has no {rules.token_type}", status)
     _header_safe(token_type, "token_type", status)
-    if token_type.lower() not in {t.lower() for t in rules.token_types}:
+    if token_type.lower() not in _lowered(rules.token_types):
         raise _invalid(f"token_type {token_type[:40]!r} is not one of {list(rules.token_types)}", status)
     expires_in = _expires_in(spec, body, now, status)
     refresh_token = dig(body, rules.refresh_token)
