@@ -67,9 +67,8 @@ class TokenRequests:
                 f"spec {self.spec.name!r} has no {grant!r} grant", code=ErrorCode.GRANT_UNSUPPORTED
             )
         rule = self.spec.grants[grant]
-        return self.authenticated_request(
-            rule, self.endpoint_url(rule.endpoint, self.client_values(values)), values, now, assertion_id
-        )
+        filled = self.client_values(values)
+        return self._authenticated(rule, self.endpoint_url(rule.endpoint, filled), filled, now, assertion_id)
 
     def authenticated_request(
         self,
@@ -80,7 +79,17 @@ class TokenRequests:
         assertion_id: str | None,
     ) -> tuple[HttpRequest, tuple[str, ...]]:
         """A token-style request (token, revocation, device authorization) to ``url``, authenticated."""
-        filled = self.client_values(values)
+        return self._authenticated(rule, url, self.client_values(values), now, assertion_id)
+
+    def _authenticated(
+        self,
+        rule: TokenRequest,
+        url: str,
+        filled: Mapping[str, str | None],
+        now: float | None,
+        assertion_id: str | None,
+    ) -> tuple[HttpRequest, tuple[str, ...]]:
+        """``authenticated_request`` of values the client's own are already in (``client_values``)."""
         assertion = self.client_assertion(rule, filled, now, assertion_id)
         request = build_request(rule, url, filled, self.user_agent, assertion=assertion)
         secrets = _security.sent_secrets({**filled, **(assertion or {})}, request)

@@ -9,6 +9,7 @@ or scheme of it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
@@ -44,10 +45,12 @@ def encode_query(params: Mapping[str, str], unescaped: Iterable[str] = ()) -> st
     Every value still has ``& = # % ?`` and spaces escaped (a space as ``+``), so no
     value can add a parameter or end the query.
     """
-    keep = set(unescaped)
+    keep = unescaped if isinstance(unescaped, frozenset | set) else frozenset(unescaped)
     return "&".join(
-        f"{_quoted(name, '')}={_quoted(value, _KEPT_AS_IS if name in keep else '')}"
-        for name, value in params.items()
+        [
+            f"{_quoted_name(name)}={_quoted(value, _KEPT_AS_IS if name in keep else '')}"
+            for name, value in params.items()
+        ]
     )
 
 
@@ -58,6 +61,12 @@ _PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
 def _quoted(text: str, safe: str) -> str:
     """``quote_plus(text, safe=safe)``, without its work for text it would not change."""
     return text if _PLAIN.fullmatch(text) else quote_plus(text, safe=safe)
+
+
+@functools.lru_cache(maxsize=512)
+def _quoted_name(name: str) -> str:
+    """A parameter's name quoted: a spec's names are few, and every request sends the same ones."""
+    return _quoted(name, "")
 
 
 def with_params(endpoint: str, query: str, authorization: AuthorizationRequest) -> str:
