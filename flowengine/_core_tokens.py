@@ -68,7 +68,8 @@ class TokenRequests:
             )
         rule = self.spec.grants[grant]
         filled = self.client_values(values)
-        return self._authenticated(rule, self.endpoint_url(rule.endpoint, filled), filled, now, assertion_id)
+        url = self.endpoint_url(rule.endpoint, filled)
+        return self.authenticated_request(rule, url, filled, now, assertion_id)
 
     def authenticated_request(
         self,
@@ -79,17 +80,7 @@ class TokenRequests:
         assertion_id: str | None,
     ) -> tuple[HttpRequest, tuple[str, ...]]:
         """A token-style request (token, revocation, device authorization) to ``url``, authenticated."""
-        return self._authenticated(rule, url, self.client_values(values), now, assertion_id)
-
-    def _authenticated(
-        self,
-        rule: TokenRequest,
-        url: str,
-        filled: Mapping[str, str | None],
-        now: float | None,
-        assertion_id: str | None,
-    ) -> tuple[HttpRequest, tuple[str, ...]]:
-        """``authenticated_request`` of values the client's own are already in (``client_values``)."""
+        filled = self.client_values(values)
         assertion = self.client_assertion(rule, filled, now, assertion_id)
         request = build_request(rule, url, filled, self.user_agent, assertion=assertion)
         secrets = _security.sent_secrets({**filled, **(assertion or {})}, request)
@@ -150,12 +141,18 @@ class TokenRequests:
         refreshed against another would hand its refresh token to a stranger, and the
         stranger's ``invalid_grant`` would mark a healthy grant dead.
         """
+        issuer = token.token_endpoint
+        if issuer is None:
+            return
         values = {**token.connection, **token.kept}
-        ours = {self.grant_url(grant, values) for grant in self.spec.grants}
-        if token.token_endpoint is not None and token.token_endpoint not in ours:
+        grants = self.spec.grants
+        if "refresh_token" in grants and issuer == self.grant_url("refresh_token", values):
+            return  # the usual case, found without filling every grant's URL
+        ours = {self.grant_url(grant, values) for grant in grants}
+        if issuer not in ours:
             here = sorted(ours)[0]
             raise ConfigError(
-                f"{token.key} was issued by the token endpoint at {_origin(token.token_endpoint)}; "
+                f"{token.key} was issued by the token endpoint at {_origin(issuer)}; "
                 f"this engine's is {_origin(here)} (a sandbox's token refreshed without --sandbox, "
                 "or the other way round?)",
                 code=ErrorCode.TOKEN_ENDPOINT_MISMATCH,

@@ -18,6 +18,7 @@ import attrs
 import cattrs
 
 from flowengine._errors import FlowError, ProviderError, StoreError
+from flowengine._security import fingerprint
 
 __all__ = [
     "AccountRef",
@@ -294,8 +295,6 @@ class Token:
     @property
     def fingerprint(self) -> str:
         """A short, non-reversible name for the access token, safe to show."""
-        from flowengine._security import fingerprint
-
         return fingerprint(self.access_token)
 
     def authorization_header(self) -> str:
