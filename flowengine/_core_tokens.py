@@ -9,6 +9,7 @@ and time come from the caller, as every random value and every ``now`` does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from flowengine import _security
@@ -24,6 +25,9 @@ from flowengine._tokens import build_request, read_token_response
 
 __all__ = ["TokenRequests"]
 
+#: The ``client_auth`` values that sign a client assertion (RFC 7523, OpenID Connect Core §9).
+_SIGNED = frozenset({"client_secret_jwt", "private_key_jwt"})
+
 
 class TokenRequests:
     """Token-endpoint requests and answers of one spec, for one client (a part of ``FlowCore``)."""
@@ -35,6 +39,17 @@ class TokenRequests:
     #: The client's private key, for ``client_auth: private_key_jwt`` (loaded by the driver).
     client_key: ClientKey | None
     _spec_file: str | None
+
+    @functools.cached_property
+    def signs_assertions(self) -> bool:
+        """True when some request of the spec authenticates with a signed client assertion.
+
+        Only then does a request need a fresh ``jti`` (``assertion_id``): the driver draws
+        none for the others.
+        """
+        spec = self.spec
+        rules = [*spec.grants.values(), spec.revocation, spec.device]
+        return any(rule is not None and rule.client_auth in _SIGNED for rule in rules)
 
     def endpoint_url(self, name: str, values: Mapping[str, str | None]) -> str:
         """The endpoint ``name`` filled from ``values``, judged (``connection_invalid``).
@@ -97,7 +112,7 @@ class TokenRequests:
 
         Its audience is the token endpoint (Core §9), for token, revocation and device requests alike.
         """
-        if rule.client_auth not in ("client_secret_jwt", "private_key_jwt"):
+        if rule.client_auth not in _SIGNED:
             return None
         if now is None or not assertion_id:
             raise AssertionError("a signed client assertion needs now and a fresh jti")

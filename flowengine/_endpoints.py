@@ -150,6 +150,8 @@ class Endpoints:
 
     def bound_elsewhere(self, connection: Mapping[str, str], bound: Mapping[str, str]) -> bool:
         """True when this engine fills a flow's tenant endpoints otherwise than the flow recorded."""
+        if not bound:
+            return False  # a flow bound to no tenant endpoint (a spec without tenants)
         filled = self.filled(connection)
         return any(filled.get(name) != url for name, url in bound.items())
 
