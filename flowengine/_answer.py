@@ -100,6 +100,8 @@ def dig(data: Mapping[str, Any], path: str) -> Any:
     """The value at a dotted path (``ref.id``), or None; a key that itself holds dots is found too."""
     if path in data:
         return data[path]
+    if "." not in path:
+        return None
     value: Any = data
     for part in path.split("."):
         if not isinstance(value, Mapping) or part not in value:

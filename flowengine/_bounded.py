@@ -68,14 +68,25 @@ def parse_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     are ``ValueError`` too, so callers handle one exception for "not usable JSON".
     """
     try:
+        if isinstance(data, bytes) and data[:1] in (b"{", b"[") and data[1:2] != b"\0":
+            # What ``json.loads`` would find by ``detect_encoding``: UTF-8 (no BOM, no NUL
+            # byte after the first), decoded here without that Python-level detection.
+            data = data.decode("utf-8", "surrogatepass")
         value = json.loads(data)
     except RecursionError:
         raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text: {exc.reason}") from None
-    if _depth_exceeds(value, max_depth):
+    if _openings(data) > max_depth and _depth_exceeds(value, max_depth):
         raise ValueError(f"JSON nested deeper than {max_depth} levels")
     return value
+
+
+def _openings(data: bytes | str) -> int:
+    """How many ``{`` and ``[`` the text holds: no value in it nests deeper (a token answer: one)."""
+    if isinstance(data, str):
+        return data.count("{") + data.count("[")
+    return data.count(b"{") + data.count(b"[")
 
 
 def _depth_exceeds(value: Any, max_depth: int) -> bool:

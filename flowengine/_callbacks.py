@@ -86,18 +86,34 @@ def _pairs(data: CallbackInput) -> list[tuple[str, str]]:
     return pairs
 
 
+#: What ``_reading`` worked out per spec's rules, by the rules' id (with the rules, so the id
+#: stays theirs); a spec's rules are read once, not at every callback.
+_READINGS: dict[int, tuple[CallbackRules, dict[str, str | None], dict[str, str], frozenset[str]]] = {}
+
+
+def _reading(rules: CallbackRules) -> tuple[dict[str, str | None], dict[str, str], frozenset[str]]:
+    """The rules' parameter name of each field, the field of each parameter, and the kept ones."""
+    found = _READINGS.get(id(rules))
+    if found is None or found[0] is not rules:
+        names = {
+            "state": rules.state,
+            "code": rules.code,
+            "error": rules.error,
+            "error_reason": rules.error_reason,
+            "error_description": rules.error_description,
+            "iss": rules.iss,
+        }
+        wanted = {name: field for field, name in names.items() if name}
+        keep = frozenset(rule.param or name for name, rule in rules.keep.items())
+        if len(_READINGS) >= 256:
+            _READINGS.clear()
+        found = _READINGS[id(rules)] = (rules, names, wanted, keep)
+    return found[1], found[2], found[3]
+
+
 def parse_callback(data: CallbackInput, rules: CallbackRules) -> CallbackParams:
     """The parameters that matter, with repeated ones taken last or rejected (SECURITY.md 6)."""
-    names = {
-        "state": rules.state,
-        "code": rules.code,
-        "error": rules.error,
-        "error_reason": rules.error_reason,
-        "error_description": rules.error_description,
-        "iss": rules.iss,
-    }
-    wanted = {name: field for field, name in names.items() if name}
-    keep = {rule.param or name for name, rule in rules.keep.items()}
+    names, wanted, keep = _reading(rules)
     seen: dict[str, list[str]] = {}
     for key, value in _pairs(data):
         field = wanted.get(key) or (f"kept:{key}" if key in keep else None)

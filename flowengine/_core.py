@@ -19,15 +19,12 @@ input too.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from flowengine import _callbacks, _security, _templates, _variables
 from flowengine._callbacks import CallbackParams
 from flowengine._client import Client
 from flowengine._client_auth import ClientKey
 from flowengine._core_device import DeviceSteps
-from flowengine._core_openid import OpenIdSteps
-from flowengine._core_tokens import TokenRequests
 from flowengine._discovery import ProviderMetadata
 from flowengine._endpoints import Endpoints, encode_query, safe_variables, with_params
 from flowengine._errors import (
@@ -66,11 +63,14 @@ from flowengine._tokens import read_account_response, render_params
 
 __all__ = ["FlowCore"]
 
+#: Each trigger's plain name (``Trigger.value`` goes through the enum's descriptor each time).
+_TRIGGER_NAMES: dict[Trigger, str] = {trigger: str(trigger.value) for trigger in Trigger}
+
 
 # --- the core ----------------------------------------------------------------------------
 
 
-class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
+class FlowCore(DeviceSteps):
     """The protocol of one spec's flows, for one client at given endpoints: pure functions.
 
     ``device_compiled`` is the ``device`` preset compiled (for a spec with ``device:``);
@@ -430,26 +430,26 @@ class FlowCore(TokenRequests, OpenIdSteps, DeviceSteps):
         kept: Mapping[str, str] | None = None,
     ) -> Step:
         """Fire ``event`` on the machine and build the flow it leads to, with the intents to save it."""
-        name = event.value  # records and observers get the plain name
+        name = _TRIGGER_NAMES[event]  # records and observers get the plain name
         ctx = TransitionContext(self.spec, flow, name, params=params, token=token, error=error)
         machine = self.machine_of(flow)
         dest = machine.fire(ctx)
-        recorded = ctx.changes.get("error")
+        changes = dict(ctx.changes)
+        recorded = changes.get("error")
         entry = HistoryEntry(
             now, name, flow.state, dest, recorded.code if isinstance(recorded, ErrorInfo) else None
         )
-        extra: dict[str, Any] = {"callback_digest": callback_digest} if callback_digest is not None else {}
-        if kept:
-            extra["kept"] = dict(kept)
-        moved = evolve(
-            flow,
+        changes.update(
             state=dest,
             version=flow.version + 1,
             outcome=machine.outcome_of(dest),
             history=(*flow.history, entry),
-            **ctx.changes,
-            **extra,
         )
+        if callback_digest is not None:
+            changes["callback_digest"] = callback_digest
+        if kept:
+            changes["kept"] = dict(kept)
+        moved = evolve(flow, **changes)
         intents: tuple[Intent, ...] = (SaveFlow(moved, flow.version),)
         if ctx.save_token and token is not None:
             # Token first: a crash before the flow is saved leaves the flow in flight

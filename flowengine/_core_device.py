@@ -25,15 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from flowengine import _security
 from flowengine._answer import answer_body
-from flowengine._client import Client
-from flowengine._endpoints import Endpoints
-from flowengine._errors import ConfigError, ErrorCode, FlowError, FlowStateError, ProviderError
+from flowengine._core_openid import OpenIdSteps
+from flowengine._errors import ConfigError, ErrorCode, FlowStateError, ProviderError
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow
 from flowengine._oidc_http import url_problem
 from flowengine._presets import Trigger
-from flowengine._records import AccountRef, DeviceAuthorization, Flow, HistoryEntry, Token
-from flowengine._spec import DeviceRequest, FlowSpec, TokenRequest
+from flowengine._records import AccountRef, DeviceAuthorization, Flow, HistoryEntry
+from flowengine._spec import DeviceRequest
 from flowengine._spec_check import MAX_FLOW_TTL
 from flowengine._steps import Answer, BeginDevice, SaveFlow, Step
 from flowengine._tokens import error_response
@@ -93,69 +92,21 @@ def parse_device_answer(response: HttpResponse) -> tuple[DeviceAuthorization, in
     return DeviceAuthorization(user_code, verification, complete, interval, device_code), lifetime
 
 
-class DeviceSteps:
-    """The device flow's part of ``FlowCore`` (RFC 8628)."""
+class DeviceSteps(OpenIdSteps):
+    """The device flow's part of ``FlowCore`` (RFC 8628).
 
-    spec: FlowSpec
-    client: Client
-    urls: Endpoints
+    Its requests and answers are token requests (``TokenRequests``), and a device flow of an
+    ``openid`` spec validates its ID token as a redirect flow does (``OpenIdSteps``).
+    """
+
     #: The ``device`` preset, compiled with the engine's guards and actions.
     device_compiled: CompiledFlow | None
 
     if TYPE_CHECKING:
 
-        def endpoint_url(self, name: str, values: Mapping[str, str | None]) -> str: ...
-
-        def client_values(self, values: Mapping[str, str | None]) -> dict[str, str | None]: ...
-
         def default_account(self, flow: Flow) -> AccountRef: ...
 
         def machine_of(self, flow: Flow) -> CompiledFlow: ...
-
-        def authenticated_request(
-            self,
-            rule: TokenRequest,
-            url: str,
-            values: Mapping[str, str | None],
-            now: float | None,
-            assertion_id: str | None,
-        ) -> tuple[HttpRequest, tuple[str, ...]]: ...
-
-        def token_request(
-            self,
-            grant: str,
-            values: Mapping[str, str | None],
-            *,
-            now: float | None = None,
-            assertion_id: str | None = None,
-        ) -> tuple[HttpRequest, tuple[str, ...]]: ...
-
-        def read_token(
-            self,
-            response: HttpResponse,
-            now: float,
-            *,
-            grant: str,
-            sent: tuple[str, ...] = (),
-            default_account: AccountRef | None = None,
-            connection: Mapping[str, str] | None = None,
-            kept: Mapping[str, str] | None = None,
-            requested_scope: str | None = None,
-            account: AccountRef | None = None,
-            keep_id_token: bool = False,
-        ) -> Token: ...
-
-        def await_keys(self, flow: Flow, token: Token, now: float) -> Step: ...
-
-        def _fire(
-            self,
-            flow: Flow,
-            event: Trigger,
-            now: float,
-            *,
-            token: Token | None = None,
-            error: FlowError | None = None,
-        ) -> Step: ...
 
     def device_rules(self) -> DeviceRequest:
         """The spec's ``device`` section, or ``device_unsupported``."""

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowengine import _templates
-from flowengine._client import Client
+from flowengine._core_tokens import TokenRequests
 from flowengine._discovery import ProviderMetadata
 from flowengine._errors import ErrorCode, FlowError, IdTokenError, UserinfoError
 from flowengine._http import HttpRequest
@@ -34,7 +34,7 @@ from flowengine._oidc_jws import DEFAULT_ALGORITHMS, ParsedJws, parse_jws
 from flowengine._oidc_userinfo import read_userinfo, userinfo_request
 from flowengine._presets import Trigger
 from flowengine._records import Flow, Token, evolve
-from flowengine._spec import FlowSpec, OpenIdRules
+from flowengine._spec import OpenIdRules
 from flowengine._steps import AccountAnswer, KeysAnswer, ResolveKeys, SendRequest, Step
 
 __all__ = ["SECRET_CLAIMS", "OpenIdSteps", "public_claims"]
@@ -70,18 +70,13 @@ def _unverified_claims(parsed: ParsedJws) -> Mapping[str, Any]:
     return claims if isinstance(claims, dict) else {}
 
 
-class OpenIdSteps:
+class OpenIdSteps(TokenRequests):
     """The ID token and userinfo steps of ``FlowCore`` for a spec with ``openid:``."""
 
-    spec: FlowSpec
-    client: Client
-    user_agent: str
     #: What discovery said about the issuer (None when the spec writes every endpoint).
     metadata: ProviderMetadata | None
 
     if TYPE_CHECKING:
-
-        def endpoint_url(self, name: str, values: Mapping[str, str | None]) -> str: ...
 
         def _fire(
             self,

@@ -9,6 +9,7 @@ and time come from the caller, as every random value and every ``now`` does.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from flowengine import _security
@@ -24,6 +25,9 @@ from flowengine._tokens import build_request, read_token_response
 
 __all__ = ["TokenRequests"]
 
+#: The ``client_auth`` values that sign a client assertion (RFC 7523, OpenID Connect Core §9).
+_SIGNED = frozenset({"client_secret_jwt", "private_key_jwt"})
+
 
 class TokenRequests:
     """Token-endpoint requests and answers of one spec, for one client (a part of ``FlowCore``)."""
@@ -35,6 +39,17 @@ class TokenRequests:
     #: The client's private key, for ``client_auth: private_key_jwt`` (loaded by the driver).
     client_key: ClientKey | None
     _spec_file: str | None
+
+    @functools.cached_property
+    def signs_assertions(self) -> bool:
+        """True when some request of the spec authenticates with a signed client assertion.
+
+        Only then does a request need a fresh ``jti`` (``assertion_id``): the driver draws
+        none for the others.
+        """
+        spec = self.spec
+        rules = [*spec.grants.values(), spec.revocation, spec.device]
+        return any(rule is not None and rule.client_auth in _SIGNED for rule in rules)
 
     def endpoint_url(self, name: str, values: Mapping[str, str | None]) -> str:
         """The endpoint ``name`` filled from ``values``, judged (``connection_invalid``).
@@ -67,9 +82,9 @@ class TokenRequests:
                 f"spec {self.spec.name!r} has no {grant!r} grant", code=ErrorCode.GRANT_UNSUPPORTED
             )
         rule = self.spec.grants[grant]
-        return self.authenticated_request(
-            rule, self.endpoint_url(rule.endpoint, self.client_values(values)), values, now, assertion_id
-        )
+        filled = self.client_values(values)
+        url = self.endpoint_url(rule.endpoint, filled)
+        return self.authenticated_request(rule, url, filled, now, assertion_id)
 
     def authenticated_request(
         self,
@@ -97,7 +112,7 @@ class TokenRequests:
 
         Its audience is the token endpoint (Core §9), for token, revocation and device requests alike.
         """
-        if rule.client_auth not in ("client_secret_jwt", "private_key_jwt"):
+        if rule.client_auth not in _SIGNED:
             return None
         if now is None or not assertion_id:
             raise AssertionError("a signed client assertion needs now and a fresh jti")
@@ -141,12 +156,18 @@ class TokenRequests:
         refreshed against another would hand its refresh token to a stranger, and the
         stranger's ``invalid_grant`` would mark a healthy grant dead.
         """
+        issuer = token.token_endpoint
+        if issuer is None:
+            return
         values = {**token.connection, **token.kept}
-        ours = {self.grant_url(grant, values) for grant in self.spec.grants}
-        if token.token_endpoint is not None and token.token_endpoint not in ours:
+        grants = self.spec.grants
+        if "refresh_token" in grants and issuer == self.grant_url("refresh_token", values):
+            return  # the usual case, found without filling every grant's URL
+        ours = {self.grant_url(grant, values) for grant in grants}
+        if issuer not in ours:
             here = sorted(ours)[0]
             raise ConfigError(
-                f"{token.key} was issued by the token endpoint at {_origin(token.token_endpoint)}; "
+                f"{token.key} was issued by the token endpoint at {_origin(issuer)}; "
                 f"this engine's is {_origin(here)} (a sandbox's token refreshed without --sandbox, "
                 "or the other way round?)",
                 code=ErrorCode.TOKEN_ENDPOINT_MISMATCH,
@@ -173,7 +194,7 @@ class TokenRequests:
         connection: Mapping[str, str] | None = None,
         kept: Mapping[str, str] | None = None,
         requested_scope: str | None = None,
-        account: AccountRef | None = None,
+        refreshing: Token | None = None,
         keep_id_token: bool = False,
     ) -> Token:
         """A token from a token endpoint's answer, or the ``ProviderError`` it amounts to.
@@ -181,40 +202,43 @@ class TokenRequests:
         The token keeps the connection and kept values it was obtained with (refresh and
         revoke go to that tenant) and the file of its spec. An answer that names no
         scope granted ``requested_scope`` (RFC 6749 §5.1; a refresh, §6: the same as before).
-        ``account`` (a refresh) is whose token it is, whatever the answer says or leaves out.
+        ``refreshing``: the token a refresh replaces; the new one is its account's, whatever
+        the answer says or leaves out, keeps its claims (those of its login), and keeps its
+        refresh token when the answer brings none (RFC 6749 §6).
         ``sent``: the secrets the request carried, scrubbed from whatever the answer echoes
         back (SECURITY.md 28). The token remembers the token endpoint that issued it. An
         OpenID spec's raw ``id_token`` is never kept in ``extra``; ``keep_id_token`` leaves
         it there for the core to validate (and then remove).
         """
+        values = {**(connection or {}), **(kept or {})}
         token = read_token_response(
             self.spec,
             response,
             client_id=self.client.client_id,
             now=now,
             sent=sent,
-            default_account=account or default_account,
+            default_account=refreshing.account if refreshing is not None else default_account,
             requested_scope=requested_scope,
-            account_required=account is None,
+            account_required=refreshing is None,
+            old_refresh_token=refreshing.refresh_token if refreshing is not None else None,
+            fields={
+                "connection": dict(connection or {}),
+                "kept": dict(kept or {}),
+                "spec_source": self._spec_file,
+                "token_endpoint": self.grant_url(grant, values),
+                "claims": refreshing.claims if refreshing is not None else {},
+            },
         )
-        values = {**(connection or {}), **(kept or {})}
-        extra = {name: value for name, value in token.extra.items() if name != "id_token"}
         if self.spec.openid is None:
-            extra = token.extra
-        elif keep_id_token:
+            return token
+        extra = {name: value for name, value in token.extra.items() if name != "id_token"}
+        if keep_id_token:
             # Read from the answer itself: ``extra`` was scrubbed of the request's secrets, and a
             # JWT's base64 may happen to begin like one (the client id in HTTP Basic's).
             body = answer_body(response.body, response.content_type)
             if isinstance(body, dict) and "id_token" in body:
                 extra["id_token"] = body["id_token"]
-        return evolve(
-            token,
-            connection=dict(connection or {}),
-            kept=dict(kept or {}),
-            spec_source=self._spec_file,
-            token_endpoint=self.grant_url(grant, values),
-            extra=extra,
-        )
+        return evolve(token, extra=extra)
 
 
 def _origin(url: str) -> str:

@@ -282,7 +282,8 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         try:
             flow = await self._reload(flow_id)
             core = await self.core_for(flow.connection)
-            begun = core.step(flow, Exchange(new_assertion_id()), self.clock())
+            jti = new_assertion_id() if core.signs_assertions else None
+            begun = core.step(flow, Exchange(jti), self.clock())
             send = await self._apply_or_conflict(begun)
             if send is None:
                 return begun.flow  # final already, expired, or found interrupted

@@ -32,7 +32,7 @@ def use_source(source: Source) -> Source:
 
 def new_token() -> str:
     """256 random bits, URL-safe (43 characters): a ``state``, verifier, nonce or ``jti``."""
-    return base64.urlsafe_b64encode(_source(32)).rstrip(b"=").decode("ascii")
+    return _text(_source(32))
 
 
 def flow_secrets(*, pkce: bool) -> FlowSecrets:
@@ -40,5 +40,10 @@ def flow_secrets(*, pkce: bool) -> FlowSecrets:
 
     The id is hex: it never starts with ``-``, which a command line would read as an option.
     """
-    flow_id = _source(16).hex()
-    return FlowSecrets(flow_id, new_token(), new_token() if pkce else None, new_token())
+    drawn = _source(16 + 3 * 32)  # one draw for all four: each is its own slice of it
+    verifier = _text(drawn[48:80]) if pkce else None
+    return FlowSecrets(drawn[:16].hex(), _text(drawn[16:48]), verifier, _text(drawn[80:]))
+
+
+def _text(random: bytes) -> str:
+    return base64.urlsafe_b64encode(random).rstrip(b"=").decode("ascii")

@@ -218,7 +218,10 @@ class CompiledFlow:
     def fire(self, ctx: TransitionContext) -> str:
         """Run the first transition on ``ctx.event`` whose guards pass; return its dest."""
         for edge in self._edges.get((ctx.flow.state, ctx.event), ()):
-            if all(guard(ctx) for guard in edge.guards):
+            for guard in edge.guards:
+                if not guard(ctx):
+                    break
+            else:
                 for action in edge.actions:
                     action(ctx)
                 return edge.dest

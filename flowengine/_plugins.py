@@ -38,6 +38,7 @@ __all__ = [
     "lazy_exports",
     "new_plugin_manager",
     "notify_request",
+    "observing_requests",
     "open_store",
     "open_transport",
     "spec_paths",
@@ -213,26 +214,51 @@ def guards_and_actions(pm: pluggy.PluginManager | None = None) -> tuple[dict[str
     return guards, actions
 
 
+def _listening(caller: pluggy.HookCaller) -> list[Any]:
+    """The hook's implementations that are listening now, in the order pluggy calls them.
+
+    An observer that is idle most of the time (the OpenTelemetry plugin until the
+    application sets a provider) gives its hook function a ``listening`` attribute, a
+    function of no arguments: while it returns False the observer is skipped, and when
+    none is left the event is not even prepared (docs/plugins.md).
+    """
+    found = []
+    for impl in reversed(caller.get_hookimpls()):
+        listening = getattr(impl.function, "listening", None)
+        if listening is None or listening():
+            found.append(impl)
+    return found
+
+
 def notify_transition(
     flow: Flow, event: str, source: str, dest: str, pm: pluggy.PluginManager | None = None
 ) -> None:
-    """Tell every ``flowengine_transition`` observer about a stored transition.
+    """Tell every listening ``flowengine_transition`` observer about a stored transition.
 
-    Observers always get the redacted flow; with none registered there is no one
-    to redact it for, so neither the copy nor the hook call is made.
+    Observers always get the redacted flow; with none listening there is no one to
+    redact it for, so neither the copy nor a call is made. An observer that raises
+    stops the others, as a pluggy call would: the driver logs it.
     """
-    hook = _pm(pm).hook.flowengine_transition
-    if hook.get_hookimpls():
-        hook(flow=flow.redacted(), event=event, source=source, dest=dest)
+    observers = _listening(_pm(pm).hook.flowengine_transition)
+    if not observers:
+        return
+    given = {"flow": flow.redacted(), "event": event, "source": source, "dest": dest}
+    for impl in observers:
+        impl.function(**{name: given[name] for name in impl.argnames})
+
+
+def observing_requests(pm: pluggy.PluginManager | None = None) -> bool:
+    """True when some ``flowengine_request`` observer is listening: else no event need be made."""
+    return bool(_listening(_pm(pm).hook.flowengine_request))
 
 
 def notify_request(event: RequestEvent, pm: pluggy.PluginManager | None = None) -> None:
-    """Tell every ``flowengine_request`` observer about one request attempt.
+    """Tell every listening ``flowengine_request`` observer about one request attempt.
 
     Each observer is called on its own: one that raises is logged and the
     others still see the event (an observer is other people's code).
     """
-    for impl in _pm(pm).hook.flowengine_request.get_hookimpls():
+    for impl in _listening(_pm(pm).hook.flowengine_request):
         try:
             impl.function(*([event] if impl.argnames else []))
         except Exception:

@@ -45,6 +45,8 @@ class RequestTimer:
 
     def done(self, *, status: int | None, error: str | None, retry_in: float | None = None) -> None:
         """Report the attempt: its HTTP status (None: no answer), error code, and the wait before the next."""
+        if not _plugins.observing_requests(self._pm):
+            return  # no one to tell: the event is not even made
         event = RequestEvent(
             spec=self.spec,
             purpose=self.purpose,

@@ -68,15 +68,16 @@ class Saver:
         Raises ``StoreError`` (``token_unsaved``) past the deadline; the token stays
         kept and a background task goes on trying.
         """
-        self._unsaved[token.key] = token
+        key = token.key
+        self._unsaved[key] = token
         try:
-            await self._until_deadline(lambda: self._put_newest(token.key))
+            await self._until_deadline(lambda: self._put_newest(key))
         except StoreError as exc:
             if not exc.retryable:
                 raise
             self._keep_trying()
             raise StoreError(
-                f"the token {token.fingerprint} for {token.key} could not be saved within "
+                f"the token {token.fingerprint} for {key} could not be saved within "
                 f"{self.deadline:g} s ({exc.message}); it is kept in this process and saved "
                 "when the store answers",
                 code=ErrorCode.TOKEN_UNSAVED,

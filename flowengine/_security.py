@@ -175,16 +175,15 @@ def _all_forms(secrets: Iterable[str], seen: str | None = None) -> list[str]:
     return sorted({form for secret in wanted for form in _forms(secret)}, key=len, reverse=True)
 
 
-#: Characters no form of a secret escapes (percent-encoding, JSON, HTML all keep them).
-_KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+#: Characters no form of a secret escapes (percent-encoding, JSON, HTML all keep them), up to
+#: ``_MIN_PREFIX`` of them.
+_KEPT_RUN = re.compile(rf"[A-Za-z0-9\-_.~]{{0,{_MIN_PREFIX}}}")
 
 
 def _head(secret: str) -> str:
     """The start of ``secret`` every form of it starts with: up to ``_MIN_PREFIX`` kept characters."""
-    for index, char in enumerate(secret[:_MIN_PREFIX]):
-        if char not in _KEPT:
-            return secret[:index]
-    return secret[:_MIN_PREFIX]
+    found = _KEPT_RUN.match(secret)
+    return found.group() if found is not None else ""
 
 
 def _scrub(text: str, forms: list[str]) -> str:
@@ -234,24 +233,30 @@ def scrub_value(value: Any, secrets: Collection[str]) -> Any:
             return _scrub(node, forms)
         if isinstance(node, dict):
             return {walk(k): walk(v) for k, v in node.items()}
-        if isinstance(node, list | tuple):
+        if isinstance(node, _SEQUENCES):
             return [walk(item) for item in node]
         return node
 
     return walk(value) if forms else value
 
 
-def _strings(value: Any) -> Iterable[str]:
+_SEQUENCES = (list, tuple)
+
+
+def _strings(value: Any) -> list[str]:
     """Every string in a JSON-like document, keys included."""
+    found: list[str] = []
     stack = [value]
     while stack:
         node = stack.pop()
         if isinstance(node, str):
-            yield node
+            found.append(node)
         elif isinstance(node, dict):
-            stack += [*node.keys(), *node.values()]
-        elif isinstance(node, list | tuple):
+            stack += node.keys()
+            stack += node.values()
+        elif isinstance(node, _SEQUENCES):
             stack += node
+    return found
 
 
 def scrub_error(error: ProviderError, secrets: Collection[str]) -> ProviderError:

@@ -46,10 +46,22 @@ def _parsed(template: str) -> tuple[tuple[str, str | None, str | None, str | Non
     return tuple(_formatter.parse(template))
 
 
+@functools.lru_cache(maxsize=2048)
+def _alone(template: str) -> str | None:
+    """The variable a template is made of alone (``{client_id}``: most are), else None."""
+    parsed = _parsed(template)
+    if len(parsed) == 1 and parsed[0][0] == "" and parsed[0][1] is not None:
+        return parsed[0][1]
+    return None
+
+
 def render(template: str, values: Mapping[str, str | None]) -> str | None:
     """Fill a template; None when any variable it names has no value."""
     if "{" not in template and "}" not in template:
         return template
+    alone = _alone(template)
+    if alone is not None:
+        return values.get(alone)
     out: list[str] = []
     for literal, field, _spec, _conversion in _parsed(template):
         out.append(literal)

@@ -11,6 +11,7 @@ request sent (``sent``) and scrub them from every text they keep of the answer (
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from collections.abc import Collection, Iterable, Mapping
@@ -21,7 +22,7 @@ from flowengine import _templates
 from flowengine._answer import Unreadable, answer_body, dig, expires_in_seconds, seconds_until
 from flowengine._errors import ConfigError, ProviderError
 from flowengine._http import HttpRequest, HttpResponse
-from flowengine._records import AccountRef, Token, evolve
+from flowengine._records import AccountRef, Token
 from flowengine._retry import parse_retry_after
 from flowengine._security import scrub_error, scrub_value
 from flowengine._spec import AccountRule, FlowSpec, TokenRequest
@@ -41,6 +42,8 @@ _MAX_MESSAGE = 300
 #: Visible ASCII, no space: RFC 6750's b64token and every real token fit, and nothing in it can
 #: end a header line (CR, LF) or be read differently by another HTTP stack (SECURITY.md 29).
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+#: ``json.dumps(..., separators=(",", ":"))`` without making its encoder at every request.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 def render_params(params: Mapping[str, str], values: Mapping[str, str | None]) -> dict[str, str]:
@@ -87,7 +90,7 @@ def build_request(
         headers["authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     if rule.encoding == "json":
         headers["content-type"] = "application/json"
-        body = json.dumps(params, separators=(",", ":")).encode()
+        body = _COMPACT_JSON.encode(params).encode()
     elif rule.encoding == "query":
         url, body = (f"{url}{'&' if '?' in url else '?'}{urlencode(params)}" if params else url), b""
     else:
@@ -161,6 +164,12 @@ def _finish(error: ProviderError, sent: Collection[str]) -> ProviderError:
     return error
 
 
+@functools.lru_cache(maxsize=64)
+def _lowered(names: tuple[str, ...]) -> frozenset[str]:
+    """``names`` in lower case: a spec's token types, compared without case (read once per spec)."""
+    return frozenset(name.lower() for name in names)
+
+
 def _header_safe(value: str, what: str, status: int) -> str:
     if not _HEADER_SAFE.fullmatch(value):
         raise _invalid(f"the {what} holds characters that are not visible ASCII (unsafe in a header)", status)
@@ -177,6 +186,8 @@ def read_token_response(
     default_account: AccountRef | None = None,
     requested_scope: str | None = None,
     account_required: bool = True,
+    old_refresh_token: str | None = None,
+    fields: Mapping[str, Any] | None = None,
 ) -> Token:
     """Read a token response; raise ``ProviderError`` with a stable code if it is not a token.
 
@@ -187,10 +198,12 @@ def read_token_response(
     client (a grant's token). An answer without a scope granted what was asked
     (``requested_scope``, RFC 6749 §5.1), else the spec's ``default_scope``.
     ``account_required=False`` (a refresh, whose account is known) lets an answer
-    leave out the account fields.
+    leave out the account fields. ``old_refresh_token`` (a refresh) is kept when the
+    answer brings no new one (RFC 6749 §6). ``fields``: more of the token's fields, that the
+    answer does not say (``connection``, ``token_endpoint``, ...): the token is made once.
     """
     try:
-        token = _read_token(
+        read = _read_token(
             spec,
             response,
             client_id=client_id,
@@ -201,9 +214,11 @@ def read_token_response(
         )
     except ProviderError as exc:
         raise _finish(exc, sent) from None
-    if sent and token.extra:
-        token = evolve(token, extra=scrub_value(token.extra, sent))
-    return token
+    if read["refresh_token"] is None:
+        read["refresh_token"] = old_refresh_token
+    if sent and read["extra"]:
+        read["extra"] = scrub_value(read["extra"], sent)
+    return Token(**read, **(fields or {}))
 
 
 def _read_token(
@@ -215,7 +230,8 @@ def _read_token(
     default_account: AccountRef | None,
     requested_scope: str | None,
     account_required: bool,
-) -> Token:
+) -> dict[str, Any]:
+    """The fields of the token the answer holds, by name."""
     body = _token_body(spec, response, now)
     status = response.status
     rules = spec.token
@@ -229,7 +245,7 @@ def _read_token(
     if not isinstance(token_type, str):
         raise _invalid(f"the token response has no {rules.token_type}", status)
     _header_safe(token_type, "token_type", status)
-    if token_type.lower() not in {t.lower() for t in rules.token_types}:
+    if token_type.lower() not in _lowered(rules.token_types):
         raise _invalid(f"token_type {token_type[:40]!r} is not one of {list(rules.token_types)}", status)
     expires_in = _expires_in(spec, body, now, status)
     refresh_token = dig(body, rules.refresh_token)
@@ -248,19 +264,19 @@ def _read_token(
     leeway = min(rules.leeway, expires_in / 2) if expires_in is not None else 0
     known = [rules.access_token, rules.token_type, rules.expires_in, rules.refresh_token, rules.scope]
     known += [rules.expires_at] if rules.expires_at else []
-    return Token(
-        provider=spec.name,
-        account=account,
-        access_token=access_token,
-        token_type=token_type,
-        obtained_at=now,
-        expires_at=None if expires_in is None else now + expires_in - leeway,
-        refresh_token=refresh_token,
-        scope=scope if scope is not None else requested_scope or rules.default_scope,
-        client_id=client_id,
-        header_scheme=spec.usage.header_scheme,
-        extra=_without(body, known),
-    )
+    return {
+        "provider": spec.name,
+        "account": account,
+        "access_token": access_token,
+        "token_type": token_type,
+        "obtained_at": now,
+        "expires_at": None if expires_in is None else now + expires_in - leeway,
+        "refresh_token": refresh_token,
+        "scope": scope if scope is not None else requested_scope or rules.default_scope,
+        "client_id": client_id,
+        "header_scheme": spec.usage.header_scheme,
+        "extra": _without(body, known),
+    }
 
 
 def read_revocation_response(

@@ -127,6 +127,8 @@ class TokenOperations:
 
     def declared_inputs(self, inputs: Mapping[str, str] | None) -> dict[str, str]:
         """``inputs``, after checking the spec declares each of them."""
+        if not inputs:
+            return {}
         undeclared = set(inputs or ()) - set(self.spec.inputs)
         if undeclared:
             raise ConfigError(f"spec {self.spec.name!r} declares no input(s) {sorted(undeclared)}")
@@ -182,7 +184,10 @@ class TokenOperations:
         try:
             fresh = await self.send_attempts(
                 lambda: core.token_request(
-                    "refresh_token", values, now=self.clock(), assertion_id=new_assertion_id()
+                    "refresh_token",
+                    values,
+                    now=self.clock(),
+                    assertion_id=new_assertion_id() if core.signs_assertions else None,
                 ),
                 "refresh",
                 lambda r, sent: core.read_token(
@@ -193,7 +198,7 @@ class TokenOperations:
                     connection=current.connection,
                     kept=current.kept,
                     requested_scope=current.scope,
-                    account=current.account,
+                    refreshing=current,
                 ),
             )
         except InvalidGrantError:
@@ -202,12 +207,6 @@ class TokenOperations:
                 return again  # rotated by another worker meanwhile: ours was the spent one
             await self._saver.save_token(evolve(current, dead=True, dead_at=self.clock()))
             raise
-        fresh = evolve(
-            fresh,
-            account=current.account,
-            refresh_token=fresh.refresh_token or current.refresh_token,
-            claims=current.claims,  # an OpenID token keeps the claims of its login
-        )
         await self._saver.save_token(fresh)
         return fresh
 

@@ -153,6 +153,8 @@ class RateLimiter:
         self._accounts: dict[tuple[str, str], _Bucket] = {}
         self._clients: dict[str, _Bucket] = {}
         self._changed = asyncio.Event()
+        #: Calls waiting in ``acquire`` for a slot.
+        self._waiting = 0
 
     def _buckets(self, client_id: str, account: str | None) -> tuple[tuple[_Bucket, ...], _Bucket | None]:
         fallback = (self.account_limit or self.client_limit or PODIO_LIMIT).period
@@ -202,10 +204,18 @@ class RateLimiter:
             if wait > max_wait:
                 raise TooLong(wait)
             changed = self._changed
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), None if wait == math.inf else wait)
+            self._waiting += 1
+            try:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), None if wait == math.inf else wait)
+            finally:
+                self._waiting -= 1
 
     def wake(self) -> None:
-        """Let every waiting call look again (a slot came free, or the run is stopping)."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Let every waiting call look again (a slot came free, or the run is stopping).
+
+        With no call waiting (most of the time) there is no one to wake.
+        """
+        if self._waiting:
+            self._changed.set()
+            self._changed = asyncio.Event()

@@ -299,13 +299,12 @@ class BatchRun:
     async def _worker(self) -> None:
         while self._queue and not self._stopping:
             work = self._queue.popleft()
-            started = time.monotonic()
             try:
-                result = await self._run(work)
+                result = await self._run(work, time.monotonic())
             except asyncio.CancelledError:
                 self._emit(ItemResult(work.item, "interrupted", error="batch_stopped", message="cancelled"))
                 raise
-            self._emit(attrs.evolve(result, elapsed=time.monotonic() - started))
+            self._emit(result)
 
     def _emit(self, result: ItemResult, *, record: bool = True) -> None:
         if record and self.journal is not None and result.done:
@@ -313,8 +312,11 @@ class BatchRun:
         self.report.add(result)
         self._results.put_nowait(result)
 
-    async def _run(self, work: Work) -> ItemResult:
-        """Settle one item: take its first permit, run it, put it back when the limiter defers it."""
+    async def _run(self, work: Work, started: float) -> ItemResult:
+        """Settle one item: take its first permit, run it, put it back when the limiter defers it.
+
+        The result carries the requests the item sent and the seconds it took since ``started``.
+        """
         scope = ItemScope(work.client_id, work.account, stopping=lambda: self._stopping)
         for _ in range(MAX_DEFERRALS):
             try:
@@ -322,12 +324,12 @@ class BatchRun:
                     work.client_id, work.account, stopping=lambda: self._stopping
                 )
             except Stopped:
-                return self._interrupted(work, scope)
+                return self._interrupted(work, scope, started)
             context = current_item.set(scope)
             try:
                 result = await work.run()
             except BatchStopped:
-                return self._interrupted(work, scope)
+                return self._interrupted(work, scope, started)
             except RateLimitDeferred as exc:
                 log.info("%s: rate limited for %.0fs; it waits outside the engine", work.item, exc.wait)
                 continue
@@ -341,14 +343,23 @@ class BatchRun:
                 if scope.permit is not None:  # the item settled without sending its first request
                     scope.permit.finish(sent=False)
                     scope.permit = None
-            return attrs.evolve(result, requests=scope.requests)
+            return attrs.evolve(result, requests=scope.requests, elapsed=time.monotonic() - started)
         return ItemResult(
-            work.item, "failed", error="rate_limited", message="deferred too often by the rate limit"
+            work.item,
+            "failed",
+            error="rate_limited",
+            message="deferred too often by the rate limit",
+            elapsed=time.monotonic() - started,
         )
 
     @staticmethod
-    def _interrupted(work: Work, scope: ItemScope) -> ItemResult:
+    def _interrupted(work: Work, scope: ItemScope, started: float) -> ItemResult:
         message = "the batch stopped before this item's next request; a rerun tries it again"
         return ItemResult(
-            work.item, "interrupted", error="batch_stopped", message=message, requests=scope.requests
+            work.item,
+            "interrupted",
+            error="batch_stopped",
+            message=message,
+            requests=scope.requests,
+            elapsed=time.monotonic() - started,
         )

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowengine import Flow, RequestEvent, hookimpl, lazy_exports
@@ -38,16 +40,41 @@ def available() -> bool:
 def _configured() -> bool:
     """True once the application set a tracer or meter provider (before that, spans go nowhere).
 
-    OpenTelemetry sets each global provider at most once, so once set it stays: that is
-    remembered, and the providers are asked again only while neither is set.
+    Asked before every step and request, so it costs next to nothing: OpenTelemetry sets
+    each global provider at most once, so once one is found set that is remembered;
+    until then the API's own module globals say whether one is (an attribute read
+    each), and only where a provider is named in the environment (which the API
+    loads on first use) or those globals are not where this looks are the providers
+    asked for through the public API.
     """
     if _SET:
         return True
-    metrics, trace = _api()
-    tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
-    if tracing or type(metrics.get_meter_provider()).__name__ != "_ProxyMeterProvider":
-        _SET.append(True)
-    return bool(_SET)
+    unset = _unset()
+    if unset is not None:
+        if unset():
+            return False
+    else:
+        metrics, trace = _api()
+        tracing = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+        if not tracing and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider":
+            return False
+    _SET.append(True)
+    return True
+
+
+@functools.cache
+def _unset() -> Callable[[], bool] | None:
+    """A check that no global provider is set yet, or None where only the public API can tell."""
+    if any(name in os.environ for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")):
+        return None
+    from opentelemetry import trace
+    from opentelemetry.metrics import _internal as metrics
+
+    if getattr(trace, "_TRACER_PROVIDER", _MISSING) is not None:
+        return None
+    if getattr(metrics, "_METER_PROVIDER", _MISSING) is not None:
+        return None
+    return lambda: trace._TRACER_PROVIDER is None and metrics._METER_PROVIDER is None
 
 
 @functools.cache
@@ -60,6 +87,7 @@ def _api() -> tuple[Any, Any]:
 
 #: Holds True once a global provider was found set.
 _SET: list[bool] = []
+_MISSING = object()
 
 
 @functools.cache
@@ -83,3 +111,7 @@ if available():
         """A client span for the request attempt, and the counters it moves."""
         if _configured():
             _global().request(event)
+
+    # Until a provider is set, the engine skips these hooks and prepares nothing for them.
+    flowengine_transition.listening = _configured  # type: ignore[attr-defined]
+    flowengine_request.listening = _configured  # type: ignore[attr-defined]
