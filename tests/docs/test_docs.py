@@ -84,3 +84,13 @@ def test_every_cli_command_is_in_the_cli_docs() -> None:
     assert paths, "the flowengine command has no subcommands"
     missing = [path for path in paths if path not in docs]
     assert not missing, f"docs/cli.md does not mention: {', '.join(missing)}"
+
+
+def test_ci_runs_exactly_the_test_command_readme_and_contributing_give() -> None:
+    """.ci/run's one pytest command is README's (its Test section), and CONTRIBUTING gives the same."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    [command] = re.findall(r"^## Test\n\n```sh\n(.+)\n```", readme, re.M)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert [line for line in ci if "pytest" in line and not line.startswith("#")] == [command]
+    contributing = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8").splitlines()
+    assert any(line.startswith(command + " ") for line in contributing), command

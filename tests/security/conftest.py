@@ -16,7 +16,7 @@ import pytest
 from hypothesis import settings
 
 from tests.security import profiles  # noqa: F401 - registers the hypothesis profiles
-from tests.stores.backends import BACKENDS, Backend, require
+from tests.stores.backends import BACKENDS, Backend, requested
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -28,17 +28,13 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each store backend in turn (memory, postgres, redis, sqlite)."""
-    backend: Backend = request.param
-    require(backend)
-    return backend
+    return requested(request)
 
 
 @pytest.fixture(params=[b for b in BACKENDS if b.durable], ids=[b.name for b in BACKENDS if b.durable])
 def durable_backend(request: pytest.FixtureRequest) -> Backend:
     """Each backend another process can see (postgres, redis, sqlite)."""
-    backend: Backend = request.param
-    require(backend)
-    return backend
+    return requested(request)
 
 
 @pytest.fixture

@@ -73,7 +73,8 @@ async def test_sec24_a_refresh_cut_at_its_deadline_is_retried_and_succeeds(
         async with asyncio.timeout(BOUND):
             fresh = await engine.refresh(token)
     assert fresh.access_token != token.access_token
-    [record] = sandbox.settings.faults.trickles.records()
+    # The sandbox logs the trickle once it saw the client leave, on its own thread: awaited.
+    [record] = await asyncio.to_thread(sandbox.settings.faults.trickles.wait, 1, BOUND)
     assert record.client_left
 
 

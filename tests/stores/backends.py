@@ -69,6 +69,13 @@ def load_backends() -> list[Backend]:
 BACKENDS = load_backends()
 
 
+def requested(request: pytest.FixtureRequest) -> Backend:
+    """The backend a parametrized fixture was given, once ``require`` let it through."""
+    backend: Backend = request.param
+    require(backend)
+    return backend
+
+
 def require(backend: Backend) -> None:
     """Skip (or, under CI, fail) when the backend's service is not reachable."""
     reason = backend.unavailable()

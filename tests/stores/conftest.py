@@ -8,15 +8,13 @@ from pathlib import Path
 import flowengine as fe
 import pytest
 
-from tests.stores.backends import BACKENDS, Backend, require
+from tests.stores.backends import BACKENDS, Backend, requested
 from tests.support.clock import FakeClock
 
 
 @pytest.fixture(params=BACKENDS, ids=[b.name for b in BACKENDS])
 def backend(request: pytest.FixtureRequest) -> Backend:
-    backend: Backend = request.param
-    require(backend)
-    return backend
+    return requested(request)
 
 
 @pytest.fixture

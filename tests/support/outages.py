@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.stores.backends import BACKENDS, Backend, require
+from tests.stores.backends import BACKENDS, Backend, requested
 from tests.support.faultproxy import FaultProxy
 
 __all__ = ["NETWORKED", "fault_proxy", "networked_backend"]
@@ -26,9 +26,7 @@ NETWORKED = [backend for backend in BACKENDS if backend.upstream is not None]
 @pytest.fixture(params=NETWORKED, ids=[backend.name for backend in NETWORKED])
 def networked_backend(request: pytest.FixtureRequest) -> Backend:
     """Each store with a server to lose: Redis, PostgreSQL."""
-    backend: Backend = request.param
-    require(backend)
-    return backend
+    return requested(request)
 
 
 @pytest.fixture
