@@ -64,6 +64,8 @@ SANDBOX = (
 )
 RAW = f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom benchmarks._rawserver import main\nmain()\n"
 
+#: How long the servers may live: a full run on a loaded machine takes longer than the default 15 min.
+LIFETIME = 3600.0
 Work = Callable[[int], Awaitable[None]]
 #: flowengine (aiohttp) / aiohttp.ClientSession, at least: by server and concurrency.
 TARGETS = {("sandbox", 1): 0.8, ("sandbox", 50): 0.8, ("raw server", 1): 0.6, ("raw server", 50): 0.7}
@@ -282,8 +284,8 @@ def run(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"rounds": rounds, "default_transport": default_transport(), "servers": {}}
     rows: list[Row] = []
     with (
-        server_process(SANDBOX, r"sandbox on (http://\S+)") as sandbox,
-        server_process(RAW, r"raw server on (http://\S+)") as raw,
+        server_process(SANDBOX, r"sandbox on (http://\S+)", lifetime=LIFETIME) as sandbox,
+        server_process(RAW, r"raw server on (http://\S+)", lifetime=LIFETIME) as raw,
     ):
         for label, url in (("sandbox", sandbox), ("raw server", raw)):
             for concurrency in (1, 50):
