@@ -5,7 +5,8 @@ observes the engine through two hooks, ``flowengine_transition`` (a step was
 stored) and ``flowengine_request`` (a provider request attempt ended), and
 reports to the tracer and meter providers the application configured
 (``opentelemetry.trace.set_tracer_provider``, ...). Without the extra it
-registers no hook, and until a provider is set its hooks return at once.
+registers no hook, and until a provider is set its hooks say they are not
+listening, so the engine neither calls them nor prepares their events.
 
 ``Telemetry(tracer_provider=..., meter_provider=...)`` is the same observer with
 providers of your choosing, to register on a plugin manager of your own (tests
