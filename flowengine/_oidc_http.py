@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
-from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -144,6 +143,8 @@ def _age(response: HttpResponse) -> float:
 def _http_date(value: str | None) -> float | None:
     if not value:
         return None
+    from email.utils import parsedate_to_datetime  # email.* costs ms at import; dates are rare
+
     try:
         moment = parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from email.utils import parsedate_to_datetime
 
 import attrs
 
@@ -37,6 +36,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
         return float(raw)
     if not raw or len(raw) > 64:
         return None
+    from email.utils import parsedate_to_datetime  # email.* costs ms at import; dates are rare
+
     try:
         return max(0.0, parsedate_to_datetime(raw).timestamp() - now)
     except (TypeError, ValueError, IndexError, OverflowError):
