@@ -32,7 +32,7 @@ import sys
 import time
 from typing import Any
 
-from benchmarks._common import Row, interleaved, run_alone, stat, verdict
+from benchmarks._common import Row, interleaved, ratio_row, run_alone, stat
 
 __all__ = ["run"]
 
@@ -111,9 +111,7 @@ def rows_of(figures: dict[str, list[float]]) -> list[Row]:
         _ratio(figures, ("help", "flowengine --help"), ("import_wall", "python -c 'import flowengine'")),
         Row("start-up", f"python -c '{ENGINE}' (wall)", stat(figures["engine_wall"]), "ms"),
         Row("start-up", "python -c 'import httpx' (wall)", stat(figures["httpx_wall"]), "ms"),
-        _ratio(
-            figures, ("engine_wall", f"python -c '{ENGINE}'"), ("httpx_wall", "python -c 'import httpx'"), 1.0
-        ),
+        _ratio(figures, engine, ("httpx_wall", "python -c 'import httpx'"), 1.0),
         _ratio(figures, ("help", "flowengine --help"), engine, 1.3),
         Row("start-up", "python -c pass (wall: the interpreter alone)", stat(figures["python"]), "ms"),
     ]
@@ -128,19 +126,15 @@ def _ratio(
 ) -> Row:
     """``figure`` over ``baseline`` (``(key, command)`` each), round by round; a target if ``limit``."""
     (top, top_name), (bottom, bottom_name) = figure, baseline
-    value = stat([a / b for a, b in zip(figures[top], figures[bottom], strict=True)])
-    return Row(
-        "start-up",
-        f"{top_name} / {bottom_name}{suffix}",
-        value,
-        "x",
-        "" if limit is None else f"≤ {limit:g}x",
-        "" if limit is None else verdict(value.median, limit, higher_is_better=False),
-        figure=f"{top_name}{suffix}",
-        figure_value=stat(figures[top]),
-        baseline=f"{bottom_name}{suffix}",
-        baseline_value=stat(figures[bottom]),
-    )
+    metric = f"{top_name} / {bottom_name}{suffix}"
+    ratios = [a / b for a, b in zip(figures[top], figures[bottom], strict=True)]
+    over, under = (f"{top_name}{suffix}", figures[top]), (f"{bottom_name}{suffix}", figures[bottom])
+    if limit is not None:
+        return ratio_row(
+            "start-up", metric, ratios, limit, higher_is_better=False, figure=over, baseline=under
+        )
+    sides = (over[0], stat(over[1]), under[0], stat(under[1]))
+    return Row("start-up", metric, stat(ratios), "x", "", "", *sides)
 
 
 if __name__ == "__main__":
