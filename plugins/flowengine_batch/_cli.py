@@ -30,6 +30,7 @@ from flowengine.cli import (
     fail,
     opened_store,
     parse_duration,
+    printable,
     resolve_client,
     run_command,
     sandbox_url,
@@ -235,8 +236,12 @@ def _state_name(run: BatchRun) -> str:
 def _finish(settings: _Settings, report: Report, run: BatchRun) -> None:
     if settings.report_path:
         _write_report(settings.report_path, report.to_json())
-    if settings.quiet:
-        return
+    if settings.quiet and report.ok:
+        return  # cron mails what a job prints: nothing on a good night
+    if settings.quiet:  # the progress lines were not shown: name what needs attention
+        for result in report.results.values():
+            if not result.ok:
+                click.echo(printable(result.line()), err=True)
     click.echo(report.summary_line(), err=True)
     if report.errors:
         click.echo("  errors: " + ", ".join(f"{code} {n}" for code, n in report.errors.items()), err=True)

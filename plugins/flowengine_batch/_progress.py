@@ -81,9 +81,7 @@ class Progress:
             counts = " ".join(f"{name} {count}" for name, count in self.counts.most_common())
             self._bar.update(self._task, advance=1, rate=f"{rate:.1f}/s", counts=counts)
         elif self.mode == "lines":
-            reason = f" {result.error}" if result.error else ""
-            carried = " (earlier run)" if result.resumed else ""
-            click.echo(printable(f"{result.outcome} {result.item}{reason}{carried}"), err=True)
+            click.echo(printable(result.line()), err=True)
 
     def note(self, text: str) -> None:
         """A message for the person (stopping, resuming), above the bar."""

@@ -58,6 +58,12 @@ class ItemResult:
         """True when a rerun keeps this outcome instead of trying again."""
         return self.outcome in DONE_OUTCOMES
 
+    def line(self) -> str:
+        """The item for people: outcome, item, reason, and whether an earlier run settled it."""
+        reason = f" {self.error}" if self.error else ""
+        carried = " (earlier run)" if self.resumed else ""
+        return f"{self.outcome} {self.item}{reason}{carried}"
+
     def to_json(self) -> dict[str, Any]:
         """The item as a report line (``resumed`` and timing are the run's, not the item's)."""
         return {

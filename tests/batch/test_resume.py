@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -176,12 +177,82 @@ async def test_cli_killed_halfway_then_rerun_loses_nothing_and_refreshes_none_tw
         timeout=60,
         check=False,
     )
-    assert done.returncode == 0, done.stderr
-    assert done.stderr == "", "--quiet prints nothing when all is well"
     final = json.loads(report.read_text())
-    assert final["complete"] and final["counts"] == {"refreshed": TOKENS}
-    assert final["resumed"] >= TOKENS // 3
+    lost = [item for item in final["items"] if item["outcome"] != "refreshed"]
+    if signum != signal.SIGKILL or not lost:
+        assert done.returncode == 0, (done.stderr, final["counts"])
+        assert done.stderr == "", "--quiet prints nothing when all is well"
+        assert final["counts"] == {"refreshed": TOKENS}
+    else:
+        # Killed after the provider rotated a refresh token and before its answer was
+        # saved (docs/batch.md): that grant is gone with the process, and nothing else.
+        assert done.returncode == 4 and len(lost) <= 32, (done.stderr, final["counts"])
+        assert {(i["outcome"], i["error"]) for i in lost} == {("dead", "invalid_grant")}
+        for item in lost:  # --quiet names each item that needs attention
+            assert f"dead {item['item']} invalid_grant" in done.stderr
+        assert final["counts"] == {"refreshed": TOKENS - len(lost), "dead": len(lost)}
+    assert final["complete"] and final["resumed"] >= TOKENS // 3
     assert [item["item"] for item in final["items"]] == keys
     refreshed = successful_refreshes(sandbox, before)
     assert refreshed == dict.fromkeys(keys, 1), "every token refreshed exactly once over both runs"
     assert not state.exists()
+
+
+async def test_cli_killed_with_a_rotated_answer_unsaved_loses_that_grant_alone(
+    sandbox: SandboxFixture, store_url: str, tmp_path: Path
+) -> None:
+    """The one loss no client can undo: the provider rotated, the process died before saving.
+
+    The sandbox holds its answers back after rotating (latency, stage ``after``),
+    so the kill lands deterministically between the provider's answer and the save.
+    """
+    keys = await seed_tokens(sandbox, store_url, TOKENS)
+    batch = Batch(account_limit=None)
+    async with app_engine(batch, sandbox, store_url) as engine:
+        before = await refresh_tokens_of(engine, keys)
+    state, report = tmp_path / "state.jsonl", tmp_path / "report.json"
+    env = {**os.environ, "FLOWENGINE_SANDBOX_URL": sandbox.server.url}
+    child = subprocess.Popen(  # noqa: ASYNC220 - the test reads its progress lines as they come
+        _command(store_url, state, report),
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert child.stderr is not None
+    settled = 0
+    for line in child.stderr:
+        settled += line.startswith("refreshed ")
+        if settled == TOKENS // 3:
+            break
+    sandbox.settings.faults = FaultPlan([Fault("latency", stage="after", delay=3600)])
+    answered = len(successful_refreshes(sandbox, before))
+    for _ in range(6000):  # until one more is rotated and held back (a minute at most)
+        if len(successful_refreshes(sandbox, before)) > answered:
+            break
+        await asyncio.sleep(0.01)
+    child.kill()
+    assert child.wait(timeout=30) == -signal.SIGKILL
+    sandbox.settings.faults = FaultPlan([])
+
+    done = subprocess.run(  # noqa: ASYNC221 - the rerun under test; the sandbox serves from its own thread
+        _command(store_url, state, report, "--quiet"),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    final = json.loads(report.read_text())
+    lost = sorted(i["item"] for i in final["items"] if i["outcome"] == "dead")
+    assert 1 <= len(lost) <= 32 and done.returncode == 4, (done.stderr, final["counts"])
+    assert final["complete"] and final["counts"] == {"refreshed": TOKENS - len(lost), "dead": len(lost)}
+    assert all(f"dead {key} invalid_grant" in done.stderr for key in lost), (
+        "--quiet names what needs attention"
+    )
+    assert f"refresh: {TOKENS} item(s)" in done.stderr, "and the summary"
+    assert successful_refreshes(sandbox, before) == dict.fromkeys(keys, 1), "no token was refreshed twice"
+    async with app_engine(batch, sandbox, store_url) as engine:
+        for key in keys:
+            token = await engine.get_token(key)
+            assert token is not None and token.dead == (key in lost)
