@@ -67,6 +67,10 @@ class TransportConfig:
     ``operation_deadline`` bounds one operation over all its attempts and
     the backoff between them (a refresh retried four times, say); the
     engine enforces it, a transport only sends one request at a time.
+    ``keepalive_expiry`` is how long an idle pooled connection may be reused:
+    shorter than the servers' own keep-alive (Apache's and uvicorn's are 5 s),
+    so a request never goes out on a connection the server is just closing,
+    which would fail it as broken off after it may have been sent.
     """
 
     timeout: float = attrs.field(default=30.0, validator=_seconds)
@@ -76,6 +80,7 @@ class TransportConfig:
     user_agent: str = "flowengine"
     request_deadline: float = attrs.field(default=60.0, validator=_seconds)
     operation_deadline: float = attrs.field(default=120.0, validator=_seconds)
+    keepalive_expiry: float = attrs.field(default=4.0, validator=_seconds)
 
 
 @runtime_checkable

@@ -9,7 +9,12 @@ it the same careful way, so the server lives here rather than in one of them:
 - a port in use is a ``ConfigError`` (``port_in_use``) whose wording is the same
   for every command that serves;
 - uvicorn writes no access log: callback URLs carry codes in their query string
-  (SECURITY.md 14).
+  (SECURITY.md 14);
+- an idle connection is kept ``KEEP_ALIVE`` seconds (uvicorn's default is 5 s),
+  longer than clients keep theirs idle (aiohttp 15 s, browsers up to 300 s on
+  their side but they re-send a GET that met a closed connection) and than load
+  balancers' idle timeouts (60 s on AWS): a client that reuses a connection the
+  server is just closing sees its request broken off, maybe after it was sent.
 
 uvicorn is imported when a server starts, not with this module: it comes with
 the ``sandbox`` and ``web`` extras, and ``import flowengine`` stays light.
@@ -38,6 +43,8 @@ __all__ = ["AppServer", "bind", "serve_app_forever", "url_of"]
 START_TIMEOUT = 10.0
 #: How long stopping lets open requests finish before cancelling them.
 GRACEFUL_SHUTDOWN_TIMEOUT = 5
+#: How long an idle client connection is kept open (nginx's default; see the module docstring).
+KEEP_ALIVE = 75
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -99,6 +106,7 @@ def _server(app: Any, on_started: Callable[[], None], **options: Any) -> uvicorn
         lifespan="auto",
         server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT,
+        timeout_keep_alive=KEEP_ALIVE,
         **options,
     )
     server_class: Any = _server_class()

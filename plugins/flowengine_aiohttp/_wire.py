@@ -74,7 +74,11 @@ class MarkingConnector(aiohttp.TCPConnector):
 def open_session(config: TransportConfig, ssl_context: ssl.SSLContext) -> aiohttp.ClientSession:
     """A pooled session: no cookies kept, no compression asked for, no proxy from the environment."""
     connector = MarkingConnector(
-        limit=config.max_connections, limit_per_host=0, ssl=ssl_context, force_close=False
+        limit=config.max_connections,
+        limit_per_host=0,
+        ssl=ssl_context,
+        force_close=False,
+        keepalive_timeout=config.keepalive_expiry,
     )
     return aiohttp.ClientSession(
         connector=connector,

@@ -61,7 +61,11 @@ class HttpxTransport:
         return [
             httpx.AsyncClient(
                 timeout=httpx.Timeout(config.timeout, connect=config.connect_timeout),
-                limits=httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client),
+                limits=httpx.Limits(
+                    max_connections=per_client,
+                    max_keepalive_connections=per_client,
+                    keepalive_expiry=config.keepalive_expiry,
+                ),
                 follow_redirects=False,
                 trust_env=False,
                 verify=_ssl_context(),

@@ -340,3 +340,34 @@ def test_sec24_every_duration_is_finite_and_positive(field: str, value: float) -
 def test_sec24_the_defaults_bound_every_request_and_operation() -> None:
     config = fe.TransportConfig()
     assert config.request_deadline == 60.0 and config.operation_deadline == 120.0
+
+
+@pytest.mark.parametrize(("expiry", "connections"), [(3600.0, 1), (0.05, 2)], ids=["reused", "expired"])
+async def test_an_idle_connection_is_reused_only_within_keepalive_expiry(
+    raw_server: Callable[[Handler], Awaitable[str]],
+    transport_class: TransportClass,
+    expiry: float,
+    connections: int,
+) -> None:
+    """A connection idle longer than ``keepalive_expiry`` is not reused: the server may be closing it."""
+    opened: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        opened.append(1)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                await _read_request(reader)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                await writer.drain()
+
+    url = await raw_server(handler)
+    transport = transport_class(fe.TransportConfig(keepalive_expiry=expiry, max_connections=1))  # one pool
+    await transport.send(fe.HttpRequest("GET", url))
+    await asyncio.sleep(0.2)  # idle: four times the short expiry, nothing next to the long one
+    await transport.send(fe.HttpRequest("GET", url))
+    await transport.aclose()
+    assert len(opened) == connections
+
+
+def test_pooled_connections_expire_before_common_servers_close_them() -> None:
+    assert fe.TransportConfig().keepalive_expiry < 5, "Apache and uvicorn close an idle connection after 5 s"
