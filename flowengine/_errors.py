@@ -109,15 +109,18 @@ class SpecError(FlowError):
 
     At most ``MAX_PROBLEMS`` are kept (then one more says how many were left out), each
     path and message cut to a readable length: a hostile spec cannot make the report
-    itself huge (SECURITY.md 25).
+    itself huge (SECURITY.md 25). The source (the file, and the files it extends or is
+    extended by) is cut far later: it names files on the user's disk, and a deep folder
+    must not cut off the file name that says where to look.
     """
 
     code = ErrorCode.SPEC_INVALID
     MAX_PROBLEMS = 50
+    MAX_SOURCE = 1000
 
     def __init__(self, problems: Sequence[SpecProblem]) -> None:
         kept = [
-            SpecProblem(cap(p.path, 200), cap(p.message, 300), cap(p.source, 200))
+            SpecProblem(cap(p.path, 200), cap(p.message, 300), cap(p.source, self.MAX_SOURCE))
             for p in problems[: self.MAX_PROBLEMS]
         ]
         if len(problems) > self.MAX_PROBLEMS:

@@ -249,3 +249,12 @@ def test_a_changed_base_is_read_again(tmp_path: Path) -> None:
     assert load_spec(child).token.leeway == 30
     base.write_text(textwrap.dedent(BASE).replace("leeway: 30", "leeway: 45"), encoding="utf-8")
     assert load_spec(child).token.leeway == 45
+
+
+def test_a_deep_folder_does_not_cut_the_file_names_off_a_problem(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["a-folder-of-a-long-project-path"] * 8)
+    deep.mkdir(parents=True)
+    write(deep, "base.yaml", "name: [unclosed\n")
+    child = write(deep, "child.yaml", "extends: base.yaml\nname: child\n")
+    [line] = problems(child)
+    assert f"{deep / 'base.yaml'} (extended by {child})" in line

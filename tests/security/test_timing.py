@@ -35,6 +35,14 @@ ALLOWED_SLEEPS = {
     ("web/test_host_hooks.py", "asyncio.sleep(0.01)"): (
         "a slow host hook; the claim (it runs once) holds however long it takes"
     ),
+    ("batch/test_resume.py", "asyncio.sleep(0.01)"): (
+        "polls the sandbox's record of answers (no event crosses its thread) until a rotated answer"
+        " is held back, whenever that comes: bounded at 60 s"
+    ),
+    ("plugins/test_transports.py", "asyncio.sleep(0.2)"): (
+        "idles past a 0.05 s keep-alive expiry (a loaded machine only idles longer), or within an"
+        " hour's; the pools time idleness by their own monotonic clocks, which cannot be injected"
+    ),
 }
 
 
