@@ -83,6 +83,7 @@ class _Bounded(yaml.composer.Composer):
         self._depth = 0
         self._sizes: dict[int, int] = {}  # expanded node count of every node composed, by id
         self._total = 0  # nodes of the document so far, aliases expanded: fails fast on a bomb
+        self._aliased = False  # an alias was expanded: the count is not the file's own
 
     def _next_event(self) -> Any:
         return self.peek_event()  # type: ignore[attr-defined]
@@ -93,6 +94,7 @@ class _Bounded(yaml.composer.Composer):
             target = self.anchors.get(event.anchor)
             if target is not None and id(target) not in self._sizes:  # still open: it contains itself
                 raise _Limited(None, None, "an alias refers to a node that contains it", event.start_mark)
+            self._aliased = True
             self._count(self._sizes[id(target)] if target is not None else 0, event.start_mark)
             return super().compose_node(parent, index)
         self._count(1, self._next_event().start_mark)
@@ -111,7 +113,9 @@ class _Bounded(yaml.composer.Composer):
     def _count(self, nodes: int, mark: Any) -> None:
         self._total += nodes
         if self._total > MAX_NODES:
-            message = f"has more than {MAX_NODES} values once its aliases are expanded"
+            message = f"has more than {MAX_NODES} values"
+            if self._aliased:
+                message += " once its aliases are expanded"
             raise _Limited(None, None, message, mark)
 
 

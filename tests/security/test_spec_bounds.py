@@ -92,6 +92,15 @@ def test_sec25_the_alias_bomb_fails_on_its_expansion_not_on_its_type() -> None:
     assert "aliases are expanded" in problem.message and problem.path.startswith("line ")
 
 
+def test_sec25_too_many_plain_values_are_not_blamed_on_aliases(tmp_path: Path) -> None:
+    path = tmp_path / "wide.yaml"
+    path.write_text("name: wide\n" + "".join(f"k{i}: 1\n" for i in range(3000)))
+    with pytest.raises(fe.SpecError) as caught:
+        fe.load_spec(path)
+    [problem] = caught.value.problems
+    assert problem.message.endswith("invalid YAML: has more than 5000 values"), problem.message
+
+
 def test_sec25_an_alias_tree_under_the_limit_is_quoted_short() -> None:
     """Seven levels are refused outright (above); three are built, and quoted in a bounded message."""
     with pytest.raises(fe.SpecError) as caught:
