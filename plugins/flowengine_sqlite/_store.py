@@ -1,6 +1,8 @@
 """The SQLite store: flows, tokens and leases as rows of one file.
 
-Calls run on the store's worker thread (``_worker.py``). Several store
+Calls run on the store's worker thread (``_worker.py``); a record to write is
+encoded before the hand-off, on the caller's loop, so that the thread does
+SQLite's work only (which runs without the GIL, beside the loop). Several store
 objects or processes on one file are kept apart by SQLite's own locks:
 single-statement writes, ``BEGIN IMMEDIATE`` where a read must precede a
 write, and the busy timeout while waiting for either.
@@ -163,10 +165,11 @@ class SQLiteStore:
 
     async def create(self, flow: Flow) -> None:
         """Add a new flow; ``store_conflict`` if its id or state digest is taken."""
+        values = flow_values(flow, self._codec)
 
         def work(conn: sqlite3.Connection) -> None:
             try:
-                conn.execute(_CREATE_FLOW, flow_values(flow, self._codec))
+                conn.execute(_CREATE_FLOW, values)
             except sqlite3.IntegrityError:
                 raise StoreError(
                     f"flow {flow.id!r} already exists (its id or state is taken)",
@@ -222,9 +225,9 @@ class SQLiteStore:
         """
         # The old record is read only when the new one holds a secret too: only then may it be kept.
         read = _HELD_RECORD if holds_secret(flow) else _HELD
+        values = flow_values(flow, self._codec)
 
         def work(conn: sqlite3.Connection) -> bool:
-            values = flow_values(flow, self._codec)
             try:
                 if conn.execute(_UPDATE_CLEAN, (*values, expected_version)).rowcount == 1:
                     return True
@@ -284,6 +287,8 @@ class SQLiteStore:
 
     async def put_token(self, token: Token) -> None:
         """Insert or replace the token under ``token.key``."""
+        values = (token.key, token.provider, token.expires_at, self._codec.dump_token(token))
+        health = _counts.token_health_columns(token)
 
         def work(conn: sqlite3.Connection) -> None:
             # An upsert, not INSERT OR REPLACE: a replacing delete would not run the count triggers.
@@ -292,13 +297,7 @@ class SQLiteStore:
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET provider = excluded.provider,"
                 " expires_at = excluded.expires_at, record = excluded.record, dead = excluded.dead,"
                 " refreshable = excluded.refreshable, dead_at = excluded.dead_at",
-                (
-                    token.key,
-                    token.provider,
-                    token.expires_at,
-                    self._codec.dump_token(token),
-                    *_counts.token_health_columns(token),
-                ),
+                (*values, *health),
             )
             self._forget()  # the token it replaced, refresh token included
 

@@ -2,23 +2,31 @@
 
 Every call of a store runs on its own single worker thread: the event loop
 never blocks on disk or on SQLite's locks, calls are answered in the order
-they were made without a Python lock, the connection never changes threads,
-and the default executor (which asyncio also uses for DNS lookups) is never
-filled with threads waiting on the database. Measured on one file against
-``asyncio.to_thread`` with a locked connection, and against a connection per
-thread, this was as fast or faster in every case (one at a time and 50 at
-once, reads and writes).
+they were made without a Python lock held across them, the connection never
+changes threads, and the default executor (which asyncio also uses for DNS
+lookups) is never filled with threads waiting on the database.
+
+The hand-off is a queue and ``call_soon_threadsafe``, not ``run_in_executor``,
+whose concurrent future, its chaining to an asyncio one and the executor's idle
+semaphore take Python locks on both threads for every call. An empty call took
+25-100 µs through a one-thread executor and 17-50 µs this way (medians of rounds
+of 500 at different moments on the 2-core machine of docs/performance.md, where
+thread wake-ups dominate both). A call whose caller was cancelled before it ran
+is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import os
+import queue
 import sqlite3
 import threading
+import weakref
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flowengine import FlowError, StoreError
 
@@ -29,6 +37,9 @@ __all__ = ["Work", "Worker"]
 
 _T = TypeVar("_T")
 Work = Callable[[sqlite3.Connection], _T]
+# A job: the work (None: close the connection), and the loop and future its result goes to (None
+# for ``run_later``).
+_Job = tuple["Work[Any] | None", "asyncio.AbstractEventLoop | None", "asyncio.Future[Any] | None"]
 
 # SQLite's own names for a damaged file: not something a retry can fix.
 _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
@@ -38,9 +49,23 @@ _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 # file and delete the ``-wal`` file by name, which may be the new database's).
 _ABANDONED: list[sqlite3.Connection] = []
 
+# Workers whose thread runs, so that the calls they were given finish before the interpreter exits.
+_RUNNING: weakref.WeakSet[Worker] = weakref.WeakSet()
 
-def _new_executor() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowengine-sqlite")
+
+@atexit.register
+def _finish_at_exit() -> None:
+    for worker in list(_RUNNING):
+        worker.finish()
+
+
+def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled while its call ran
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 class Worker:
@@ -60,31 +85,84 @@ class Worker:
     def __init__(self, target: SQLiteTarget) -> None:
         self._target = target
         self._pid = os.getpid()
-        self._executor = _new_executor()
+        self._jobs: queue.SimpleQueue[_Job | None] | None = None  # this process's, once its thread runs
+        self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file self._conn opened
         self._closing = False  # close() was called: no new calls (read and set on the loop)
+        self._stopped = False  # no job may be queued any more (under _lock)
         self._shut = False  # the connection was closed: no more jobs (read and set by the thread)
         self._lock = threading.Lock()
         self._queued = 0  # calls submitted and not yet finished (under _lock)
         self._superseded = False  # a call wrote over a secret since the last checkpoint (thread only)
 
-    def _here(self) -> ThreadPoolExecutor:
-        """This process's executor; after a fork, a new one (the old thread stayed in the parent).
+    def _queue(self) -> queue.SimpleQueue[_Job | None]:
+        """This process's job queue (call under ``_lock``), its thread started on first use.
 
-        Without this, a store used before a fork (``gunicorn --preload``,
-        ``multiprocessing`` on Linux) would hang in the child, its calls queued
-        for a thread that does not exist there. The inherited connection is set
-        aside, never used or closed here: SQLite connections must not cross a fork.
+        After a fork the parent's thread does not exist in the child: a store used
+        before a fork (``gunicorn --preload``, ``multiprocessing`` on Linux) would
+        otherwise hang there, its calls queued for nobody. The child gets a queue and
+        a thread of its own; the inherited connection is set aside, never used or
+        closed here: SQLite connections must not cross a fork.
         """
         if self._pid != os.getpid():
             self._pid = os.getpid()
-            self._executor = _new_executor()
+            self._jobs = None
             self._queued = 0  # what was queued in the parent never runs here
             if self._conn is not None:
                 _ABANDONED.append(self._conn)
                 self._conn = None
-        return self._executor
+        if self._jobs is None:
+            self._jobs = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._serve, args=(self._jobs,), name="flowengine-sqlite", daemon=True
+            )
+            self._thread.start()
+            _RUNNING.add(self)
+        return self._jobs
+
+    def _submit(self, job: _Job) -> bool:
+        """Queue ``job`` behind every call already made; False when the worker is closed."""
+        with self._lock:
+            if self._stopped:
+                return False
+            jobs = self._queue()
+            self._queued += 1
+            jobs.put(job)
+            return True
+
+    def _serve(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
+        """The thread: each job in turn, its result or error handed to its caller's loop."""
+        while (job := jobs.get()) is not None:
+            work, loop, future = job
+            if work is not None and future is not None and future.cancelled():  # its caller gave up
+                self._done()
+                continue
+            error: BaseException | None = None
+            result: object = None
+            try:
+                if work is None:
+                    self._close_connection()
+                else:
+                    result = self._call(work)
+            except BaseException as exc:  # every error goes to its caller, as an executor's would
+                error = exc
+            if loop is not None and future is not None:
+                # RuntimeError: that loop is closed, so nobody waits for this answer any more.
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_settle, future, result, error)
+            del job, work, result, error  # drop the references before waiting for the next job
+
+    def finish(self) -> None:
+        """Let the calls already queued run, then stop the thread (at exit; nothing is closed)."""
+        with self._lock:
+            if self._stopped or self._jobs is None or self._pid != os.getpid():
+                return
+            self._stopped = True
+            self._jobs.put(None)
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
 
     def closed_error(self) -> StoreError:
         """The error for a call made after ``close()``."""
@@ -96,21 +174,15 @@ class Worker:
         """``work(connection)``'s result, computed on the worker thread."""
         if self._closing:
             raise self.closed_error()
-        self._count(1)
-        try:
-            future = asyncio.get_running_loop().run_in_executor(self._here(), self._call, work)
-        except RuntimeError:  # shut down by close() from another thread's loop
-            self._count(-1)
-            raise self.closed_error() from None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        if not self._submit((work, loop, future)):  # closed by close() from another thread's loop
+            raise self.closed_error()
         return await future
 
     def run_later(self, work: Work[object]) -> None:
         """Queue ``work`` behind every call already made, without waiting (errors are dropped)."""
-        self._count(1)
-        try:
-            self._here().submit(self._call, work)
-        except RuntimeError:  # shut down by close(): nothing more to do
-            self._count(-1)
+        self._submit((work, None, None))
 
     def superseded(self) -> None:
         """For a call's work: it wrote over a secret (SECURITY.md 30), so empty the WAL once idle.
@@ -124,19 +196,19 @@ class Worker:
         """
         self._superseded = True
 
-    def _count(self, change: int) -> bool:
-        """Add ``change`` to the calls queued; True when none is left."""
+    def _done(self) -> None:
+        """A call has finished (or was skipped): empty the WAL if it was the last one queued."""
         with self._lock:
-            self._queued += change
-            return self._queued <= 0
+            self._queued -= 1
+            idle = self._queued <= 0
+        if idle and self._superseded and self._conn is not None and not self._shut:
+            self._superseded = not checkpoint(self._conn, self._target.timeout)
 
     def _call(self, work: Work[_T]) -> _T:
         try:
             return self._call_now(work)
         finally:
-            idle = self._count(-1)
-            if idle and self._superseded and self._conn is not None and not self._shut:
-                self._superseded = not checkpoint(self._conn, self._target.timeout)
+            self._done()
 
     def _call_now(self, work: Work[_T]) -> _T:
         if self._shut:  # queued behind close() (from another thread, or by run_later)
@@ -187,10 +259,17 @@ class Worker:
         if self._closing:
             return
         self._closing = True
-        try:  # the thread takes jobs in order: everything queued before runs first
-            await asyncio.get_running_loop().run_in_executor(self._here(), self._close_connection)
-        finally:
-            self._here().shutdown(wait=False)  # the thread is idle now; it exits on its own
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:  # no call can be queued behind these two
+            if self._stopped:  # finish() ran (the interpreter is exiting): the thread is gone
+                return
+            self._stopped = True
+            jobs = self._queue()
+            jobs.put((None, loop, future))  # closes the connection, even if this caller is cancelled
+            jobs.put(None)  # then the thread ends
+        _RUNNING.discard(self)
+        await future
 
     def _close_connection(self) -> None:
         self._shut = True

@@ -7,12 +7,13 @@ backend helpers of ``tests/stores``, behind the store's back.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import stat
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -222,9 +223,13 @@ def _device(device_code: str | None) -> fe.DeviceAuthorization:
     return fe.DeviceAuthorization("WDJB-MJHT", "https://example.com/device", device_code=device_code)
 
 
+def _opened(path: Path) -> AbstractAsyncContextManager[fe.Store]:
+    return _opened_at(f"sqlite://{path}")
+
+
 @asynccontextmanager
-async def _opened(path: Path) -> AsyncIterator[fe.Store]:
-    store = fe.open_store(f"sqlite://{path}")
+async def _opened_at(url: str) -> AsyncIterator[fe.Store]:
+    store = fe.open_store(url)
     try:
         yield store
     finally:
@@ -322,6 +327,37 @@ async def test_sec30_a_checkpoint_another_connection_held_off_is_done_by_the_nex
             reader.close()
         assert await store.get("flow-1") is not None  # any later call: it supersedes nothing itself
         assert b"verifier-spent-d41c" not in _copy_of_the_files(path)
+
+
+async def test_sec30_calls_given_up_while_queued_do_not_keep_the_wal_from_being_emptied(
+    tmp_path: Path,
+) -> None:
+    """A call cancelled before it ran (a deadline, a client gone) is skipped and counted as done:
+    counted as still queued, it would keep the store from ever seeing itself idle, and so from
+    emptying the WAL after a later write that supersedes a secret."""
+    path = tmp_path / "store.db"
+    async with _opened_at(f"sqlite://{path}?timeout=60") as store:
+        await store.create(_pending(1, code_verifier="verifier-spent-77ab"))
+        await store.create(_pending(2))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # SQLite's write lock: the store's next write waits for it
+        try:
+            write = asyncio.ensure_future(store.compare_and_set(attrs.evolve(_pending(2), version=2), 1))
+            await asyncio.sleep(0)  # one turn of the loop: the write is on the worker, waiting
+            given_up = [asyncio.ensure_future(store.get("flow-1")) for _ in range(5)]
+            await asyncio.sleep(0)  # queued behind the write
+            for call in given_up:
+                call.cancel()
+            assert all(
+                isinstance(r, asyncio.CancelledError)
+                for r in await asyncio.gather(*given_up, return_exceptions=True)
+            )
+        finally:
+            holder.execute("COMMIT")
+            holder.close()
+        assert await write
+        assert await store.compare_and_set(attrs.evolve(_pending(1), version=2), 1)  # supersedes the verifier
+        assert b"verifier-spent-77ab" not in _copy_of_the_files(path)
 
 
 async def test_sec30_a_flow_written_before_the_store_recorded_its_secrets_counts_as_holding_them(

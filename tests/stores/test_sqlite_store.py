@@ -13,6 +13,7 @@ import os
 import signal
 import sqlite3
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -338,6 +339,26 @@ async def test_a_store_used_before_a_fork_works_in_the_child(store: SQLiteStore)
     _, status = await asyncio.to_thread(os.waitpid, pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert [f.id for f in await store.list_flows()] == ["flow-1", "flow-2"]  # the parent still works
+
+
+def test_a_process_that_never_closes_its_store_exits_and_keeps_what_it_wrote(url: str) -> None:
+    """The worker thread neither holds the interpreter open nor loses a call made before exit."""
+    script = (
+        "import asyncio, sys\n"
+        "from flowengine import _plugins as plugins\n"
+        "from tests.stores.test_conformance import make_flow\n"
+        "store = plugins.open_store(sys.argv[1])\n"
+        "asyncio.run(store.create(make_flow(7)))\n"  # no aclose(): the process just ends
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, url], cwd=Path(__file__).parents[2], timeout=60, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    store = plugins.open_store(url)
+    try:
+        assert asyncio.run(store.get("flow-7")) == make_flow(7)
+    finally:
+        asyncio.run(store.aclose())
 
 
 def test_one_store_serves_several_event_loops(url: str) -> None:
