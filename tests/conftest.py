@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import signal
 from collections.abc import AsyncIterator, Iterator
 
@@ -65,6 +66,15 @@ def _private_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     for name in ("FLOWENGINE_STORE", "FLOWENGINE_KEY", "FLOWENGINE_SANDBOX_URL", "FLOWENGINE_SPEC_PATH"):
         monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _collector_as_found() -> Iterator[None]:
+    """A command that tunes the garbage collector for its process (``flowengine batch``) runs
+    in-process here: the thresholds go back after each test."""
+    before = gc.get_threshold()
+    yield
+    gc.set_threshold(*before)
 
 
 @pytest.fixture(scope="session")

@@ -20,6 +20,7 @@ from flowengine import hookimpl, lazy_exports
 if TYPE_CHECKING:
     import click
 
+    from ._collector import BATCH_GC_THRESHOLD, tune_collector
     from ._inputs import read_exchange_file, read_grant_file
     from ._jobs import ExchangeItem, GrantItem
     from ._journal import Journal, JournalBusy, default_state_dir
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 
 __all__ = [
+    "BATCH_GC_THRESHOLD",
     "DONE_OUTCOMES",
     "OK_OUTCOMES",
     "PODIO_LIMIT",
@@ -51,6 +53,7 @@ __all__ = [
     "flowengine_commands",
     "read_exchange_file",
     "read_grant_file",
+    "tune_collector",
 ]
 
 
@@ -58,6 +61,8 @@ __all__ = [
 __getattr__ = lazy_exports(
     __name__,
     {
+        "BATCH_GC_THRESHOLD": "._collector",
+        "tune_collector": "._collector",
         "read_exchange_file": "._inputs",
         "read_grant_file": "._inputs",
         "ExchangeItem": "._jobs",

@@ -41,6 +41,7 @@ from flowengine.cli import (
     unwritable,
 )
 
+from ._collector import tune_collector
 from ._journal import Journal, JournalBusy, default_state_dir
 from ._limits import RateLimit
 from ._progress import PROGRESS_MODES, Progress, ProgressMode
@@ -310,6 +311,7 @@ def batch() -> None:
     wire finish and keeps a state file; the same command again goes on.
     Exit codes: 0 all fine, 2 usage, 4 some item failed or is dead, 128+N stopped by signal N.
     """
+    tune_collector()  # this process runs one batch: the collector at the batch's pace (_collector.py)
 
 
 @batch.command("refresh")
