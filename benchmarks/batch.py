@@ -211,36 +211,30 @@ async def measure_size(count: int, rounds: int, concurrencies: Sequence[int]) ->
         del tokens
         figures: dict[str, dict[str, list[float]]] = {}
         for concurrency in concurrencies:
-            sides = {FLOOR: lambda c=concurrency: _floor(url, refresh_tokens, c)}
-            sides[BATCH] = lambda c=concurrency: _first(_batch(url, store, count, c))
-            runs: dict[str, list[float]] = {name: [] for name in sides}
-            for index in range(rounds):
-                names = list(sides)[index % 2 :] + list(sides)[: index % 2]
-                for name in names:
-                    runs[name].append(await sides[name]())
-            figures[f"c{concurrency}"] = runs
-        figures[TUNED] = await _tuned(url, store, count, refresh_tokens, rounds)
+            figures[f"c{concurrency}"] = await _interleaved(url, store, refresh_tokens, concurrency, rounds)
+        before = tune_collector()  # c128 again, the collector as `flowengine batch` sets it
+        try:
+            figures[TUNED] = await _interleaved(url, store, refresh_tokens, CONCURRENCY, rounds)
+        finally:
+            gc.set_threshold(*before)
     finally:
         sandbox.stop()
     return {"tokens": count, "rss": memory, "per_second": figures}
 
 
-async def _tuned(
-    url: str, store: MemoryStore, count: int, refresh_tokens: Sequence[str], rounds: int
+async def _interleaved(
+    url: str, store: MemoryStore, refresh_tokens: Sequence[str], concurrency: int, rounds: int
 ) -> dict[str, list[float]]:
-    """Both sides at concurrency 128 again, the process's collector as ``flowengine batch`` sets it."""
-    before = tune_collector()
-    try:
-        runs: dict[str, list[float]] = {FLOOR: [], BATCH: []}
-        for index in range(rounds):
-            for name in (FLOOR, BATCH)[index % 2 :] + (FLOOR, BATCH)[: index % 2]:
-                if name == FLOOR:
-                    runs[name].append(await _floor(url, refresh_tokens, CONCURRENCY))
-                else:
-                    runs[name].append(await _first(_batch(url, store, count, CONCURRENCY)))
-        return runs
-    finally:
-        gc.set_threshold(*before)
+    """Refreshes per second of both sides, round by round, the side that goes first alternating."""
+    sides = {
+        FLOOR: lambda: _floor(url, refresh_tokens, concurrency),
+        BATCH: lambda: _first(_batch(url, store, len(refresh_tokens), concurrency)),
+    }
+    runs: dict[str, list[float]] = {name: [] for name in sides}
+    for index in range(rounds):
+        for name in list(sides)[index % 2 :] + list(sides)[: index % 2]:
+            runs[name].append(await sides[name]())
+    return runs
 
 
 async def _first(pair: Awaitable[tuple[float, Any]]) -> float:
