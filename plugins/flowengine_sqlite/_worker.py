@@ -49,19 +49,44 @@ _DAMAGED = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 # file and delete the ``-wal`` file by name, which may be the new database's).
 _ABANDONED: list[sqlite3.Connection] = []
 
-# Workers whose thread runs, so that the calls they were given finish before the interpreter exits.
-_RUNNING: weakref.WeakSet[Worker] = weakref.WeakSet()
+# Every worker of this process, so that the calls given to each finish before the interpreter
+# exits, and so that a forked child gets locks no thread of the parent holds.
+_WORKERS: weakref.WeakSet[Worker] = weakref.WeakSet()
 
 
 @atexit.register
 def _finish_at_exit() -> None:
-    for worker in list(_RUNNING):
+    for worker in list(_WORKERS):
         worker.finish()
+
+
+def _after_fork_in_child() -> None:
+    for worker in list(_WORKERS):
+        worker._lock = threading.Lock()  # the thread that held the parent's did not come along
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _serve(worker_ref: weakref.ref[Worker], jobs: queue.SimpleQueue[_Job | None]) -> None:
+    """A worker's thread: each job in turn, until the stop signal.
+
+    It holds its worker only while a job runs: a store dropped without ``aclose()``
+    is collected, and its finalizer sends the stop signal (as an executor's thread
+    ends when its executor is collected).
+    """
+    while (job := jobs.get()) is not None:
+        worker = worker_ref()
+        if worker is not None:
+            worker._run_job(job)
+        del job, worker  # nothing of the last call stays referenced while the thread waits
 
 
 def _settle(future: asyncio.Future[Any], result: object, error: BaseException | None) -> None:
     if future.done():  # the caller was cancelled while its call ran
         return
+    if isinstance(error, StopIteration):  # a future refuses it (as a coroutine turns it into this)
+        error = RuntimeError(f"a store call raised StopIteration: {error!r}")
     if error is not None:
         future.set_exception(error)
     else:
@@ -95,6 +120,7 @@ class Worker:
         self._lock = threading.Lock()
         self._queued = 0  # calls submitted and not yet finished (under _lock)
         self._superseded = False  # a call wrote over a secret since the last checkpoint (thread only)
+        _WORKERS.add(self)
 
     def _queue(self) -> queue.SimpleQueue[_Job | None]:
         """This process's job queue (call under ``_lock``), its thread started on first use.
@@ -113,16 +139,26 @@ class Worker:
                 _ABANDONED.append(self._conn)
                 self._conn = None
         if self._jobs is None:
-            self._jobs = queue.SimpleQueue()
-            self._thread = threading.Thread(
-                target=self._serve, args=(self._jobs,), name="flowengine-sqlite", daemon=True
+            jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+            thread = threading.Thread(
+                target=_serve, args=(weakref.ref(self), jobs), name="flowengine-sqlite", daemon=True
             )
-            self._thread.start()
-            _RUNNING.add(self)
+            try:
+                thread.start()
+            except RuntimeError as exc:  # no thread to be had (at the limit, or at shutdown): nothing queued
+                raise StoreError(
+                    f"the SQLite store {self._target.path} cannot start its thread: {exc}",
+                    code="store_unavailable",
+                ) from exc
+            self._jobs, self._thread = jobs, thread
+            weakref.finalize(self, jobs.put, None)  # collected unclosed: the thread ends
         return self._jobs
 
     def _submit(self, job: _Job) -> bool:
-        """Queue ``job`` behind every call already made; False when the worker is closed."""
+        """Queue ``job`` behind every call already made; False when the worker is closed.
+
+        ``StoreError`` (``store_unavailable``) when its thread cannot start: nothing is queued.
+        """
         with self._lock:
             if self._stopped:
                 return False
@@ -131,35 +167,38 @@ class Worker:
             jobs.put(job)
             return True
 
-    def _serve(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
-        """The thread: each job in turn, its result or error handed to its caller's loop."""
-        while (job := jobs.get()) is not None:
-            work, loop, future = job
-            if work is not None and future is not None and future.cancelled():  # its caller gave up
-                self._done()
-                continue
-            error: BaseException | None = None
-            result: object = None
-            try:
-                if work is None:
-                    self._close_connection()
-                else:
-                    result = self._call(work)
-            except BaseException as exc:  # every error goes to its caller, as an executor's would
-                error = exc
-            if loop is not None and future is not None:
-                # RuntimeError: that loop is closed, so nobody waits for this answer any more.
-                with contextlib.suppress(RuntimeError):
-                    loop.call_soon_threadsafe(_settle, future, result, error)
-            del job, work, result, error  # drop the references before waiting for the next job
+    def _run_job(self, job: _Job) -> None:
+        """One job on the thread: its result or error handed to its caller's loop."""
+        work, loop, future = job
+        if work is not None and future is not None and future.cancelled():  # its caller gave up
+            self._done()
+            return
+        error: BaseException | None = None
+        result: object = None
+        try:
+            if work is None:
+                self._close_connection()
+            else:
+                result = self._call(work)
+        except BaseException as exc:  # every error goes to its caller, as an executor's would
+            error = exc
+        if loop is not None and future is not None:
+            # RuntimeError: that loop is closed, so nobody waits for this answer any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, future, result, error)
 
     def finish(self) -> None:
-        """Let the calls already queued run, then stop the thread (at exit; nothing is closed)."""
+        """Let the calls already queued run, then stop the thread (at exit).
+
+        A worker whose ``close()`` was queued (and perhaps given up on) has its close
+        and stop signal queued already: its thread is waited for too.
+        """
         with self._lock:
-            if self._stopped or self._jobs is None or self._pid != os.getpid():
+            if self._jobs is None or self._pid != os.getpid():
                 return
-            self._stopped = True
-            self._jobs.put(None)
+            if not self._stopped:
+                self._stopped = True
+                self._jobs.put(None)
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join()
@@ -182,7 +221,8 @@ class Worker:
 
     def run_later(self, work: Work[object]) -> None:
         """Queue ``work`` behind every call already made, without waiting (errors are dropped)."""
-        self._submit((work, None, None))
+        with contextlib.suppress(StoreError):  # no thread could start: there is nothing to do it on
+            self._submit((work, None, None))
 
     def superseded(self) -> None:
         """For a call's work: it wrote over a secret (SECURITY.md 30), so empty the WAL once idle.
@@ -265,10 +305,12 @@ class Worker:
             if self._stopped:  # finish() ran (the interpreter is exiting): the thread is gone
                 return
             self._stopped = True
-            jobs = self._queue()
+            try:
+                jobs = self._queue()
+            except StoreError:  # no thread could start, so no connection was opened in this process
+                return
             jobs.put((None, loop, future))  # closes the connection, even if this caller is cancelled
             jobs.put(None)  # then the thread ends
-        _RUNNING.discard(self)
         await future
 
     def _close_connection(self) -> None:

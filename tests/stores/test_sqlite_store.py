@@ -7,6 +7,7 @@ contract; these tests hold it to the rest of its design (SECURITY.md 15, 20, 21)
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -357,6 +358,75 @@ def test_a_process_that_never_closes_its_store_exits_and_keeps_what_it_wrote(url
     store = plugins.open_store(url)
     try:
         assert asyncio.run(store.get("flow-7")) == make_flow(7)
+    finally:
+        asyncio.run(store.aclose())
+
+
+async def test_a_thread_that_cannot_start_is_a_typed_error_and_the_next_call_starts_one(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = plugins.open_store(url)
+    real_start = threading.Thread.start
+
+    def refuse(thread: threading.Thread) -> None:
+        monkeypatch.setattr(threading.Thread, "start", real_start)  # the next one starts
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    with pytest.raises(fe.StoreError) as caught:
+        await store.create(make_flow(1))
+    assert caught.value.code == "store_unavailable" and "cannot start its thread" in caught.value.message
+    await store.create(make_flow(1))  # nothing was queued for a thread that never ran
+    assert await store.get("flow-1") == make_flow(1)
+    await store.aclose()
+
+
+def test_a_store_dropped_without_aclose_ends_its_thread(url: str) -> None:
+    before = set(threading.enumerate())
+    store = plugins.open_store(url)
+    asyncio.run(store.create(make_flow(1)))
+    [thread] = [t for t in set(threading.enumerate()) - before if t.name == "flowengine-sqlite"]
+    del store
+    gc.collect()
+    thread.join(timeout=30)  # an upper bound, not a window: the stop signal is sent on collection
+    assert not thread.is_alive()
+
+
+def test_a_close_given_up_on_still_runs_before_the_process_exits(url: str) -> None:
+    """``aclose()`` cancelled while the worker waits on another writer's lock: at exit the close
+    still runs after the calls queued before it, so the connection is closed and its WAL emptied."""
+    path = db_path(url)
+    script = (
+        "import asyncio, atexit, sqlite3, sys\n"
+        "from flowengine import _plugins as plugins\n"
+        "from tests.stores.test_conformance import make_flow\n"
+        "store = plugins.open_store(sys.argv[1] + '?timeout=60')\n"
+        "asyncio.run(store.create(make_flow(1)))\n"
+        "holder = sqlite3.connect(sys.argv[2], isolation_level=None)\n"
+        "holder.execute('BEGIN IMMEDIATE')  # the store's next write waits for this lock\n"
+        "def release():  # runs before the store's own exit hook (registered first, runs last)\n"
+        "    holder.execute('COMMIT')\n"
+        "    holder.close()\n"
+        "atexit.register(release)\n"
+        "async def main():\n"
+        "    write = asyncio.ensure_future(store.create(make_flow(2)))\n"
+        "    closing = asyncio.ensure_future(store.aclose())\n"
+        "    await asyncio.sleep(0)\n"
+        "    write.cancel(); closing.cancel()  # both given up on\n"
+        "    await asyncio.gather(write, closing, return_exceptions=True)\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, url, str(path)],
+        cwd=Path(__file__).parents[2],
+        timeout=120,
+        capture_output=True,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    assert not path.with_name(path.name + "-wal").exists()  # closed: SQLite emptied and removed it
+    store = plugins.open_store(url)
+    try:
+        assert "flow-1" in [f.id for f in asyncio.run(store.list_flows())]  # flow-2 ran or was skipped
     finally:
         asyncio.run(store.aclose())
 
