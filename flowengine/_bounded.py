@@ -14,9 +14,10 @@ from __future__ import annotations
 import json
 import math
 import reprlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["MAX_JSON_DEPTH", "cap", "parse_json", "shown"]
+__all__ = ["MAX_JSON_DEPTH", "cap", "carried", "parse_json", "shown", "text_problems"]
 
 #: Deeper than any token response, error body or record the engine reads.
 MAX_JSON_DEPTH = 32
@@ -104,3 +105,36 @@ def _depth_exceeds(value: Any, max_depth: int) -> bool:
             return True
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return False
+
+
+def text_problems(**named: object) -> Iterator[str]:
+    """What keeps each named text (or the keys and values of a mapping, or the items of a list)
+    from being sent or stored: a lone surrogate (U+D800 to U+DFFF), which UTF-8 cannot carry.
+
+    Text decoded from bytes that were not UTF-8 with ``surrogateescape`` (file names,
+    environment variables, some servers' query strings) holds them; refused where it
+    comes in, it cannot fail later in a URL, a request body or a store's record as a
+    ``UnicodeEncodeError`` (SECURITY.md 26). Each problem names the value, never shows it.
+    """
+    for name, value in named.items():
+        if isinstance(value, Mapping):
+            texts = [(f"{name} key", key) for key in value]
+            texts += [(f"{name}[{key!r}]", item) for key, item in value.items()]
+        elif isinstance(value, list | tuple):
+            texts = [(name, item) for item in value]
+        else:
+            texts = [(name, value)]
+        for label, text in texts:
+            if isinstance(text, str):
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    yield (
+                        f"{cap(label, 80)} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at "
+                        f"position {exc.start}, which UTF-8 cannot carry"
+                    )
+
+
+def carried(text: str) -> bool:
+    """True when UTF-8 can carry ``text``: a key or id that it cannot carry names nothing stored."""
+    return not any(text_problems(text=text))

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
+from flowengine._bounded import text_problems
 from flowengine._errors import CallbackError, ProviderError
 from flowengine._security import digest, scrub
 from flowengine._spec import CallbackRules, FlowSpec
@@ -122,8 +123,10 @@ def parse_callback(data: CallbackInput, rules: CallbackRules) -> CallbackParams:
     values: dict[str, str | None] = {}
     kept: dict[str, str] = {}
     for field, found in seen.items():
+        name = names.get(field) or field.removeprefix("kept:")
+        for problem in text_problems(**{f"{name!r} parameter": found}):
+            raise CallbackError(f"the callback's {problem}", code="callback_invalid")
         if len(found) > 1 and rules.repeated == "reject":
-            name = names.get(field) or field.removeprefix("kept:")
             raise CallbackError(f"the callback repeats the {name!r} parameter", code="repeated_parameter")
         if field.startswith("kept:"):
             if found[-1]:

@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from flowengine._errors import ConfigError, refuse_bad_text
+
 __all__ = ["Client"]
 
 
@@ -32,3 +34,16 @@ class Client:
     )
     private_key_password: str | None = attrs.field(default=None, repr=False)
     private_key_id: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            refuse_bad_text(
+                client_id=self.client_id,
+                client_secret=self.client_secret,
+                redirect_uri=self.redirect_uri,
+                registered_domain=self.registered_domain,
+                private_key_password=self.private_key_password,
+                private_key_id=self.private_key_id,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"Client: {exc.message}") from None

@@ -35,6 +35,7 @@ from flowengine._errors import (
     FlowStateError,
     ProviderError,
     TransportError,
+    refuse_bad_text,
 )
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow, TransitionContext
@@ -202,6 +203,7 @@ class FlowCore(DeviceSteps):
 
     def connection(self, given: Mapping[str, str] | None) -> dict[str, str]:
         """The spec's connection values from ``given``: checked, with defaults (``connection_invalid``)."""
+        refuse_bad_text(connection=given)
         values = _variables.connection_values(self.spec, given)
         self.urls.for_flow(values)  # every endpoint they fill must be a good URL
         return values

@@ -15,11 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from flowengine._bounded import carried
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
 from flowengine._core_device import SLOW_DOWN
 from flowengine._entropy import flow_secrets
-from flowengine._errors import ErrorCode, FlowStateError, StoreError, TransportError
+from flowengine._errors import ErrorCode, FlowStateError, StoreError, TransportError, refuse_bad_text
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._oidc_driver import new_assertion_id
 from flowengine._records import Flow
@@ -85,6 +86,7 @@ class DeviceOperations:
         decision. ``ConfigError`` ``device_unsupported`` for a spec without ``device:``.
         """
         self.core.device_rules()
+        refuse_bad_text(scope=scope, subject=subject)
         values = self.core.connection(connection)
         core = await self.core_for(values)
         if scope is not None and not isinstance(scope, str):
@@ -112,6 +114,8 @@ class DeviceOperations:
         poller; across processes a store lease picks it, and the others wait for its outcome.
         """
         flow_id = flow if isinstance(flow, str) else flow.id
+        if not carried(flow_id):
+            raise FlowStateError(f"no flow {flow_id!r}", code=ErrorCode.FLOW_UNKNOWN, flow_id=flow_id)
         return await self.single_flight(f"poll:{flow_id}", lambda: self._poll_under_lease(flow_id, timeout))
 
     async def _poll_under_lease(self, flow_id: str, timeout: float | None) -> Flow:  # noqa: ASYNC109

@@ -25,6 +25,7 @@ from typing import Any, Required, TypedDict
 import pluggy
 
 from flowengine import _callbacks, _plugins, _security
+from flowengine._bounded import carried
 from flowengine._client import Client
 from flowengine._clock import Clock, SystemClock, as_clock
 from flowengine._core import FlowCore
@@ -37,6 +38,7 @@ from flowengine._errors import (
     FlowStateError,
     StoreError,
     TransportError,
+    refuse_bad_text,
 )
 from flowengine._http import Transport, TransportConfig
 from flowengine._machine import CompiledFlow, compile_flow
@@ -195,6 +197,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         ``default_scopes`` are asked for.
         """
         authorization, _machine = self.core.parts()
+        refuse_bad_text(scope=scope, session=session, subject=subject)
         redirect_uri = redirect_uri or self.client.redirect_uri
         if not redirect_uri:
             raise ConfigError("no redirect URI: set Client(redirect_uri=...) or pass redirect_uri=")
@@ -382,6 +385,8 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
 
     async def get(self, flow_id: str) -> Flow | None:
         """The flow with this id, or None; its ``outcome`` is what its machine gives its state."""
+        if not carried(flow_id):
+            return None
         flow = await store_call(self.store.get(flow_id))
         return None if flow is None else self.core.settled(flow)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from flowengine._bounded import cap
+from flowengine._bounded import cap, text_problems
 from flowengine._codes import ErrorCode
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UserinfoError",
+    "refuse_bad_text",
 ]
 
 
@@ -135,6 +136,15 @@ class ConfigError(FlowError):
     """The engine was configured wrongly (client, redirect URI, endpoint override, store URL)."""
 
     code = ErrorCode.CONFIG_INVALID
+
+
+def refuse_bad_text(**named: object) -> None:
+    """``ConfigError`` for the first named argument whose text no URL, body or store can carry.
+
+    See ``text_problems``: a lone surrogate, from text decoded with ``surrogateescape``.
+    """
+    for problem in text_problems(**named):
+        raise ConfigError(problem)
 
 
 class PluginError(FlowError):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
+from flowengine._bounded import carried
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
 from flowengine._errors import (
@@ -27,6 +28,7 @@ from flowengine._errors import (
     ProviderError,
     TransportError,
     TransportTimeoutError,
+    refuse_bad_text,
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._oidc_driver import new_assertion_id
@@ -98,6 +100,7 @@ class TokenOperations:
         """
         if grant == "authorization_code":
             raise ConfigError("the authorization_code grant needs a person: use start() and callback()")
+        refuse_bad_text(subject=subject, scope=scope)
         if self.spec.device is not None and grant == self.spec.device.grant:
             raise ConfigError("the device grant needs a person: use start_device() and poll_device()")
         values = self.core.connection(connection)
@@ -129,6 +132,7 @@ class TokenOperations:
         """``inputs``, after checking the spec declares each of them."""
         if not inputs:
             return {}
+        refuse_bad_text(inputs=inputs)
         undeclared = set(inputs or ()) - set(self.spec.inputs)
         if undeclared:
             raise ConfigError(f"spec {self.spec.name!r} declares no input(s) {sorted(undeclared)}")
@@ -144,6 +148,8 @@ class TokenOperations:
         is spent and is never sent (SECURITY.md 23).
         """
         key = token if isinstance(token, str) else token.key
+        if not carried(key):
+            raise FlowStateError(f"no token {key!r} in the store", code=ErrorCode.TOKEN_UNKNOWN)
         seen = None if isinstance(token, str) else token
         asked_at = self.clock()
         return await self.single_flight(f"refresh:{key}", lambda: self._refresh_once(key, seen, asked_at))
@@ -271,6 +277,8 @@ class TokenOperations:
 
     async def get_token(self, key: str) -> Token | None:
         """The current token under ``key`` (``provider:type:id``): kept unsaved here, else stored."""
+        if not carried(key):
+            return None
         return self._saver.unsaved(key) or await store_call(self.store.get_token(key))
 
     async def tokens(self) -> list[Token]:

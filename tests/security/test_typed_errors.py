@@ -187,3 +187,72 @@ def test_sec26_a_damaged_batch_state_file_is_a_config_error(tmp_path: Any, damag
     journal = Journal(path)
     with pytest.raises(fe.ConfigError):
         journal.open("refresh:all")
+
+
+# --- text UTF-8 cannot carry --------------------------------------------------------------
+# A lone surrogate (what ``surrogateescape`` makes of bytes that were not UTF-8) once escaped as
+# ``UnicodeEncodeError`` from ``start()`` on every store, or became a retryable ``store_unavailable``.
+
+BAD = "x\udcff"
+
+
+def _callback_with(flow: fe.Flow, name: str) -> str:
+    state = flow.authorization_url.split("state=", 1)[1].split("&", 1)[0]
+    values = {"code": "the-code", "state": state}
+    values[name] += BAD
+    return "https://app.example.com/cb?" + "&".join(f"{key}={value}" for key, value in values.items())
+
+
+ENTRY_POINTS: dict[str, tuple[str, Any]] = {
+    "start scope": ("config_invalid", lambda engine: engine.start(scope=BAD)),
+    "start scope list": ("config_invalid", lambda engine: engine.start(scope=["read", BAD])),
+    "start subject": ("config_invalid", lambda engine: engine.start(subject=BAD)),
+    "start session": ("config_invalid", lambda engine: engine.start(session=BAD)),
+    "grant input": ("config_invalid", lambda engine: engine.grant("app", {"app_id": BAD, "app_token": "t"})),
+    "grant subject": (
+        "config_invalid",
+        lambda engine: engine.grant("app", {"app_id": "1", "app_token": "t"}, subject=BAD),
+    ),
+    "refresh key": ("token_unknown", lambda engine: engine.refresh(BAD)),
+    "exchange id": ("flow_unknown", lambda engine: engine.exchange(BAD)),
+}
+
+
+@pytest.mark.parametrize("store", ["memory://", "sqlite"])
+@pytest.mark.parametrize("entry", list(ENTRY_POINTS))
+async def test_sec26_text_utf8_cannot_carry_is_a_typed_error_at_every_entry(
+    entry: str, store: str, tmp_path: Any
+) -> None:
+    code, call = ENTRY_POINTS[entry]
+    transport = ScriptedTransport(json_response(token_body()))
+    spec = "podio-app" if entry.startswith("grant") else "podio"
+    url = store if store == "memory://" else f"sqlite://{tmp_path / 's.db'}"
+    client = fe.Client("cid", "secret", "https://app.example.com/cb")
+    async with fe.AsyncEngine(spec, client=client, store=url, transport=transport) as engine:
+        with pytest.raises(fe.FlowError) as caught:
+            await call(engine)
+        assert caught.value.code == code, caught.value
+        assert "\udcff" not in caught.value.message  # named, never shown: a terminal could not print it
+        assert transport.sent == []
+        assert await engine.get(BAD) is None
+
+
+@pytest.mark.parametrize("parameter", ["code", "state"])
+async def test_sec26_a_callback_parameter_utf8_cannot_carry_is_a_callback_error(parameter: str) -> None:
+    transport = ScriptedTransport(json_response(token_body()))
+    client = fe.Client("cid", "secret", "https://app.example.com/cb")
+    async with fe.AsyncEngine("podio", client=client, transport=transport) as engine:
+        flow = await engine.start()
+        with pytest.raises(fe.CallbackError) as caught:
+            await engine.callback(_callback_with(flow, parameter))
+        assert caught.value.code == "callback_invalid" and repr(parameter) in caught.value.message
+        assert transport.sent == []
+        assert (await engine.get(flow.id)) == flow  # nothing happened to the flow
+
+
+@pytest.mark.parametrize("field", ["client_id", "client_secret", "redirect_uri", "registered_domain"])
+def test_sec26_a_client_with_text_utf8_cannot_carry_is_a_config_error(field: str) -> None:
+    values: dict[str, Any] = {"client_id": "cid", field: BAD}
+    with pytest.raises(fe.ConfigError) as caught:
+        fe.Client(**values)
+    assert field in caught.value.message and "\udcff" not in caught.value.message
