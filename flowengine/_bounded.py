@@ -80,7 +80,33 @@ def parse_json(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
         raise ValueError(f"not UTF-8 text: {exc.reason}") from None
     if _openings(data) > max_depth and _depth_exceeds(value, max_depth):
         raise ValueError(f"JSON nested deeper than {max_depth} levels")
+    if _surrogates_possible(data) and _holds_lone_surrogate(value):
+        # "\udcff" is valid JSON but not text: it could be neither stored nor sent on (SECURITY.md 26).
+        raise ValueError("JSON text holds a lone surrogate (a \\udXXX escape that is not half of a pair)")
     return value
+
+
+def _surrogates_possible(data: bytes | str) -> bool:
+    """False when ``data`` cannot hold a lone surrogate: no ``\\u`` escape and no encoded one."""
+    if isinstance(data, bytes):
+        return b"\\u" in data or b"\xed" in data
+    return "\\u" in data or not carried(data)
+
+
+def _holds_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in ``value`` (keys included) holds a lone surrogate."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and not carried(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _openings(data: bytes | str) -> int:

@@ -42,6 +42,7 @@ class Client:
                 client_secret=self.client_secret,
                 redirect_uri=self.redirect_uri,
                 registered_domain=self.registered_domain,
+                private_key=self.private_key if isinstance(self.private_key, str) else None,
                 private_key_password=self.private_key_password,
                 private_key_id=self.private_key_id,
             )

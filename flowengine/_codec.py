@@ -64,7 +64,9 @@ class RecordCodec:
         return self._fernet is not None
 
     def _dump(self, data: Mapping[str, Any]) -> bytes:
-        raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        # ASCII, non-ASCII escaped: a record holds any text it is given, a file name that was not
+        # UTF-8 (``spec_source``) included, and reads back the same; never a UnicodeEncodeError.
+        raw = json.dumps(data, separators=(",", ":")).encode("ascii")
         return _SEALED + self._fernet.encrypt(raw) if self._fernet is not None else raw
 
     def _load(self, blob: bytes | str, what: str, name: str) -> Any:

@@ -86,11 +86,11 @@ class DeviceOperations:
         decision. ``ConfigError`` ``device_unsupported`` for a spec without ``device:``.
         """
         self.core.device_rules()
+        if scope is not None and not isinstance(scope, str):
+            scope = self.core.spec.scope_separator.join(scope)
         refuse_bad_text(scope=scope, subject=subject)
         values = self.core.connection(connection)
         core = await self.core_for(values)
-        if scope is not None and not isinstance(scope, str):
-            scope = self.core.spec.scope_separator.join(scope)
         scope = scope or core.default_scope()
         authorization, lifetime = await self.send_attempts(
             lambda: core.device_request(scope, values, now=self.clock(), assertion_id=new_assertion_id()),

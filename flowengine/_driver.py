@@ -197,6 +197,8 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         ``default_scopes`` are asked for.
         """
         authorization, _machine = self.core.parts()
+        if scope is not None and not isinstance(scope, str):
+            scope = authorization.scope_separator.join(scope)
         refuse_bad_text(scope=scope, session=session, subject=subject)
         redirect_uri = redirect_uri or self.client.redirect_uri
         if not redirect_uri:
@@ -205,8 +207,6 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
             redirect_uri,
             registered_domain=self.client.registered_domain or self.spec.redirect.registered_domain,
         )
-        if scope is not None and not isinstance(scope, str):
-            scope = authorization.scope_separator.join(scope)
         begin = Begin(
             flow_secrets(pkce=self.spec.pkce),
             redirect_uri,

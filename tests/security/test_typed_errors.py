@@ -7,7 +7,9 @@ path (transport, reader, engine, store) is what is tested: 400 KB of nested JSON
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import flowengine as fe
@@ -206,6 +208,7 @@ def _callback_with(flow: fe.Flow, name: str) -> str:
 ENTRY_POINTS: dict[str, tuple[str, Any]] = {
     "start scope": ("config_invalid", lambda engine: engine.start(scope=BAD)),
     "start scope list": ("config_invalid", lambda engine: engine.start(scope=["read", BAD])),
+    "start scope set": ("config_invalid", lambda engine: engine.start(scope={BAD})),
     "start subject": ("config_invalid", lambda engine: engine.start(subject=BAD)),
     "start session": ("config_invalid", lambda engine: engine.start(session=BAD)),
     "grant input": ("config_invalid", lambda engine: engine.grant("app", {"app_id": BAD, "app_token": "t"})),
@@ -250,9 +253,54 @@ async def test_sec26_a_callback_parameter_utf8_cannot_carry_is_a_callback_error(
         assert (await engine.get(flow.id)) == flow  # nothing happened to the flow
 
 
-@pytest.mark.parametrize("field", ["client_id", "client_secret", "redirect_uri", "registered_domain"])
+@pytest.mark.parametrize(
+    "field", ["client_id", "client_secret", "redirect_uri", "registered_domain", "private_key"]
+)
 def test_sec26_a_client_with_text_utf8_cannot_carry_is_a_config_error(field: str) -> None:
     values: dict[str, Any] = {"client_id": "cid", field: BAD}
     with pytest.raises(fe.ConfigError) as caught:
         fe.Client(**values)
     assert field in caught.value.message and "\udcff" not in caught.value.message
+
+
+ANSWERS_WITH_A_LONE_SURROGATE = {
+    "access_token": {"access_token": BAD},
+    "refresh_token": {"refresh_token": BAD},
+    "scope": {"scope": BAD},
+    "account id": {"ref": {"type": "user", "id": BAD}},
+    "an extra field's key": {BAD: 1},
+}
+
+
+@pytest.mark.parametrize("answer", list(ANSWERS_WITH_A_LONE_SURROGATE))
+async def test_sec26_a_token_answer_with_a_lone_surrogate_is_refused_and_stores_nothing(
+    answer: str, tmp_path: Any
+) -> None:
+    """JSON may write ``"\\udcff"``; no store could keep it (a SQLite store once retried for a
+    minute, then lost the token with ``token_unsaved``), and no header could carry it."""
+    transport = ScriptedTransport(json_response(token_body(**ANSWERS_WITH_A_LONE_SURROGATE[answer])))
+    client = fe.Client("cid", "secret", "https://app.example.com/cb")
+    store = f"sqlite://{tmp_path / 's.db'}"
+    async with fe.AsyncEngine("podio", client=client, transport=transport, store=store, retry=FAST) as engine:
+        flow = await engine.start()
+        done = await engine.callback(_callback_with(flow, "code").replace(BAD, ""))
+        assert (done.outcome, done.error and done.error.code) == ("failed", "invalid_token_response")
+        assert await engine.tokens() == []
+
+
+async def test_sec26_a_spec_file_whose_name_is_not_utf8_keeps_its_token(
+    tmp_path: Any, sandbox: SandboxFixture
+) -> None:
+    """The token records its spec's file (``spec_source``); a name decoded with surrogateescape
+    once made every store's record unwritable, and the token was lost."""
+    folder = tmp_path / os.fsdecode(b"specs-\xff")
+    folder.mkdir()
+    path = folder / os.fsdecode(b"podio-\xff.yaml")
+    path.write_bytes(Path(fe.load_spec("podio").source).read_bytes())
+    store = f"sqlite://{tmp_path / 's.db'}"
+    async with fe.AsyncEngine(
+        fe.load_spec(path), client=sandbox.client, endpoints=sandbox.endpoints, store=store
+    ) as engine:
+        done = await engine.callback(await sandbox.consent((await engine.start()).authorization_url))
+        token = await engine.token_for(done)
+    assert token is not None and token.spec_source == str(path)
