@@ -125,7 +125,13 @@ async def opened_store(given: str | None, *, reading: bool = False) -> AsyncIter
     url = store_url(given)
     store = open_store(url)
     path = _sqlite_file(url)
-    if reading and path is not None and not path.exists():
+    try:
+        missing = path is not None and not path.exists()
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        await store.aclose()
+        why = exc.strerror or str(exc)
+        raise ConfigError(f"the SQLite store {path}: {why}", code="store_url_invalid") from None
+    if reading and missing:
         await store.aclose()
         store = open_store("memory://")
     refusing = _WrongKey()

@@ -55,6 +55,13 @@ def check_writable(path: Path) -> None:
     folders) and be writable; the file itself, when it exists, must be a
     writable file.
     """
+    try:
+        _check_writable(path)
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise unwritable(path, exc.strerror or str(exc)) from None
+
+
+def _check_writable(path: Path) -> None:
     folder = path.parent
     if path.is_dir():
         raise unwritable(path, "it is a folder")

@@ -118,4 +118,9 @@ def codec_for(options: Mapping[str, str]) -> RecordCodec:
             raise ConfigError(
                 f"cannot read the key file {key_file!r}: {exc.strerror}", code="store_key_invalid"
             ) from None
+        except ValueError:  # a NUL in the path, or a file that is not the key's ASCII text
+            raise ConfigError(
+                f"the key file {key_file!r} is not a readable path holding a key (ASCII text)",
+                code="store_key_invalid",
+            ) from None
     return RecordCodec(os.environ.get(KEY_ENV) or None)

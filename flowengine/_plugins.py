@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from flowengine import hookspecs
-from flowengine._errors import PluginError
+from flowengine._bounded import text_problems
+from flowengine._errors import ConfigError, PluginError
 
 if TYPE_CHECKING:
     from flowengine._events import RequestEvent
@@ -168,6 +169,10 @@ def _pm(pm: pluggy.PluginManager | None) -> pluggy.PluginManager:
 
 def open_store(url: str, pm: pluggy.PluginManager | None = None) -> Store:
     """The Store a plugin provides for ``url``; ``PluginError`` when none does."""
+    if not isinstance(url, str):
+        raise ConfigError(f"a store URL is text, not {type(url).__name__}", code="store_url_invalid")
+    for problem in text_problems(URL=url):  # no driver could send it (a lone surrogate)
+        raise ConfigError(f"the store {problem}", code="store_url_invalid")
     store: Store | None = _pm(pm).hook.flowengine_store(url=url)
     if store is None:
         scheme = url.split(":", 1)[0] if ":" in url else url

@@ -151,7 +151,11 @@ def spec_argument(ref: str, *, names: tuple[set[str], set[str]] | None = None) -
     is ``spec_not_found`` with the closest names (``did you mean 'podio'?``) and a pointer
     to ``flowengine spec list``. ``names`` (guards, actions) adds the name checks of ``spec validate``.
     """
-    if Path(ref).is_file():
+    try:
+        is_file = Path(ref).is_file()
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise ConfigError(f"cannot read {ref!r} as a spec file: {exc.strerror or exc}") from None
+    if is_file:
         return load_spec(Path(ref), names=names)
     try:
         return load_spec(find_named(ref, spec_folders()), names=names)

@@ -25,13 +25,16 @@ def read_exchange_file(path: Path) -> list[ExchangeItem]:
     (the rest of the file still runs); the message never repeats the line.
     """
     items = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
                 continue
             item_id = f"line {number}"
             try:
-                data = json.loads(line)
+                data = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                items.append(ExchangeItem(item_id, invalid="not UTF-8 text"))
+                continue
             except (ValueError, RecursionError):  # RecursionError: a line nested thousands deep
                 items.append(ExchangeItem(item_id, invalid="not a JSON object"))
                 continue
@@ -66,6 +69,15 @@ def read_grant_file(path: Path, spec: FlowSpec) -> list[GrantItem]:
     A header naming something the spec does not declare is a ``ConfigError``
     (a typo would otherwise fail every row); a short row fails as ``input_invalid``.
     """
+    try:
+        return _grant_items(path, spec)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (save the CSV as UTF-8): {exc.reason}") from None
+    except csv.Error as exc:  # a cell over the csv module's size limit, a NUL byte
+        raise ConfigError(f"{path}: not a CSV file this can read: {exc}") from None
+
+
+def _grant_items(path: Path, spec: FlowSpec) -> list[GrantItem]:
     with path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         columns = [name.strip() for name in reader.fieldnames or []]

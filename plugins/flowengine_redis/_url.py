@@ -75,7 +75,10 @@ def parse_redis_url(url: str) -> RedisOptions | None:
     scheme = url.split(":", 1)[0].lower() if ":" in url else ""
     if scheme not in SCHEMES:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced '[' in an IPv6 host
+        raise _invalid(f"{scheme}://…", "it cannot be parsed as a URL") from None
     shown = f"{scheme}://{parts.hostname or 'localhost'}"
     try:
         port = parts.port or 6379

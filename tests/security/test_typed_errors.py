@@ -304,3 +304,91 @@ async def test_sec26_a_spec_file_whose_name_is_not_utf8_keeps_its_token(
         done = await engine.callback(await sandbox.consent((await engine.start()).authorization_url))
         token = await engine.token_for(done)
     assert token is not None and token.spec_source == str(path)
+
+
+def test_sec26_a_batch_callback_line_that_is_not_utf8_is_an_invalid_item(tmp_path: Any) -> None:
+    from flowengine_batch import read_exchange_file
+
+    path = tmp_path / "callbacks.jsonl"
+    path.write_bytes(b'{"url": "https://app.example.com/cb?state=s&code=\xff"}\n{"flow_id": "f-2"}\n')
+    first, second = read_exchange_file(path)
+    assert first.invalid == "not UTF-8 text" and second.flow_id == "f-2"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(b"app_id,app_token\n2002,caf\xe9\n", id="latin-1"),
+        pytest.param(b"app_id,app_token\n1," + b"x" * 200_000 + b"\n", id="a-200KB-cell"),
+    ],
+)
+def test_sec26_a_grant_file_that_cannot_be_read_is_a_config_error(content: bytes, tmp_path: Any) -> None:
+    from flowengine_batch import read_grant_file
+
+    path = tmp_path / "apps.csv"
+    path.write_bytes(content)
+    with pytest.raises(fe.ConfigError) as caught:
+        read_grant_file(path, fe.load_spec("podio-app"))
+    assert str(path) in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        pytest.param("postgresql://x\udcff@localhost/db", "store_url_invalid", id="postgres-surrogate"),
+        pytest.param("redis://x\udcff@localhost/0", "store_url_invalid", id="redis-surrogate"),
+        pytest.param("redis://[::1", "store_url_invalid", id="redis-broken-ipv6"),
+        pytest.param("sqlite:///tmp/s.db?key_file=/a%00", "store_key_invalid", id="sqlite-nul-key-file"),
+        pytest.param("redis://localhost/0?key_file=/a%00", "store_key_invalid", id="redis-nul-key-file"),
+        pytest.param(
+            "postgresql://localhost/db?key_file=/a%00", "store_key_invalid", id="postgres-nul-key-file"
+        ),
+        pytest.param(None, "store_url_invalid", id="None"),
+    ],
+)
+def test_sec26_a_store_url_no_driver_can_use_is_a_config_error(url: Any, code: str) -> None:
+    with pytest.raises(fe.ConfigError) as caught:
+        fe.open_store(url)
+    assert caught.value.code == code
+    assert "\udcff" not in caught.value.message
+
+
+def test_sec26_a_key_file_that_is_not_ascii_text_is_a_config_error(tmp_path: Any) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"caf\xe9")
+    with pytest.raises(fe.ConfigError) as caught:
+        fe.open_store(f"sqlite://{tmp_path / 's.db'}?key_file={key_file}")
+    assert caught.value.code == "store_key_invalid"
+
+
+LONG = "a" * 300  # over the 255 bytes a file name may have: the file system says ENAMETOOLONG
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        pytest.param(["spec", "validate", f"{LONG}.yaml"], "config_invalid", id="spec-file"),
+        pytest.param(
+            ["tokens", "list", "--store", "sqlite:///tmp/{LONG}/s.db"], "store_url_invalid", id="store"
+        ),
+        pytest.param(
+            ["batch", "refresh", "--all", "--store", "memory://", "--report", "{TMP}/{LONG}"],
+            "output_unwritable",
+            id="report",
+        ),
+    ],
+)
+def test_sec26_a_path_the_file_system_refuses_is_an_error_line_not_a_traceback(
+    args: list[str], said: str, sandbox: SandboxFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from click.testing import CliRunner
+    from flowengine import _plugins as plugins
+    from flowengine.cli import cli
+
+    plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)  # as main() does
+    monkeypatch.setenv("FLOWENGINE_SANDBOX_URL", sandbox.server.url)
+    result = CliRunner().invoke(
+        cli, [arg.replace("{LONG}", LONG).replace("{TMP}", str(tmp_path)) for arg in args]
+    )
+    assert isinstance(result.exception, SystemExit) and result.exit_code != 0, result.exception
+    assert said in result.output
