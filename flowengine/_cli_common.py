@@ -25,6 +25,7 @@ import click
 from flowengine._errors import ConfigError, FlowError, PluginError, SpecError, StoreError
 from flowengine._plugins import open_store
 from flowengine._store import Store
+from flowengine._urls import UrlRefused, judge
 
 __all__ = [
     "EXIT_DENIED",
@@ -347,4 +348,10 @@ def sandbox_url(*, needed_for: str | None = None) -> str | None:
         raise PluginError(
             f"{SANDBOX_URL_ENV}={value!r} is not an http:// URL{hint}", code="sandbox_unreachable"
         )
+    try:
+        judge(value)  # what a browser (and the transport) would make of it
+        (parts.hostname or "").encode("idna")  # labels of at most 63 characters, valid xn-- forms
+    except (UrlRefused, UnicodeError) as exc:
+        why = exc.message if isinstance(exc, UrlRefused) else "its host name is not a valid DNS name"
+        raise PluginError(f"{SANDBOX_URL_ENV}={value!r}: {why}", code="sandbox_unreachable") from None
     return value.rstrip("/")

@@ -8,6 +8,7 @@ path (transport, reader, engine, store) is what is tested: 400 KB of nested JSON
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -392,3 +393,51 @@ def test_sec26_a_path_the_file_system_refuses_is_an_error_line_not_a_traceback(
     )
     assert isinstance(result.exception, SystemExit) and result.exit_code != 0, result.exception
     assert said in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://127.0.0.1:1/a\udcff", id="not-utf8"),
+        pytest.param("http://xn--zz/", id="bad-punycode"),
+        pytest.param("http://" + "a" * 70 + ".com/", id="70-character-label"),
+    ],
+)
+def test_sec26_a_sandbox_url_no_transport_can_use_is_an_error_line(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+    from flowengine import _plugins as plugins
+    from flowengine.cli import cli
+
+    plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)
+    monkeypatch.setenv("FLOWENGINE_SANDBOX_URL", url)
+    result = CliRunner().invoke(cli, ["login", "podio", "--sandbox", "--approve", "--store", "memory://"])
+    assert isinstance(result.exception, SystemExit) and result.exit_code == 2, result.exception
+    assert "sandbox_unreachable" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        pytest.param(["tokens", "show", BAD], "token_unknown", id="tokens-show"),
+        pytest.param(["tokens", "delete", BAD], "token_unknown", id="tokens-delete"),
+        pytest.param(["flows", "show", BAD], "flow_unknown", id="flows-show"),
+        pytest.param(["flows", "list", "--spec", BAD], "", id="flows-list"),
+        pytest.param(["tokens", "list", "--provider", BAD], "", id="tokens-list"),
+    ],
+)
+def test_sec26_a_key_or_filter_utf8_cannot_carry_finds_nothing_in_a_sqlite_store(
+    args: list[str], said: str, tmp_path: Any
+) -> None:
+    """Not ``store_unavailable``: no store holds such a key, and retrying would not change it."""
+    from click.testing import CliRunner
+    from flowengine import _plugins as plugins
+    from flowengine.cli import cli
+
+    plugins.get_plugin_manager().hook.flowengine_commands(cli=cli)
+    path = tmp_path / "s.db"
+    sqlite3.connect(path).close()  # the file exists: the commands read it rather than skip it
+    result = CliRunner().invoke(cli, [*args, "--store", f"sqlite://{path}"])
+    assert "store_unavailable" not in result.output and said in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
