@@ -135,7 +135,8 @@ def _depth_exceeds(value: Any, max_depth: int) -> bool:
 
 def text_problems(**named: object) -> Iterator[str]:
     """What keeps each named text (or the keys and values of a mapping, or the items of a list)
-    from being sent or stored: a lone surrogate (U+D800 to U+DFFF), which UTF-8 cannot carry.
+    from being sent or stored: not being text (None aside), or a lone surrogate (U+D800 to
+    U+DFFF), which UTF-8 cannot carry.
 
     Text decoded from bytes that were not UTF-8 with ``surrogateescape`` (file names,
     environment variables, some servers' query strings) holds them; refused where it
@@ -151,14 +152,18 @@ def text_problems(**named: object) -> Iterator[str]:
         else:
             texts = [(name, value)]
         for label, text in texts:
-            if isinstance(text, str):
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError as exc:
-                    yield (
-                        f"{cap(label, 80)} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at "
-                        f"position {exc.start}, which UTF-8 cannot carry"
-                    )
+            if text is None:
+                continue
+            if not isinstance(text, str):
+                yield f"{cap(label, 80)} must be text, not {type(text).__name__}"
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                yield (
+                    f"{cap(label, 80)} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at "
+                    f"position {exc.start}, which UTF-8 cannot carry"
+                )
 
 
 def carried(text: str) -> bool:

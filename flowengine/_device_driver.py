@@ -20,7 +20,15 @@ from flowengine._clock import Clock
 from flowengine._core import FlowCore
 from flowengine._core_device import SLOW_DOWN
 from flowengine._entropy import flow_secrets
-from flowengine._errors import ErrorCode, FlowStateError, StoreError, TransportError, refuse_bad_text
+from flowengine._errors import (
+    ConfigError,
+    ErrorCode,
+    FlowStateError,
+    StoreError,
+    TransportError,
+    refuse_bad_text,
+    scope_items,
+)
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._oidc_driver import new_assertion_id
 from flowengine._records import Flow
@@ -87,7 +95,7 @@ class DeviceOperations:
         """
         self.core.device_rules()
         if scope is not None and not isinstance(scope, str):
-            scope = self.core.spec.scope_separator.join(scope)
+            scope = self.core.spec.scope_separator.join(scope_items(scope))
         refuse_bad_text(scope=scope, subject=subject)
         values = self.core.connection(connection)
         core = await self.core_for(values)
@@ -113,6 +121,8 @@ class DeviceOperations:
         or still ``requested`` when ``timeout`` ran out first. Concurrent callers share one
         poller; across processes a store lease picks it, and the others wait for its outcome.
         """
+        if not isinstance(flow, str | Flow):
+            raise ConfigError(f"poll_device() takes a Flow or its id, not {type(flow).__name__}")
         flow_id = flow if isinstance(flow, str) else flow.id
         if not carried(flow_id):
             raise FlowStateError(f"no flow {flow_id!r}", code=ErrorCode.FLOW_UNKNOWN, flow_id=flow_id)

@@ -39,6 +39,7 @@ from flowengine._errors import (
     StoreError,
     TransportError,
     refuse_bad_text,
+    scope_items,
 )
 from flowengine._http import Transport, TransportConfig
 from flowengine._machine import CompiledFlow, compile_flow
@@ -152,6 +153,9 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         self._init_openid()
 
     def _endpoints(self, overrides: Mapping[str, str]) -> dict[str, str]:
+        if not isinstance(overrides, Mapping):
+            raise ConfigError(f"endpoints must map endpoint names to URLs, not {type(overrides).__name__}")
+        refuse_bad_text(endpoints=overrides)
         merged = dict(self.spec.endpoints)
         for name, url in overrides.items():
             if name not in self.spec.endpoint_names:
@@ -198,7 +202,7 @@ class AsyncEngine(TokenOperations, OpenIdOperations, DeviceOperations):
         """
         authorization, _machine = self.core.parts()
         if scope is not None and not isinstance(scope, str):
-            scope = authorization.scope_separator.join(scope)
+            scope = authorization.scope_separator.join(scope_items(scope))
         refuse_bad_text(scope=scope, session=session, subject=subject)
         redirect_uri = redirect_uri or self.client.redirect_uri
         if not redirect_uri:

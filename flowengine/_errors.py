@@ -12,7 +12,7 @@ messages from names, never from values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -41,6 +41,7 @@ __all__ = [
     "TransportTimeoutError",
     "UserinfoError",
     "refuse_bad_text",
+    "scope_items",
 ]
 
 
@@ -145,6 +146,15 @@ def refuse_bad_text(**named: object) -> None:
     """
     for problem in text_problems(**named):
         raise ConfigError(problem)
+
+
+def scope_items(scope: object) -> list[str]:
+    """The scopes of a ``scope=`` given as a list, set or other iterable of text; else ``ConfigError``."""
+    if not isinstance(scope, Iterable):
+        raise ConfigError(f"scope must be text or a list of text, not {type(scope).__name__}")
+    items = list(scope)
+    refuse_bad_text(scope=items)
+    return [str(item) for item in items]
 
 
 class PluginError(FlowError):

@@ -147,6 +147,8 @@ class TokenOperations:
         process holds unsaved is the current one: the refresh token it replaced
         is spent and is never sent (SECURITY.md 23).
         """
+        if not isinstance(token, str | Token):
+            raise ConfigError(f"refresh() takes a Token or its key, not {type(token).__name__}")
         key = token if isinstance(token, str) else token.key
         if not carried(key):
             raise FlowStateError(f"no token {key!r} in the store", code=ErrorCode.TOKEN_UNKNOWN)
@@ -246,6 +248,8 @@ class TokenOperations:
             raise ConfigError(
                 f"spec {self.spec.name!r} names no revocation endpoint", code=ErrorCode.REVOCATION_UNSUPPORTED
             )
+        if not isinstance(token, str | Token):
+            raise ConfigError(f"revoke() takes a Token or its key, not {type(token).__name__}")
         current = await self.get_token(token) if isinstance(token, str) else token
         if current is None:
             raise FlowStateError(f"no token {token!r} in the store", code=ErrorCode.TOKEN_UNKNOWN)

@@ -441,3 +441,31 @@ def test_sec26_a_key_or_filter_utf8_cannot_carry_finds_nothing_in_a_sqlite_store
     result = CliRunner().invoke(cli, [*args, "--store", f"sqlite://{path}"])
     assert "store_unavailable" not in result.output and said in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+WRONG_TYPES: dict[str, Any] = {
+    "start session": lambda engine: engine.start(session=5),
+    "start scope item": lambda engine: engine.start(scope=["read", 5]),
+    "start scope": lambda engine: engine.start(scope=5),
+    "start inputs": lambda engine: engine.start(inputs={"login_hint": 5}),
+    "refresh": lambda engine: engine.refresh(5),
+    "grant input": lambda engine: engine.grant("app", {"app_id": 5, "app_token": "t"}),
+}
+
+
+@pytest.mark.parametrize("entry", list(WRONG_TYPES))
+async def test_sec26_a_value_of_the_wrong_type_is_a_config_error(entry: str) -> None:
+    transport = ScriptedTransport(json_response(token_body()))
+    spec = "podio-app" if entry.startswith("grant") else "podio"
+    client = fe.Client("cid", "secret", "https://app.example.com/cb")
+    async with fe.AsyncEngine(spec, client=client, transport=transport) as engine:
+        with pytest.raises(fe.FlowError) as caught:
+            await WRONG_TYPES[entry](engine)
+    assert caught.value.code in ("config_invalid", "input_unknown"), caught.value
+    assert transport.sent == []
+
+
+@pytest.mark.parametrize("endpoints", [{"token": 5}, 5, ["token"]])
+def test_sec26_endpoints_of_the_wrong_type_are_a_config_error(endpoints: Any) -> None:
+    with pytest.raises(fe.ConfigError):
+        fe.AsyncEngine("podio", client=fe.Client("cid"), endpoints=endpoints)
