@@ -8,7 +8,7 @@ from typing import Any
 
 import attrs
 
-from flowengine._errors import ConfigError, refuse_bad_text
+from flowengine._arguments import refuse_bad_text
 
 __all__ = ["Client"]
 
@@ -36,15 +36,13 @@ class Client:
     private_key_id: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        try:
-            refuse_bad_text(
-                client_id=self.client_id,
-                client_secret=self.client_secret,
-                redirect_uri=self.redirect_uri,
-                registered_domain=self.registered_domain,
-                private_key=self.private_key if isinstance(self.private_key, str) else None,
-                private_key_password=self.private_key_password,
-                private_key_id=self.private_key_id,
-            )
-        except ConfigError as exc:
-            raise ConfigError(f"Client: {exc.message}") from None
+        text = {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "redirect_uri": self.redirect_uri,
+            "registered_domain": self.registered_domain,
+            "private_key": self.private_key if isinstance(self.private_key, str) else None,
+            "private_key_password": self.private_key_password,
+            "private_key_id": self.private_key_id,
+        }
+        refuse_bad_text(**{f"Client {name}": value for name, value in text.items()})

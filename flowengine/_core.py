@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from flowengine import _callbacks, _security, _templates, _variables
+from flowengine._arguments import refuse_bad_text
 from flowengine._callbacks import CallbackParams
 from flowengine._client import Client
 from flowengine._client_auth import ClientKey
@@ -35,7 +36,6 @@ from flowengine._errors import (
     FlowStateError,
     ProviderError,
     TransportError,
-    refuse_bad_text,
 )
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._machine import CompiledFlow, TransitionContext

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
+from flowengine._arguments import refuse_bad_text, scope_items
 from flowengine._bounded import carried
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
@@ -26,8 +27,6 @@ from flowengine._errors import (
     FlowStateError,
     StoreError,
     TransportError,
-    refuse_bad_text,
-    scope_items,
 )
 from flowengine._http import HttpRequest, HttpResponse
 from flowengine._oidc_driver import new_assertion_id

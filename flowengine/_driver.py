@@ -25,6 +25,7 @@ from typing import Any, Required, TypedDict
 import pluggy
 
 from flowengine import _callbacks, _plugins, _security
+from flowengine._arguments import refuse_bad_text, scope_items
 from flowengine._bounded import carried
 from flowengine._client import Client
 from flowengine._clock import Clock, SystemClock, as_clock
@@ -38,8 +39,6 @@ from flowengine._errors import (
     FlowStateError,
     StoreError,
     TransportError,
-    refuse_bad_text,
-    scope_items,
 )
 from flowengine._http import Transport, TransportConfig
 from flowengine._machine import CompiledFlow, compile_flow

@@ -12,12 +12,12 @@ messages from names, never from values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
 
-from flowengine._bounded import cap, text_problems
+from flowengine._bounded import cap
 from flowengine._codes import ErrorCode
 
 __all__ = [
@@ -40,8 +40,6 @@ __all__ = [
     "TransportError",
     "TransportTimeoutError",
     "UserinfoError",
-    "refuse_bad_text",
-    "scope_items",
 ]
 
 
@@ -137,24 +135,6 @@ class ConfigError(FlowError):
     """The engine was configured wrongly (client, redirect URI, endpoint override, store URL)."""
 
     code = ErrorCode.CONFIG_INVALID
-
-
-def refuse_bad_text(**named: object) -> None:
-    """``ConfigError`` for the first named argument whose text no URL, body or store can carry.
-
-    See ``text_problems``: a lone surrogate, from text decoded with ``surrogateescape``.
-    """
-    for problem in text_problems(**named):
-        raise ConfigError(problem)
-
-
-def scope_items(scope: object) -> list[str]:
-    """The scopes of a ``scope=`` given as a list, set or other iterable of text; else ``ConfigError``."""
-    if not isinstance(scope, Iterable):
-        raise ConfigError(f"scope must be text or a list of text, not {type(scope).__name__}")
-    items = list(scope)
-    refuse_bad_text(scope=items)
-    return [str(item) for item in items]
 
 
 class PluginError(FlowError):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
+from flowengine._arguments import refuse_bad_text
 from flowengine._bounded import carried
 from flowengine._clock import Clock
 from flowengine._core import FlowCore
@@ -28,7 +29,6 @@ from flowengine._errors import (
     ProviderError,
     TransportError,
     TransportTimeoutError,
-    refuse_bad_text,
 )
 from flowengine._http import HttpRequest, HttpResponse, Transport, TransportConfig
 from flowengine._oidc_driver import new_assertion_id

@@ -23,6 +23,7 @@ import attrs
 import click
 
 from flowengine import _plugins
+from flowengine._bounded import carried
 from flowengine._cli_common import (
     EXIT_DENIED,
     EXIT_FAILED,
@@ -85,6 +86,7 @@ __all__ = [
     "STORE_ENV",
     "ClientSettings",
     "Interrupted",
+    "carried",
     "check_writable",
     "cli",
     "complete_spec",

@@ -27,6 +27,7 @@ from flowengine import (
     open_sandbox,
 )
 from flowengine.cli import (
+    carried,
     opened_store,
     parse_duration,
     resolve_client,
@@ -48,21 +49,9 @@ def _emit(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def _unstorable(*texts: str | None) -> bool:
-    """True when UTF-8 cannot carry one of ``texts`` (a lone surrogate, from ``surrogateescape``):
-    such a key, id or filter names nothing in any store, and no driver could send it."""
-    try:
-        for text in texts:
-            if text is not None:
-                text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 async def _stored_token(backend: Store, key: str) -> Token:
     """The token under ``key``; ``token_unknown`` when there is none."""
-    token = None if _unstorable(key) else await backend.get_token(key)
+    token = await backend.get_token(key) if carried(key) else None
     if token is None:
         raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
     return token
@@ -99,7 +88,7 @@ def flows_list(spec_name: str | None, state: str | None, store: str | None, as_j
 
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
-            unknown = _unstorable(spec_name, state)
+            unknown = not all(carried(text) for text in (spec_name, state) if text is not None)
             found = [] if unknown else _settled(await backend.list_flows(spec=spec_name, state=state))
             if not found and (spec_name or state) and not unknown:
                 states = {f.state for f in await backend.list_flows(spec=spec_name)}
@@ -154,7 +143,7 @@ def flows_show(flow_id: str, store: str | None, as_json: bool) -> None:
 
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
-            flow = None if _unstorable(flow_id) else await backend.get(flow_id)
+            flow = await backend.get(flow_id) if carried(flow_id) else None
         if flow is None:
             raise FlowStateError(f"no flow {flow_id!r} in the store", code="flow_unknown")
         summary = flow_summary(settled_flow(flow))
@@ -232,7 +221,7 @@ def tokens_list(provider: str | None, expiring_within: str | None, store: str | 
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
             found = []
-            if not _unstorable(provider):
+            if provider is None or carried(provider):
                 found = await backend.list_tokens(provider=provider, expiring_before=before)
         if not found and provider:
             no_match_hint("tokens", {"--provider": (provider, spec_names())})
@@ -488,7 +477,7 @@ def tokens_delete(key: str, store: str | None) -> None:
 
     async def work() -> None:
         async with opened_store(store, reading=True) as backend:
-            if _unstorable(key) or not await backend.delete_token(key):
+            if not carried(key) or not await backend.delete_token(key):
                 raise FlowStateError(f"no token {key!r} in the store", code="token_unknown")
         click.echo(f"deleted {key}")
 
